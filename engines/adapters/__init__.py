@@ -1,0 +1,1 @@
+"""Perception adapters: pre- and post-processing around outside models."""

@@ -1,0 +1,1 @@
+"""Runtime backends behind :class:`engines.engine.Engine`. Each imports its runtime lazily."""

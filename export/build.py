@@ -1,0 +1,152 @@
+"""Build a profile's engines: export, verify parity, write the manifest, swap in atomically.
+
+Rebuilds only what changed: an engine whose manifest still verifies and whose source hash,
+config and opset are unchanged is left alone. A new engine is written under a
+content-addressed file name (``image_embedder-1a2b3c4d5e6f.onnx``) and becomes current only
+when its manifest is renamed into place, so a pipeline that loads an engine at any moment
+gets the old verified one or the new verified one, never half of either.
+
+Example:
+    >>> build_profile(get_profile("tiny"), Path("artifacts/engines/tiny"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.manifest import (
+    EngineManifest,
+    EngineRefused,
+    manifest_path,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+    verify,
+)
+from engines.profiles import Profile
+from engines.sources import SourceModel, WeightsLocator, build_source
+from engines.sources.base import ROLES
+from export.onnx_export import DEFAULT_OPSET, export_onnx
+from export.parity import FP32_TOLERANCE, check_onnx_parity
+from export.provenance import git_commit, library_versions, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    name: str
+    action: str
+    """``built``, ``up-to-date`` or ``failed-parity``."""
+    manifest: EngineManifest
+    seconds: float
+
+
+Progress = Callable[[str, str], None]
+"""Called with (engine name, what is happening now)."""
+
+
+def _identity(source: SourceModel, opset: int) -> str:
+    return sha256_json({"source": source.source.sha256, "config": source.config,
+                        "opset": opset, "signature": source.signature.to_json()})
+
+
+def _is_current(engine_dir: Path, source: SourceModel, opset: int) -> EngineManifest | None:
+    try:
+        manifest = read_manifest(engine_dir, source.name)
+        verify(manifest, engine_dir)
+    except EngineRefused:
+        return None
+    recorded = sha256_json({"source": manifest.source.sha256, "config": manifest.config,
+                            "opset": manifest.opset,
+                            "signature": manifest.signature.to_json()})
+    return manifest if recorded == _identity(source, opset) else None
+
+
+def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: bool = False,
+                 opset: int = DEFAULT_OPSET, tolerance: float = FP32_TOLERANCE,
+                 progress: Progress | None = None) -> BuildOutcome:
+    """Export ``source`` into ``engine_dir`` unless an identical verified engine is there."""
+    say = progress or (lambda name, what: log.info("%s: %s", name, what))
+    engine_dir = Path(engine_dir)
+    engine_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    current = None if force else _is_current(engine_dir, source, opset)
+    if current is not None:
+        say(source.name, "up to date")
+        return BuildOutcome(source.name, "up-to-date", current, time.perf_counter() - started)
+
+    say(source.name, f"exporting {source.model} to ONNX (opset {opset})")
+    scratch = engine_dir / f".{source.name}.exporting.onnx"
+    export_onnx(source, scratch, opset)
+    digest = sha256_file(scratch)
+    onnx_name = f"{source.name}-{digest[:12]}.onnx"
+    os.replace(scratch, engine_dir / onnx_name)
+
+    say(source.name, "checking parity against torch")
+    parity = check_onnx_parity(source, engine_dir / onnx_name, tolerance)
+
+    files: dict[str, str] = {}
+    preprocess = dict(source.preprocess)
+    for kind, src_path in source.extra_files.items():
+        file_name = f"{source.name}-{digest[:12]}.{kind}"
+        shutil.copyfile(src_path, engine_dir / file_name)
+        files[file_name] = sha256_file(engine_dir / file_name)
+        preprocess[kind] = file_name
+
+    manifest = EngineManifest(
+        name=source.name,
+        role=source.name,
+        profile=profile,
+        model=source.model,
+        signature=source.signature,
+        onnx_file=onnx_name,
+        onnx_sha256=digest,
+        source=source.source,
+        opset=opset,
+        precision="fp32",
+        backend="onnxruntime",
+        device="cpu",
+        parity=parity,
+        versions=library_versions(),
+        config=source.config,
+        git_commit=git_commit(),
+        created=utc_now(),
+        files=files,
+        preprocess=preprocess,
+    )
+    manifest.write(engine_dir)
+    _remove_unreferenced(engine_dir, manifest)
+    action = "built" if parity.passed else "failed-parity"
+    say(source.name, f"{action}: parity max abs diff {parity.worst:.2e} (tolerance "
+                     f"{tolerance:g}){'  RANDOM WEIGHTS' if source.random_weights else ''}")
+    return BuildOutcome(source.name, action, manifest, time.perf_counter() - started)
+
+
+def _remove_unreferenced(engine_dir: Path, manifest: EngineManifest) -> None:
+    """Delete older versions of this engine's files once the new manifest is in place."""
+    keep = {manifest.onnx_file, *manifest.files, manifest_path(engine_dir, manifest.name).name}
+    for path in engine_dir.glob(f"{manifest.name}-*"):
+        if path.name not in keep and path.is_file():
+            path.unlink()
+
+
+def build_profile(profile: Profile, engine_dir: Path, *, locator: WeightsLocator | None = None,
+                  roles: Iterable[str] = ROLES, force: bool = False,
+                  opset: int = DEFAULT_OPSET,
+                  progress: Progress | None = None) -> list[BuildOutcome]:
+    """Build every perception engine of ``profile``; returns one outcome per engine."""
+    locator = locator or WeightsLocator()
+    outcomes = []
+    for role in roles:
+        (progress or (lambda n, w: log.info("%s: %s", n, w)))(role, "loading source model")
+        source = build_source(role, profile, locator)
+        outcomes.append(build_engine(source, profile.name, engine_dir, force=force,
+                                     opset=opset, progress=progress))
+    return outcomes

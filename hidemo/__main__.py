@@ -1,0 +1,3 @@
+from hidemo.cli import main
+
+raise SystemExit(main())

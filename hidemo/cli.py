@@ -1,0 +1,96 @@
+"""The ``hidemo`` command: parses arguments and hands each job to the package that owns it.
+
+This is the one module that may reach every package; it stays thin and imports each
+package's command lazily, so ``hidemo bench`` never loads training code and ``--help`` is
+instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_PROFILE = "edge"
+
+
+def default_engine_dir(profile: str) -> Path:
+    return Path("artifacts") / "engines" / profile
+
+
+def _add_engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help="model set: paper, edge or tiny (default: %(default)s)")
+    parser.add_argument("--engine-dir", type=Path, default=None,
+                        help="where engines live (default: artifacts/engines/PROFILE)")
+    parser.add_argument("--weights-dir", type=Path, default=Path("weights"),
+                        help="checkpoints folder: yolo11x.pt, facebook/dinov2-base/, ... "
+                             "(default: %(default)s); absent models get random weights")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hidemo", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    jobs = parser.add_subparsers(dest="job", required=True)
+
+    engines = jobs.add_parser("engines", help="build and inspect perception engines")
+    engine_cmds = engines.add_subparsers(dest="command", required=True)
+    build = engine_cmds.add_parser("build", help="export, verify and install a profile's engines")
+    _add_engine_args(build)
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument("--only", nargs="+", metavar="ENGINE",
+                       help="build only these (detector, image_embedder, text_embedder)")
+    listing = engine_cmds.add_parser("list", help="show each engine and its state")
+    _add_engine_args(listing)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    bench = jobs.add_parser("bench", help="measure latency and throughput")
+    bench_cmds = bench.add_subparsers(dest="command", required=True)
+    bench_engines = bench_cmds.add_parser("engines", help="each engine alone, per backend")
+    _add_engine_args(bench_engines)
+    bench_engines.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
+    bench_engines.add_argument("--backends", nargs="+", default=None,
+                               help="torch, onnxruntime, onnxruntime-cuda, tensorrt "
+                                    "(default: every one present)")
+    bench_engines.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
+    bench_engines.add_argument("--seq-lens", nargs="+", type=int, default=[16, 64, 128],
+                               help="token counts for the text embedder")
+    bench_engines.add_argument("--engines", nargs="+", default=None, metavar="ENGINE",
+                               help="only these engines")
+    bench_engines.add_argument("--warmup", type=int, default=2)
+    bench_engines.add_argument("--iters", type=int, default=10,
+                               help="timed runs per case, at most (see --max-seconds)")
+    bench_engines.add_argument("--max-seconds", type=float, default=3.0,
+                               help="stop timing a case after this long (at least 3 runs)")
+    bench_engines.add_argument("--threads", type=int, default=0,
+                               help="intra-op threads per engine (0: runtime default)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "engine_dir", "unset") is None:
+        args.engine_dir = default_engine_dir(args.profile)
+    try:
+        if args.job == "engines" and args.command == "build":
+            from export.cli import build_command
+
+            return build_command(args)
+        if args.job == "engines" and args.command == "list":
+            from engines.cli import list_command
+
+            return list_command(args)
+        if args.job == "bench" and args.command == "engines":
+            from stream.bench.engines_cli import bench_engines_command
+
+            return bench_engines_command(args)
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.job} {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

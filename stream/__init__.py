@@ -1,0 +1,1 @@
+"""The live system: wire protocol, stage processes, batching, windows, supervisor, sinks, bench."""

@@ -1,0 +1,1 @@
+"""``hidemo bench``: latency and throughput of engines and of the pipeline."""

@@ -1,0 +1,174 @@
+"""Each engine alone, per backend, per batch size (and sequence length where it applies).
+
+Latency is wall-clock around ``Engine.run`` on the host, inputs already prepared, after a
+warm-up; it includes host<->device copies on GPU backends (what a pipeline stage pays).
+
+Example:
+    >>> rows = bench_engines(Path("artifacts/engines/edge"), BenchSettings())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from engines.backends import onnxruntime as ort_backend
+from engines.engine import Backend, Engine
+from engines.manifest import EngineRefused, read_manifest
+from engines.runtime import load_engine
+from engines.spec import Signature
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batch_sizes: tuple[int, ...] = (1, 4, 8)
+    seq_lens: tuple[int, ...] = (16, 64, 128)
+    warmup: int = 2
+    iters: int = 10
+    min_iters: int = 3
+    max_seconds: float = 3.0
+    threads: int = 0
+    backends: tuple[str, ...] | None = None
+    engines: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    engine: str
+    model: str
+    backend: str
+    device: str
+    batch: int
+    sequence: int | None
+    runs: int
+    median_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput: float
+    """Items (images or texts) per second at this batch size."""
+    random_weights: bool
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def available_variants() -> list[str]:
+    """Backends this machine can run now, always including torch and onnxruntime (CPU)."""
+    present = set(ort_backend.available_providers())
+    variants = ["torch", "onnxruntime"]
+    if ort_backend.CUDA in present:
+        variants.append("onnxruntime-cuda")
+    if ort_backend.TENSORRT in present:
+        variants.append("onnxruntime-tensorrt")
+    from engines.backends.tensorrt import tensorrt_available
+
+    if tensorrt_available():
+        variants.append("tensorrt")
+    return variants
+
+
+def open_variant(engine_dir: Path, name: str, variant: str, threads: int,
+                 weights_dir: Path | None) -> Engine:
+    if variant == "torch":
+        return load_engine(engine_dir, name, Backend.TORCH, threads=threads,
+                           weights_dir=weights_dir)
+    if variant == "tensorrt":
+        return load_engine(engine_dir, name, Backend.TENSORRT)
+    providers = {
+        "onnxruntime": [ort_backend.CPU],
+        "onnxruntime-cuda": [ort_backend.CUDA, ort_backend.CPU],
+        "onnxruntime-tensorrt": [ort_backend.TENSORRT, ort_backend.CUDA, ort_backend.CPU],
+    }[variant]
+    return load_engine(engine_dir, name, Backend.ONNXRUNTIME, threads=threads,
+                       providers=providers)
+
+
+def synthetic_feeds(signature: Signature, batch: int,
+                    sequence: int | None) -> dict[str, np.ndarray]:
+    """Inputs of the right dtype and shape; token ids stay inside every BERT vocabulary."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in signature.inputs:
+        shape = spec.concrete(batch=batch, **({"sequence": sequence} if sequence else {}))
+        if spec.name == "attention_mask":
+            feeds[spec.name] = np.ones(shape, dtype=spec.dtype)
+        elif np.issubdtype(np.dtype(spec.dtype), np.integer):
+            feeds[spec.name] = rng.integers(1000, 2000, shape).astype(spec.dtype)
+        else:
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+    return feeds
+
+
+def time_case(run: Callable[[], object], settings: BenchSettings) -> list[float]:
+    """Milliseconds per call: ``warmup`` untimed calls, then up to ``iters`` timed ones."""
+    for _ in range(settings.warmup):
+        run()
+    samples: list[float] = []
+    deadline = time.perf_counter() + settings.max_seconds
+    while len(samples) < settings.iters:
+        start = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - start) * 1000)
+        if len(samples) >= settings.min_iters and time.perf_counter() > deadline:
+            break
+    return samples
+
+
+def percentile(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples), q))
+
+
+def _cases(signature: Signature, settings: BenchSettings) -> Iterator[tuple[int, int | None]]:
+    has_sequence = any("sequence" in s.dynamic_axes.values() for s in signature.inputs)
+    for batch in settings.batch_sizes:
+        for sequence in (settings.seq_lens if has_sequence else (None,)):
+            yield batch, sequence
+
+
+def bench_engines(engine_dir: Path, settings: BenchSettings, names: list[str],
+                  weights_dir: Path | None = None,
+                  on_row: Callable[[BenchRow], None] | None = None) -> list[BenchRow]:
+    """Benchmark each engine in ``names`` on each backend variant; skip what cannot load."""
+    variants = list(settings.backends or available_variants())
+    rows: list[BenchRow] = []
+    for name in names:
+        try:
+            manifest = read_manifest(engine_dir, name)
+        except EngineRefused as exc:
+            log.warning("skipping %s: %s", name, exc)
+            continue
+        for variant in variants:
+            try:
+                engine = open_variant(engine_dir, name, variant, settings.threads, weights_dir)
+            except (EngineRefused, RuntimeError, ImportError) as exc:
+                log.warning("skipping %s on %s: %s", name, variant, str(exc).splitlines()[0])
+                continue
+            with engine:
+                for batch, sequence in _cases(engine.signature, settings):
+                    feeds = synthetic_feeds(engine.signature, batch, sequence)
+                    samples = time_case(partial(engine.run, feeds), settings)
+                    median = statistics.median(samples)
+                    row = BenchRow(
+                        engine=name, model=manifest.model, backend=engine.backend,
+                        device=engine.device, batch=batch, sequence=sequence,
+                        runs=len(samples), median_ms=median,
+                        p95_ms=percentile(samples, 95), p99_ms=percentile(samples, 99),
+                        throughput=batch * 1000.0 / median,
+                        random_weights=engine.random_weights,
+                    )
+                    rows.append(row)
+                    if on_row:
+                        on_row(row)
+    return rows
