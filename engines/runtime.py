@@ -15,7 +15,14 @@ from pathlib import Path
 
 from engines.backends import onnxruntime as ort_backend
 from engines.engine import Backend, Engine
-from engines.manifest import EngineManifest, EngineStale, build_command, read_manifest, verify
+from engines.manifest import (
+    EngineManifest,
+    EngineMissing,
+    EngineStale,
+    build_command,
+    read_manifest,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +46,10 @@ def load_engine(engine_dir: Path, name: str, backend: Backend | str = Backend.AU
     if backend is Backend.TORCH:
         return _load_torch(manifest, engine_dir, weights_dir, threads)
     if backend in (Backend.AUTO, Backend.TENSORRT):
-        plan = _tensorrt_plan(manifest, engine_dir, device_id,
-                              required=backend is Backend.TENSORRT)
-        if plan is not None:
-            from engines.backends.tensorrt import TensorRTEngine
-
-            return TensorRTEngine(name, plan, manifest.signature,
-                                  random_weights=manifest.random_weights, device_id=device_id)
+        engine = _open_tensorrt(manifest, engine_dir, device_id,
+                                required=backend is Backend.TENSORRT)
+        if engine is not None:
+            return engine
     return ort_backend.OnnxRuntimeEngine(
         name,
         engine_dir / manifest.onnx_file,
@@ -64,9 +68,9 @@ def onnxruntime_preference() -> list[str]:
     return [ort_backend.TENSORRT, ort_backend.CUDA, ort_backend.CPU]
 
 
-def _tensorrt_plan(manifest: EngineManifest, engine_dir: Path, device_id: int, *,
-                   required: bool) -> Path | None:
-    """The plan for this GPU and TensorRT version, if the build made one and TRT is here."""
+def _open_tensorrt(manifest: EngineManifest, engine_dir: Path, device_id: int, *,
+                   required: bool) -> Engine | None:
+    """The native plan built for this GPU and TensorRT version; None (auto) when there is none."""
     from engines.backends import tensorrt as trt_backend
 
     if not trt_backend.tensorrt_available():
@@ -76,18 +80,14 @@ def _tensorrt_plan(manifest: EngineManifest, engine_dir: Path, device_id: int, *
                 "here; install TensorRT 10 for your CUDA and GPU, or use --backend onnxruntime"
             )
         return None
-    for precision in ("fp16", "fp32"):
-        wanted = trt_backend.current_plan_file_name(manifest.name, precision=precision,
-                                                    device_id=device_id)
-        if wanted in manifest.files:
-            return engine_dir / wanted
-    if required:
-        raise EngineStale(
-            f"engine {manifest.name!r}: its manifest lists no TensorRT plan for this GPU and "
-            f"TensorRT version (looked for {wanted})",
-            build_command(manifest.profile, engine_dir) + " --tensorrt",
-        )
-    return None
+    try:
+        return trt_backend.TensorRTEngine.from_manifest(manifest, engine_dir,
+                                                        device_id=device_id)
+    except EngineMissing:
+        if required:
+            raise
+        log.info("%s: no TensorRT plan for this GPU; using onnxruntime", manifest.name)
+        return None
 
 
 def _load_torch(manifest: EngineManifest, engine_dir: Path, weights_dir: Path | None,

@@ -20,3 +20,25 @@ def fixtures_dir() -> Path:
             "beside the checkout"
         )
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``tiny`` profile's engines, built once per test session (random weights, ~15 s).
+
+    Tests must not modify this folder: copy it first (``shutil.copytree``) to tamper.
+    """
+    from engines.profiles import get_profile
+    from export.build import build_profile
+
+    engine_dir = tmp_path_factory.mktemp("tiny_engines")
+    outcomes = build_profile(get_profile("tiny"), engine_dir,
+                             locator=_empty_weights(tmp_path_factory))
+    assert all(o.action == "built" for o in outcomes), outcomes
+    return engine_dir
+
+
+def _empty_weights(tmp_path_factory: pytest.TempPathFactory):
+    from engines.sources import WeightsLocator
+
+    return WeightsLocator(tmp_path_factory.mktemp("no_weights"))

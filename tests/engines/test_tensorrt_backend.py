@@ -290,7 +290,7 @@ class FakeTensorRT:
         ILogger.Severity = Severity  # type: ignore[attr-defined]
 
         TensorIOMode = enum.Enum("TensorIOMode", "NONE INPUT OUTPUT")
-        DataType = enum.Enum("DataType", "FLOAT HALF INT32 INT64")
+        DataType = enum.Enum("DataType", "FLOAT HALF INT32 INT64 BF16")
         MemoryPoolType = enum.Enum("MemoryPoolType", "WORKSPACE")
         BuilderFlag = enum.Enum("BuilderFlag", "FP16 TF32" if with_fp16_flag else "TF32")
         np_types = {DataType.FLOAT: np.float32, DataType.HALF: np.float16,
@@ -437,7 +437,12 @@ class FakeTensorRT:
         module.DataType = DataType
         module.MemoryPoolType = MemoryPoolType
         module.BuilderFlag = BuilderFlag
-        module.nptype = lambda dtype: np_types[dtype]
+        def nptype(dtype: Any) -> Any:
+            if dtype not in np_types:
+                raise TypeError("Could not resolve TensorRT datatype to a numpy datatype.")
+            return np_types[dtype]
+
+        module.nptype = nptype
         self.module = module
 
     def names(self) -> list[str]:
@@ -696,6 +701,8 @@ def test_extra_plan_outputs_are_bound_but_not_returned(
          "wants inputs ['x']"),
         ({"engine_io": (("x", "INPUT", "HALF"), ("y", "OUTPUT", "FLOAT"))},
          "'x' is float16 in plan"),
+        ({"engine_io": (("x", "INPUT", "FLOAT"), ("y", "OUTPUT", "BF16"))},
+         "which has no numpy dtype"),
     ],
 )
 def test_unusable_plans_raise_plan_error(
