@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from engines.manifest import EngineRefused
+
 DEFAULT_PROFILE = "edge"
 
 
@@ -89,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             return bench_engines_command(args)
     except KeyboardInterrupt:
         return 130
+    except (ValueError, FileNotFoundError, EngineRefused) as exc:
+        # A user error (bad profile, missing weights folder, stale engine): the message says
+        # what to do; a traceback would only hide it. -v shows the traceback.
+        if args.verbose:
+            raise
+        print(f"hidemo: error: {exc}", file=sys.stderr)
+        return 2
     raise AssertionError(f"unhandled command {args.job} {args.command}")
 
 
