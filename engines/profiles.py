@@ -47,7 +47,7 @@ class TextEmbedderSpec(_Frozen):
     """A BERT-family encoder, mean-pooled. ``config`` overrides BertConfig for random init."""
 
     model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
-    max_length: int = 128
+    max_length: int = 256
     normalize: bool = True
     config: dict[str, Any] = Field(default_factory=dict)
 

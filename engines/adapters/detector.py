@@ -96,6 +96,24 @@ def letterbox(image: np.ndarray, size: int, color: int | Sequence[int] = 114, *,
     return canvas, box
 
 
+def bgr_to_nchw(images: np.ndarray, scale: Sequence[float],
+                shift: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """(N, H, W, 3) uint8 BGR -> (N, 3, H, W) float32 RGB, ``pixel * scale[c] + shift[c]``.
+
+    ``scale`` and ``shift`` are per RGB channel. One plane at a time: about twice as fast
+    as converting the whole transposed batch at once (contiguous writes).
+    """
+    out = np.empty((images.shape[0], 3, *images.shape[1:3]), np.float32)
+    for index in range(images.shape[0]):
+        for channel in range(3):
+            plane = out[index, channel]
+            np.multiply(images[index, :, :, 2 - channel], np.float32(scale[channel]),
+                        out=plane, dtype=np.float32, casting="unsafe")
+            if shift[channel]:
+                plane += np.float32(shift[channel])
+    return out
+
+
 def detector_batch(frames: Sequence[np.ndarray], size: int, color: int = 114,
                    scale: float = 1 / 255) -> tuple[np.ndarray, list[Letterbox]]:
     """Letterboxed, RGB, scaled NCHW float32 batch for the detector, and each frame's box."""
@@ -104,9 +122,7 @@ def detector_batch(frames: Sequence[np.ndarray], size: int, color: int = 114,
     for index, frame in enumerate(frames):
         check_bgr_image(frame, f"frames[{index}]")
         boxes.append(letterbox(frame, size, color, out=canvas[index])[1])
-    batch = np.ascontiguousarray(canvas[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
-    batch *= np.float32(scale)
-    return batch, boxes
+    return bgr_to_nchw(canvas, (scale,) * 3), boxes
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
