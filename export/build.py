@@ -53,8 +53,22 @@ Progress = Callable[[str, str], None]
 
 
 def _identity(source: SourceModel, opset: int) -> str:
+    """What makes two builds the same engine: weights, config, opset, signature and the
+    preprocessing contract the adapters rely on."""
     return sha256_json({"source": source.source.sha256, "config": source.config,
-                        "opset": opset, "signature": source.signature.to_json()})
+                        "opset": opset, "signature": source.signature.to_json(),
+                        "preprocess": source.preprocess,
+                        "extra_files": sorted(source.extra_files)})
+
+
+def _recorded_identity(manifest: EngineManifest) -> str:
+    copied = {key for key, value in manifest.preprocess.items()
+              if isinstance(value, str) and value in manifest.files}
+    return sha256_json({"source": manifest.source.sha256, "config": manifest.config,
+                        "opset": manifest.opset, "signature": manifest.signature.to_json(),
+                        "preprocess": {k: v for k, v in manifest.preprocess.items()
+                                       if k not in copied},
+                        "extra_files": sorted(copied)})
 
 
 def _is_current(engine_dir: Path, source: SourceModel, opset: int) -> EngineManifest | None:
@@ -63,10 +77,7 @@ def _is_current(engine_dir: Path, source: SourceModel, opset: int) -> EngineMani
         verify(manifest, engine_dir)
     except EngineRefused:
         return None
-    recorded = sha256_json({"source": manifest.source.sha256, "config": manifest.config,
-                            "opset": manifest.opset,
-                            "signature": manifest.signature.to_json()})
-    return manifest if recorded == _identity(source, opset) else None
+    return manifest if _recorded_identity(manifest) == _identity(source, opset) else None
 
 
 def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: bool = False,
@@ -94,11 +105,11 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
 
     files: dict[str, str] = {}
     preprocess = dict(source.preprocess)
-    for kind, src_path in source.extra_files.items():
-        file_name = f"{source.name}-{digest[:12]}.{kind}"
+    for purpose, src_path in source.extra_files.items():
+        file_name = f"{source.name}-{digest[:12]}.{Path(src_path).name}"
         shutil.copyfile(src_path, engine_dir / file_name)
         files[file_name] = sha256_file(engine_dir / file_name)
-        preprocess[kind] = file_name
+        preprocess[purpose] = file_name
 
     manifest = EngineManifest(
         name=source.name,

@@ -34,20 +34,16 @@ DEFAULT_PAD_TOKEN = "[PAD]"
 
 
 def tokenizer_path(engine_dir: Path, manifest: EngineManifest) -> Path:
-    """The tokenizer file of a text engine.
-
-    The manifest's ``preprocess["tokenizer"]`` names the kind of file
-    (``text_embedder.tokenizer.json``), and ``preprocess[<that kind>]`` the file the build
-    copied beside the engine (its name carries the engine's hash).
-    """
-    kind = manifest.preprocess.get("tokenizer")
-    if kind is None:
+    """The tokenizer file of a text engine: ``preprocess["tokenizer"]``, a file the build
+    copied beside the engine (its name carries the engine's hash; the manifest hashes it)."""
+    file_name = manifest.preprocess.get("tokenizer")
+    if file_name is None:
         raise ValueError(
             f"engine {manifest.name!r} (role {manifest.role!r}) names no tokenizer in its "
             "manifest's preprocess; pass the text_embedder engine, or rebuild it with "
             "`hidemo engines build`"
         )
-    path = Path(engine_dir) / manifest.preprocess.get(kind, kind)
+    path = Path(engine_dir) / file_name
     if not path.is_file():
         raise FileNotFoundError(
             f"engine {manifest.name!r}: tokenizer {path} is missing; rebuild the engine with "

@@ -41,6 +41,8 @@ class SourceModel:
     parity_shapes: list[dict[str, int]]
     preprocess: dict[str, Any] = field(default_factory=dict)
     extra_files: dict[str, Path] = field(default_factory=dict)
+    """Files the engine needs at run time, by purpose (``{"tokenizer": .../tokenizer.json}``).
+    The build copies each beside the engine and records its name in ``preprocess[purpose]``."""
     exporter: str = "torch"
     """``torch`` (torch.onnx.export) or ``ultralytics`` (ultralytics' own exporter)."""
     native: Any = None

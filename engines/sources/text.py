@@ -92,8 +92,7 @@ def build_text_embedder(spec: TextEmbedderSpec, locator: WeightsLocator) -> Sour
         config={**spec.model_dump(), "resolved": encoder.config.to_dict()},
         sample_feeds=sample_feeds,
         parity_shapes=[{"batch": 1, "sequence": 8}, {"batch": 3, "sequence": 37}],
-        preprocess={"tokenizer": f"text_embedder.{TOKENIZER_FILE}",
-                    "max_length": spec.max_length, "pooling": "mean",
+        preprocess={"max_length": spec.max_length, "pooling": "mean",
                     "normalize": spec.normalize},
-        extra_files={f"text_embedder.{TOKENIZER_FILE}": tokenizer_dir / TOKENIZER_FILE},
+        extra_files={"tokenizer": tokenizer_dir / TOKENIZER_FILE},
     )
