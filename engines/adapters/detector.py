@@ -27,10 +27,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engines.adapters.common import open_verified, require_preprocess
 from engines.adapters.records import Detections
 from engines.engine import Backend, Engine
-from engines.manifest import EngineManifest, read_manifest
-from engines.runtime import load_engine
+from engines.manifest import EngineManifest
 
 DETECTOR_KEYS = ("imgsz", "letterbox_color", "scale", "channels", "person_class",
                  "conf_threshold", "iou_threshold")
@@ -184,12 +184,7 @@ class PersonDetector:
     def __init__(self, engine: Engine, manifest: EngineManifest, *,
                  conf_threshold: float | None = None, iou_threshold: float | None = None,
                  max_detections: int = 100) -> None:
-        missing = [k for k in DETECTOR_KEYS if k not in manifest.preprocess]
-        if missing:
-            raise ValueError(
-                f"engine {manifest.name!r} (role {manifest.role!r}) is not a detector: its "
-                f"manifest's preprocess lacks {missing}; pass the detector engine's manifest"
-            )
+        require_preprocess(manifest, DETECTOR_KEYS, "detector")
         pre: dict[str, Any] = manifest.preprocess
         if pre["channels"] != "RGB":
             raise ValueError(f"detector {manifest.name!r}: channels {pre['channels']!r} "
@@ -213,8 +208,7 @@ class PersonDetector:
     def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
                         *, name: str = "detector", **options: Any) -> PersonDetector:
         """Verify and load engine ``name`` from ``engine_dir``; ``options`` go to ``__init__``."""
-        manifest = read_manifest(Path(engine_dir), name)
-        engine = load_engine(Path(engine_dir), name, backend, manifest=manifest)
+        engine, manifest = open_verified(engine_dir, name, backend)
         return cls(engine, manifest, **options)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:

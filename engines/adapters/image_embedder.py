@@ -21,11 +21,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engines.adapters.common import open_verified, require_preprocess
 from engines.adapters.detector import bgr_to_nchw, check_bgr_image, letterbox
 from engines.adapters.records import ImageEmbeddings
 from engines.engine import Backend, Engine
-from engines.manifest import EngineManifest, read_manifest
-from engines.runtime import load_engine
+from engines.manifest import EngineManifest
 
 IMAGE_KEYS = ("image_size", "mean", "std", "channels")
 """Preprocess entries an image-embedder manifest must carry (engines.sources.image)."""
@@ -57,12 +57,7 @@ class ImageEmbedder:
     """Image embedder on an :class:`Engine`: ``embed(crops)`` -> :class:`ImageEmbeddings`."""
 
     def __init__(self, engine: Engine, manifest: EngineManifest, *, max_batch: int = 32) -> None:
-        missing = [k for k in IMAGE_KEYS if k not in manifest.preprocess]
-        if missing:
-            raise ValueError(
-                f"engine {manifest.name!r} (role {manifest.role!r}) is not an image embedder: "
-                f"its manifest's preprocess lacks {missing}; pass the image_embedder's manifest"
-            )
+        require_preprocess(manifest, IMAGE_KEYS, "image embedder")
         if max_batch < 1:
             raise ValueError(f"max_batch is {max_batch}; it must be at least 1")
         pre: dict[str, Any] = manifest.preprocess
@@ -89,8 +84,7 @@ class ImageEmbedder:
     def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
                         *, name: str = "image_embedder", **options: Any) -> ImageEmbedder:
         """Verify and load engine ``name`` from ``engine_dir``; ``options`` go to ``__init__``."""
-        manifest = read_manifest(Path(engine_dir), name)
-        engine = load_engine(Path(engine_dir), name, backend, manifest=manifest)
+        engine, manifest = open_verified(engine_dir, name, backend)
         return cls(engine, manifest, **options)
 
     def embed(self, crops: Sequence[np.ndarray]) -> ImageEmbeddings:

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from engines.adapters.common import open_verified, require_preprocess
 from engines.adapters.records import TextEmbeddings
 from engines.engine import Backend, Engine
-from engines.manifest import EngineManifest, read_manifest
-from engines.runtime import load_engine
+from engines.manifest import EngineManifest
 
 TEXT_KEYS = ("tokenizer", "max_length")
 """Preprocess entries a text-embedder manifest must carry (engines.sources.text)."""
@@ -80,12 +80,7 @@ class TextEmbedder:
 
     def __init__(self, engine: Engine, manifest: EngineManifest, tokenizer: Tokenizer, *,
                  max_batch: int = 64) -> None:
-        missing = [k for k in TEXT_KEYS if k not in manifest.preprocess]
-        if missing:
-            raise ValueError(
-                f"engine {manifest.name!r} (role {manifest.role!r}) is not a text embedder: "
-                f"its manifest's preprocess lacks {missing}; pass the text_embedder's manifest"
-            )
+        require_preprocess(manifest, TEXT_KEYS, "text embedder")
         if max_batch < 1:
             raise ValueError(f"max_batch is {max_batch}; it must be at least 1")
         names = engine.signature.input_names
@@ -109,8 +104,7 @@ class TextEmbedder:
                         *, name: str = "text_embedder", **options: Any) -> TextEmbedder:
         """Verify and load engine ``name`` and its tokenizer; ``options`` go to ``__init__``."""
         engine_dir = Path(engine_dir)
-        manifest = read_manifest(engine_dir, name)
-        engine = load_engine(engine_dir, name, backend, manifest=manifest)
+        engine, manifest = open_verified(engine_dir, name, backend)
         tokenizer = Tokenizer.from_file(str(tokenizer_path(engine_dir, manifest)))
         return cls(engine, manifest, tokenizer, **options)
 
