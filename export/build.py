@@ -30,11 +30,11 @@ from engines.manifest import (
     verify,
 )
 from engines.profiles import Profile
+from engines.provenance import git_commit, library_versions, utc_now
 from engines.sources import SourceModel, WeightsLocator, build_source
 from engines.sources.base import ROLES
 from export.onnx_export import DEFAULT_OPSET, export_onnx
 from export.parity import FP32_TOLERANCE, check_onnx_parity
-from export.provenance import git_commit, library_versions, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -25,3 +25,11 @@ def require_preprocess(manifest: EngineManifest, keys: Iterable[str], role: str)
             f"engine {manifest.name!r} (role {manifest.role!r}) is not a {role}: its "
             f"manifest's preprocess lacks {missing}; pass the {role} engine's manifest"
         )
+
+
+def require_rgb(manifest: EngineManifest, role: str) -> None:
+    """The image adapters feed RGB; refuse an engine built for another channel order."""
+    channels = manifest.preprocess.get("channels")
+    if channels != "RGB":
+        raise ValueError(f"{role} {manifest.name!r}: channels {channels!r} unsupported; this "
+                         "adapter feeds RGB (rebuild the engine with `hidemo engines build`)")

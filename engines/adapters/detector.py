@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engines.adapters.common import open_verified, require_preprocess
+from engines.adapters.common import open_verified, require_preprocess, require_rgb
 from engines.adapters.records import Detections
 from engines.engine import Backend, Engine
 from engines.manifest import EngineManifest
@@ -186,9 +186,7 @@ class PersonDetector:
                  max_detections: int = 100) -> None:
         require_preprocess(manifest, DETECTOR_KEYS, "detector")
         pre: dict[str, Any] = manifest.preprocess
-        if pre["channels"] != "RGB":
-            raise ValueError(f"detector {manifest.name!r}: channels {pre['channels']!r} "
-                             "unsupported; this adapter feeds RGB (rebuild the engine)")
+        require_rgb(manifest, "detector")
         self.engine = engine
         self.manifest = manifest
         self.imgsz = int(pre["imgsz"])

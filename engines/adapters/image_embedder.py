@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engines.adapters.common import open_verified, require_preprocess
+from engines.adapters.common import open_verified, require_preprocess, require_rgb
 from engines.adapters.detector import bgr_to_nchw, check_bgr_image, letterbox
 from engines.adapters.records import ImageEmbeddings
 from engines.engine import Backend, Engine
@@ -61,9 +61,7 @@ class ImageEmbedder:
         if max_batch < 1:
             raise ValueError(f"max_batch is {max_batch}; it must be at least 1")
         pre: dict[str, Any] = manifest.preprocess
-        if pre["channels"] != "RGB":
-            raise ValueError(f"image embedder {manifest.name!r}: channels {pre['channels']!r} "
-                             "unsupported; this adapter feeds RGB (rebuild the engine)")
+        require_rgb(manifest, "image embedder")
         self.engine = engine
         self.manifest = manifest
         self.max_batch = max_batch

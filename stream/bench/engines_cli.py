@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from engines.console import wide_console
+from engines.provenance import git_commit, library_versions, machine_info, utc_now
 from stream.bench.engines import BenchRow, BenchSettings, bench_engines
-from stream.bench.report import git_commit, library_versions, machine_info, now
 
 DEFAULT_ENGINES = ("detector", "image_embedder", "text_embedder", "classifier")
 
@@ -54,7 +54,7 @@ def bench_engines_command(args: argparse.Namespace) -> int:
         console.print("[yellow]some engines have random weights: latency is real, outputs are not")
     if args.json:
         report = {
-            "kind": "bench-engines", "created": now(), "git_commit": git_commit(),
+            "kind": "bench-engines", "created": utc_now(), "git_commit": git_commit(),
             "machine": machine_info(), "versions": library_versions(),
             "profile": args.profile, "engine_dir": str(args.engine_dir),
             "settings": asdict(settings), "rows": [r.to_json() for r in rows],

