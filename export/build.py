@@ -52,6 +52,11 @@ Progress = Callable[[str, str], None]
 """Called with (engine name, what is happening now)."""
 
 
+def log_progress(name: str, what: str) -> None:
+    """The default :data:`Progress`: one log line per step."""
+    log.info("%s: %s", name, what)
+
+
 def _identity(source: SourceModel, opset: int) -> str:
     """What makes two builds the same engine: weights, config, opset, signature and the
     preprocessing contract the adapters rely on."""
@@ -84,7 +89,7 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
                  opset: int = DEFAULT_OPSET, tolerance: float = FP32_TOLERANCE,
                  progress: Progress | None = None) -> BuildOutcome:
     """Export ``source`` into ``engine_dir`` unless an identical verified engine is there."""
-    say = progress or (lambda name, what: log.info("%s: %s", name, what))
+    say = progress or log_progress
     engine_dir = Path(engine_dir)
     engine_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -154,9 +159,10 @@ def build_profile(profile: Profile, engine_dir: Path, *, locator: WeightsLocator
                   progress: Progress | None = None) -> list[BuildOutcome]:
     """Build every perception engine of ``profile``; returns one outcome per engine."""
     locator = locator or WeightsLocator()
+    say = progress or log_progress
     outcomes = []
     for role in roles:
-        (progress or (lambda n, w: log.info("%s: %s", n, w)))(role, "loading source model")
+        say(role, "loading source model")
         source = build_source(role, profile, locator)
         outcomes.append(build_engine(source, profile.name, engine_dir, force=force,
                                      opset=opset, progress=progress))

@@ -15,6 +15,8 @@ from pathlib import Path
 from engines.manifest import EngineRefused
 
 DEFAULT_PROFILE = "edge"
+BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+"""Mirrors ``stream.bench.engines.VARIANTS`` (a test keeps them equal) so --help stays light."""
 
 
 def default_engine_dir(profile: str) -> Path:
@@ -52,9 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_engines = bench_cmds.add_parser("engines", help="each engine alone, per backend")
     _add_engine_args(bench_engines)
     bench_engines.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
-    bench_engines.add_argument("--backends", nargs="+", default=None,
-                               help="torch, onnxruntime, onnxruntime-cuda, tensorrt "
-                                    "(default: every one present)")
+    bench_engines.add_argument("--backends", nargs="+", default=None, choices=BENCH_BACKENDS,
+                               help="(default: every one present on this machine)")
     bench_engines.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
     bench_engines.add_argument("--seq-lens", nargs="+", type=int, default=[16, 64, 128],
                                help="token counts for the text embedder")

@@ -78,3 +78,12 @@ def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "unknown profile 'huge'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bench_backend_choices_match_the_bench() -> None:
+    from hidemo.cli import BENCH_BACKENDS
+    from stream.bench.engines import VARIANTS
+
+    assert BENCH_BACKENDS == VARIANTS
+    result = hidemo("bench", "engines", "--backends", "onnx")
+    assert result.returncode == 2 and "invalid choice: 'onnx'" in result.stderr
