@@ -36,10 +36,11 @@ class DetectorSpec(_Frozen):
 
 class ImageEmbedderSpec(_Frozen):
     """A DINOv2 backbone at a fixed square input. ``config`` overrides Dinov2Config fields
-    when no checkpoint exists (random init)."""
+    when no checkpoint exists (random init). ``dim`` is its embedding width (hidden size)."""
 
     model_id: str = "facebook/dinov2-small"
     image_size: int = 224
+    dim: int = 384
     config: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -49,7 +50,32 @@ class TextEmbedderSpec(_Frozen):
     model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_length: int = 256
     normalize: bool = True
+    dim: int = 384
     config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClassifierSpec(_Frozen):
+    """The window classifier: how much history it sees and how it is sampled.
+
+    A window is the last ``window_seconds`` of one person, laid on a fixed grid per modality:
+    ``image_rate`` image embeddings and ``keypoint_rate`` keypoint frames per second (slots
+    without a feature are masked). Window length is the floor of reaction time. ``model``
+    holds the network's sizes (``training.models.ClassifierConfig`` fields); the checkpoint
+    that ``hidemo train`` installs carries its own and overrides them.
+    """
+
+    window_seconds: float = 8.0
+    image_rate: float = 2.0
+    keypoint_rate: float = 10.0
+    model: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def image_slots(self) -> int:
+        return max(1, round(self.window_seconds * self.image_rate))
+
+    @property
+    def keypoint_slots(self) -> int:
+        return max(1, round(self.window_seconds * self.keypoint_rate))
 
 
 class Profile(_Frozen):
@@ -57,6 +83,7 @@ class Profile(_Frozen):
     detector: DetectorSpec
     image: ImageEmbedderSpec
     text: TextEmbedderSpec
+    classifier: ClassifierSpec = Field(default_factory=ClassifierSpec)
 
 
 DINOV2_SMALL = {"hidden_size": 384, "num_attention_heads": 6, "num_hidden_layers": 12}
@@ -70,21 +97,27 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         detector=DetectorSpec(variant="yolo11x"),
-        image=ImageEmbedderSpec(model_id="facebook/dinov2-base", config=DINOV2_BASE),
-        text=TextEmbedderSpec(model_id="bert-base-uncased", normalize=False),
+        image=ImageEmbedderSpec(model_id="facebook/dinov2-base", dim=768, config=DINOV2_BASE),
+        text=TextEmbedderSpec(model_id="bert-base-uncased", normalize=False, dim=768),
+        classifier=ClassifierSpec(window_seconds=16.0, image_rate=5.0, keypoint_rate=25.0,
+                                  model={"d_model": 256, "layers": 4, "heads": 4}),
     ),
     "edge": Profile(
         name="edge",
         detector=DetectorSpec(variant="yolo11n"),
         image=ImageEmbedderSpec(model_id="facebook/dinov2-small", config=DINOV2_SMALL),
         text=TextEmbedderSpec(),
+        classifier=ClassifierSpec(model={"d_model": 128, "layers": 2, "heads": 4}),
     ),
     "tiny": Profile(
         name="tiny",
         detector=DetectorSpec(variant="yolo11n", imgsz=320),
-        image=ImageEmbedderSpec(model_id="hidemo/dinov2-tiny", image_size=112,
+        image=ImageEmbedderSpec(model_id="hidemo/dinov2-tiny", image_size=112, dim=96,
                                 config=DINOV2_TINY),
-        text=TextEmbedderSpec(model_id="hidemo/bert-tiny", max_length=64, config=BERT_TINY),
+        text=TextEmbedderSpec(model_id="hidemo/bert-tiny", max_length=64, dim=64,
+                              config=BERT_TINY),
+        classifier=ClassifierSpec(window_seconds=4.0, image_rate=2.0, keypoint_rate=5.0,
+                                  model={"d_model": 32, "layers": 1, "heads": 2}),
     ),
 }
 

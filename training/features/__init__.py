@@ -1,0 +1,1 @@
+"""Per-video, time-stamped feature arrays (the feature store) and how they are made."""
