@@ -8,16 +8,19 @@ from pathlib import Path
 
 from rich.table import Table
 
+from engines.adapters.classifier import CLASSIFIER_NAME
 from engines.console import wide_console
 from engines.manifest import MANIFEST_SUFFIX, EngineRefused, engine_state, read_manifest
 from engines.sources.base import ROLES
 
 
 def engine_names(engine_dir: Path) -> list[str]:
-    """The profile's perception engines first, then any other manifest in the folder."""
+    """The profile's engines first (perception, then the classifier), then any other
+    manifest in the folder (``classifier_int8``)."""
     found = sorted(p.name.removesuffix(MANIFEST_SUFFIX)
                    for p in Path(engine_dir).glob(f"*{MANIFEST_SUFFIX}"))
-    return [*ROLES, *[n for n in found if n not in ROLES]]
+    expected = [*ROLES, CLASSIFIER_NAME]
+    return [*expected, *[n for n in found if n not in expected]]
 
 
 def list_engines(engine_dir: Path) -> list[dict[str, object]]:

@@ -18,6 +18,7 @@ from engines.engine import Backend, Engine
 from engines.manifest import (
     EngineManifest,
     EngineMissing,
+    EngineRefused,
     EngineStale,
     build_command,
     read_manifest,
@@ -96,7 +97,18 @@ def _load_torch(manifest: EngineManifest, engine_dir: Path, weights_dir: Path | 
     from engines.backends.torch_eager import TorchEngine
     from engines.profiles import get_profile
     from engines.sources import WeightsLocator, build_source
+    from engines.sources.base import ROLES
 
+    if manifest.role not in ROLES:
+        # The window classifier's torch module lives in training/, which engines/ may not
+        # import; its torch reference is export.classifier.build_classifier_source.
+        raise EngineRefused(
+            f"engine {manifest.name!r} (role {manifest.role!r}): the torch backend rebuilds "
+            f"only the perception sources {list(ROLES)}; this engine's model lives in "
+            "training/ and runs here on onnxruntime",
+            "use backend 'onnxruntime' (or 'auto'): load_engine(..., backend='onnxruntime'), "
+            "hidemo bench engines --backends onnxruntime",
+        )
     locator = WeightsLocator(weights_dir) if weights_dir else WeightsLocator()
     source = build_source(manifest.role, get_profile(manifest.profile), locator)
     if source.source.sha256 != manifest.source.sha256:

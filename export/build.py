@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.adapters.classifier import CLASSIFIER_NAME
 from engines.manifest import (
     EngineManifest,
     EngineRefused,
+    ParityResult,
     manifest_path,
     read_manifest,
     sha256_file,
@@ -37,6 +39,10 @@ from export.onnx_export import DEFAULT_OPSET, export_onnx
 from export.parity import FP32_TOLERANCE, check_onnx_parity
 
 log = logging.getLogger(__name__)
+
+ENGINES = (*ROLES, CLASSIFIER_NAME)
+"""Engines a profile build makes, in order: the perception roles, then the window classifier.
+``classifier_int8`` is built on request (``--int8``), see :mod:`export.classifier`."""
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,24 @@ def _is_current(engine_dir: Path, source: SourceModel, opset: int) -> EngineMani
     return manifest if _recorded_identity(manifest) == _identity(source, opset) else None
 
 
+Produce = Callable[[Path], object]
+"""Writes the engine's ONNX file to the path it is given (default: export ``source``)."""
+
+ParityCheck = Callable[[SourceModel, Path], ParityResult]
+"""Checks a written ONNX file against its torch source (default: fp32 ``check_onnx_parity``)."""
+
+
 def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: bool = False,
                  opset: int = DEFAULT_OPSET, tolerance: float = FP32_TOLERANCE,
-                 progress: Progress | None = None) -> BuildOutcome:
-    """Export ``source`` into ``engine_dir`` unless an identical verified engine is there."""
+                 progress: Progress | None = None, produce: Produce | None = None,
+                 parity_check: ParityCheck | None = None,
+                 precision: str = "fp32") -> BuildOutcome:
+    """Export ``source`` into ``engine_dir`` unless an identical verified engine is there.
+
+    ``produce``, ``parity_check`` and ``precision`` let a derived engine (the int8 classifier,
+    quantized from the fp32 ONNX) reuse the same install steps: content-addressed file,
+    parity, manifest renamed into place last.
+    """
     say = progress or log_progress
     engine_dir = Path(engine_dir)
     engine_dir.mkdir(parents=True, exist_ok=True)
@@ -98,15 +118,20 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
         say(source.name, "up to date")
         return BuildOutcome(source.name, "up-to-date", current, time.perf_counter() - started)
 
-    say(source.name, f"exporting {source.model} to ONNX (opset {opset})")
     scratch = engine_dir / f".{source.name}.exporting.onnx"
-    export_onnx(source, scratch, opset)
+    if produce is None:
+        say(source.name, f"exporting {source.model} to ONNX (opset {opset})")
+        export_onnx(source, scratch, opset)
+    else:
+        say(source.name, f"making the {precision} ONNX of {source.model}")
+        produce(scratch)
     digest = sha256_file(scratch)
     onnx_name = f"{source.name}-{digest[:12]}.onnx"
     os.replace(scratch, engine_dir / onnx_name)
 
     say(source.name, "checking parity against torch")
-    parity = check_onnx_parity(source, engine_dir / onnx_name, tolerance)
+    parity = (parity_check(source, engine_dir / onnx_name) if parity_check is not None
+              else check_onnx_parity(source, engine_dir / onnx_name, tolerance))
 
     files: dict[str, str] = {}
     preprocess = dict(source.preprocess)
@@ -126,7 +151,7 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
         onnx_sha256=digest,
         source=source.source,
         opset=opset,
-        precision="fp32",
+        precision=precision,
         backend="onnxruntime",
         device="cpu",
         parity=parity,
@@ -141,7 +166,7 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
     _remove_unreferenced(engine_dir, manifest)
     action = "built" if parity.passed else "failed-parity"
     say(source.name, f"{action}: parity max abs diff {parity.worst:.2e} (tolerance "
-                     f"{tolerance:g}){'  RANDOM WEIGHTS' if source.random_weights else ''}")
+                     f"{parity.tolerance:g}){'  RANDOM WEIGHTS' if source.random_weights else ''}")
     return BuildOutcome(source.name, action, manifest, time.perf_counter() - started)
 
 
@@ -153,17 +178,39 @@ def _remove_unreferenced(engine_dir: Path, manifest: EngineManifest) -> None:
             path.unlink()
 
 
+def load_source(name: str, profile: Profile, locator: WeightsLocator) -> SourceModel:
+    """The torch source of engine ``name``: perception from ``engines.sources``, the window
+    classifier from ``export.classifier`` (its module lives in ``training/``, which
+    ``engines/`` may not import)."""
+    if name == CLASSIFIER_NAME:
+        from export.classifier import build_classifier_source
+
+        return build_classifier_source(profile, locator)
+    return build_source(name, profile, locator)
+
+
 def build_profile(profile: Profile, engine_dir: Path, *, locator: WeightsLocator | None = None,
-                  roles: Iterable[str] = ROLES, force: bool = False,
-                  opset: int = DEFAULT_OPSET,
+                  roles: Iterable[str] = ENGINES, force: bool = False,
+                  opset: int = DEFAULT_OPSET, int8: bool = False,
                   progress: Progress | None = None) -> list[BuildOutcome]:
-    """Build every perception engine of ``profile``; returns one outcome per engine."""
+    """Build every engine of ``profile`` (perception and classifier); one outcome per engine.
+
+    ``int8`` also builds ``classifier_int8`` (dynamic int8, for CPUs) whenever the
+    classifier is among ``roles``.
+    """
     locator = locator or WeightsLocator()
     say = progress or log_progress
     outcomes = []
     for role in roles:
         say(role, "loading source model")
-        source = build_source(role, profile, locator)
-        outcomes.append(build_engine(source, profile.name, engine_dir, force=force,
-                                     opset=opset, progress=progress))
+        source = load_source(role, profile, locator)
+        outcome = build_engine(source, profile.name, engine_dir, force=force, opset=opset,
+                               progress=progress)
+        outcomes.append(outcome)
+        if int8 and role == CLASSIFIER_NAME:
+            from export.classifier import build_int8_engine
+
+            outcomes.append(build_int8_engine(source, outcome.manifest, profile.name,
+                                              engine_dir, force=force, opset=opset,
+                                              progress=progress))
     return outcomes

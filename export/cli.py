@@ -11,17 +11,16 @@ from rich.table import Table
 from engines.console import wide_console
 from engines.profiles import get_profile
 from engines.sources import WeightsLocator
-from engines.sources.base import ROLES
-from export.build import build_profile
+from export.build import ENGINES, build_profile
 
 
 def build_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     profile = get_profile(args.profile)
-    roles = args.only or list(ROLES)
-    unknown = sorted(set(roles) - set(ROLES))
+    roles = args.only or list(ENGINES)
+    unknown = sorted(set(roles) - set(ENGINES))
     if unknown:
-        console.print(f"[red]unknown engine(s) {unknown}; choose from {list(ROLES)}")
+        console.print(f"[red]unknown engine(s) {unknown}; choose from {list(ENGINES)}")
         return 2
     started = time.perf_counter()
 
@@ -30,7 +29,8 @@ def build_command(args: argparse.Namespace) -> int:
 
     console.print(f"building profile [bold]{profile.name}[/] into {args.engine_dir}")
     outcomes = build_profile(profile, args.engine_dir, locator=WeightsLocator(args.weights_dir),
-                             roles=roles, force=args.force, progress=progress)
+                             roles=roles, force=args.force,
+                             int8=getattr(args, "int8", False), progress=progress)
     table = Table(title=f"engines: {profile.name} ({args.engine_dir})")
     for column in ("engine", "model", "result", "parity max |diff|", "weights", "seconds"):
         table.add_column(column)

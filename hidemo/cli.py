@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(build)
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
     build.add_argument("--only", nargs="+", metavar="ENGINE",
-                       help="build only these (detector, image_embedder, text_embedder)")
+                       help="build only these (detector, image_embedder, text_embedder, "
+                            "classifier)")
+    build.add_argument("--int8", action="store_true",
+                       help="also build classifier_int8 (dynamic int8 of the classifier, "
+                            "for CPUs)")
     listing = engine_cmds.add_parser("list", help="show each engine and its state")
     _add_engine_args(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -68,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
                                help="stop timing a case after this long (at least 3 runs)")
     bench_engines.add_argument("--threads", type=int, default=0,
                                help="intra-op threads per engine (0: runtime default)")
+
+    from training.train_cli import add_train_parser  # argparse only: no torch at import
+
+    add_train_parser(jobs)
+
+    from training.cli import add_features_parser  # argparse only
+
+    add_features_parser(jobs)
+
+    from stream.cli import add_run_parser  # argparse only
+
+    add_run_parser(jobs)
     return parser
 
 
@@ -86,6 +102,18 @@ def main(argv: list[str] | None = None) -> int:
             from engines.cli import list_command
 
             return list_command(args)
+        if args.job == "run":
+            from stream.cli import run_command
+
+            return run_command(args)
+        if args.job == "train":
+            from training.train_cli import train_command
+
+            return train_command(args)
+        if args.job == "features":
+            from training.cli import features_command
+
+            return features_command(args)
         if args.job == "bench" and args.command == "engines":
             from stream.bench.engines_cli import bench_engines_command
 
@@ -99,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hidemo: error: {exc}", file=sys.stderr)
         return 2
-    raise AssertionError(f"unhandled command {args.job} {args.command}")
+    raise AssertionError(f"unhandled command {args.job} {getattr(args, 'command', '')}")
 
 
 if __name__ == "__main__":

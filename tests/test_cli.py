@@ -34,7 +34,7 @@ def test_list_json_reports_states(tiny_engine_dir: Path, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     states = {row["name"]: row["state"] for row in json.loads(result.stdout)}
     assert states == {"detector": "random-weights", "image_embedder": "random-weights",
-                      "text_embedder": "random-weights"}
+                      "text_embedder": "random-weights", "classifier": "random-weights"}
 
     onnx_file = engine_dir / read_manifest(engine_dir, "detector").onnx_file
     onnx_file.write_bytes(onnx_file.read_bytes()[:-10])

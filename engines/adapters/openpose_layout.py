@@ -15,6 +15,8 @@ on the image left; face points 36-41 (right eye) and pupil 68 are on the image l
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 NUM_KEYPOINTS = 137
@@ -120,6 +122,65 @@ LOWER_BODY = tuple(
 """The 13 hip and leg joints that are empty in nearly every iMiGUE frame."""
 
 
+# Skeleton edges, for graph models (the GCN keypoint encoder) and for drawing. Each list holds
+# undirected (i, j) pairs of indices local to its part; SKELETON_EDGES maps them to rows.
+
+BODY_25_EDGES: tuple[tuple[int, int], ...] = (
+    (1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (10, 11),
+    (8, 12), (12, 13), (13, 14), (1, 0), (0, 15), (15, 17), (0, 16), (16, 18),
+    (14, 19), (19, 20), (14, 21), (11, 22), (22, 23), (11, 24),
+)
+"""The 24 BODY_25 bones, OpenPose's own pairs (``POSE_BODY_25_PAIRS_RENDER``)."""
+
+
+def _chain(points: tuple[int, ...], closed: bool = False) -> tuple[tuple[int, int], ...]:
+    pairs = tuple(itertools.pairwise(points))
+    return (*pairs, (points[-1], points[0])) if closed else pairs
+
+
+FACE_70_EDGES: tuple[tuple[int, int], ...] = (
+    _chain(FACE_JAW)
+    + _chain(FACE_RIGHT_BROW)
+    + _chain(FACE_LEFT_BROW)
+    + _chain(tuple(range(27, 31)))  # nose bridge, top to tip
+    + _chain(tuple(range(31, 36)))  # nose base
+    + ((30, 33),)  # tip to the middle of the base
+    + _chain(FACE_RIGHT_EYE, closed=True)
+    + _chain(FACE_LEFT_EYE, closed=True)
+    + _chain(FACE_OUTER_LIP, closed=True)
+    + _chain(FACE_INNER_LIP, closed=True)
+    + ((FACE_RIGHT_PUPIL, 36), (FACE_RIGHT_PUPIL, 39),
+       (FACE_LEFT_PUPIL, 42), (FACE_LEFT_PUPIL, 45))
+)
+"""Face contours as chains (the usual dlib drawing): jaw, brows, nose bridge and base,
+closed eye and lip loops; each pupil joins its eye's two corners."""
+
+HAND_21_EDGES: tuple[tuple[int, int], ...] = tuple(
+    pair
+    for base in (1, 5, 9, 13, 17)
+    for pair in ((0, base), *_chain(tuple(range(base, base + 4))))
+)
+"""The 20 hand bones: wrist to each finger's first joint, then along each finger."""
+
+CROSS_PART_EDGES: tuple[tuple[int, int], ...] = (
+    (BODY_25.index("RWrist"), RIGHT_HAND.start),
+    (BODY_25.index("LWrist"), LEFT_HAND.start),
+    (BODY_25.index("Nose"), FACE.start + FACE_NOSE_TIP),
+)
+"""Rows (not local indices) that tie the parts together: each body wrist to its hand's
+wrist, the body's nose to the face's nose tip. Without them a graph model could not pass
+information between body, face and hands."""
+
+SKELETON_EDGES: tuple[tuple[int, int], ...] = (
+    BODY_25_EDGES
+    + tuple((i + FACE.start, j + FACE.start) for i, j in FACE_70_EDGES)
+    + tuple((i + LEFT_HAND.start, j + LEFT_HAND.start) for i, j in HAND_21_EDGES)
+    + tuple((i + RIGHT_HAND.start, j + RIGHT_HAND.start) for i, j in HAND_21_EDGES)
+    + CROSS_PART_EDGES
+)
+"""Every edge of the 137-point skeleton as undirected pairs of rows of the (137, 3) array."""
+
+
 def body_index(name: str) -> int:
     """Row of a BODY_25 joint by its OpenPose name (e.g. ``"RShoulder"`` -> 2)."""
     try:
@@ -152,3 +213,4 @@ def check_keypoints(keypoints: np.ndarray, name: str = "keypoints") -> np.ndarra
 
 assert len(BODY_25) == 25 and len(FACE_70) == 70 and len(HAND_21) == 21
 assert len(KEYPOINT_NAMES) == NUM_KEYPOINTS == RIGHT_HAND.stop
+assert len(BODY_25_EDGES) == 24 and len(HAND_21_EDGES) == 20

@@ -44,45 +44,51 @@ _L_SHOULDER = body_index("LShoulder")
 def normalize_keypoints(frames: np.ndarray) -> np.ndarray:
     """(..., 137, 3) pixel keypoints -> centred and scaled copies; missing points stay 0.
 
-    Centre: the neck, else the mid-shoulder, else the mean of the confident face points.
-    Scale: the shoulder width, else the face's bounding-box diagonal (about the same size on
-    an adult facing the camera), so a seated speaker and a close-up give similar numbers.
-    A frame with no usable reference is all zeros (treated as "no person").
+    Centre: the neck (else mid-shoulder) when both shoulders are seen, scaled by the
+    shoulder width; else the face's mean point, scaled by its bounding-box diagonal (about
+    the same size on an adult facing the camera); else the body's. A seated speaker and a
+    close-up then give similar numbers. A frame with no usable reference is all zeros
+    (treated as "no person"). Vectorised: the training loader normalises whole videos.
     """
     frames = check_keypoints(frames, "frames").astype(np.float32, copy=False)
     flat = frames.reshape(-1, NUM_KEYPOINTS, NUM_CHANNELS)
+    present = flat[:, :, 2] >= MIN_CONFIDENCE
+    centre = np.zeros((len(flat), 2), np.float32)
+    scale = np.zeros(len(flat), np.float32)
+    done = np.zeros(len(flat), bool)
+    for ref_centre, ref_scale in (_shoulder_reference(flat, present),
+                                  _extent_reference(flat, present, FACE),
+                                  _extent_reference(flat, present, BODY)):
+        use = ~done & (ref_scale > 1e-6)
+        centre[use], scale[use] = ref_centre[use], ref_scale[use]
+        done |= use
+    keep = present & done[:, None]
+    safe = np.where(done, scale, 1.0)[:, None, None]
     out = np.zeros_like(flat)
-    for index, frame in enumerate(flat):
-        reference = _reference(frame)
-        if reference is None:
-            continue
-        centre, scale = reference
-        present = frame[:, 2] >= MIN_CONFIDENCE
-        out[index, present, :2] = (frame[present, :2] - centre) / scale
-        out[index, present, 2] = frame[present, 2]
+    out[:, :, :2] = np.where(keep[..., None], (flat[:, :, :2] - centre[:, None, :]) / safe, 0.0)
+    out[:, :, 2] = np.where(keep, flat[:, :, 2], 0.0)
     return out.reshape(frames.shape)
 
 
-def _reference(frame: np.ndarray) -> tuple[np.ndarray, float] | None:
-    conf = frame[:, 2]
-    shoulders_ok = conf[_R_SHOULDER] >= MIN_CONFIDENCE and conf[_L_SHOULDER] >= MIN_CONFIDENCE
-    face = frame[FACE][frame[FACE][:, 2] >= MIN_CONFIDENCE, :2]
-    if shoulders_ok:
-        scale = float(np.linalg.norm(frame[_R_SHOULDER, :2] - frame[_L_SHOULDER, :2]))
-        centre = (frame[_NECK, :2] if conf[_NECK] >= MIN_CONFIDENCE
-                  else (frame[_R_SHOULDER, :2] + frame[_L_SHOULDER, :2]) / 2)
-        if scale > 1e-6:
-            return centre, scale
-    if len(face) >= 2:
-        scale = float(np.linalg.norm(face.max(axis=0) - face.min(axis=0)))
-        if scale > 1e-6:
-            return face.mean(axis=0), scale
-    body = frame[BODY][frame[BODY][:, 2] >= MIN_CONFIDENCE, :2]
-    if len(body) >= 2:
-        scale = float(np.linalg.norm(body.max(axis=0) - body.min(axis=0)))
-        if scale > 1e-6:
-            return body.mean(axis=0), scale
-    return None
+def _shoulder_reference(flat: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neck (else mid-shoulder) and shoulder width per frame; width 0 without both shoulders."""
+    right, left = flat[:, _R_SHOULDER, :2], flat[:, _L_SHOULDER, :2]
+    centre = np.where(present[:, _NECK, None], flat[:, _NECK, :2], (right + left) / 2)
+    both = present[:, _R_SHOULDER] & present[:, _L_SHOULDER]
+    return centre, np.where(both, np.linalg.norm(right - left, axis=1), 0.0)
+
+
+def _extent_reference(flat: np.ndarray, present: np.ndarray,
+                      part: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Mean point and bounding-box diagonal of a part's present points (0 if fewer than 2)."""
+    points, seen = flat[:, part, :2], present[:, part]
+    count = seen.sum(axis=1)
+    lo = np.where(seen[..., None], points, np.inf).min(axis=1)
+    hi = np.where(seen[..., None], points, -np.inf).max(axis=1)
+    enough = count >= 2
+    diagonal = np.linalg.norm(np.where(enough[:, None], hi - lo, 0.0), axis=1)
+    mean = (points * seen[..., None]).sum(axis=1) / np.maximum(count, 1)[:, None]
+    return mean, np.where(enough, diagonal, 0.0)
 
 
 def place_on_grid(times: np.ndarray, values: np.ndarray, *, start: float, slots: int,
@@ -157,11 +163,14 @@ CLASSIFIER_INPUTS = ("image", "image_mask", "keypoints", "keypoints_mask", "text
 def build_window(*, end: float, window_seconds: float, image_rate: float, keypoint_rate: float,
                  image_times: np.ndarray, image: np.ndarray, keypoint_times: np.ndarray,
                  keypoints: np.ndarray, text: np.ndarray | None,
-                 image_dim: int, text_dim: int) -> WindowBatch:
+                 image_dim: int, text_dim: int,
+                 keypoints_normalized: bool = False) -> WindowBatch:
     """One window ending at ``end`` (seconds, same clock as the times), as a batch of one.
 
-    ``keypoints`` are raw (N, 137, 3) pixel keypoints (normalised here); ``text`` is one
-    embedding (Dtxt,) or None when there is no transcript (the text modality is masked).
+    ``keypoints`` are raw (N, 137, 3) pixel keypoints, normalised here unless
+    ``keypoints_normalized`` says the caller already ran :func:`normalize_keypoints` on
+    them (a trainer cutting many overlapping windows from one video does it once).
+    ``text`` is one embedding (Dtxt,) or None when there is no transcript (masked).
     """
     start = end - window_seconds
     image_slots = max(1, round(window_seconds * image_rate))
@@ -174,7 +183,8 @@ def build_window(*, end: float, window_seconds: float, image_rate: float, keypoi
                                            rate=image_rate)
     kp_grid, kp_mask = place_on_grid(keypoint_times, keypoints, start=start,
                                      slots=keypoint_slots, rate=keypoint_rate)
-    kp_grid = normalize_keypoints(kp_grid)
+    if not keypoints_normalized:
+        kp_grid = normalize_keypoints(kp_grid)
     kp_mask = kp_mask * (kp_grid[..., 2].max(axis=-1) > 0)  # a frame with nobody in it
     if image_grid.shape[-1] != image_dim:
         raise ValueError(f"image embeddings are {image_grid.shape[-1]}-d; the classifier "

@@ -100,9 +100,13 @@ def synthetic_feeds(signature: Signature, batch: int,
     """Inputs of the right dtype and shape; token ids stay inside every BERT vocabulary."""
     rng = np.random.default_rng(0)
     feeds = {}
+    # Every non-batch dynamic axis (the text embedder's "sequence", the classifier's
+    # "image_seq" and "keypoint_seq") takes the case's sequence length.
+    lengths = {axis: sequence or 16 for spec in signature.inputs
+               for axis in spec.dynamic_axes.values() if axis != "batch"}
     for spec in signature.inputs:
-        shape = spec.concrete(batch=batch, **({"sequence": sequence} if sequence else {}))
-        if spec.name == "attention_mask":
+        shape = spec.concrete(**{**lengths, "batch": batch})
+        if spec.name == "attention_mask" or spec.name.endswith("_mask"):
             feeds[spec.name] = np.ones(shape, dtype=spec.dtype)
         elif np.issubdtype(np.dtype(spec.dtype), np.integer):
             feeds[spec.name] = rng.integers(1000, 2000, shape).astype(spec.dtype)
@@ -131,7 +135,7 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def _cases(signature: Signature, settings: BenchSettings) -> Iterator[tuple[int, int | None]]:
-    has_sequence = any("sequence" in s.dynamic_axes.values() for s in signature.inputs)
+    has_sequence = any(set(s.dynamic_axes.values()) - {"batch"} for s in signature.inputs)
     for batch in settings.batch_sizes:
         for sequence in (settings.seq_lens if has_sequence else (None,)):
             yield batch, sequence

@@ -63,7 +63,7 @@ def test_rebuild_skips_what_is_current_and_replaces_what_is_tampered(
     shutil.copytree(tiny_engine_dir, engine_dir)
     locator = WeightsLocator(tmp_path / "no_weights")
     outcomes = build_profile(TINY, engine_dir, locator=locator)
-    assert [o.action for o in outcomes] == ["up-to-date"] * 3
+    assert [o.action for o in outcomes] == ["up-to-date"] * 4, "perception and classifier"
 
     manifest = read_manifest(engine_dir, "text_embedder")
     with open(engine_dir / manifest.onnx_file, "r+b") as handle:
@@ -74,7 +74,8 @@ def test_rebuild_skips_what_is_current_and_replaces_what_is_tampered(
 
     outcomes = build_profile(TINY, engine_dir, locator=locator)
     assert {o.name: o.action for o in outcomes} == {
-        "detector": "up-to-date", "image_embedder": "up-to-date", "text_embedder": "built"}
+        "detector": "up-to-date", "image_embedder": "up-to-date", "text_embedder": "built",
+        "classifier": "up-to-date"}
     load_engine(engine_dir, "text_embedder")
     onnx_files = sorted(p.name for p in engine_dir.glob("text_embedder-*.onnx"))
     assert onnx_files == [read_manifest(engine_dir, "text_embedder").onnx_file]

@@ -1,0 +1,121 @@
+"""``hidemo run``: parse the command line into one :class:`RunConfig` and supervise the run.
+
+Example::
+
+    hidemo run --source demo --profile tiny --duration 20 --out runs/demo
+    hidemo run --source 0 --source talk.mp4 --profile edge --config run.yaml \\
+        --set classify.stride_s=0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stream.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
+    """Add the ``run`` subcommand to ``hidemo``'s subparsers."""
+    run = jobs.add_parser("run", help="run the live pipeline on cameras, files, URLs or the demo")
+    run.add_argument("--source", action="append", metavar="0|PATH|URL|demo",
+                     help="a camera index, a video file, an RTSP/HTTP URL or 'demo' (the "
+                          "built-in clip); repeat for several streams")
+    run.add_argument("--profile", default=None, help="engine set: paper, edge or tiny "
+                                                     "(default: edge, or the config file's)")
+    run.add_argument("--config", type=Path, default=None, help="YAML or JSON run configuration")
+    run.add_argument("--engine-dir", dest="run_engine_dir", type=Path, default=None,
+                     help="engines folder (default: artifacts/engines/PROFILE)")
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds of running (default: until Ctrl-C or the end "
+                          "of every file)")
+    run.add_argument("--out", type=Path, default=None, metavar="DIR",
+                     help="keep predictions.jsonl, frames.jsonl, config.json, summary.json "
+                          "and stage logs here")
+    run.add_argument("--view", choices=("auto", "rich", "log", "none"), default=None,
+                     help="terminal output (default auto: live tables on a terminal)")
+    run.add_argument("--fast", action="store_true",
+                     help="read files as fast as the pipeline takes them (not real time)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any config field, e.g. classify.stride_s=0.5 (repeatable)")
+    return run
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from stream.config import load_config
+
+    overrides: dict[str, Any] = {
+        "profile": args.profile, "engine_dir": args.run_engine_dir, "duration": args.duration,
+        "out": args.out, "view": args.view,
+    }
+    if args.source:
+        overrides["sources"] = [{"spec": spec, "realtime": not args.fast}
+                                for spec in args.source]
+    config = load_config(args.config, overrides, args.set)
+    if not config.sources:
+        raise ValueError("no source: pass --source 0|PATH|URL|demo (or list sources in --config)")
+    for source in config.sources:
+        if source.kind == "file" and not Path(source.spec).is_file():
+            raise FileNotFoundError(f"--source {source.spec}: no such file")
+    return config
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from stream.config import dump_config
+    from stream.endpoints import Endpoints
+    from stream.supervisor import StopRequest, Supervisor
+    from stream.view import make_view
+
+    config = config_from_args(args)
+    engine_dir = config.resolved_engine_dir()
+    if not (engine_dir / "classifier.manifest.json").is_file():
+        raise FileNotFoundError(
+            f"no classifier engine in {engine_dir}; build the engines first: hidemo engines "
+            f"build --profile {config.profile} --engine-dir {engine_dir}")
+    stop = StopRequest()
+    stop.install()
+    with tempfile.TemporaryDirectory(prefix="hidemo-run-") as scratch:
+        run_dir = Path(scratch)
+        endpoints = Endpoints.for_config(config.endpoints, run_dir)
+        out = config.out
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(dump_config(config))
+        spec_path = run_dir / "spec.json"
+        spec_path.write_text(json.dumps({
+            "config": config.model_dump(mode="json"), "endpoints": endpoints.to_json(),
+            "out": None if out is None else str(out.resolve()),
+        }))
+        log_dir = (out or run_dir) / "logs"
+        print(f"hidemo run: {len(config.sources)} source(s) {config.stream_ids()}, profile "
+              f"{config.profile}; predictions on {endpoints.predictions}, text topic "
+              f"{endpoints.text}", file=sys.stderr)
+        supervisor = Supervisor(config, endpoints, spec_path, log_dir,
+                                make_view(config.view), stop)
+        code = supervisor.run()
+        summary = supervisor.summary()
+        if out is not None:
+            (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        _print_summary(summary, log_dir if out is None else out / "logs")
+    return code
+
+
+def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
+    print(f"hidemo run: {summary['reason']} after {summary['wall_s']:.1f} s", file=sys.stderr)
+    for stream, info in summary["streams"].items():
+        latency = info.get("latency_ms", {})
+        print(f"  {stream}: {info['predictions']} predictions, {info['frames']} frames, "
+              f"{info['dropped']} dropped, {info['lost']} lost, e2e latency p50 "
+              f"{latency.get('p50', 0):.0f} ms p95 {latency.get('p95', 0):.0f} ms, rates "
+              f"{info.get('rates')}", file=sys.stderr)
+    restarted = {k: v for k, v in summary["restarts"].items() if v}
+    if restarted:
+        print(f"  restarts: {restarted} (stage logs in {log_dir})", file=sys.stderr)

@@ -1,0 +1,212 @@
+"""One typed configuration for ``hidemo run``: a file, then command-line overrides.
+
+Every knob of the live pipeline lives in :class:`RunConfig` (pydantic, so a typo in a file
+is an error, not a silently ignored key). ``load_config`` reads YAML or JSON and applies
+dotted overrides (``--set classify.stride_s=0.5``); the resolved configuration is written
+next to the run's outputs, so a JSONL log can always be traced to the settings that made it.
+
+Example:
+    >>> config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny"})
+    >>> config.sources[0].kind
+    'demo'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engines.profiles import get_profile
+
+SourceKind = Literal["camera", "file", "url", "demo"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def source_kind(spec: str) -> SourceKind:
+    """``0`` -> camera, ``demo`` -> demo, ``scheme://...`` -> url, anything else a file."""
+    if spec.isdigit():
+        return "camera"
+    if spec == "demo":
+        return "demo"
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec):
+        return "url"
+    return "file"
+
+
+class SourceConfig(_Strict):
+    """One video source.
+
+    ``realtime`` paces a file to its frame rate (False: as fast as the pipeline takes it);
+    ``fps`` is the demo clip's rate (and a camera's requested rate); ``loop`` replays a
+    file at its end instead of ending the stream. A live source (camera, URL) that drops
+    is reopened with backoff from ``reconnect_min_s`` doubling to ``reconnect_max_s``.
+    """
+
+    spec: str
+    id: str | None = None
+    realtime: bool = True
+    fps: float = 30.0
+    loop: bool = False
+    width: int = 640
+    height: int = 480
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 8.0
+
+    @property
+    def kind(self) -> SourceKind:
+        return source_kind(self.spec)
+
+
+class StageConfig(_Strict):
+    """An inference stage: dynamic batching, queue depth, threads, replicas.
+
+    ``slow_ms`` adds a sleep per batch: it simulates a slower device (and lets tests prove
+    that a slow stage does not grow latency). ``threads`` is the engines' intra-op threads
+    (0: the runtime's default; 1 suits a small CPU shared by several stages).
+    """
+
+    max_batch: int = Field(8, ge=1)
+    max_delay_ms: float = Field(10.0, ge=0)
+    queue_depth: int = Field(1, ge=1, le=8)
+    threads: int = Field(1, ge=0)
+    replicas: int = Field(1, ge=1)
+    slow_ms: float = Field(0.0, ge=0)
+
+
+class DetectConfig(StageConfig):
+    """``detector``: ``yolo`` (the profile's engine), ``mediapipe`` (BlazePose, real weights
+    inside the wheel, one person per frame) or ``auto``: yolo when its engine has real
+    weights, else mediapipe, so a fresh machine still finds the person."""
+
+    detector: Literal["auto", "yolo", "mediapipe"] = "auto"
+    max_persons: int = Field(4, ge=1)
+    crop_margin: float = Field(0.15, ge=0)
+
+
+class ClassifyConfig(StageConfig):
+    """``stride_s``: how often each (stream, person) gets a prediction, on media time.
+    ``smoothing``: EMA weight of the previous probabilities (0 = none)."""
+
+    stride_s: float = Field(1.0, gt=0)
+    smoothing: float = Field(0.0, ge=0, lt=1)
+    person_timeout_s: float = Field(3.0, gt=0)
+
+
+class AnalysisConfig(_Strict):
+    """Per-modality analysis rates (frames per second); None takes the profile's rate.
+    ``capture_fps`` is the rate captures send at (None: the highest modality rate)."""
+
+    image_rate: float | None = None
+    keypoint_rate: float | None = None
+    capture_fps: float | None = None
+
+
+class EndpointConfig(_Strict):
+    """Where sockets live. Internal hops use ipc in ``ipc_dir`` (a private temporary folder
+    when None) or loopback TCP; ``predictions`` and ``text`` are for outside clients."""
+
+    transport: Literal["ipc", "tcp"] = "ipc"
+    ipc_dir: Path | None = None
+    tcp_base_port: int = 5570
+    predictions: str = "tcp://127.0.0.1:5560"
+    text: str = "tcp://127.0.0.1:5561"
+    high_water_mark: int = Field(2, ge=1)
+
+
+class SupervisorConfig(_Strict):
+    """Restart policy, health thresholds and shutdown deadlines (seconds)."""
+
+    max_restarts: int = Field(5, ge=0)
+    backoff_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(8.0, gt=0)
+    status_interval_s: float = Field(0.5, gt=0)
+    stall_after_s: float = Field(3.0, gt=0)
+    drain_s: float = Field(3.0, ge=0)
+    stop_timeout_s: float = Field(5.0, gt=0)
+
+
+class RunConfig(_Strict):
+    """Everything ``hidemo run`` needs; see the README's ``hidemo run`` section."""
+
+    sources: list[SourceConfig] = Field(default_factory=list)
+    profile: str = "edge"
+    engine_dir: Path | None = None
+    backend: str = "auto"
+    out: Path | None = None
+    duration: float | None = None
+    view: Literal["auto", "rich", "log", "none"] = "auto"
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    features: StageConfig = Field(default_factory=StageConfig)
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
+    endpoints: EndpointConfig = Field(default_factory=EndpointConfig)
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        get_profile(self.profile)  # raises on an unknown profile
+        ids = self.stream_ids()
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"stream ids must be unique, got {ids}")
+        return self
+
+    def resolved_engine_dir(self) -> Path:
+        return self.engine_dir or Path("artifacts") / "engines" / self.profile
+
+    def image_rate(self) -> float:
+        return self.analysis.image_rate or get_profile(self.profile).classifier.image_rate
+
+    def keypoint_rate(self) -> float:
+        return self.analysis.keypoint_rate or get_profile(self.profile).classifier.keypoint_rate
+
+    def capture_fps(self) -> float:
+        return self.analysis.capture_fps or max(self.image_rate(), self.keypoint_rate())
+
+    def stream_ids(self) -> list[str]:
+        """Each source's id: its ``id``, else its kind and position (``demo0``, ``file1``)."""
+        return [s.id or f"{s.kind}{i}" for i, s in enumerate(self.sources)]
+
+
+def apply_override(data: dict[str, Any], dotted: str) -> None:
+    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (numbers, bools)."""
+    key, sep, raw = dotted.partition("=")
+    if not sep or not key:
+        raise ValueError(f"override {dotted!r} is not KEY=VALUE (e.g. classify.stride_s=0.5)")
+    node = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {dotted!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None,
+                dotted: list[str] | None = None) -> RunConfig:
+    """The file at ``path`` (YAML or JSON), then ``overrides`` (top-level keys), then
+    ``dotted`` ``KEY=VALUE`` strings, validated as one :class:`RunConfig`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {path} must hold a mapping at the top level")
+        data.update(loaded)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    for item in dotted or []:
+        apply_override(data, item)
+    return RunConfig.model_validate(data)
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved configuration as JSON (what ``--out`` keeps as ``config.json``)."""
+    return json.dumps(config.model_dump(mode="json"), indent=2)

@@ -1,0 +1,190 @@
+"""Live hops: bounded latest-wins inboxes, non-blocking sends, dynamic batches.
+
+Real time beats completeness: a stage that falls behind must work on the newest frame,
+not on a queue of old ones. ZeroMQ high-water marks alone do not give that (frames hide in
+the sender's queue, the receiver's queue and the kernel), so each stage drains its socket
+completely on every turn into a :class:`LatestInbox` that keeps at most ``depth`` frames
+per stream and counts every frame it pushes out. Control messages (end of stream) are
+never dropped. Whatever a hop drops is carried forward in the next message of the same
+stream (``Header.dropped``), so the classifier can tell frames dropped on purpose from
+frames lost (a crash, a dead peer).
+
+Example:
+    >>> inbox = LatestInbox(depth=1)
+    >>> _ = [inbox.offer(m) for m in messages]  # doctest: +SKIP
+    >>> batch = inbox.take(max_batch=8)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import zmq
+
+from stream.wire import Message, WireError, encode
+
+
+class DropPolicy(enum.StrEnum):
+    """What a full inbox does with a new frame. Only ``LATEST`` is live-safe."""
+
+    LATEST = "latest"
+
+
+class LatestInbox:
+    """Per stream, the newest ``depth`` frames; control messages kept apart, in order.
+
+    ``dropped`` counts the frames pushed out per stream. A dropped frame's own
+    ``Header.dropped`` and the drop itself are added to the next frame kept for that
+    stream, so the count travels on with the data.
+    """
+
+    def __init__(self, depth: int = 1) -> None:
+        if depth < 1:
+            raise ValueError(f"inbox depth is {depth}; it must be at least 1")
+        self.depth = depth
+        self._frames: OrderedDict[str, deque[Message]] = OrderedDict()
+        self._control: deque[Message] = deque()
+        self.dropped: dict[str, int] = {}
+        self.first_arrival: float | None = None
+
+    def offer(self, message: Message, now: float | None = None) -> None:
+        """Add ``message``; if its stream is full, drop that stream's oldest frame."""
+        if self.first_arrival is None:
+            self.first_arrival = time.monotonic() if now is None else now
+        if message.is_control:
+            self._control.append(message)
+            return
+        stream = message.header.stream
+        queue = self._frames.setdefault(stream, deque())
+        if len(queue) >= self.depth:
+            old = queue.popleft()
+            self.dropped[stream] = self.dropped.get(stream, 0) + 1
+            carried = old.header.dropped + 1
+            if queue:
+                queue[0] = _add_dropped(queue[0], carried)
+            else:
+                message = _add_dropped(message, carried)
+        queue.append(message)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._frames.values()) + len(self._control)
+
+    @property
+    def has_control(self) -> bool:
+        return bool(self._control)
+
+    @property
+    def frames(self) -> int:
+        return sum(len(q) for q in self._frames.values())
+
+    def take_control(self) -> list[Message]:
+        """Control messages waiting, oldest first (cleared)."""
+        out = list(self._control)
+        self._control.clear()
+        self._reset_clock()
+        return out
+
+    def take(self, max_batch: int) -> list[Message]:
+        """Up to ``max_batch`` frames, the oldest kept one of each stream in turn (fair)."""
+        batch: list[Message] = []
+        while len(batch) < max_batch and any(self._frames.values()):
+            for stream in list(self._frames):
+                queue = self._frames[stream]
+                if queue and len(batch) < max_batch:
+                    batch.append(queue.popleft())
+                    self._frames.move_to_end(stream)  # the next batch starts elsewhere
+        self._reset_clock()
+        return batch
+
+    def _reset_clock(self) -> None:
+        if not len(self):
+            self.first_arrival = None
+
+
+def _add_dropped(message: Message, count: int) -> Message:
+    header = replace(message.header, dropped=message.header.dropped + count)
+    return Message(header, message.arrays)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """Close a batch at ``max_batch`` items or ``max_delay_ms`` after its first item."""
+
+    max_batch: int = 8
+    max_delay_ms: float = 10.0
+
+    def ready(self, inbox: LatestInbox, now: float) -> bool:
+        if inbox.frames == 0:
+            return False
+        if inbox.frames >= self.max_batch or inbox.first_arrival is None:
+            return True
+        return (now - inbox.first_arrival) * 1000.0 >= self.max_delay_ms
+
+    def wait_ms(self, inbox: LatestInbox, now: float, idle_ms: float) -> float:
+        """How long to poll before the current batch must close (``idle_ms`` when empty)."""
+        if inbox.frames == 0 or inbox.first_arrival is None:
+            return idle_ms
+        left = self.max_delay_ms - (now - inbox.first_arrival) * 1000.0
+        return max(0.0, min(idle_ms, left))
+
+
+def drain(socket: zmq.Socket, inbox: LatestInbox, decode: Callable[[list], Message],
+          on_malformed: Callable[[Exception], None], limit: int = 10_000) -> int:
+    """Move every message waiting on ``socket`` into ``inbox``; return how many came."""
+    count = 0
+    while count < limit:
+        try:
+            parts = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            break
+        count += 1
+        try:
+            inbox.offer(decode(parts))
+        except WireError as error:
+            on_malformed(error)
+    return count
+
+
+class Sender:
+    """Non-blocking multipart sends; a frame that would block is a counted drop.
+
+    A blocked downstream (its queue at the high-water mark, or no peer connected, e.g.
+    while a stage restarts) must not stall this stage: the frame is dropped, counted per
+    stream in ``pending_dropped`` and added to that stream's next message. Control
+    messages wait up to ``control_timeout_ms`` for room instead: an end of stream matters.
+    """
+
+    def __init__(self, socket: zmq.Socket, control_timeout_ms: int = 1000) -> None:
+        self.socket = socket
+        self.control_timeout_ms = control_timeout_ms
+        self.sent = 0
+        self.blocked = 0
+        self.last_blocked: float = 0.0
+        self.pending_dropped: dict[str, int] = {}
+
+    def send(self, message: Message) -> bool:
+        """Send ``message``; False when it was dropped (counted) or timed out (control)."""
+        stream = message.header.stream
+        carried = self.pending_dropped.pop(stream, 0)
+        if carried:
+            message = _add_dropped(message, carried)
+        parts = encode(message.header, message.arrays)
+        if message.is_control:
+            if self.socket.poll(self.control_timeout_ms, zmq.POLLOUT):
+                self.socket.send_multipart(parts, copy=False)
+                self.sent += 1
+                return True
+            return False
+        try:
+            self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.blocked += 1
+            self.last_blocked = time.monotonic()
+            self.pending_dropped[stream] = message.header.dropped + 1
+            return False
+        self.sent += 1
+        return True

@@ -1,0 +1,214 @@
+"""Video sources (camera, file, RTSP/HTTP URL, demo) behind one small interface.
+
+A :class:`FrameSource` opens, reads ``(frame, media_time)`` and closes. ``media_time`` is the
+frame's time on the source's own timeline: a file's position, the demo clip's clock, or the
+seconds since a live source was opened. :class:`SourceReader` is the state machine the
+capture stage drives: it opens the source, reports the end of a file, and reopens a live
+source that dropped, with exponential backoff, starting a new session generation each time.
+
+Example:
+    >>> reader = SourceReader(DemoSource(fps=30), live=True)
+    >>> event = reader.next()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from stream.config import SourceConfig
+from stream.demo import DemoClip
+
+
+class FrameSource(ABC):
+    """One video source. ``fps`` is its nominal rate (0 when unknown)."""
+
+    fps: float = 0.0
+    live: bool = True
+
+    @abstractmethod
+    def open(self) -> bool:
+        """Open (or reopen) the source; False when it cannot be opened now."""
+
+    @abstractmethod
+    def read(self) -> tuple[np.ndarray, float] | None:
+        """The next BGR frame and its media time, or None at the end or on a failure."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the source."""
+
+
+class DemoSource(FrameSource):
+    """The animated demo clip, endless; frames are produced on demand at ``fps``."""
+
+    live = True
+
+    def __init__(self, fps: float = 30.0, width: int = 640, height: int = 480) -> None:
+        self.fps = fps
+        self._size = (width, height)
+        self._clip: DemoClip | None = None
+        self._index = 0
+
+    def open(self) -> bool:
+        if self._clip is None:
+            self._clip = DemoClip(*self._size)
+        self._index = 0
+        return True
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        assert self._clip is not None, "open() first"
+        media_time = self._index / self.fps
+        self._index += 1
+        return self._clip.frame(media_time), media_time
+
+
+class OpenCVSource(FrameSource):
+    """A camera index, a video file or a URL through ``cv2.VideoCapture``."""
+
+    def __init__(self, target: int | str, *, live: bool, fps_hint: float = 30.0,
+                 loop: bool = False) -> None:
+        self.target = target
+        self.live = live
+        self.loop = loop
+        self.fps = fps_hint
+        self._capture: cv2.VideoCapture | None = None
+        self._opened_at = 0.0
+        self._loop_offset = 0.0
+        self._last_media = 0.0
+
+    def open(self) -> bool:
+        self.close()
+        capture = cv2.VideoCapture(self.target)
+        if not capture.isOpened():
+            capture.release()
+            return False
+        self._capture = capture
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        if fps and 1.0 <= fps <= 240.0:
+            self.fps = float(fps)
+        self._opened_at = time.monotonic()
+        return True
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        if self._capture is None:
+            return None
+        ok, frame = self._capture.read()
+        if not ok and not self.live and self.loop:
+            self._loop_offset = self._last_media + 1.0 / max(self.fps, 1.0)
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._capture.read()
+        if not ok or frame is None:
+            return None
+        if self.live:
+            media_time = time.monotonic() - self._opened_at
+        else:
+            index = self._capture.get(cv2.CAP_PROP_POS_FRAMES) - 1
+            media_time = self._loop_offset + index / max(self.fps, 1e-6)
+        self._last_media = media_time
+        return frame, media_time
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+def make_source(config: SourceConfig) -> FrameSource:
+    """The source a ``--source`` spec names (see :func:`stream.config.source_kind`)."""
+    kind = config.kind
+    if kind == "demo":
+        return DemoSource(config.fps, config.width, config.height)
+    if kind == "camera":
+        return OpenCVSource(int(config.spec), live=True, fps_hint=config.fps)
+    if kind == "url":
+        return OpenCVSource(config.spec, live=True, fps_hint=config.fps)
+    return OpenCVSource(config.spec, live=False, fps_hint=config.fps, loop=config.loop)
+
+
+class SourceState(enum.StrEnum):
+    OPENING = "opening"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class SourceEvent:
+    """What one :meth:`SourceReader.next` call gave: a frame, or a state with no frame."""
+
+    state: SourceState
+    frame: np.ndarray | None = None
+    media_time: float = 0.0
+    generation: int = 0
+
+
+class SourceReader:
+    """Opens, reads, ends or reconnects one source: the capture stage's state machine.
+
+    A file that ends gives ``ENDED`` (final). A live source that fails to open or stops
+    giving frames goes ``RECONNECTING``: the reader waits (without blocking the caller
+    for longer than ``max_wait_s`` per call) and retries with backoff doubling from
+    ``backoff_min_s`` to ``backoff_max_s``. Each successful open starts a new
+    ``generation`` (downstream resets its windows and trackers for the stream).
+    """
+
+    def __init__(self, source: FrameSource, *, live: bool | None = None,
+                 backoff_min_s: float = 0.5, backoff_max_s: float = 8.0,
+                 max_wait_s: float = 0.2) -> None:
+        self.source = source
+        self.live = source.live if live is None else live
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        self.max_wait_s = max_wait_s
+        self.state = SourceState.OPENING
+        self.generation = 0
+        self.reconnects = 0
+        self._backoff = backoff_min_s
+        self._retry_at = 0.0
+
+    def next(self) -> SourceEvent:
+        if self.state is SourceState.ENDED:
+            return SourceEvent(SourceState.ENDED, generation=self.generation)
+        opening = self.state in (SourceState.OPENING, SourceState.RECONNECTING)
+        if opening and not self._try_open():
+            return SourceEvent(self.state, generation=self.generation)
+        got = self.source.read()
+        if got is None:
+            self.source.close()
+            if not self.live:
+                self.state = SourceState.ENDED
+            else:
+                self._schedule_retry()
+            return SourceEvent(self.state, generation=self.generation)
+        self._backoff = self.backoff_min_s
+        return SourceEvent(SourceState.STREAMING, got[0], got[1], self.generation)
+
+    def _try_open(self) -> bool:
+        now = time.monotonic()
+        if now < self._retry_at:
+            time.sleep(min(self.max_wait_s, self._retry_at - now))
+            return False
+        if self.source.open():
+            if self.state is SourceState.RECONNECTING:
+                self.reconnects += 1
+            self.generation += 1
+            self.state = SourceState.STREAMING
+            return True
+        if not self.live:
+            self.state = SourceState.ENDED
+            return False
+        self._schedule_retry()
+        return False
+
+    def _schedule_retry(self) -> None:
+        self.state = SourceState.RECONNECTING
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self.backoff_max_s, self._backoff * 2)
+
+    def close(self) -> None:
+        self.source.close()

@@ -1,0 +1,160 @@
+"""What every stage process shares: the stop signal, the status socket, the batch loop.
+
+A stage is a small class with one verb, ``process(batch)``; :func:`run_batch_stage` does
+the rest the same way for detect, features and classify: drain the input socket into a
+latest-wins inbox, close a batch at ``max_batch`` or ``max_delay_ms``, process it, send
+each result without blocking, pass end-of-stream markers on, count everything and report
+health. SIGTERM (from the supervisor) stops the loop cleanly; SIGINT is ignored, because
+Ctrl-C reaches every process of the terminal and only the supervisor decides the order of
+shutdown. A stage whose supervisor died exits on its own.
+
+Example:
+    >>> class Echo(BatchStage):
+    ...     name = "echo"
+    ...     def process(self, batch):
+    ...         return batch
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from stream.config import StageConfig
+from stream.hop import BatchPolicy, LatestInbox, Sender, drain
+from stream.status import Counters, StatusReporter
+from stream.wire import Message, decode
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MS = 100.0
+
+
+class StopFlag:
+    """Set by SIGTERM, or when the parent process (the supervisor) is gone."""
+
+    def __init__(self) -> None:
+        self._stop = False
+        self._parent = os.getppid()
+
+    def install(self) -> StopFlag:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return self
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop = True
+
+    def set(self) -> None:
+        self._stop = True
+
+    def __bool__(self) -> bool:
+        return self._stop or os.getppid() != self._parent
+
+
+class BatchStage(ABC):
+    """One inference stage. ``process`` takes a batch of frames, returns messages to send."""
+
+    name: str = "stage"
+
+    @abstractmethod
+    def process(self, batch: list[Message]) -> list[Message]:
+        """Results for ``batch`` (frames only), to be sent downstream."""
+
+    def on_control(self, message: Message) -> list[Message]:
+        """What to send for a control message (end of stream): by default, itself."""
+        return [message]
+
+    def extra_status(self) -> dict[str, Any]:
+        """Stage-specific figures for the status report."""
+        return {}
+
+    def extra_sockets(self) -> list[tuple[zmq.Socket, Callable[[], None]]]:
+        """More sockets to poll, each with the handler to call when it is readable."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release engines and sockets the stage opened itself."""
+
+
+@dataclass
+class StageIO:
+    """The sockets the batch loop uses; ``output`` is None for the last stage."""
+
+    input: zmq.Socket
+    output: zmq.Socket | None
+    reporter: StatusReporter
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
+                    stop: StopFlag) -> None:
+    """The loop of an inference stage, until ``stop`` is set."""
+    inbox = LatestInbox(config.queue_depth)
+    policy = BatchPolicy(config.max_batch, config.max_delay_ms)
+    sender = Sender(io.output) if io.output is not None else None
+    counters = io.reporter.counters
+    poller = zmq.Poller()
+    poller.register(io.input, zmq.POLLIN)
+    handlers = dict(stage.extra_sockets())
+    for socket in handlers:
+        poller.register(socket, zmq.POLLIN)
+
+    def malformed(error: Exception) -> None:
+        counters.malformed += 1
+        log.warning("%s: dropped a malformed message: %s", stage.name, error)
+
+    io.reporter.ready()
+    while not stop:
+        now = time.monotonic()
+        events = dict(poller.poll(policy.wait_ms(inbox, now, IDLE_POLL_MS)))
+        for socket, handler in handlers.items():
+            if socket in events:
+                handler()
+        before = sum(inbox.dropped.values())
+        got = drain(io.input, inbox, decode, malformed)
+        now = time.monotonic()
+        if got:
+            counters.received += got
+            io.reporter.saw_input(now)
+        counters.dropped_in += sum(inbox.dropped.values()) - before
+        if inbox.has_control:  # frames that came before an end of stream go first
+            while inbox.frames:
+                _process(stage, inbox.take(policy.max_batch), config, counters, sender)
+            for message in inbox.take_control():
+                _send_all(stage.on_control(message), sender)
+        if policy.ready(inbox, now):
+            _process(stage, inbox.take(policy.max_batch), config, counters, sender)
+        if sender is not None:
+            counters.sent = sender.sent
+            counters.dropped_out = sender.blocked
+            io.reporter.last_blocked = sender.last_blocked
+        io.reporter.maybe_send(stage.extra_status())
+    io.reporter.stopping(stage.extra_status())
+
+
+def _process(stage: BatchStage, batch: list[Message], config: StageConfig, counters: Counters,
+             sender: Sender | None) -> None:
+    started = time.monotonic()
+    if config.slow_ms:
+        time.sleep(config.slow_ms / 1000.0)
+    results = stage.process(batch)
+    counters.busy_s += time.monotonic() - started
+    counters.batches += 1
+    counters.processed += len(batch)
+    _send_all(results, sender)
+
+
+def _send_all(messages: list[Message], sender: Sender | None) -> None:
+    if sender is None:
+        return
+    for message in messages:
+        sender.send(message)

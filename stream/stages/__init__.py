@@ -1,0 +1,1 @@
+"""The stage processes: capture (one per source), detect, features, classify."""

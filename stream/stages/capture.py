@@ -1,0 +1,104 @@
+"""Capture: one process per source; frames out at the analysis rate, paced, never queued.
+
+The source is read at its own rate (a file or the demo is paced to real time unless
+``realtime`` is off; a live source paces itself) and decimated to ``capture_fps`` with the
+same slot rule the features stage and training use (:class:`RateSampler`). Each emitted
+frame gets the next sequence number of its session generation and its capture time on the
+monotonic clock. At the end of a file the stage sends an end-of-stream marker and exits 0;
+a live source that drops is reopened with backoff by :class:`SourceReader`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+
+from engines.adapters.rates import RateSampler
+from stream.config import RunConfig
+from stream.endpoints import Endpoints, open_socket
+from stream.hop import Sender
+from stream.sources import DemoSource, SourceReader, SourceState, make_source
+from stream.stage import StopFlag
+from stream.status import StatusReporter
+from stream.wire import Header, Kind, Message
+
+log = logging.getLogger(__name__)
+
+
+def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
+                context: zmq.Context) -> int:
+    """Read source ``index`` until it ends or ``stop``; returns the process exit code."""
+    source_config = config.sources[index]
+    stream_id = config.stream_ids()[index]
+    capture_fps = config.capture_fps()
+    source = make_source(source_config)
+    if isinstance(source, DemoSource):  # a synthetic clip need not render frames it skips
+        source.fps = min(source.fps, capture_fps)
+    paced = not (source.live and not isinstance(source, DemoSource)) and (
+        source_config.realtime or isinstance(source, DemoSource))
+    reader = SourceReader(source, backoff_min_s=source_config.reconnect_min_s,
+                          backoff_max_s=source_config.reconnect_max_s)
+    output = open_socket(context, zmq.PUSH, endpoints.detect_in, bind=False,
+                         hwm=config.endpoints.high_water_mark)
+    status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
+    reporter = StatusReporter(status, "capture", index,
+                              interval_s=config.supervisor.status_interval_s,
+                              stall_after_s=config.supervisor.stall_after_s)
+    sender = Sender(output)
+    counters = reporter.counters
+    sampler = RateSampler(capture_fps)
+    generation, seq, origin = -1, 0, 0.0
+    state = SourceState.OPENING
+
+    def extra() -> dict[str, object]:
+        return {"stream": stream_id, "source": source_config.spec, "source_state": str(state),
+                "generation": generation, "reconnects": reader.reconnects,
+                "source_fps": source.fps, "capture_fps": capture_fps, "next_seq": seq}
+
+    reporter.ready()
+    try:
+        while not stop:
+            event = reader.next()
+            state = event.state
+            if event.state is SourceState.ENDED:
+                break
+            if event.frame is None:
+                reporter.maybe_send(extra())
+                continue
+            if event.generation != generation:
+                generation, seq = event.generation, 0
+                origin = time.monotonic() - event.media_time
+                sampler.reset()
+            if paced:
+                delay = origin + event.media_time - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            now = time.monotonic()
+            counters.received += 1
+            reporter.saw_input(now)
+            if not sampler.take(event.media_time):
+                reporter.maybe_send(extra())
+                continue
+            header = Header(stream=stream_id, seq=seq, generation=generation,
+                            capture_time=now, media_time=event.media_time,
+                            source_fps=min(source.fps or capture_fps, capture_fps),
+                            meta={"source": source_config.spec})
+            header = header.stamped("capture", now, time.monotonic())
+            sender.send(Message(header, {"frame": event.frame}))
+            seq += 1
+            counters.processed += 1
+            counters.sent, counters.dropped_out = sender.sent, sender.blocked
+            reporter.last_blocked = sender.last_blocked
+            reporter.maybe_send(extra())
+        end = Header(stream=stream_id, seq=seq, generation=max(generation, 0),
+                     capture_time=time.monotonic(), media_time=0.0, kind=Kind.EOS,
+                     meta={"reason": "end of file" if state is SourceState.ENDED else "stopped"})
+        sender.send(Message(end, {}))
+        counters.sent = sender.sent
+        log.info("capture %s: %s after %d frames", stream_id, end.meta["reason"], seq)
+    finally:
+        reporter.stopping(extra())
+        reader.close()
+    return 0

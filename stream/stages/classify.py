@@ -1,0 +1,270 @@
+"""Classify: per (stream, person) windows of features, classified every stride, batched.
+
+Features arrive per frame; each person's ring keeps the last ``window_seconds``. When a
+stream's media time passes its next stride, a window ending at that frame is built for each
+person seen recently (:func:`engines.adapters.windows.build_window`, as in training), and
+the due windows of all streams go through the classifier in one call. Each prediction is a
+JSON record (``hidemo.prediction/1``) sent to the sinks. Sequence numbers are accounted
+here: a gap the in-band drop count does not explain is reported as lost frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from typing import Any, Protocol
+
+import numpy as np
+
+from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
+from engines.adapters.windows import WindowBatch
+from stream.config import ClassifyConfig
+from stream.rings import PersonRing, StreamBook
+from stream.sinks import SCHEMA, JsonlSink, Sinks, stage_latency_ms
+from stream.stage import BatchStage
+from stream.text_topic import TextTopic
+from stream.wire import Header, Message
+
+log = logging.getLogger(__name__)
+
+LATENCY_KEEP = 512
+
+
+class Classifier(Protocol):
+    """What this stage needs of :class:`engines.adapters.classifier.WindowClassifier`."""
+
+    window_seconds: float
+    image_rate: float
+    keypoint_rate: float
+    image_dim: int
+    text_dim: int
+    random_weights: bool
+
+    def classify(self, batch: WindowBatch) -> WindowPredictions: ...
+
+
+class _Stream:
+    """What classify keeps per stream: accounting, timing, analysis rates, latencies."""
+
+    def __init__(self, stream: str) -> None:
+        self.book = StreamBook(stream)
+        self.next_due: float | None = None
+        self.predictions = 0
+        self.clock_offset = 0.0
+        self.first_media: float | None = None
+        self.last_media = 0.0
+        self.images = 0
+        self.keypoint_frames = 0
+        self.latency_ms: deque[float] = deque(maxlen=LATENCY_KEEP)
+        self.age_frames: deque[float] = deque(maxlen=LATENCY_KEEP)
+        self.ended = False
+
+    def rates(self) -> dict[str, float]:
+        span = self.last_media - (self.first_media or 0.0)
+        if span <= 0:
+            return {"frames": 0.0, "image": 0.0, "keypoints": 0.0}
+        return {"frames": round(self.book.frames / span, 2),
+                "image": round(self.images / span, 2),
+                "keypoints": round(self.keypoint_frames / span, 2)}
+
+    def summary(self) -> dict[str, Any]:
+        latency = np.asarray(self.latency_ms, np.float64)
+        age = np.asarray(self.age_frames, np.float64)
+        return {
+            "frames": self.book.frames, "dropped": self.book.dropped, "lost": self.book.lost,
+            "generations": self.book.generations, "predictions": self.predictions,
+            "rates": self.rates(), "ended": self.ended,
+            "latency_ms": _percentiles(latency), "age_frames": _percentiles(age),
+        }
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {}
+    p50, p95, top = np.percentile(values, [50, 95, 100])
+    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "max": round(float(top), 2)}
+
+
+class ClassifyStage(BatchStage):
+    name = "classify"
+
+    def __init__(self, classifier: Classifier, sinks: Sinks, config: ClassifyConfig, *,
+                 text: TextTopic | None = None, trace: JsonlSink | None = None) -> None:
+        self.classifier = classifier
+        self.sinks = sinks
+        self.config = config
+        self.text = text
+        self.trace = trace
+        self._streams: dict[str, _Stream] = {}
+        self._rings: dict[tuple[str, int, int], PersonRing] = {}
+
+    def _stream(self, name: str) -> _Stream:
+        if name not in self._streams:
+            self._streams[name] = _Stream(name)
+        return self._streams[name]
+
+    def process(self, batch: list[Message]) -> list[Message]:
+        t_in = time.monotonic()
+        due: list[tuple[Header, int, PersonRing]] = []
+        for message in batch:
+            header = message.header
+            state = self._stream(header.stream)
+            if header.generation != state.book.generation:
+                self._forget_stream(header.stream)
+                state.next_due, state.first_media = None, None
+            lost = state.book.account(header.generation, header.seq, header.dropped)
+            if lost:
+                log.warning("stream %s: %d frame(s) lost before seq %d", header.stream, lost,
+                            header.seq)
+            self._add_features(message, state)
+            self._trace(header, t_in, lost)
+            if state.next_due is None:
+                state.next_due = header.media_time + self.config.stride_s
+            if header.media_time + 1e-9 >= state.next_due:
+                while state.next_due <= header.media_time + 1e-9:
+                    state.next_due += self.config.stride_s
+                due.extend(self._due_persons(header))
+        if due:
+            self._classify(due, t_in)
+        return []
+
+    def _add_features(self, message: Message, state: _Stream) -> None:
+        header = message.header
+        state.clock_offset = header.capture_time - header.media_time
+        if state.first_media is None:
+            state.first_media = header.media_time
+        state.last_media = header.media_time
+        image = message.arrays.get("image")
+        keypoints = message.arrays.get("keypoints")
+        for person in header.meta.get("persons", []):
+            key = (header.stream, header.generation, int(person["track_id"]))
+            ring = self._rings.get(key)
+            if ring is None:
+                ring = self._rings[key] = PersonRing(self.classifier.window_seconds)
+            row_image = None if image is None or person["image"] < 0 else image[person["image"]]
+            row_kp = (None if keypoints is None or person["keypoints"] < 0
+                      else keypoints[person["keypoints"]])
+            state.images += row_image is not None
+            state.keypoint_frames += row_kp is not None
+            ring.add(header.media_time, row_image, row_kp)
+
+    def _due_persons(self, header: Header) -> list[tuple[Header, int, PersonRing]]:
+        """Persons of this stream seen within ``person_timeout_s``; forgets long-gone ones."""
+        out = []
+        forget_after = self.config.person_timeout_s + self.classifier.window_seconds
+        for key, ring in list(self._rings.items()):
+            stream, generation, track = key
+            if stream != header.stream or generation != header.generation:
+                continue
+            idle = header.media_time - ring.last_seen
+            if idle <= self.config.person_timeout_s:
+                out.append((header, track, ring))
+            elif idle > forget_after:
+                del self._rings[key]
+        return out
+
+    def _classify(self, due: list[tuple[Header, int, PersonRing]], t_in: float) -> None:
+        windows, kept = [], []
+        c = self.classifier
+        for header, track, ring in due:
+            end = header.media_time
+            text = None
+            if self.text is not None:
+                offset = self._streams[header.stream].clock_offset
+                text = self.text.vector(header.stream, end - c.window_seconds + offset,
+                                        end + offset)
+            window = ring.window(end, image_rate=c.image_rate, keypoint_rate=c.keypoint_rate,
+                                 image_dim=c.image_dim, text_dim=c.text_dim, text=text)
+            if window.modalities_present[0]:  # a fully masked window gives NaN: skip it
+                windows.append(window)
+                kept.append((header, track, ring))
+        if not windows:
+            return
+        batch = WindowBatch.stack(windows)
+        probs = c.classify(batch).probs
+        done = time.monotonic()
+        modalities = batch.modalities_present
+        for i, (header, track, ring) in enumerate(kept):
+            p = np.asarray(probs[i], np.float64)
+            if self.config.smoothing and ring.smoothed is not None:
+                p = self.config.smoothing * ring.smoothed + (1 - self.config.smoothing) * p
+            ring.smoothed = p
+            self._emit(header, track, p, modalities[i], batch, i, t_in, done)
+
+    def _emit(self, header: Header, track: int, probs: np.ndarray, modalities: list[str],
+              batch: WindowBatch, index: int, t_in: float, done: float) -> None:
+        state = self._streams[header.stream]
+        random_engines = sorted({*header.meta.get("random_weights", []),
+                                 *(["classifier"] if self.classifier.random_weights else [])})
+        latency = stage_latency_ms(header, t_in, done, self.name)
+        state.latency_ms.append(latency["total"])
+        record = {
+            "schema": SCHEMA, "stream": header.stream, "seq": state.predictions,
+            "person": track, "generation": header.generation, "frame_seq": header.seq,
+            "label": CLASS_NAMES[int(np.argmax(probs))],
+            "probs": {name: round(float(v), 5) for name, v in zip(CLASS_NAMES, probs,
+                                                                  strict=True)},
+            "window": {"start": round(header.media_time - self.classifier.window_seconds, 3),
+                       "end": round(header.media_time, 3),
+                       "seconds": self.classifier.window_seconds},
+            "modalities": modalities,
+            "slots": {"image": int(batch.image_mask[index].sum()),
+                      "keypoints": int(batch.keypoints_mask[index].sum()),
+                      "text": int(batch.text_mask[index].sum())},
+            "smoothing": self.config.smoothing,
+            "capture_time": round(header.capture_time, 6), "emit_time": round(done, 6),
+            "latency_ms": latency,
+            "frames": {"received": state.book.frames, "dropped": state.book.dropped,
+                       "lost": state.book.lost},
+            "detector": header.meta.get("detector"),
+            "random_weights": bool(random_engines), "random_engines": random_engines,
+        }
+        state.predictions += 1
+        self.sinks.emit(record)
+
+    def _trace(self, header: Header, t_in: float, lost: int) -> None:
+        age = (t_in - header.capture_time) * header.source_fps
+        state = self._streams[header.stream]
+        state.age_frames.append(age)
+        if self.trace is not None:
+            record = {"stream": header.stream, "seq": header.seq,
+                      "generation": header.generation, "capture_time": header.capture_time,
+                      "arrival": t_in, "age_frames": round(age, 2), "dropped": header.dropped,
+                      "lost": lost, "persons": len(header.meta.get("persons", [])),
+                      "latency_ms": stage_latency_ms(header, t_in, t_in, self.name)}
+            try:
+                self.trace.emit(record, _json_line(record))
+            except OSError as error:
+                log.warning("frame trace: %s", error)
+
+    def _forget_stream(self, stream: str) -> None:
+        for key in [k for k in self._rings if k[0] == stream]:
+            del self._rings[key]
+
+    def on_control(self, message: Message) -> list[Message]:
+        header = message.header
+        state = self._stream(header.stream)
+        state.ended = True
+        lost = state.book.end(header.generation, header.seq, header.dropped)
+        if lost:
+            log.warning("stream %s: %d frame(s) lost at its end", header.stream, lost)
+        return []
+
+    def extra_sockets(self) -> list:
+        return [] if self.text is None else [(self.text.socket, self.text.poll)]
+
+    def extra_status(self) -> dict[str, Any]:
+        return {"streams": {name: s.summary() for name, s in self._streams.items()},
+                "persons": len(self._rings), "sink_errors": dict(self.sinks.errors),
+                "text_lines": 0 if self.text is None else self.text.received}
+
+    def close(self) -> None:
+        self.sinks.close()
+        if self.trace is not None:
+            self.trace.close()
+
+
+def _json_line(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()

@@ -1,0 +1,150 @@
+"""Detect: person boxes for a batch of frames from all streams, a track id per person, crops.
+
+Frames of every stream are detected in one engine call (YOLO batches; MediaPipe Pose, the
+no-download fallback, runs one frame at a time with one instance per stream). Each stream
+has its own ByteTrack tracker, reset when its session generation changes. Up to
+``max_persons`` persons per frame go on, most prominent first, each as a crop (with a
+margin) plus its box; the full frame stays here. A frame with nobody still goes on (with no
+crops) so sequence numbers stay contiguous downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from engines.adapters.detector import PersonDetector, crop_with_margin, prominence
+from engines.adapters.records import Detections
+from stream.config import DetectConfig
+from stream.stage import BatchStage
+from stream.tracking import PersonTracker
+from stream.wire import Message
+
+log = logging.getLogger(__name__)
+
+
+class PersonFinder(Protocol):
+    """Finds persons in frames of named streams (strategy: YOLO engine or MediaPipe)."""
+
+    name: str
+    random_weights: bool
+
+    def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
+        ...
+
+
+class EngineFinder:
+    """The profile's YOLO engine, one batched call for all frames."""
+
+    def __init__(self, detector: PersonDetector) -> None:
+        self.detector = detector
+        self.name = f"yolo:{detector.manifest.model}"
+        self.random_weights = detector.random_weights
+
+    def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
+        return self.detector.detect(frames)
+
+
+class PerStreamFinder:
+    """A stateful single-stream detector (MediaPipe Pose in video mode) per stream."""
+
+    def __init__(self, factory: Callable[[], Any], name: str) -> None:
+        self.factory = factory
+        self.name = name
+        self.random_weights = False
+        self._by_stream: dict[str, Any] = {}
+
+    def warm_up(self, streams: Sequence[str], frame_hw: tuple[int, int]) -> None:
+        """Create and run each stream's detector once, so the first live frame is not the
+        one that pays for loading models (over a second for MediaPipe)."""
+        blank = np.zeros((*frame_hw, 3), np.uint8)
+        for stream in streams:
+            self._detector(stream).detect([blank])
+
+    def _detector(self, stream: str) -> Any:
+        if stream not in self._by_stream:
+            self._by_stream[stream] = self.factory()
+        return self._by_stream[stream]
+
+    def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
+        out = []
+        for stream, frame in zip(streams, frames, strict=True):
+            out.extend(self._detector(stream).detect([frame]))
+        return out
+
+
+class DetectStage(BatchStage):
+    name = "detect"
+
+    def __init__(self, finder: PersonFinder, config: DetectConfig, frame_rate: float) -> None:
+        self.finder = finder
+        self.config = config
+        self.frame_rate = frame_rate
+        self._trackers: dict[str, tuple[int, PersonTracker]] = {}
+        self.persons_seen = 0
+
+    def _tracker(self, stream: str, generation: int) -> PersonTracker:
+        current = self._trackers.get(stream)
+        if current is None or current[0] != generation:
+            current = (generation, PersonTracker(self.frame_rate))
+            self._trackers[stream] = current
+        return current[1]
+
+    def process(self, batch: list[Message]) -> list[Message]:
+        t_in = time.monotonic()
+        frames = [m.arrays["frame"] for m in batch]
+        found = self.finder.find([m.header.stream for m in batch], frames)
+        out = []
+        for message, frame, detections in zip(batch, frames, found, strict=True):
+            tracked = self._tracker(message.header.stream, message.header.generation).update(
+                detections)
+            if tracked:
+                boxes = np.stack([p.xyxy for p in tracked])
+                order = np.argsort(-prominence(boxes, frame.shape[:2], 0.5))
+                tracked = [tracked[i] for i in order[:self.config.max_persons]]
+            persons, arrays = [], {}
+            for person in tracked:
+                crop, offset = crop_with_margin(frame, person.xyxy, self.config.crop_margin)
+                if crop.size == 0:
+                    continue
+                arrays[f"crop{len(persons)}"] = np.ascontiguousarray(crop)
+                persons.append({"track_id": person.track_id, "score": person.score,
+                                "box": [round(float(v), 1) for v in person.xyxy],
+                                "offset": [int(offset[0]), int(offset[1])]})
+            self.persons_seen += len(persons)
+            meta = dict(message.header.meta)
+            meta.update(persons=persons, frame_hw=list(frame.shape[:2]), detector=self.finder.name)
+            if self.finder.random_weights:
+                meta["random_weights"] = sorted({*meta.get("random_weights", []), "detector"})
+            header = replace(message.header, meta=meta).stamped(self.name, t_in, time.monotonic())
+            out.append(Message(header, arrays))
+        return out
+
+    def extra_status(self) -> dict[str, Any]:
+        return {"detector": self.finder.name, "persons": self.persons_seen}
+
+
+def make_finder(config: DetectConfig, engine_dir: Path, backend: str,
+                threads: int) -> PersonFinder:
+    """The detector strategy ``config.detector`` names; ``auto`` avoids random weights."""
+    if config.detector in ("auto", "yolo"):
+        from engines.manifest import read_manifest
+        from engines.runtime import load_engine
+
+        manifest = read_manifest(engine_dir, "detector")
+        if config.detector == "yolo" or not manifest.random_weights:
+            engine = load_engine(engine_dir, "detector", backend, threads=threads,
+                                 manifest=manifest)
+            return EngineFinder(PersonDetector(engine, manifest))
+        log.warning("detector engine %s has random weights (it finds nobody); using "
+                    "MediaPipe Pose (real weights, one person per frame) instead",
+                    manifest.model)
+    from engines.adapters.pose_detector import MediaPipePersonDetector
+
+    return PerStreamFinder(MediaPipePersonDetector, MediaPipePersonDetector.name)

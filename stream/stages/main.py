@@ -1,0 +1,152 @@
+"""Entry point of one stage process: ``python -m stream.stages.main STAGE INDEX SPEC``.
+
+The supervisor writes the resolved run (configuration, endpoints, output folder) to the
+``SPEC`` JSON file and starts each stage with it; this module opens the engines the stage
+needs, its sockets, and runs its loop until SIGTERM. Engines are verified on load
+(:func:`engines.runtime.load_engine`): a stale or missing engine stops the stage with a
+message naming the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from engines.engine import Engine
+from engines.manifest import EngineManifest, read_manifest
+from engines.runtime import load_engine
+from stream.config import RunConfig, StageConfig
+from stream.endpoints import Endpoints, open_socket
+from stream.sinks import JsonlSink, PubSink, Sinks
+from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
+from stream.status import StatusReporter
+
+STAGES = ("capture", "detect", "features", "classify")
+
+
+def open_engine(config: RunConfig, name: str,
+                threads: int) -> tuple[Engine, EngineManifest]:
+    engine_dir = config.resolved_engine_dir()
+    manifest = read_manifest(engine_dir, name)
+    return load_engine(engine_dir, name, config.backend, threads=threads,
+                       manifest=manifest), manifest
+
+
+def build_detect(config: RunConfig) -> tuple[BatchStage, StageConfig]:
+    from stream.stages.detect import DetectStage, PerStreamFinder, make_finder
+
+    finder = make_finder(config.detect, config.resolved_engine_dir(), config.backend,
+                         config.detect.threads)
+    if isinstance(finder, PerStreamFinder):
+        size = max(((s.height, s.width) for s in config.sources), default=(480, 640))
+        finder.warm_up(config.stream_ids(), size)
+    return DetectStage(finder, config.detect, config.capture_fps()), config.detect
+
+
+def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
+    from engines.adapters.image_embedder import ImageEmbedder
+    from stream.stages.features import FeaturesStage, keypoints_factory
+
+    engine, manifest = open_engine(config, "image_embedder", config.features.threads)
+    embedder = ImageEmbedder(engine, manifest, max_batch=config.features.max_batch * 4)
+    stage = FeaturesStage(embedder, keypoints_factory, image_rate=config.image_rate(),
+                          keypoint_rate=config.keypoint_rate())
+    stage.warm_up()
+    return stage, config.features
+
+
+def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
+                   context: zmq.Context) -> tuple[BatchStage, StageConfig]:
+    from engines.adapters.classifier import CLASSIFIER_NAME, WindowClassifier
+    from stream.stages.classify import ClassifyStage
+    from stream.text_topic import TextTopic
+
+    engine, manifest = open_engine(config, CLASSIFIER_NAME, config.classify.threads)
+    classifier = WindowClassifier(engine, manifest, max_batch=config.classify.max_batch * 8)
+    pub = open_socket(context, zmq.PUB, endpoints.predictions, bind=True, hwm=1000)
+    sinks: list[Any] = [PubSink(pub)]
+    trace = None
+    if out is not None:
+        sinks.append(JsonlSink(out / "predictions.jsonl"))
+        trace = JsonlSink(out / "frames.jsonl", name="frames")
+    text_socket = open_socket(context, zmq.SUB, endpoints.text, bind=True, hwm=1000)
+    text_socket.setsockopt(zmq.SUBSCRIBE, b"")
+
+    def text_embedder() -> Any:
+        from tokenizers import Tokenizer
+
+        from engines.adapters.text_embedder import TextEmbedder, tokenizer_path
+
+        engine, manifest = open_engine(config, "text_embedder", config.classify.threads)
+        tokenizer = Tokenizer.from_file(str(tokenizer_path(config.resolved_engine_dir(),
+                                                           manifest)))
+        embedder = TextEmbedder(engine, manifest, tokenizer)
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return embedder.embed(texts).vectors
+
+        return embed
+
+    stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
+                          text=TextTopic(text_socket, text_embedder), trace=trace)
+    return stage, config.classify
+
+
+def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
+    config = RunConfig.model_validate(spec["config"])
+    endpoints = Endpoints(**spec["endpoints"])
+    out = Path(spec["out"]) if spec.get("out") else None
+    stop = StopFlag().install()
+    context = zmq.Context()
+    try:
+        if stage_name == "capture":
+            from stream.stages.capture import run_capture
+
+            return run_capture(config, index, endpoints, stop, context)
+        hwm = config.endpoints.high_water_mark
+        status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
+        if stage_name == "detect":
+            stage, stage_config = build_detect(config)
+            inbound = open_socket(context, zmq.PULL, endpoints.detect_in, bind=True, hwm=hwm)
+            outbound = open_socket(context, zmq.PUSH, endpoints.detect_out, bind=True, hwm=hwm)
+        elif stage_name == "features":
+            stage, stage_config = build_features(config)
+            inbound = open_socket(context, zmq.PULL, endpoints.detect_out, bind=False, hwm=hwm)
+            outbound = open_socket(context, zmq.PUSH, endpoints.classify_in, bind=False,
+                                   hwm=hwm)
+        else:
+            stage, stage_config = build_classify(config, endpoints, out, context)
+            inbound = open_socket(context, zmq.PULL, endpoints.classify_in, bind=True, hwm=hwm)
+            outbound = None
+        reporter = StatusReporter(status, stage_name, index,
+                                  interval_s=config.supervisor.status_interval_s,
+                                  stall_after_s=config.supervisor.stall_after_s)
+        try:
+            run_batch_stage(stage, StageIO(inbound, outbound, reporter), stage_config, stop)
+        finally:
+            stage.close()
+        return 0
+    finally:
+        context.destroy(linger=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] not in STAGES:
+        print(f"usage: python -m stream.stages.main {{{','.join(STAGES)}}} INDEX SPEC_JSON",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(levelname)s {args[0]}[{args[1]}] %(name)s: %(message)s")
+    spec = json.loads(Path(args[2]).read_text())
+    return run_stage(args[0], int(args[1]), spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

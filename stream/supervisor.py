@@ -1,0 +1,316 @@
+"""The supervisor: starts every stage as its own process, watches it, restarts it, stops it.
+
+Order matters at both ends. Start: classify, features, detect, and only when they report
+ready, the captures (frames sent into a stage still loading its engines would only be
+dropped). Watch: status reports arrive on a bound PULL socket; a stage that exits
+unexpectedly is restarted after a backoff that doubles up to ``backoff_max_s``, at most
+``max_restarts`` times, after which the run fails. A capture that exits 0 has finished its
+file. Stop (Ctrl-C, SIGTERM, ``--duration``, or every source ended): stop the captures
+(each sends an end-of-stream marker), let the pipeline drain until classify has seen every
+end or ``drain_s`` passes, then stop detect, features and classify in pipeline order,
+killing any that ignore ``stop_timeout_s``. A summary of the run goes to ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import zmq
+
+from stream.config import RunConfig
+from stream.endpoints import Endpoints, open_socket
+from stream.status import Health, StageStatus
+from stream.view import View
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Child:
+    """One stage process and its restart history."""
+
+    stage: str
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    restart_at: float | None = None
+    finished: bool = False
+    exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}[{self.index}]"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class StopRequest:
+    """Ctrl-C / SIGTERM: the first asks for an ordered stop, the second for an immediate one."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.urgent = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            self.urgent = True
+        self.requested = True
+
+
+class Supervisor:
+    """Runs one pipeline described by ``config`` until it is told to stop."""
+
+    def __init__(self, config: RunConfig, endpoints: Endpoints, spec_path: Path,
+                 log_dir: Path, view: View, stop: StopRequest) -> None:
+        self.config = config
+        self.endpoints = endpoints
+        self.spec_path = spec_path
+        self.log_dir = log_dir
+        self.view = view
+        self.stop = stop
+        self.context = zmq.Context()
+        self.status_socket = open_socket(self.context, zmq.PULL, endpoints.status, bind=True,
+                                         hwm=1000)
+        self.predictions = open_socket(self.context, zmq.SUB, endpoints.predictions,
+                                       bind=False, hwm=1000)
+        self.predictions.setsockopt(zmq.SUBSCRIBE, b"")
+        self.statuses: dict[str, StageStatus] = {}
+        self.events: list[dict[str, Any]] = []
+        self.failed: str | None = None
+        self.children = [Child("classify", 0)]
+        self.children += [Child("features", i) for i in range(config.features.replicas)]
+        self.children += [Child("detect", 0)]
+        self.captures = [Child("capture", i) for i in range(len(config.sources))]
+        self._logs: list[IO[bytes]] = []
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _spawn(self, child: Child) -> None:
+        env = dict(os.environ)
+        threads = str(max(1, getattr(self.config, child.stage, self.config.detect).threads)
+                      if child.stage != "capture" else 1)
+        env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
+                   MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = (self.log_dir / f"{child.stage}-{child.index}.log").open("ab")
+        self._logs.append(log_file)
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "stream.stages.main", child.stage, str(child.index),
+             str(self.spec_path)], stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        child.restart_at = None
+        self._event("started", child, pid=child.process.pid)
+
+    def _event(self, kind: str, child: Child, **details: Any) -> None:
+        event = {"time": time.monotonic(), "event": kind, "stage": child.stage,
+                 "index": child.index, **details}
+        self.events.append(event)
+        log.info("%s %s %s", child.label, kind,
+                 " ".join(f"{k}={v}" for k, v in details.items()))
+        self.view.event(event)
+
+    def _check(self, child: Child, now: float, *, restart: bool) -> None:
+        """Notice an exit; schedule or perform a restart with backoff."""
+        process = child.process
+        if process is not None and process.poll() is not None:
+            code = process.returncode
+            child.exit_codes.append(code)
+            child.process = None
+            if child.stage == "capture" and code == 0:
+                child.finished = True
+                self._event("finished", child, exit_code=code)
+                return
+            if not restart:
+                self._event("exited", child, exit_code=code)
+                return
+            if child.restarts >= self.config.supervisor.max_restarts:
+                self.failed = f"{child.label} exited ({code}) after {child.restarts} restarts"
+                self._event("gave-up", child, exit_code=code)
+                return
+            sup = self.config.supervisor
+            backoff = min(sup.backoff_max_s, sup.backoff_s * 2 ** child.restarts)
+            child.restart_at = now + backoff
+            self._event("died", child, exit_code=code, restart_in_s=round(backoff, 2),
+                        frames_lost_so_far=self.frames_lost())
+        if child.process is None and child.restart_at is not None and now >= child.restart_at:
+            child.restarts += 1
+            self._spawn(child)
+            self._event("restarted", child, restart=child.restarts,
+                        limit=self.config.supervisor.max_restarts)
+
+    def frames_lost(self) -> int:
+        streams = self.statuses.get("classify[0]")
+        if streams is None:
+            return 0
+        return sum(s.get("lost", 0) for s in streams.extra.get("streams", {}).values())
+
+    # -- status -------------------------------------------------------------------------
+
+    def _pump(self, timeout_ms: int = POLL_MS) -> None:
+        """Read status reports and predictions for up to ``timeout_ms``."""
+        poller = zmq.Poller()
+        poller.register(self.status_socket, zmq.POLLIN)
+        poller.register(self.predictions, zmq.POLLIN)
+        events = dict(poller.poll(timeout_ms))
+        if self.status_socket in events:
+            while True:
+                try:
+                    raw = self.status_socket.recv(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    status = StageStatus.from_json(raw)
+                except (ValueError, KeyError, TypeError) as error:
+                    log.warning("malformed status report dropped: %s", error)
+                    continue
+                self.statuses[f"{status.stage}[{status.replica}]"] = status
+        if self.predictions in events:
+            while True:
+                try:
+                    _, body = self.predictions.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except ValueError:
+                    continue
+                try:
+                    self.view.prediction(json.loads(body))
+                except json.JSONDecodeError:
+                    continue
+        self.view.update(self.statuses, self._restarts())
+
+    def _restarts(self) -> dict[str, int]:
+        return {c.label: c.restarts for c in [*self.children, *self.captures]}
+
+    def _ready(self, children: list[Child]) -> bool:
+        return all(
+            (s := self.statuses.get(c.label)) is not None and s.pid == c.process.pid
+            and s.state is not Health.STARTING
+            for c in children if c.process is not None)
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, watch until stopped, stop in order; return the exit code."""
+        started = time.monotonic()
+        reason = "stopped"
+        try:
+            for child in self.children:
+                self._spawn(child)
+            while not self._ready(self.children):
+                self._pump()
+                for child in self.children:
+                    self._check(child, time.monotonic(), restart=True)
+                if self.failed or self.stop.requested:
+                    break
+                if time.monotonic() - started > STARTUP_TIMEOUT_S:
+                    self.failed = "stages did not become ready in time (see the stage logs)"
+                    break
+            if not self.failed and not self.stop.requested:
+                for child in self.captures:
+                    self._spawn(child)
+                reason = self._watch()
+        finally:
+            code = self._shutdown()
+        if self.failed:
+            reason = f"failed: {self.failed}"
+        self.reason = reason
+        self.wall_s = time.monotonic() - started
+        return 1 if self.failed else code
+
+    def _watch(self) -> str:
+        ready_at = time.monotonic()
+        duration = self.config.duration
+        while True:
+            self._pump()
+            now = time.monotonic()
+            for child in [*self.children, *self.captures]:
+                self._check(child, now, restart=True)
+            if self.failed:
+                return "failed"
+            if self.stop.requested:
+                return "interrupted"
+            if duration is not None and now - ready_at >= duration:
+                return "duration reached"
+            if self.captures and all(c.finished for c in self.captures):
+                return "all sources ended"
+
+    def _shutdown(self) -> int:
+        sup = self.config.supervisor
+        self._stop_children(self.captures, sup.stop_timeout_s)
+        deadline = time.monotonic() + sup.drain_s
+        while time.monotonic() < deadline and not self.stop.urgent and not self._drained():
+            self._pump()
+        code = 0
+        for child in reversed(self.children):  # detect, features, classify
+            code = max(code, self._stop_children([child], sup.stop_timeout_s))
+        self._pump(0)
+        self.view.close()
+        self.status_socket.close(linger=0)
+        self.predictions.close(linger=0)
+        self.context.term()
+        for log_file in self._logs:
+            log_file.close()
+        return code
+
+    def _drained(self) -> bool:
+        status = self.statuses.get("classify[0]")
+        if status is None or not self.captures:
+            return True
+        streams = status.extra.get("streams", {})
+        ids = self.config.stream_ids()
+        return all(streams.get(s, {}).get("ended", False) for s in ids)
+
+    def _stop_children(self, children: list[Child], timeout_s: float) -> int:
+        """SIGTERM, wait (reading status), SIGKILL what is left; 0 if all stopped cleanly."""
+        running = [c for c in children if c.alive]
+        for child in running:
+            assert child.process is not None
+            child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + (0.0 if self.stop.urgent else timeout_s)
+        while any(c.alive for c in running) and time.monotonic() < deadline:
+            self._pump(50)
+        code = 0
+        for child in running:
+            assert child.process is not None
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait()
+                self._event("killed", child)
+                code = 1
+            else:
+                self._event("stopped", child, exit_code=child.process.returncode)
+                code = max(code, 1 if child.process.returncode else 0)
+            child.exit_codes.append(child.process.returncode)
+        return code
+
+    def summary(self) -> dict[str, Any]:
+        """What the run did: per stage its last status and restarts, per stream the
+        classifier's accounting (frames, dropped, lost, predictions, latency, rates)."""
+        classify = self.statuses.get("classify[0]")
+        return {
+            "reason": getattr(self, "reason", "unknown"),
+            "wall_s": round(getattr(self, "wall_s", 0.0), 2),
+            "restarts": self._restarts(),
+            "events": self.events,
+            "stages": {name: {"state": str(s.state), "pid": s.pid,
+                              "counters": s.counters.__dict__, "extra": s.extra}
+                       for name, s in sorted(self.statuses.items())},
+            "streams": {} if classify is None else classify.extra.get("streams", {}),
+        }

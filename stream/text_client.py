@@ -1,0 +1,47 @@
+"""A minimal text publisher: what an ASR engine or subtitle feed does to add text.
+
+Run beside ``hidemo run`` and type lines; each goes to the stream you name::
+
+    python -m stream.text_client --endpoint tcp://127.0.0.1:5561 --stream demo0
+    > I am happy with how I played today.
+
+Any program can do the same in a few lines: connect a ZeroMQ PUB socket to the text
+endpoint and send ``[stream id, {"text": ..., "time": time.monotonic()}]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import zmq
+
+
+def publish(socket: zmq.Socket, stream: str, text: str, spoken: float | None = None) -> None:
+    """Send one line of ``text`` for ``stream``, spoken at ``spoken`` (monotonic; now)."""
+    body = {"text": text, "time": time.monotonic() if spoken is None else spoken}
+    socket.send_multipart([stream.encode(), json.dumps(body).encode()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", default="tcp://127.0.0.1:5561")
+    parser.add_argument("--stream", required=True, help="stream id, e.g. demo0")
+    parser.add_argument("text", nargs="*", help="lines to send (default: read stdin)")
+    args = parser.parse_args(argv)
+    context = zmq.Context.instance()
+    socket = context.socket(zmq.PUB)
+    socket.connect(args.endpoint)
+    time.sleep(0.3)  # let the subscription reach us before the first line (slow joiner)
+    for line in args.text or (line.rstrip("\n") for line in sys.stdin):
+        if line:
+            publish(socket, args.stream, line)
+    time.sleep(0.2)
+    socket.close(linger=1000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

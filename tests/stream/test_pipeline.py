@@ -1,0 +1,184 @@
+"""``hidemo run`` as real processes: real ZeroMQ sockets (ipc), onnxruntime and MediaPipe.
+
+Each test starts the whole pipeline on the tiny engines (random weights; MediaPipe has real
+ones) and checks what a user would: predictions on the PUB socket and in the JSONL log, a
+stage killed and restarted, and a slow stage that must not make latency grow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+import zmq
+
+from stream.demo import write_demo_video
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(tmp_path: Path, sources: list[dict[str, Any]], **sections: Any) -> Path:
+    config = {
+        "profile": "tiny", "view": "log", "sources": sources,
+        "endpoints": {"predictions": f"ipc://{tmp_path}/predictions",
+                      "text": f"ipc://{tmp_path}/text"},
+        "supervisor": {"backoff_s": 0.2, "drain_s": 2.0},
+        **sections,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_run(tmp_path: Path, engine_dir: Path, config: Path, duration: float,
+              *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hidemo", "run", "--config", str(config), "--engine-dir",
+         str(engine_dir), "--duration", str(duration), "--out", str(tmp_path / "out"), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 60) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+        raise AssertionError(f"hidemo run did not exit in time:\n{output}") from None
+    return output
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def by_stream(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        out.setdefault(record["stream"], []).append(record)
+    return out
+
+
+def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    video = write_demo_video(tmp_path / "talk.avi", seconds=6.0, fps=10, width=320, height=240)
+    config = write_config(tmp_path, [{"spec": str(video), "id": "talk"},
+                                     {"spec": "demo", "width": 320, "height": 240}])
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"ipc://{tmp_path}/predictions")
+    published: list[dict[str, Any]] = []
+    try:
+        process = start_run(tmp_path, tiny_engine_dir, config, 9.0)
+        while process.poll() is None:
+            if sub.poll(100):
+                topic, body = sub.recv_multipart()
+                record = json.loads(body)
+                assert topic.decode() == record["stream"]
+                published.append(record)
+        output = finish(process)
+    finally:
+        context.destroy(linger=0)
+    assert process.returncode == 0, output
+    out = tmp_path / "out"
+    logged = by_stream(read_jsonl(out / "predictions.jsonl"))
+    assert set(logged) == {"talk", "demo1"}, output
+    for stream, records in logged.items():
+        assert len(records) >= 3, (stream, output)
+        assert [r["seq"] for r in records] == list(range(len(records)))
+        assert all(r["schema"] == "hidemo.prediction/1" and r["random_weights"] for r in records)
+        assert {"image", "keypoints"} <= set(records[-1]["modalities"])
+        assert set(records[-1]["probs"]) == {"negative", "positive"}
+        assert records[-1]["latency_ms"]["total"] > 0
+    pub = by_stream(published)
+    assert set(pub) == {"talk", "demo1"}
+    for stream, records in pub.items():
+        seqs = [r["seq"] for r in records]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous
+        assert seqs[-1] == logged[stream][-1]["seq"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["streams"]["talk"]["ended"]  # the file's end of stream came through
+    assert summary["streams"]["talk"]["lost"] == 0 and summary["streams"]["demo1"]["lost"] == 0
+    assert not any(summary["restarts"].values())
+    assert json.loads((out / "config.json").read_text())["profile"] == "tiny"
+
+
+def features_process(run: subprocess.Popen[str]) -> psutil.Process:
+    for child in psutil.Process(run.pid).children(recursive=True):
+        if "features" in child.cmdline():
+            return child
+    raise AssertionError("no features process found")
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_features_stage_is_restarted_and_lost_frames_reported(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    # slow_ms keeps the stage busy, so the kill always catches frames inside it
+    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
+                          features={"slow_ms": 250})
+    log = tmp_path / "out" / "predictions.jsonl"
+    process = start_run(tmp_path, tiny_engine_dir, config, 16.0)
+    try:
+        wait_for(lambda: log.is_file() and len(read_jsonl(log)) >= 2, 60, "first predictions")
+        victim = features_process(process)
+        killed_at = time.monotonic()
+        os.kill(victim.pid, signal.SIGKILL)
+        output = finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["restarts"]["features[0]"] == 1, output
+    died = [e for e in summary["events"] if e["event"] == "died"]
+    assert died and died[0]["stage"] == "features" and died[0]["exit_code"] == -signal.SIGKILL
+    records = read_jsonl(log)
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    after = [r for r in records if r["capture_time"] > killed_at]
+    assert len(after) >= 2, output  # predictions resumed
+    stream = summary["streams"]["demo0"]
+    assert stream["lost"] >= 1  # frames inside the killed process, reported as lost
+    assert after[-1]["frames"]["lost"] == stream["lost"]
+    assert "lost" in output
+
+
+def test_a_slow_stage_does_not_grow_frame_age(tiny_engine_dir: Path, tmp_path: Path) -> None:
+    fps, slow_ms = 30.0, 300.0
+    config = write_config(tmp_path, [{"spec": "demo", "fps": fps, "width": 320, "height": 240}],
+                          analysis={"capture_fps": fps, "keypoint_rate": fps},
+                          features={"slow_ms": slow_ms})
+    process = start_run(tmp_path, tiny_engine_dir, config, 10.0)
+    output = finish(process)
+    assert process.returncode == 0, output
+    frames = read_jsonl(tmp_path / "out" / "frames.jsonl")
+    assert len(frames) >= 15, output
+    ages = [f["age_frames"] for f in frames[3:]]  # past the first (warm-up) frames
+    slow_frames = slow_ms / 1000 * fps  # 9 frames pass while the slow stage works on one
+    # bounded: a few stage times, never the whole run (an unbounded queue would reach
+    # about (30 - 3) frames per second x 10 s = 270 frames)
+    assert max(ages) <= 5 * slow_frames, ages
+    third = len(ages) // 3
+    early, late = sorted(ages[:third]), sorted(ages[-third:])
+    assert late[len(late) // 2] <= early[len(early) // 2] + slow_frames, ages
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    stream = summary["streams"]["demo0"]
+    assert stream["dropped"] > stream["frames"]  # most frames dropped on purpose, counted
+    assert stream["lost"] == 0

@@ -1,0 +1,43 @@
+"""The run configuration: source kinds, overrides, strict keys, stream ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stream.config import load_config, source_kind
+
+
+@pytest.mark.parametrize(("spec", "kind"), [("0", "camera"), ("demo", "demo"),
+                                            ("rtsp://cam/live", "url"),
+                                            ("http://x/y.mjpg", "url"), ("talk.mp4", "file")])
+def test_source_kinds(spec: str, kind: str) -> None:
+    assert source_kind(spec) == kind
+
+
+def test_file_then_overrides_then_dotted(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("profile: tiny\nclassify:\n  stride_s: 2.0\nsources:\n  - spec: demo\n")
+    config = load_config(path, {"duration": 5.0}, ["classify.smoothing=0.5",
+                                                   "features.slow_ms=100"])
+    assert config.profile == "tiny" and config.duration == 5.0
+    assert config.classify.stride_s == 2.0 and config.classify.smoothing == 0.5
+    assert config.features.slow_ms == 100
+    assert config.stream_ids() == ["demo0"]
+    assert config.keypoint_rate() == 5.0 and config.capture_fps() == 5.0
+
+
+def test_unknown_keys_and_profiles_are_errors() -> None:
+    with pytest.raises(ValidationError):
+        load_config(None, None, ["classify.strid_s=1"])
+    with pytest.raises(ValidationError):
+        load_config(None, {"profile": "huge"})
+
+
+def test_stream_ids_are_unique() -> None:
+    config = load_config(None, {"sources": [{"spec": "demo"}, {"spec": "demo"}]})
+    assert config.stream_ids() == ["demo0", "demo1"]
+    with pytest.raises(ValidationError):
+        load_config(None, {"sources": [{"spec": "demo", "id": "x"}, {"spec": "0", "id": "x"}]})

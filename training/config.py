@@ -1,0 +1,93 @@
+"""The training configuration: one typed record, from a file plus command-line overrides.
+
+The resolved configuration is saved next to every output (``DIR/config.json``), and a run
+resumed in the same folder must have the same one: resuming with other settings would mix
+two experiments in one ``metrics.json``.
+
+Example:
+    >>> TrainConfig(out=Path("runs/x"), seeds=[0]).imbalance
+    'weighted-loss'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SyntheticData(BaseModel):
+    """Generator settings used when ``data == "synthetic"``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    videos: int = 240
+    seed: int = 0
+    label_noise: float = 0.05
+    positive_fraction: float = 0.7
+
+
+class TrainConfig(BaseModel):
+    """Everything ``hidemo train`` needs. ``data`` is ``synthetic`` or a feature store folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path
+    data: str = "synthetic"
+    profile: str = "edge"
+    engine_dir: Path | None = None
+    """Where the profile's engines are (the text engine embeds synthetic transcripts)."""
+    weights_dir: Path = Path("weights")
+    synthetic: SyntheticData = Field(default_factory=SyntheticData)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    keypoint_encoder: Literal["mlp", "gcn"] = "mlp"
+    model: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the profile's classifier sizes (d_model, layers, heads, dropout...)."""
+    stage1_epochs: int = 10
+    stage2_epochs: int = 6
+    batch_size: int = 64
+    stage1_lr: float = 1e-3
+    stage2_lr: float = 3e-4
+    weight_decay: float = 1e-2
+    imbalance: Literal["weighted-loss", "balanced-sampling", "both", "none"] = "weighted-loss"
+    train_stride: float = 2.0
+    """Seconds between the ends of consecutive training windows."""
+    eval_stride: float | None = None
+    """Seconds between evaluation windows (default: half a window)."""
+    shuffle_labels: bool = False
+    """Train on permuted labels: a sanity check that should score near chance."""
+    install: bool = True
+    """Copy the chosen stage-2 model to WEIGHTS_DIR/classifier/PROFILE for `engines build`."""
+    threads: int = 0
+    """torch intra-op threads (0: torch's default)."""
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+        """A JSON config file if given, then non-None ``overrides`` on top."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = json.loads(Path(path).read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"config {path}: not valid JSON ({exc})") from exc
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if "." in key:
+                head, tail = key.split(".", 1)
+                data.setdefault(head, {})[tail] = value
+            else:
+                data[key] = value
+        return cls.model_validate(data)
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    def identity(self) -> dict[str, Any]:
+        """What must match to resume a run: everything but where and how to install."""
+        data = self.to_json()
+        for key in ("out", "install", "weights_dir", "threads", "engine_dir"):
+            data.pop(key)
+        return data

@@ -1,0 +1,1 @@
+"""Datasets: manifests, readers for iMiGUE, and the synthetic generator."""

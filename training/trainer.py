@@ -1,0 +1,173 @@
+"""Fit one classifier on windows, evaluate it per window and per video, resume after a kill.
+
+A modality is switched off by zeroing its mask, the same way a missing modality reaches
+the engine at serving time; stage 1 trains each modality alone this way. Class imbalance
+is handled by a class-weighted loss, balanced sampling, or both (``imbalance``). After
+every epoch the model, optimiser, epoch and history go to ``state.pt`` (written atomically),
+so a run that is killed resumes from its last finished epoch.
+
+Example:
+    >>> history = fit(model, train, FitSettings(epochs=5, lr=1e-3), ("keypoints",),
+    ...               state_path=Path("runs/x/state.pt"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from engines.adapters.windows import CLASSIFIER_INPUTS
+from training.metrics import classification_metrics, video_scores
+from training.windows import WindowSet
+
+MODALITY_MASKS = {"image": "image_mask", "keypoints": "keypoints_mask", "text": "text_mask"}
+ALL_MODALITIES = tuple(MODALITY_MASKS)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    epochs: int
+    lr: float
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    imbalance: str = "weighted-loss"
+    seed: int = 0
+
+
+def window_tensors(windows: WindowSet) -> dict[str, torch.Tensor]:
+    """The windows' arrays as tensors sharing their memory (no copy)."""
+    feeds = windows.batch.feeds()
+    return {name: torch.from_numpy(feeds[name]) for name in CLASSIFIER_INPUTS}
+
+
+def restrict(feeds: dict[str, torch.Tensor], modalities: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``feeds`` with the masks of every modality not in ``modalities`` set to zero."""
+    unknown = set(modalities) - set(MODALITY_MASKS)
+    if unknown:
+        raise ValueError(f"unknown modalities {sorted(unknown)}; known {ALL_MODALITIES}")
+    out = dict(feeds)
+    for modality, mask in MODALITY_MASKS.items():
+        if modality not in modalities:
+            out[mask] = torch.zeros_like(feeds[mask])
+    return out
+
+
+def _forward(model: nn.Module, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
+    logits, _ = model(*(feeds[name] for name in CLASSIFIER_INPUTS))
+    return logits
+
+
+@torch.no_grad()
+def predict(model: nn.Module, windows: WindowSet, modalities: Sequence[str] = ALL_MODALITIES,
+            batch_size: int = 256) -> np.ndarray:
+    """Positive-class probability per window."""
+    model.eval()
+    feeds = restrict(window_tensors(windows), modalities)
+    out = []
+    for lo in range(0, len(windows), batch_size):
+        chunk = {k: v[lo:lo + batch_size] for k, v in feeds.items()}
+        out.append(torch.softmax(_forward(model, chunk), dim=1)[:, 1].numpy())
+    return np.concatenate(out)
+
+
+def evaluate_scores(windows: WindowSet, positive_prob: np.ndarray) -> dict[str, Any]:
+    """Window- and video-level metrics of per-window positive probabilities."""
+    per_video = video_scores(windows.video_index, positive_prob, len(windows.video_ids))
+    return {"window": classification_metrics(windows.labels, positive_prob),
+            "video": classification_metrics(windows.video_labels, per_video)}
+
+
+def evaluate(model: nn.Module, windows: WindowSet,
+             modalities: Sequence[str] = ALL_MODALITIES) -> dict[str, Any]:
+    return evaluate_scores(windows, predict(model, windows, modalities))
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Inverse-frequency weights, normalised so a balanced set gets weight 1 per class."""
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    if (counts == 0).any():
+        raise ValueError(f"training windows hold one class only (counts {counts.tolist()}); "
+                         "a classifier cannot learn from that")
+    return torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
+
+
+def _epoch_order(labels: np.ndarray, balanced: bool, generator: torch.Generator) -> torch.Tensor:
+    if not balanced:
+        return torch.randperm(len(labels), generator=generator)
+    counts = np.bincount(labels, minlength=2)
+    weights = torch.tensor(1.0 / counts[labels], dtype=torch.float64)
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+
+def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: Sequence[str], *,
+        val: WindowSet | None = None, state_path: Path | None = None,
+        description: str = "train") -> list[dict[str, Any]]:
+    """Train ``model`` in place; returns one history row per epoch (loss, val metrics)."""
+    optimizer = torch.optim.AdamW((p for p in model.parameters() if p.requires_grad),
+                                  lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, settings.epochs))
+    weighted = settings.imbalance in ("weighted-loss", "both")
+    balanced = settings.imbalance in ("balanced-sampling", "both")
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels) if weighted else None)
+    generator = torch.Generator().manual_seed(settings.seed)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if state_path is not None and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start = state["history"], state["epoch"]
+    feeds = restrict(window_tensors(train), modalities)
+    labels = torch.from_numpy(train.labels)
+    bar = tqdm(range(start, settings.epochs), desc=description, initial=start,
+               total=settings.epochs, unit="epoch", leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        order = _epoch_order(train.labels, balanced, generator)
+        total, seen = 0.0, 0
+        for lo in range(0, len(order), settings.batch_size):
+            index = order[lo:lo + settings.batch_size]
+            logits = _forward(model, {k: v[index] for k, v in feeds.items()})
+            loss = loss_fn(logits, labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total += float(loss) * len(index)
+            seen += len(index)
+        scheduler.step()
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
+        if val is not None:
+            row["val"] = evaluate(model, val, modalities)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                            val_acc=f"{row['val']['video']['accuracy']:.3f}")
+        else:
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}")
+        history.append(row)
+        if state_path is not None:
+            _save_state(state_path, {"model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(),
+                                     "scheduler": scheduler.state_dict(),
+                                     "generator": generator.get_state(),
+                                     "torch_rng": torch.get_rng_state(),
+                                     "history": history, "epoch": epoch + 1})
+    bar.close()
+    return history
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
