@@ -63,8 +63,9 @@ class SourceInfo:
     """Where an engine's weights came from.
 
     ``kind`` is ``checkpoint`` (a file or folder of weights, hashed) or ``random-init``
-    (built from a config with a fixed seed; ``sha256`` hashes that config). Only a
-    checkpoint can go stale by itself: a random-init source changes only through the config.
+    (built from a config with a fixed seed; ``sha256`` hashes that config). A checkpoint
+    goes stale when its files change; a random-init source with a ``path`` (where trained
+    weights would be installed) goes stale when something appears there.
     """
 
     kind: str
@@ -214,6 +215,14 @@ def verify(manifest: EngineManifest, engine_dir: Path, *, check_source: bool = T
         extra = engine_dir / file_name
         if not extra.is_file() or sha256_file(extra) != digest:
             raise EngineStale(f"engine {name!r}: {extra} is missing or modified", fix)
+    if check_source and manifest.source.random_weights and manifest.source.path:
+        awaited = Path(manifest.source.path)
+        if awaited.exists():
+            raise EngineStale(
+                f"engine {name!r} was built with random weights, but a trained checkpoint now "
+                f"exists at {awaited}; rebuild to use it",
+                fix,
+            )
     if check_source and manifest.source.kind == "checkpoint" and manifest.source.path:
         source = Path(manifest.source.path)
         if not source.exists():

@@ -107,7 +107,7 @@ PROFILES: dict[str, Profile] = {
         detector=DetectorSpec(variant="yolo11n"),
         image=ImageEmbedderSpec(model_id="facebook/dinov2-small", config=DINOV2_SMALL),
         text=TextEmbedderSpec(),
-        classifier=ClassifierSpec(model={"d_model": 128, "layers": 2, "heads": 4}),
+        classifier=ClassifierSpec(model={"d_model": 64, "layers": 2, "heads": 4}),
     ),
     "tiny": Profile(
         name="tiny",

@@ -93,9 +93,12 @@ def build_classifier_source(profile: Profile, locator: WeightsLocator) -> Source
         warn_random(CLASSIFIER_NAME, "the window classifier", str(folder))
         torch.manual_seed(RANDOM_SEED)
         model = HiddenEmotionClassifier(config)
+        # ``path`` is where a trained checkpoint would be: once `hidemo train` installs one
+        # there, the runtime refuses this random engine instead of serving it silently.
         source = SourceInfo("random-init", f"ClassifierConfig {config.to_dict()}, seed "
                             f"{RANDOM_SEED}", sha256_json({"config": config.to_dict(),
-                                                           "seed": RANDOM_SEED}))
+                                                           "seed": RANDOM_SEED}),
+                            str(folder.resolve()))
     model = model.float().eval()
     preprocess = {**window, "image_dim": config.image_dim, "text_dim": config.text_dim}
     return SourceModel(

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--int8", action="store_true",
                        help="also build classifier_int8 (dynamic int8 of the classifier, "
                             "for CPUs)")
+    evaluate = engine_cmds.add_parser(
+        "evaluate", help="score the built classifier engines on a training run's test set "
+                         "(fp32 against torch, int8 drift)")
+    evaluate.add_argument("--run", type=Path, required=True, help="a `hidemo train --out` folder")
+    evaluate.add_argument("--engine-dir", type=Path, default=None,
+                          help="(default: artifacts/engines/PROFILE of the run)")
     listing = engine_cmds.add_parser("list", help="show each engine and its state")
     _add_engine_args(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -91,13 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if getattr(args, "engine_dir", "unset") is None:
+    if getattr(args, "engine_dir", "unset") is None and getattr(args, "profile", None):
         args.engine_dir = default_engine_dir(args.profile)
     try:
         if args.job == "engines" and args.command == "build":
             from export.cli import build_command
 
             return build_command(args)
+        if args.job == "engines" and args.command == "evaluate":
+            from export.evaluate import evaluate_command, run_profile
+
+            engine_dir = args.engine_dir or default_engine_dir(run_profile(args.run))
+            return evaluate_command(args.run, engine_dir)
         if args.job == "engines" and args.command == "list":
             from engines.cli import list_command
 

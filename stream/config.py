@@ -129,7 +129,7 @@ class SupervisorConfig(_Strict):
     backoff_max_s: float = Field(8.0, gt=0)
     status_interval_s: float = Field(0.5, gt=0)
     stall_after_s: float = Field(3.0, gt=0)
-    drain_s: float = Field(3.0, ge=0)
+    drain_s: float = Field(5.0, ge=0)
     stop_timeout_s: float = Field(5.0, gt=0)
 
 

@@ -2,8 +2,10 @@
 
 The long-lived side of a hop binds and the restartable side connects, so a restart never
 changes an address: detect binds its input (captures connect) and its output (feature
-replicas connect); classify binds its input, the predictions PUB and the text SUB; the
-supervisor binds the status socket every stage reports to. Internal hops use ipc in one
+replicas connect); classify binds its input and the predictions PUB; the supervisor binds
+the status socket every stage reports to. The text topic is the exception that proves the
+rule: its publisher (an ASR or subtitle service) is the long-lived side, so it binds and
+classify connects. Internal hops use ipc in one
 private folder by default (no port clashes between runs, no network exposure).
 
 Example:

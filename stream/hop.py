@@ -155,36 +155,51 @@ class Sender:
     A blocked downstream (its queue at the high-water mark, or no peer connected, e.g.
     while a stage restarts) must not stall this stage: the frame is dropped, counted per
     stream in ``pending_dropped`` and added to that stream's next message. Control
-    messages wait up to ``control_timeout_ms`` for room instead: an end of stream matters.
+    messages (end of stream) are never dropped: one that finds no room waits in a backlog
+    that :meth:`flush` retries on every turn of the stage loop.
     """
 
-    def __init__(self, socket: zmq.Socket, control_timeout_ms: int = 1000) -> None:
+    def __init__(self, socket: zmq.Socket) -> None:
         self.socket = socket
-        self.control_timeout_ms = control_timeout_ms
         self.sent = 0
         self.blocked = 0
         self.last_blocked: float = 0.0
         self.pending_dropped: dict[str, int] = {}
+        self.backlog: deque[Message] = deque()
 
     def send(self, message: Message) -> bool:
-        """Send ``message``; False when it was dropped (counted) or timed out (control)."""
+        """Send ``message`` now; False when it was dropped (a frame) or backlogged (control)."""
+        if message.is_control:
+            self.backlog.append(message)
+            self.flush()
+            return not self.backlog
         stream = message.header.stream
         carried = self.pending_dropped.pop(stream, 0)
         if carried:
             message = _add_dropped(message, carried)
-        parts = encode(message.header, message.arrays)
-        if message.is_control:
-            if self.socket.poll(self.control_timeout_ms, zmq.POLLOUT):
-                self.socket.send_multipart(parts, copy=False)
-                self.sent += 1
-                return True
-            return False
+        if self._try(message):
+            return True
+        self.blocked += 1
+        self.last_blocked = time.monotonic()
+        self.pending_dropped[stream] = message.header.dropped + 1
+        return False
+
+    def flush(self) -> None:
+        """Send backlogged control messages, oldest first, while there is room."""
+        while self.backlog:
+            message = self.backlog[0]
+            carried = self.pending_dropped.pop(message.header.stream, 0)
+            if carried:  # frames dropped before an end of stream travel with it
+                message = self.backlog[0] = _add_dropped(message, carried)
+            if not self._try(message):
+                return
+            self.backlog.popleft()
+
+    def _try(self, message: Message) -> bool:
         try:
-            self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            self.socket.send_multipart(encode(message.header, message.arrays),
+                                       flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            self.blocked += 1
-            self.last_blocked = time.monotonic()
-            self.pending_dropped[stream] = message.header.dropped + 1
             return False
         self.sent += 1
         return True

@@ -134,6 +134,7 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
         if policy.ready(inbox, now):
             _process(stage, inbox.take(policy.max_batch), config, counters, sender)
         if sender is not None:
+            sender.flush()
             counters.sent = sender.sent
             counters.dropped_out = sender.blocked
             io.reporter.last_blocked = sender.last_blocked

@@ -28,6 +28,7 @@ import zmq
 
 from stream.config import RunConfig
 from stream.endpoints import Endpoints, open_socket
+from stream.resources import ResourceMeter
 from stream.status import Health, StageStatus
 from stream.view import View
 
@@ -100,6 +101,8 @@ class Supervisor:
         self.children += [Child("detect", 0)]
         self.captures = [Child("capture", i) for i in range(len(config.sources))]
         self._logs: list[IO[bytes]] = []
+        self.resources = ResourceMeter()
+        self.watch_s = 0.0
 
     # -- processes ----------------------------------------------------------------------
 
@@ -236,9 +239,20 @@ class Supervisor:
 
     def _watch(self) -> str:
         ready_at = time.monotonic()
+        try:
+            return self._watch_until_stop(ready_at)
+        finally:
+            self.watch_s = time.monotonic() - ready_at
+
+    def _pids(self) -> dict[str, int]:
+        return {c.label: c.process.pid for c in [*self.children, *self.captures]
+                if c.process is not None}
+
+    def _watch_until_stop(self, ready_at: float) -> str:
         duration = self.config.duration
         while True:
             self._pump()
+            self.resources.sample(self._pids())
             now = time.monotonic()
             for child in [*self.children, *self.captures]:
                 self._check(child, now, restart=True)
@@ -253,6 +267,7 @@ class Supervisor:
 
     def _shutdown(self) -> int:
         sup = self.config.supervisor
+        self.resources.sample(self._pids(), force=True)
         self._stop_children(self.captures, sup.stop_timeout_s)
         deadline = time.monotonic() + sup.drain_s
         while time.monotonic() < deadline and not self.stop.urgent and not self._drained():
@@ -307,6 +322,8 @@ class Supervisor:
         return {
             "reason": getattr(self, "reason", "unknown"),
             "wall_s": round(getattr(self, "wall_s", 0.0), 2),
+            "running_s": round(self.watch_s, 2),
+            "resources": self.resources.report(),
             "restarts": self._restarts(),
             "events": self.events,
             "stages": {name: {"state": str(s.state), "pid": s.pid,

@@ -5,8 +5,8 @@ Run beside ``hidemo run`` and type lines; each goes to the stream you name::
     python -m stream.text_client --endpoint tcp://127.0.0.1:5561 --stream demo0
     > I am happy with how I played today.
 
-Any program can do the same in a few lines: connect a ZeroMQ PUB socket to the text
-endpoint and send ``[stream id, {"text": ..., "time": time.monotonic()}]``.
+Any program can do the same in a few lines: bind a ZeroMQ PUB socket at the text endpoint
+and publish ``[stream id, {"text": ..., "time": time.monotonic()}]`` (topic = stream id).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     context = zmq.Context.instance()
     socket = context.socket(zmq.PUB)
-    socket.connect(args.endpoint)
-    time.sleep(0.3)  # let the subscription reach us before the first line (slow joiner)
+    socket.bind(args.endpoint)
+    time.sleep(1.0)  # let the pipeline's subscription arrive before the first line
     for line in args.text or (line.rstrip("\n") for line in sys.stdin):
         if line:
             publish(socket, args.stream, line)

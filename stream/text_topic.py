@@ -1,7 +1,8 @@
 """Live text for the text modality: lines published on a topic by an outside process.
 
-An ASR engine or a subtitle feed connects a PUB socket to the pipeline's text endpoint
-(classify binds a SUB there) and sends ``[stream id, JSON]`` with ``{"text": "..."}`` and
+An ASR engine or a subtitle feed binds a PUB socket at the pipeline's text endpoint (it is
+the long-lived service; classify's SUB connects to it and reconnects by itself whenever
+either side restarts) and publishes ``[stream id, JSON]`` with ``{"text": "..."}`` and
 optionally ``"time"``, the ``time.monotonic()`` at which the words were spoken (default:
 arrival). Each window gets the text of its time span, embedded by the text engine; a
 stream with no text in its window has the text modality masked. See

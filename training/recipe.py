@@ -61,6 +61,20 @@ class Splits:
     train_majority: int
 
 
+def load_run_splits(run_dir: Path) -> tuple[TrainConfig, Splits]:
+    """The windows a finished run was trained and tested on (for evaluating its engines)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run (no config.json); pass the "
+                                "--out folder of `hidemo train`")
+    config = TrainConfig.model_validate(json.loads(path.read_text())["config"])
+    profile = get_profile(config.profile)
+    store = _load_store(config, profile, log.info)
+    spec = WindowSpec(profile.classifier.window_seconds, store.info.image_rate,
+                      store.info.keypoint_rate)
+    return config, _split(store.load_all(), spec, store.info, config)
+
+
 def run_training(config: TrainConfig, say: Say = log.info) -> dict[str, Any]:
     """Train, evaluate, write ``metrics.json`` and (optionally) install; returns the metrics."""
     if config.threads:
@@ -140,6 +154,7 @@ def _generate_synthetic(config: TrainConfig, profile: Profile, root: Path,
     engine_dir = config.engine_dir or Path("artifacts") / "engines" / profile.name
     embedder = TextEmbedder.from_engine_dir(engine_dir)
     spec = synthetic.SyntheticSpec(videos=config.synthetic.videos, seed=config.synthetic.seed,
+                                   duration=tuple(config.synthetic.duration),
                                    label_noise=config.synthetic.label_noise,
                                    positive_fraction=config.synthetic.positive_fraction)
     say(f"generating {spec.videos} synthetic videos (text embedded by {engine_dir})")
@@ -213,7 +228,7 @@ def _run(folder: Path, model_config: ClassifierConfig, splits: Splits, config: T
         epochs=config.stage2_epochs if stage2 else config.stage1_epochs,
         lr=config.stage2_lr if stage2 else config.stage1_lr,
         weight_decay=config.weight_decay, batch_size=config.batch_size,
-        imbalance=config.imbalance, seed=seed)
+        imbalance=config.imbalance, seed=seed, label_smoothing=config.label_smoothing)
     name = f"seed {seed} {'stage 2' if stage2 else 'stage 1'} {'+'.join(modalities)}"
     history = fit(model, splits.train, settings, modalities, val=splits.val,
                   state_path=folder / "state.pt", description=name)

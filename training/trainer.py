@@ -2,7 +2,9 @@
 
 A modality is switched off by zeroing its mask, the same way a missing modality reaches
 the engine at serving time; stage 1 trains each modality alone this way. Class imbalance
-is handled by a class-weighted loss, balanced sampling, or both (``imbalance``). After
+is handled by a class-weighted loss, balanced sampling, or both (``imbalance``); the
+trained model then gets the log class prior added to its logits (logit adjustment), so it
+keeps the balanced features but its probabilities match the real class frequencies. After
 every epoch the model, optimiser, epoch and history go to ``state.pt`` (written atomically),
 so a run that is killed resumes from its last finished epoch.
 
@@ -40,6 +42,8 @@ class FitSettings:
     batch_size: int = 64
     imbalance: str = "weighted-loss"
     seed: int = 0
+    label_smoothing: float = 0.1
+    """Noisy labels (iMiGUE's are per video, not per window) must not be fit to zero loss."""
 
 
 def window_tensors(windows: WindowSet) -> dict[str, torch.Tensor]:
@@ -116,7 +120,8 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, settings.epochs))
     weighted = settings.imbalance in ("weighted-loss", "both")
     balanced = settings.imbalance in ("balanced-sampling", "both")
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels) if weighted else None)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels) if weighted else None,
+                                  label_smoothing=settings.label_smoothing)
     generator = torch.Generator().manual_seed(settings.seed)
     history: list[dict[str, Any]] = []
     start = 0
@@ -144,7 +149,7 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            total += float(loss) * len(index)
+            total += float(loss.detach()) * len(index)
             seen += len(index)
         scheduler.step()
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
@@ -163,7 +168,15 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
                                      "torch_rng": torch.get_rng_state(),
                                      "history": history, "epoch": epoch + 1})
     bar.close()
+    strength = PRIOR_STRENGTH[settings.imbalance]
+    if strength and hasattr(model, "set_prior"):
+        model.set_prior(np.bincount(train.labels, minlength=2).tolist(), strength)
     return history
+
+
+PRIOR_STRENGTH = {"none": 0.0, "weighted-loss": 1.0, "balanced-sampling": 1.0, "both": 2.0}
+"""How many times the class prior was divided out in training, so how many times
+:meth:`HiddenEmotionClassifier.set_prior` adds it back after training."""
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:

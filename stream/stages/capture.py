@@ -96,6 +96,10 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                      capture_time=time.monotonic(), media_time=0.0, kind=Kind.EOS,
                      meta={"reason": "end of file" if state is SourceState.ENDED else "stopped"})
         sender.send(Message(end, {}))
+        deadline = time.monotonic() + config.supervisor.stop_timeout_s / 2
+        while sender.backlog and time.monotonic() < deadline:  # the end must get out
+            time.sleep(0.01)
+            sender.flush()
         counters.sent = sender.sent
         log.info("capture %s: %s after %d frames", stream_id, end.meta["reason"], seq)
     finally:

@@ -28,6 +28,7 @@ from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.status import StatusReporter
 
 STAGES = ("capture", "detect", "features", "classify")
+EXIT_LINGER_MS = 500
 
 
 def open_engine(config: RunConfig, name: str,
@@ -75,7 +76,7 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     if out is not None:
         sinks.append(JsonlSink(out / "predictions.jsonl"))
         trace = JsonlSink(out / "frames.jsonl", name="frames")
-    text_socket = open_socket(context, zmq.SUB, endpoints.text, bind=True, hwm=1000)
+    text_socket = open_socket(context, zmq.SUB, endpoints.text, bind=False, hwm=1000)
     text_socket.setsockopt(zmq.SUBSCRIBE, b"")
 
     def text_embedder() -> Any:
@@ -109,17 +110,20 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             from stream.stages.capture import run_capture
 
             return run_capture(config, index, endpoints, stop, context)
+        # outputs hold a whole batch: a stage's own results are never dropped by its own
+        # queue; the receiver's latest-wins drain bounds latency whatever waits in buffers
         hwm = config.endpoints.high_water_mark
         status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
         if stage_name == "detect":
             stage, stage_config = build_detect(config)
             inbound = open_socket(context, zmq.PULL, endpoints.detect_in, bind=True, hwm=hwm)
-            outbound = open_socket(context, zmq.PUSH, endpoints.detect_out, bind=True, hwm=hwm)
+            outbound = open_socket(context, zmq.PUSH, endpoints.detect_out, bind=True,
+                                   hwm=max(hwm, config.detect.max_batch))
         elif stage_name == "features":
             stage, stage_config = build_features(config)
             inbound = open_socket(context, zmq.PULL, endpoints.detect_out, bind=False, hwm=hwm)
             outbound = open_socket(context, zmq.PUSH, endpoints.classify_in, bind=False,
-                                   hwm=hwm)
+                                   hwm=max(hwm, config.features.max_batch))
         else:
             stage, stage_config = build_classify(config, endpoints, out, context)
             inbound = open_socket(context, zmq.PULL, endpoints.classify_in, bind=True, hwm=hwm)
@@ -133,7 +137,8 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             stage.close()
         return 0
     finally:
-        context.destroy(linger=0)
+        # a short linger lets the last messages out: an end of stream, the final status
+        context.destroy(linger=EXIT_LINGER_MS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,18 +79,41 @@ def test_a_send_with_no_room_is_a_counted_drop_carried_to_the_next(tmp_path: Pat
     push.setsockopt(zmq.LINGER, 0)
     push.bind(f"ipc://{tmp_path}/nobody")  # bound, no peer yet: sends would block
     try:
-        sender = Sender(push, control_timeout_ms=10)
+        sender = Sender(push)
         frame = Message(message("a", 0).header, {"x": np.zeros(3, np.float32)})
         assert not sender.send(frame)
         assert sender.blocked == 1 and sender.pending_dropped == {"a": 1}
         pull = context.socket(zmq.PULL)
         pull.connect(f"ipc://{tmp_path}/nobody")
         assert pull.poll(10) == 0
-        for _ in range(50):  # the connection completes asynchronously
+        for _ in range(250):  # the connection completes asynchronously
             if sender.send(message("a", 1)):
                 break
             zmq.select([], [], [], 0.02)
+        assert pull.poll(5000), "nothing arrived"
         got = decode(pull.recv_multipart())
         assert got.header.dropped >= 1
+    finally:
+        context.destroy(linger=0)
+
+
+def test_control_messages_wait_in_a_backlog_instead_of_being_dropped(tmp_path: Path) -> None:
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.bind(f"ipc://{tmp_path}/later")
+    try:
+        sender = Sender(push)
+        assert not sender.send(message("a", 5, kind=Kind.EOS))
+        assert len(sender.backlog) == 1 and sender.blocked == 0
+        pull = context.socket(zmq.PULL)
+        pull.connect(f"ipc://{tmp_path}/later")
+        for _ in range(250):
+            sender.flush()
+            if not sender.backlog:
+                break
+            zmq.select([], [], [], 0.02)
+        assert pull.poll(5000), "the end of stream never arrived"
+        assert decode(pull.recv_multipart()).header.kind is Kind.EOS
     finally:
         context.destroy(linger=0)

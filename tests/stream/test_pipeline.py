@@ -22,6 +22,7 @@ import yaml
 import zmq
 
 from stream.demo import write_demo_video
+from stream.text_client import publish
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +78,16 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(f"ipc://{tmp_path}/predictions")
+    text = context.socket(zmq.PUB)  # an ASR feed for the demo stream only
+    text.bind(f"ipc://{tmp_path}/text")
     published: list[dict[str, Any]] = []
+    next_line = 0.0
     try:
         process = start_run(tmp_path, tiny_engine_dir, config, 9.0)
         while process.poll() is None:
+            if time.monotonic() > next_line:
+                publish(text, "demo1", "I am really happy with how I played today")
+                next_line = time.monotonic() + 0.5
             if sub.poll(100):
                 topic, body = sub.recv_multipart()
                 record = json.loads(body)
@@ -100,6 +107,8 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
         assert {"image", "keypoints"} <= set(records[-1]["modalities"])
         assert set(records[-1]["probs"]) == {"negative", "positive"}
         assert records[-1]["latency_ms"]["total"] > 0
+    assert any("text" in r["modalities"] for r in logged["demo1"])  # the topic's lines
+    assert not any("text" in r["modalities"] for r in logged["talk"])  # none: masked
     pub = by_stream(published)
     assert set(pub) == {"talk", "demo1"}
     for stream, records in pub.items():

@@ -1,4 +1,4 @@
-"""The text topic: lines published by an outside client reach the window they were said in."""
+"""The text topic: lines from an outside publisher reach the window they were said in."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ def test_published_lines_are_embedded_per_window(tmp_path: Path) -> None:
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.bind(f"ipc://{tmp_path}/text")
     pub = context.socket(zmq.PUB)
-    pub.connect(f"ipc://{tmp_path}/text")
+    pub.bind(f"ipc://{tmp_path}/text")  # the publisher is the long-lived side
+    sub.connect(f"ipc://{tmp_path}/text")
     calls: list[list[str]] = []
 
     def embed_factory():

@@ -7,7 +7,8 @@ modality, a coin flip deciding whether that modality carries the label at all:
 
 - keypoints: a seated speaker whose hands gesture in bursts with a label-dependent rhythm
   (about 1.5 Hz for positive, 0.6 Hz for negative; random amplitude and phase, so no single
-  frame tells); uninformative videos move their hands too, but without a rhythm;
+  frame tells: the model needs the offsets over time); uninformative videos keep their
+  hands at rest (a slow drift);
 - image embeddings: a per-subject style vector plus a mixture of label-dependent
   components whose weights drift over time, plus noise (uninformative: neutral components);
 - text: a transcript mixing tennis filler words with words from overlapping
@@ -219,11 +220,9 @@ def _keypoints(rng: np.random.Generator, plan: _Plan, times: np.ndarray, spec: S
         motion[:, 1] = amplitude * wave * _bursts(rng, times)
         motion[:, 0] = 0.3 * amplitude * wave * _bursts(rng, times)
     else:
-        # Hands move without a rhythm: a smoothed random walk of similar size.
-        walk = rng.normal(scale=0.05, size=(n, 2)).cumsum(axis=0)
-        trend = np.stack([np.convolve(walk[:, i], np.ones(25) / 25, mode="same")
-                          for i in range(2)], axis=1)
-        motion = np.clip(walk - trend, -0.35, 0.35)
+        # Hands rest, drifting slowly (a few hundredths of a shoulder width per second).
+        walk = rng.normal(scale=0.01, size=(n, 2)).cumsum(axis=0)
+        motion = np.clip(walk - walk.mean(axis=0), -0.1, 0.1)
     frames = np.repeat(_TEMPLATE[None], n, axis=0)
     frames[:, _ARMS] += motion[:, None, :]
     frames[:, _ELBOWS] += 0.5 * motion[:, None, :]

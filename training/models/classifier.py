@@ -69,6 +69,22 @@ class HiddenEmotionClassifier(nn.Module):
         self.missing = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)
         self.head = nn.Sequential(nn.LayerNorm(3 * d), nn.Linear(3 * d, d), nn.GELU(),
                                   nn.Dropout(config.dropout), nn.Linear(d, len(CLASS_NAMES)))
+        self.register_buffer("logit_bias", torch.zeros(len(CLASS_NAMES)))
+        """Added to the logits: zero while training; after training with a class-balanced
+        objective, the log class prior (:meth:`set_prior`), so that the deployed
+        probabilities are calibrated to the class frequencies the model will meet."""
+
+    def set_prior(self, class_frequencies: torch.Tensor | list[float], strength: float = 1.0
+                  ) -> None:
+        """Shift the logits by ``strength * log(frequency)`` per class (0 clears it).
+
+        A model trained with a class-weighted loss (or balanced sampling) scores classes as
+        if they were equally common; adding the log prior back (logit adjustment) restores
+        the accuracy-optimal decision while keeping the balanced training's features.
+        """
+        freq = torch.as_tensor(class_frequencies, dtype=torch.float32)
+        freq = freq / freq.sum()
+        self.logit_bias.copy_(strength * torch.log(freq.clamp(min=1e-6)))
 
     def forward(self, image: torch.Tensor, image_mask: torch.Tensor, keypoints: torch.Tensor,
                 keypoints_mask: torch.Tensor, text: torch.Tensor,
@@ -76,15 +92,20 @@ class HiddenEmotionClassifier(nn.Module):
         masks = [image_mask, keypoints_mask, text_mask]
         if self.training and self.config.modality_dropout > 0:
             masks = drop_modalities(masks, self.config.modality_dropout)
-        image_mask, keypoints_mask, text_mask = masks
-        pooled = [self.image_encoder(image, image_mask),
-                  self.keypoint_encoder(keypoints, keypoints_mask),
-                  self.text_encoder(text, text_mask)]
+        encoders = (self.image_encoder, self.keypoint_encoder, self.text_encoder)
+        inputs = (image, keypoints, text)
         fused = []
-        for index, (vector, mask) in enumerate(zip(pooled, masks, strict=True)):
+        for index, (encoder, data, mask) in enumerate(zip(encoders, inputs, masks, strict=True)):
+            missing = self.missing[index].expand(mask.shape[0], -1)
+            if self.training and not bool(mask.any()):
+                # Stage 1 trains one modality alone: skip the others' encoders (a third of
+                # the cost each). Eval and export always run every encoder, so the traced
+                # graph has no data-dependent branch.
+                fused.append(missing)
+                continue
             here = present(mask)
-            fused.append(vector * here + self.missing[index] * (1.0 - here))
-        logits = self.head(torch.cat(fused, dim=-1))
+            fused.append(encoder(data, mask) * here + missing * (1.0 - here))
+        logits = self.head(torch.cat(fused, dim=-1)) + self.logit_bias
         return logits, logits.softmax(dim=-1)
 
     def count_parameters(self) -> dict[str, int]:
