@@ -95,9 +95,12 @@ def build_classifier_source(profile: Profile, locator: WeightsLocator) -> Source
         model = HiddenEmotionClassifier(config)
         # ``path`` is where a trained checkpoint would be: once `hidemo train` installs one
         # there, the runtime refuses this random engine instead of serving it silently.
+        # The awaited folder is part of the identity: the same random engine built for
+        # another weights folder must be rebuilt, or it would watch the wrong place.
         source = SourceInfo("random-init", f"ClassifierConfig {config.to_dict()}, seed "
                             f"{RANDOM_SEED}", sha256_json({"config": config.to_dict(),
-                                                           "seed": RANDOM_SEED}),
+                                                           "seed": RANDOM_SEED,
+                                                           "awaits": str(folder.resolve())}),
                             str(folder.resolve()))
     model = model.float().eval()
     preprocess = {**window, "image_dim": config.image_dim, "text_dim": config.text_dim}

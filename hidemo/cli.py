@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     bench = jobs.add_parser("bench", help="measure latency and throughput")
-    bench_cmds = bench.add_subparsers(dest="command", required=True)
+    bench_cmds = bench.add_subparsers(dest="command")  # none: `bench all`
     bench_engines = bench_cmds.add_parser("engines", help="each engine alone, per backend")
     _add_engine_args(bench_engines)
     bench_engines.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                                help="stop timing a case after this long (at least 3 runs)")
     bench_engines.add_argument("--threads", type=int, default=0,
                                help="intra-op threads per engine (0: runtime default)")
+    bench_engines.add_argument("--windows", type=float, nargs="+", default=None,
+                               metavar="SECONDS",
+                               help="classifier window lengths (default: the engine's)")
+
+    from stream.bench.cli import add_bench_commands  # argparse only
+
+    add_bench_commands(bench, bench_cmds)
 
     from training.train_cli import add_train_parser  # argparse only: no torch at import
 
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             from stream.bench.engines_cli import bench_engines_command
 
             return bench_engines_command(args)
+        if args.job == "bench":
+            from stream.bench.cli import bench_command
+
+            return bench_command(args)
     except KeyboardInterrupt:
         return 130
     except (ValueError, FileNotFoundError, EngineRefused) as exc:

@@ -69,19 +69,31 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from stream.config import dump_config
-    from stream.endpoints import Endpoints
-    from stream.supervisor import StopRequest, Supervisor
+    from stream.supervisor import StopRequest
     from stream.view import make_view
 
     config = config_from_args(args)
+    stop = StopRequest()
+    stop.install()
+    code, summary = run_pipeline(config, make_view(config.view), stop)
+    log_dir = config.out / "logs" if config.out is not None else Path("(scratch, removed)")
+    _print_summary(summary, log_dir)
+    return code
+
+
+def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str, Any]]:
+    """Supervise one run of ``config`` to its end; the exit code and the run summary (also
+    written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
+    this too, so what it measures is exactly what ``hidemo run`` runs."""
+    from stream.config import dump_config
+    from stream.endpoints import Endpoints
+    from stream.supervisor import Supervisor
+
     engine_dir = config.resolved_engine_dir()
     if not (engine_dir / "classifier.manifest.json").is_file():
         raise FileNotFoundError(
             f"no classifier engine in {engine_dir}; build the engines first: hidemo engines "
             f"build --profile {config.profile} --engine-dir {engine_dir}")
-    stop = StopRequest()
-    stop.install()
     with tempfile.TemporaryDirectory(prefix="hidemo-run-") as scratch:
         run_dir = Path(scratch)
         endpoints = Endpoints.for_config(config.endpoints, run_dir)
@@ -98,14 +110,12 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"hidemo run: {len(config.sources)} source(s) {config.stream_ids()}, profile "
               f"{config.profile}; predictions on {endpoints.predictions}, text topic "
               f"{endpoints.text}", file=sys.stderr)
-        supervisor = Supervisor(config, endpoints, spec_path, log_dir,
-                                make_view(config.view), stop)
+        supervisor = Supervisor(config, endpoints, spec_path, log_dir, view, stop)
         code = supervisor.run()
         summary = supervisor.summary()
         if out is not None:
             (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        _print_summary(summary, log_dir if out is None else out / "logs")
-    return code
+    return code, summary
 
 
 def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:

@@ -50,16 +50,19 @@ class Endpoints:
 
 
 def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool,
-                hwm: int = 2, linger_ms: int = 0) -> zmq.Socket:
+                hwm: int = 2, linger_ms: int = 0, sndbuf: int | None = None) -> zmq.Socket:
     """A socket with small high-water marks and no linger, bound or connected.
 
     Small queues keep frames from hiding in ZeroMQ buffers; zero linger lets a stage exit
-    at once instead of waiting to flush to a peer that may be gone.
+    at once instead of waiting to flush to a peer that may be gone. ``sndbuf`` caps the
+    kernel's send buffer (bytes), where frames hide too once ZeroMQ has written them.
     """
     socket = context.socket(kind)
     socket.setsockopt(zmq.SNDHWM, hwm)
     socket.setsockopt(zmq.RCVHWM, hwm)
     socket.setsockopt(zmq.LINGER, linger_ms)
+    if sndbuf is not None:
+        socket.setsockopt(zmq.SNDBUF, sndbuf)
     if bind:
         if endpoint.startswith("ipc://"):
             Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)

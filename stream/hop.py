@@ -106,8 +106,8 @@ class LatestInbox:
 
 
 def _add_dropped(message: Message, count: int) -> Message:
-    header = replace(message.header, dropped=message.header.dropped + count)
-    return Message(header, message.arrays)
+    return replace(message, header=replace(message.header,
+                                           dropped=message.header.dropped + count))
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ class BatchPolicy:
 
 def drain(socket: zmq.Socket, inbox: LatestInbox, decode: Callable[[list], Message],
           on_malformed: Callable[[Exception], None], limit: int = 10_000) -> int:
-    """Move every message waiting on ``socket`` into ``inbox``; return how many came."""
+    """Move every message waiting on ``socket`` into ``inbox``, each stamped with its
+    arrival time; return how many came."""
     count = 0
     while count < limit:
         try:
@@ -143,7 +144,7 @@ def drain(socket: zmq.Socket, inbox: LatestInbox, decode: Callable[[list], Messa
             break
         count += 1
         try:
-            inbox.offer(decode(parts))
+            inbox.offer(replace(decode(parts), arrived=time.monotonic()))
         except WireError as error:
             on_malformed(error)
     return count

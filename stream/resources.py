@@ -2,7 +2,10 @@
 
 The run summary reports, per stage process, the CPU it used (seconds, and as a percentage
 of one core over the time it ran) and its peak resident memory, plus the totals: what a
-deployment has to budget for the pipeline, measured rather than guessed.
+deployment has to budget for the pipeline, measured rather than guessed. ``series`` keeps
+every sample (time, RSS and CPU seconds per process) so ``hidemo bench`` can plot memory
+over time and fit its trend in a soak; it is thinned (every other sample dropped) when it
+reaches ``max_samples``, so a long run keeps its whole span in bounded memory.
 
 Example:
     >>> meter = ResourceMeter()
@@ -31,16 +34,22 @@ class _Usage:
 class ResourceMeter:
     """Peak RSS and CPU seconds per process label; a restarted process adds to its label."""
 
-    def __init__(self, interval_s: float = 1.0) -> None:
+    def __init__(self, interval_s: float = 1.0, max_samples: int = 4096) -> None:
         self.interval_s = interval_s
+        self.max_samples = max_samples
         self._usage: dict[str, _Usage] = {}
         self._next = 0.0
+        self._origin: float | None = None
+        self.series: list[dict[str, Any]] = []
 
     def sample(self, pids: dict[str, int], force: bool = False) -> None:
         now = time.monotonic()
         if not force and now < self._next:
             return
         self._next = now + self.interval_s
+        if self._origin is None:
+            self._origin = now
+        sample: dict[str, Any] = {"t": round(now - self._origin, 3), "rss_mb": {}, "cpu_s": {}}
         for label, pid in pids.items():
             usage = self._usage.setdefault(label, _Usage(first=now))
             try:
@@ -54,6 +63,12 @@ class ResourceMeter:
             usage.cpu_s = usage.base_cpu_s + times.user + times.system
             usage.peak_rss = max(usage.peak_rss, rss)
             usage.last = now
+            sample["rss_mb"][label] = round(rss / 2**20, 2)
+            sample["cpu_s"][label] = round(usage.cpu_s, 3)
+        if sample["rss_mb"]:
+            self.series.append(sample)
+            if len(self.series) > self.max_samples:
+                self.series = self.series[::2]
 
     def report(self) -> dict[str, Any]:
         stages = {}
@@ -65,4 +80,5 @@ class ResourceMeter:
         return {"stages": stages,
                 "total_cpu_s": round(sum(u.cpu_s for u in self._usage.values()), 2),
                 "total_peak_rss_mb": round(sum(u.peak_rss for u in self._usage.values())
-                                           / 2**20, 1)}
+                                           / 2**20, 1),
+                "interval_s": self.interval_s, "origin": self._origin, "series": self.series}

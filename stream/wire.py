@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
-"""Bumped on any change to :class:`Header`; a receiver drops other versions (counted)."""
+PROTOCOL_VERSION = 2
+"""Bumped on any change to :class:`Header`; a receiver drops other versions (counted).
+2: a stamp carries the time its message arrived at the stage (``t_arrive``)."""
 
 ZERO_COPY_BYTES = 64 * 1024
 """Buffers at least this big are sent without a copy; below it a copy is cheaper than
@@ -50,11 +51,20 @@ class Kind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Stamp:
-    """When one stage took a message in and sent its result on (monotonic seconds)."""
+    """When one stage got a message off its socket (``t_arrive``), started the batch that
+    held it (``t_in``) and sent its result on (``t_out``), in monotonic seconds. The gaps
+    split a frame's latency into transfer (previous ``t_out`` to ``t_arrive``: ZeroMQ and
+    the socket buffer), queue wait (``t_arrive`` to ``t_in``: the latest-wins inbox and
+    the batch window) and compute (``t_in`` to ``t_out``); ``hidemo bench`` reports them."""
 
     stage: str
     t_in: float
     t_out: float
+    t_arrive: float | None = None
+
+    @property
+    def arrived(self) -> float:
+        return self.t_in if self.t_arrive is None else self.t_arrive
 
 
 @dataclass(frozen=True)
@@ -97,24 +107,28 @@ class Header:
     meta: Mapping[str, Any] = field(default_factory=dict)
     version: int = PROTOCOL_VERSION
 
-    def stamped(self, stage: str, t_in: float, t_out: float) -> Header:
-        """A copy with one more per-stage stamp."""
-        return replace(self, stamps=(*self.stamps, Stamp(stage, t_in, t_out)))
+    def stamped(self, stage: str, t_in: float, t_out: float,
+                t_arrive: float | None = None) -> Header:
+        """A copy with one more per-stage stamp (arrival defaults to ``t_in``)."""
+        arrived = t_in if t_arrive is None else t_arrive
+        return replace(self, stamps=(*self.stamps, Stamp(stage, t_in, t_out, arrived)))
 
     def to_json(self, arrays: Sequence[ArraySpec] = ()) -> bytes:
         body = asdict(self)
         body["kind"] = str(self.kind)
-        body["stamps"] = [[s.stage, s.t_in, s.t_out] for s in self.stamps]
+        body["stamps"] = [[s.stage, s.t_in, s.t_out, s.arrived] for s in self.stamps]
         body["arrays"] = [[a.name, a.dtype, list(a.shape)] for a in arrays]
         return json.dumps(body, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
 class Message:
-    """A decoded message: its header and its arrays (read-only views on the received bytes)."""
+    """A decoded message: its header and its arrays (read-only views on the received bytes).
+    ``arrived`` is when the receiving stage took it off its socket (local, never sent)."""
 
     header: Header
     arrays: dict[str, np.ndarray]
+    arrived: float | None = None
 
     @property
     def is_control(self) -> bool:
@@ -190,7 +204,8 @@ def _header(body: dict[str, Any]) -> tuple[Header, list[ArraySpec]]:
     number = (int, float)
     try:
         kind = Kind(body.get("kind"))
-        stamps = tuple(Stamp(str(s), float(a), float(b)) for s, a, b in body.get("stamps", ()))
+        stamps = tuple(Stamp(str(s), float(a), float(b), float(c))
+                       for s, a, b, c in body.get("stamps", ()))
         specs = [ArraySpec(str(n), str(d), tuple(int(x) for x in shape))
                  for n, d, shape in body.get("arrays", ())]
     except (TypeError, ValueError) as error:

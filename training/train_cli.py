@@ -66,8 +66,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 def format_summary(metrics: dict) -> str:
     """The test-set table a user reads after training (the full numbers are in the JSON)."""
-    lines = [f"{'run':<22}{'video acc':>12}{'video bal.acc':>15}{'window acc':>12}"
-             f"{'video AUC':>11}"]
+    lines = [f"{'run':<20}{'video acc':>14}{'video bal.acc':>15}{'window acc':>14}"
+             f"{'video AUC':>14}"]
 
     def row(name: str, summary: dict) -> str:
         video, window = summary["test"]["video"], summary["test"]["window"]
@@ -77,8 +77,8 @@ def format_summary(metrics: dict) -> str:
                 return "n/a"
             return f"{block[key]['mean']:.3f}±{block[key]['std']:.3f}"
 
-        return (f"{name:<22}{cell(video, 'accuracy'):>12}{cell(video, 'balanced_accuracy'):>15}"
-                f"{cell(window, 'accuracy'):>12}{cell(video, 'roc_auc'):>11}")
+        return (f"{name:<20}{cell(video, 'accuracy'):>14}{cell(video, 'balanced_accuracy'):>15}"
+                f"{cell(window, 'accuracy'):>14}{cell(video, 'roc_auc'):>14}")
 
     for modality, summary in metrics["stage1"].items():
         lines.append(row(f"stage 1 {modality}", summary))

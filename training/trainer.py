@@ -44,6 +44,9 @@ class FitSettings:
     seed: int = 0
     label_smoothing: float = 0.1
     """Noisy labels (iMiGUE's are per video, not per window) must not be fit to zero loss."""
+    encoder_lr_scale: float = 1.0
+    """Learning rate of the ``*_encoder`` submodules relative to ``lr`` (stage 2 fine-tunes
+    pretrained encoders gently while the new fusion head learns at full rate)."""
 
 
 def window_tensors(windows: WindowSet) -> dict[str, torch.Tensor]:
@@ -94,6 +97,14 @@ def evaluate(model: nn.Module, windows: WindowSet,
     return evaluate_scores(windows, predict(model, windows, modalities))
 
 
+def balanced_log_loss(labels: np.ndarray, positive_prob: np.ndarray,
+                      weights: torch.Tensor) -> float:
+    """Class-weighted cross-entropy of probabilities (the training objective, unsmoothed)."""
+    probs = np.clip(np.where(labels == 1, positive_prob, 1.0 - positive_prob), 1e-7, 1.0)
+    w = weights.numpy()[labels]
+    return float(np.sum(-np.log(probs) * w) / np.sum(w))
+
+
 def class_weights(labels: np.ndarray) -> torch.Tensor:
     """Inverse-frequency weights, normalised so a balanced set gets weight 1 per class."""
     counts = np.bincount(labels, minlength=2).astype(np.float64)
@@ -114,9 +125,13 @@ def _epoch_order(labels: np.ndarray, balanced: bool, generator: torch.Generator)
 def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: Sequence[str], *,
         val: WindowSet | None = None, state_path: Path | None = None,
         description: str = "train") -> list[dict[str, Any]]:
-    """Train ``model`` in place; returns one history row per epoch (loss, val metrics)."""
-    optimizer = torch.optim.AdamW((p for p in model.parameters() if p.requires_grad),
-                                  lr=settings.lr, weight_decay=settings.weight_decay)
+    """Train ``model`` in place; returns one history row per epoch (loss, val metrics).
+
+    With ``val``, the model ends at the epoch with the lowest validation loss (marked
+    ``selected`` in the history); without, at the last epoch.
+    """
+    optimizer = torch.optim.AdamW(_param_groups(model, settings), lr=settings.lr,
+                                  weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, settings.epochs))
     weighted = settings.imbalance in ("weighted-loss", "both")
     balanced = settings.imbalance in ("balanced-sampling", "both")
@@ -125,6 +140,7 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
     generator = torch.Generator().manual_seed(settings.seed)
     history: list[dict[str, Any]] = []
     start = 0
+    best: dict[str, Any] = {"loss": float("inf"), "epoch": 0, "model": None}
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
@@ -132,7 +148,8 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        history, start = state["history"], state["epoch"]
+        history, start, best = state["history"], state["epoch"], state["best"]
+    weights = class_weights(train.labels) if weighted or balanced else torch.ones(2)
     feeds = restrict(window_tensors(train), modalities)
     labels = torch.from_numpy(train.labels)
     bar = tqdm(range(start, settings.epochs), desc=description, initial=start,
@@ -154,8 +171,13 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
         scheduler.step()
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
         if val is not None:
-            row["val"] = evaluate(model, val, modalities)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+            probs = predict(model, val, modalities)
+            row["val"] = evaluate_scores(val, probs)
+            row["val_loss"] = balanced_log_loss(val.labels, probs, weights)
+            if row["val_loss"] < best["loss"]:
+                best = {"loss": row["val_loss"], "epoch": epoch + 1,
+                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}",
                             val_acc=f"{row['val']['video']['accuracy']:.3f}")
         else:
             bar.set_postfix(loss=f"{row['train_loss']:.3f}")
@@ -166,8 +188,14 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
                                      "scheduler": scheduler.state_dict(),
                                      "generator": generator.get_state(),
                                      "torch_rng": torch.get_rng_state(),
-                                     "history": history, "epoch": epoch + 1})
+                                     "history": history, "epoch": epoch + 1,
+                                     "best": best})
     bar.close()
+    if best["model"] is not None:
+        # Early stopping after the fact: the epoch with the lowest validation loss, not the
+        # last one (with a few hundred videos the last epochs memorise the training set).
+        model.load_state_dict(best["model"])
+        history[best["epoch"] - 1]["selected"] = True
     strength = PRIOR_STRENGTH[settings.imbalance]
     if strength and hasattr(model, "set_prior"):
         model.set_prior(np.bincount(train.labels, minlength=2).tolist(), strength)
@@ -177,6 +205,15 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
 PRIOR_STRENGTH = {"none": 0.0, "weighted-loss": 1.0, "balanced-sampling": 1.0, "both": 2.0}
 """How many times the class prior was divided out in training, so how many times
 :meth:`HiddenEmotionClassifier.set_prior` adds it back after training."""
+
+
+def _param_groups(model: nn.Module, settings: FitSettings) -> list[dict[str, Any]]:
+    encoder, rest = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (encoder if name.split(".")[0].endswith("_encoder") else rest).append(parameter)
+    return [{"params": rest, "lr": settings.lr},
+            {"params": encoder, "lr": settings.lr * settings.encoder_lr_scale}]
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:

@@ -2,6 +2,10 @@
 
 Latency is wall-clock around ``Engine.run`` on the host, inputs already prepared, after a
 warm-up; it includes host<->device copies on GPU backends (what a pipeline stage pays).
+The text embedder is timed per token count (``seq_lens``); the window classifier per window
+length in seconds (``window_seconds``; None: the one its manifest was built for), each laid
+on its own modality's grid (``image_seq = seconds x image_rate``, ``keypoint_seq = seconds
+x keypoint_rate``), which is what the live classifier is fed.
 
 Example:
     >>> rows = bench_engines(Path("artifacts/engines/edge"), BenchSettings())  # doctest: +SKIP
@@ -16,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +39,7 @@ VARIANTS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", 
 class BenchSettings:
     batch_sizes: tuple[int, ...] = (1, 4, 8)
     seq_lens: tuple[int, ...] = (16, 64, 128)
+    window_seconds: tuple[float, ...] | None = None
     warmup: int = 2
     iters: int = 10
     min_iters: int = 3
@@ -59,6 +65,8 @@ class BenchRow:
     """Items (images or texts) per second at this batch size."""
     random_weights: bool
     extra: dict[str, float] = field(default_factory=dict)
+    window_s: float | None = None
+    """The classifier's window length (its axes' lengths are in ``extra``)."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -95,15 +103,16 @@ def open_variant(engine_dir: Path, name: str, variant: str, threads: int,
                        providers=providers)
 
 
-def synthetic_feeds(signature: Signature, batch: int,
-                    sequence: int | None) -> dict[str, np.ndarray]:
-    """Inputs of the right dtype and shape; token ids stay inside every BERT vocabulary."""
+def synthetic_feeds(signature: Signature, batch: int, sequence: int | None,
+                    axes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Inputs of the right dtype and shape; token ids stay inside every BERT vocabulary.
+    ``axes`` gives named dynamic axes their lengths; any other non-batch dynamic axis takes
+    ``sequence`` (16 when None)."""
     rng = np.random.default_rng(0)
     feeds = {}
-    # Every non-batch dynamic axis (the text embedder's "sequence", the classifier's
-    # "image_seq" and "keypoint_seq") takes the case's sequence length.
     lengths = {axis: sequence or 16 for spec in signature.inputs
                for axis in spec.dynamic_axes.values() if axis != "batch"}
+    lengths.update(axes or {})
     for spec in signature.inputs:
         shape = spec.concrete(**{**lengths, "batch": batch})
         if spec.name == "attention_mask" or spec.name.endswith("_mask"):
@@ -113,6 +122,24 @@ def synthetic_feeds(signature: Signature, batch: int,
         else:
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
     return feeds
+
+
+@dataclass(frozen=True)
+class Case:
+    """One timed shape: a batch size, and a token count or a window length."""
+
+    batch: int
+    sequence: int | None = None
+    window_s: float | None = None
+    axes: dict[str, int] = field(default_factory=dict)
+
+
+def window_axes(preprocess: dict[str, Any], seconds: float) -> dict[str, int]:
+    """The classifier's sequence lengths for a window of ``seconds`` (its grids' slots)."""
+    image_rate = float(preprocess["image_rate"])
+    keypoint_rate = float(preprocess["keypoint_rate"])
+    return {"image_seq": max(1, round(seconds * image_rate)),
+            "keypoint_seq": max(1, round(seconds * keypoint_rate))}
 
 
 def time_case(run: Callable[[], object], settings: BenchSettings) -> list[float]:
@@ -134,11 +161,19 @@ def percentile(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples), q))
 
 
-def _cases(signature: Signature, settings: BenchSettings) -> Iterator[tuple[int, int | None]]:
-    has_sequence = any(set(s.dynamic_axes.values()) - {"batch"} for s in signature.inputs)
+def _cases(signature: Signature, settings: BenchSettings,
+           preprocess: dict[str, Any]) -> Iterator[Case]:
+    dynamic = {axis for s in signature.inputs for axis in s.dynamic_axes.values()} - {"batch"}
     for batch in settings.batch_sizes:
-        for sequence in (settings.seq_lens if has_sequence else (None,)):
-            yield batch, sequence
+        if {"image_seq", "keypoint_seq"} <= dynamic and "window_seconds" in preprocess:
+            windows = settings.window_seconds or (float(preprocess["window_seconds"]),)
+            for seconds in windows:
+                yield Case(batch, window_s=seconds, axes=window_axes(preprocess, seconds))
+        elif dynamic:
+            for sequence in settings.seq_lens:
+                yield Case(batch, sequence=sequence)
+        else:
+            yield Case(batch)
 
 
 def bench_engines(engine_dir: Path, settings: BenchSettings, names: list[str],
@@ -160,17 +195,20 @@ def bench_engines(engine_dir: Path, settings: BenchSettings, names: list[str],
                 log.warning("skipping %s on %s: %s", name, variant, str(exc).splitlines()[0])
                 continue
             with engine:
-                for batch, sequence in _cases(engine.signature, settings):
-                    feeds = synthetic_feeds(engine.signature, batch, sequence)
+                for case in _cases(engine.signature, settings, manifest.preprocess):
+                    feeds = synthetic_feeds(engine.signature, case.batch, case.sequence,
+                                            case.axes)
                     samples = time_case(partial(engine.run, feeds), settings)
                     median = statistics.median(samples)
                     row = BenchRow(
                         engine=name, model=manifest.model, backend=engine.backend,
-                        device=engine.device, batch=batch, sequence=sequence,
+                        device=engine.device, batch=case.batch, sequence=case.sequence,
                         runs=len(samples), median_ms=median,
                         p95_ms=percentile(samples, 95), p99_ms=percentile(samples, 99),
-                        throughput=batch * 1000.0 / median,
+                        throughput=case.batch * 1000.0 / median,
                         random_weights=engine.random_weights,
+                        extra={k: float(v) for k, v in case.axes.items()},
+                        window_s=case.window_s,
                     )
                     rows.append(row)
                     if on_row:

@@ -12,6 +12,7 @@ from rich.table import Table
 from engines.console import wide_console
 from engines.provenance import git_commit, library_versions, machine_info, utc_now
 from stream.bench.engines import BenchRow, BenchSettings, bench_engines
+from stream.bench.report import case_label
 
 DEFAULT_ENGINES = ("detector", "image_embedder", "text_embedder", "classifier")
 
@@ -25,7 +26,7 @@ def rows_table(rows: list[BenchRow], title: str) -> Table:
     for row in rows:
         model = row.model + (" [yellow](random)" if row.random_weights else "")
         table.add_row(row.engine, model, row.backend, str(row.batch),
-                      "" if row.sequence is None else str(row.sequence),
+                      case_label(row.to_json()),
                       f"{row.median_ms:.1f}", f"{row.p95_ms:.1f}", f"{row.p99_ms:.1f}",
                       f"{row.throughput:.1f}", str(row.runs))
     return table
@@ -37,13 +38,14 @@ def bench_engines_command(args: argparse.Namespace) -> int:
         batch_sizes=tuple(args.batch_sizes), seq_lens=tuple(args.seq_lens),
         warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds,
         threads=args.threads, backends=tuple(args.backends) if args.backends else None,
+        window_seconds=tuple(args.windows) if getattr(args, "windows", None) else None,
     )
     names = list(args.engines or DEFAULT_ENGINES)
     rows = bench_engines(
         args.engine_dir, settings, names, weights_dir=args.weights_dir,
         on_row=lambda r: console.print(
             f"  {r.engine:15} {r.backend:22} b{r.batch:<2} "
-            f"{'' if r.sequence is None else f's{r.sequence:<4}'} {r.median_ms:8.1f} ms"),
+            f"{case_label(r.to_json()):14} {r.median_ms:8.1f} ms"),
     )
     if not rows:
         console.print(f"[red]no engine could be benchmarked in {args.engine_dir}; build them "

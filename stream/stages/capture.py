@@ -26,6 +26,8 @@ from stream.wire import Header, Kind, Message
 
 log = logging.getLogger(__name__)
 
+UNPACED_SNDBUF = 64 * 1024
+
 
 def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
                 context: zmq.Context) -> int:
@@ -36,12 +38,16 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     source = make_source(source_config)
     if isinstance(source, DemoSource):  # a synthetic clip need not render frames it skips
         source.fps = min(source.fps, capture_fps)
-    paced = not (source.live and not isinstance(source, DemoSource)) and (
-        source_config.realtime or isinstance(source, DemoSource))
+    # a file or the demo is paced to its frame rate unless ``realtime`` is off (saturated:
+    # as fast as the pipeline takes frames); a camera or URL paces itself
+    paced = source_config.realtime and (not source.live or isinstance(source, DemoSource))
     reader = SourceReader(source, backoff_min_s=source_config.reconnect_min_s,
                           backoff_max_s=source_config.reconnect_max_s)
+    # unpaced (saturated): frames wait in this process until detect has room, not in
+    # ZeroMQ or kernel buffers, so the source reads only about as fast as detect takes
     output = open_socket(context, zmq.PUSH, endpoints.detect_in, bind=False,
-                         hwm=config.endpoints.high_water_mark)
+                         hwm=config.endpoints.high_water_mark if paced else 1,
+                         sndbuf=None if paced else UNPACED_SNDBUF)
     status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
     reporter = StatusReporter(status, "capture", index,
                               interval_s=config.supervisor.status_interval_s,
@@ -81,6 +87,9 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
             if not sampler.take(event.media_time):
                 reporter.maybe_send(extra())
                 continue
+            if not paced:  # as fast as the pipeline takes them, not as fast as we can read;
+                _wait_for_room(output, stop)  # captured when there is room, as a camera would
+                now = time.monotonic()
             header = Header(stream=stream_id, seq=seq, generation=generation,
                             capture_time=now, media_time=event.media_time,
                             source_fps=min(source.fps or capture_fps, capture_fps),
@@ -106,3 +115,10 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
         reporter.stopping(extra())
         reader.close()
     return 0
+
+
+def _wait_for_room(socket: zmq.Socket, stop: StopFlag, poll_ms: int = 100) -> None:
+    """Block until ``socket`` can take a message (or ``stop``): an unpaced source then
+    reads only as fast as detect drains, instead of spinning a core on frames it drops."""
+    while not stop and not socket.poll(poll_ms, zmq.POLLOUT):
+        pass

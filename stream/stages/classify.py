@@ -119,7 +119,7 @@ class ClassifyStage(BatchStage):
                 log.warning("stream %s: %d frame(s) lost before seq %d", header.stream, lost,
                             header.seq)
             self._add_features(message, state)
-            self._trace(header, t_in, lost)
+            self._trace(header, t_in, lost, message.arrived)
             if state.next_due is None:
                 state.next_due = header.media_time + self.config.stride_s
             if header.media_time + 1e-9 >= state.next_due:
@@ -224,7 +224,7 @@ class ClassifyStage(BatchStage):
         state.predictions += 1
         self.sinks.emit(record)
 
-    def _trace(self, header: Header, t_in: float, lost: int) -> None:
+    def _trace(self, header: Header, t_in: float, lost: int, arrived: float | None) -> None:
         age = (t_in - header.capture_time) * header.source_fps
         state = self._streams[header.stream]
         state.age_frames.append(age)
@@ -233,7 +233,9 @@ class ClassifyStage(BatchStage):
                       "generation": header.generation, "capture_time": header.capture_time,
                       "arrival": t_in, "age_frames": round(age, 2), "dropped": header.dropped,
                       "lost": lost, "persons": len(header.meta.get("persons", [])),
-                      "latency_ms": stage_latency_ms(header, t_in, t_in, self.name)}
+                      "latency_ms": stage_latency_ms(header, t_in, t_in, self.name),
+                      "stamps": [[s.stage, s.arrived, s.t_in, s.t_out] for s in header.stamps]
+                      + [[self.name, t_in if arrived is None else arrived, t_in, t_in]]}
             try:
                 self.trace.emit(record, _json_line(record))
             except OSError as error:

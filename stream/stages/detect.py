@@ -122,7 +122,8 @@ class DetectStage(BatchStage):
             meta.update(persons=persons, frame_hw=list(frame.shape[:2]), detector=self.finder.name)
             if self.finder.random_weights:
                 meta["random_weights"] = sorted({*meta.get("random_weights", []), "detector"})
-            header = replace(message.header, meta=meta).stamped(self.name, t_in, time.monotonic())
+            header = replace(message.header, meta=meta).stamped(
+                self.name, t_in, time.monotonic(), message.arrived)
             out.append(Message(header, arrays))
         return out
 

@@ -119,7 +119,8 @@ class FeaturesStage(BatchStage):
         meta["persons"] = persons
         if self.embedder.random_weights:
             meta["random_weights"] = sorted({*meta.get("random_weights", []), "image_embedder"})
-        header = replace(message.header, meta=meta).stamped(self.name, t_in, time.monotonic())
+        header = replace(message.header, meta=meta).stamped(
+            self.name, t_in, time.monotonic(), message.arrived)
         return Message(header, arrays)
 
     def _forget(self, batch: list[Message]) -> None:

@@ -61,7 +61,10 @@ def test_rebuild_skips_what_is_current_and_replaces_what_is_tampered(
 ) -> None:
     engine_dir = tmp_path / "engines"
     shutil.copytree(tiny_engine_dir, engine_dir)
-    locator = WeightsLocator(tmp_path / "no_weights")
+    # The same (empty) weights folder the engines were built with: the random classifier
+    # records where it awaits trained weights (WEIGHTS/classifier/tiny).
+    awaited = Path(read_manifest(engine_dir, "classifier").source.path)
+    locator = WeightsLocator(awaited.parents[1])
     outcomes = build_profile(TINY, engine_dir, locator=locator)
     assert [o.action for o in outcomes] == ["up-to-date"] * 4, "perception and classifier"
 

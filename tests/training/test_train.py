@@ -91,3 +91,41 @@ def test_shuffled_labels_score_near_chance(trained, tiny_engine_dir, tmp_path):
     assert "installed" not in shuffled
     assert 0.3 <= chance <= 0.68
     assert real - chance > 0.15
+
+
+def test_rebuild_after_training_swaps_only_the_classifier_and_scores_like_torch(
+        trained, tiny_engine_dir, tmp_path):
+    """The user's third job: train, `engines build` (only the classifier changes), then the
+    rebuilt engine scores on the test windows what the trained torch model scored."""
+    from engines.manifest import EngineStale, read_manifest, verify
+
+    out, weights, metrics = trained
+    engine_dir, fresh_weights = tmp_path / "engines", tmp_path / "weights"
+    shutil.copytree(tiny_engine_dir, engine_dir)
+    build = ["engines", "build", "--profile", "tiny", "--engine-dir", str(engine_dir),
+             "--weights-dir", str(fresh_weights)]
+    assert main([*build, "--only", "classifier"]) == 0  # nothing trained there yet: random
+    verify(read_manifest(engine_dir, "classifier"), engine_dir)
+
+    shutil.copytree(weights / "classifier", fresh_weights / "classifier")  # training lands
+    with pytest.raises(EngineStale, match="trained checkpoint now exists"):
+        verify(read_manifest(engine_dir, "classifier"), engine_dir)
+
+    assert main([*build, "--int8"]) == 0
+    manifest = read_manifest(engine_dir, "classifier")
+    assert manifest.source.kind == "checkpoint"
+    for name in ("detector", "image_embedder", "text_embedder"):
+        assert read_manifest(engine_dir, name).onnx_sha256 == \
+            read_manifest(tiny_engine_dir, name).onnx_sha256
+
+    assert main(["engines", "evaluate", "--run", str(out), "--engine-dir",
+                 str(engine_dir)]) == 0
+    report = json.loads((out / "engines_eval.json").read_text())
+    seed = str(metrics["installed"]["seed"])
+    torch_video = metrics["stage2"]["all"]["seeds"][seed]["test"]["video"]
+    engine_video = report["engines"]["classifier"]["video"]
+    assert engine_video["accuracy"] == pytest.approx(torch_video["accuracy"], abs=0.02)
+    assert engine_video["roc_auc"] == pytest.approx(torch_video["roc_auc"], abs=0.02)
+    drift = report["int8_drift"]
+    assert drift["windows"] == report["test_windows"] > 0
+    assert 0.0 <= drift["decision_flips"] <= 0.1

@@ -174,9 +174,9 @@ def _image_embeddings(rng: np.random.Generator, plan: _Plan, times: np.ndarray,
     weights /= weights.sum(axis=1, keepdims=True)
     signal = weights @ components[list(chosen)]
     background = rng.dirichlet(np.ones(len(neutral)), size=len(times)) @ components[list(neutral)]
-    noise = rng.normal(scale=1.3 / np.sqrt(dim), size=(len(times), dim))
+    noise = rng.normal(scale=1.0 / np.sqrt(dim), size=(len(times), dim))
     style = subjects[plan.subject].style
-    return (0.9 * style + 0.8 * signal + 0.6 * background + noise).astype(np.float32)
+    return (0.9 * style + 1.1 * signal + 0.6 * background + noise).astype(np.float32)
 
 
 # -- keypoints ---------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def _keypoints(rng: np.random.Generator, plan: _Plan, times: np.ndarray, spec: S
     if plan.informative["keypoints"]:
         hz = spec.positive_hz if plan.clean_label == 1 else spec.negative_hz
         hz *= rng.uniform(0.9, 1.1)
-        amplitude = rng.uniform(0.15, 0.35)
+        amplitude = rng.uniform(0.2, 0.4)
         phase = rng.uniform(0, 2 * np.pi)
         wave = np.sin(2 * np.pi * hz * times + phase)
         motion[:, 1] = amplitude * wave * _bursts(rng, times)
@@ -260,10 +260,10 @@ def _transcript(rng: np.random.Generator, plan: _Plan, words: int = 40) -> str:
     """Filler words with label words; informative: mostly the label's vocabulary."""
     own, other = ((POSITIVE_WORDS, NEGATIVE_WORDS) if plan.clean_label == 1
                   else (NEGATIVE_WORDS, POSITIVE_WORDS))
-    p_own = 0.8 if plan.informative["text"] else 0.5
+    p_own = 0.9 if plan.informative["text"] else 0.5
     out = []
     for _ in range(words):
-        if rng.random() < 0.3:
+        if rng.random() < 0.5:
             vocabulary = own if rng.random() < p_own else other
         else:
             vocabulary = FILLER_WORDS

@@ -26,7 +26,9 @@ class ClassifierConfig:
     """Sizes and regularisation of :class:`training.models.HiddenEmotionClassifier`.
 
     ``max_len`` bounds the slots per modality (the learned positional table's length);
-    ``modality_dropout`` is the per-sample chance of hiding a present modality in training.
+    ``modality_dropout`` is the per-sample chance of hiding a present modality in training
+    (it only acts in stage 2, where several are present): high enough that the head learns
+    to decide from any single modality, low enough that it still learns to combine them.
     """
 
     image_dim: int
@@ -38,7 +40,12 @@ class ClassifierConfig:
     dropout: float = 0.1
     keypoint_encoder: str = "mlp"
     max_len: int = 1024
-    modality_dropout: float = 0.2
+    modality_dropout: float = 0.3
+    offset_scale: float = 10.0
+    """Inter-frame keypoint offsets are multiplied by this before the first layer. At 10 fps
+    a gesture moves about a tenth of a shoulder width per frame, ten times less than the
+    positions beside it; unscaled, the keypoint encoder sat at chance for many epochs on the
+    synthetic set (measured: 0.69 against 0.87 video accuracy after 10 epochs)."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.heads:

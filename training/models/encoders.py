@@ -31,11 +31,14 @@ class ImageSequenceEncoder(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """One transcript embedding per window: Linear(Dtxt -> d), zeroed where text_mask is 0."""
+    """One transcript embedding per window: LayerNorm, MLP(Dtxt -> d), zeroed where text_mask
+    is 0. The LayerNorm matters: sentence embeddings are L2-normalised (entries ~0.05), and
+    without it the text stream learned slowest and fused worst (measured on synthetic data)."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(config.text_dim, config.d_model), nn.GELU(),
+        self.project = nn.Sequential(nn.LayerNorm(config.text_dim),
+                                     nn.Linear(config.text_dim, config.d_model), nn.GELU(),
                                      nn.Dropout(config.dropout),
                                      nn.Linear(config.d_model, config.d_model))
 

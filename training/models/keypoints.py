@@ -40,17 +40,19 @@ STREAMS: dict[str, tuple[int, int]] = {
 """Row ranges of each stream in the 137-point layout."""
 
 
-def point_features(keypoints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def point_features(keypoints: torch.Tensor, mask: torch.Tensor,
+                   offset_scale: float = 1.0) -> torch.Tensor:
     """(B, T, 137, 3) keypoints and (B, T) frame mask -> (B, T, 137, 5) with offsets.
 
     Masked frames are zeroed (whatever the caller left in them), so padding never leaks.
+    Offsets are multiplied by ``offset_scale`` (see ``ClassifierConfig.offset_scale``).
     """
     frame = mask[:, :, None, None]
     keypoints = keypoints * frame
     seen = (keypoints[..., 2:3] > 0).to(keypoints.dtype) * frame  # B,T,137,1
     previous = torch.cat([keypoints[:, :1], keypoints[:, :-1]], dim=1)
     seen_before = torch.cat([torch.zeros_like(seen[:, :1]), seen[:, :-1]], dim=1)
-    offsets = (keypoints[..., :2] - previous[..., :2]) * seen * seen_before
+    offsets = (keypoints[..., :2] - previous[..., :2]) * seen * seen_before * offset_scale
     return torch.cat([keypoints, offsets], dim=-1)
 
 
@@ -65,6 +67,7 @@ class KeypointEncoder(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         d = config.d_model
+        self.offset_scale = config.offset_scale
         self.streams = nn.ModuleDict({name: _stream_mlp(hi - lo, d, config.dropout)
                                       for name, (lo, hi) in STREAMS.items()})
         self.fuse = nn.Sequential(nn.LayerNorm(3 * d), nn.Linear(3 * d, d))
@@ -72,7 +75,7 @@ class KeypointEncoder(nn.Module):
                                         config.dropout, config.max_len)
 
     def forward(self, keypoints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        points = point_features(keypoints, mask)
+        points = point_features(keypoints, mask, self.offset_scale)
         parts = [mlp(points[:, :, lo:hi].flatten(2))
                  for (lo, hi), mlp in zip(STREAMS.values(), self.streams.values(), strict=True)]
         return self.temporal(self.fuse(torch.cat(parts, dim=-1)), mask)
@@ -106,6 +109,7 @@ class GraphKeypointEncoder(nn.Module):
     def __init__(self, config: ClassifierConfig, hidden: int | None = None) -> None:
         super().__init__()
         d = config.d_model
+        self.offset_scale = config.offset_scale
         hidden = hidden or max(16, d // 2)
         adjacency = normalized_adjacency()
         self.gcn = nn.Sequential(GraphConv(adjacency, POINT_FEATURES, hidden),
@@ -115,7 +119,7 @@ class GraphKeypointEncoder(nn.Module):
                                         config.dropout, config.max_len)
 
     def forward(self, keypoints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        points = point_features(keypoints, mask)
+        points = point_features(keypoints, mask, self.offset_scale)
         seen = (points[..., 2:3] > 0).to(points.dtype)
         nodes = self.gcn(points)  # B,T,137,hidden
         parts = []
