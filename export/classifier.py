@@ -30,15 +30,13 @@ import numpy as np
 
 from engines.adapters.classifier import CLASSIFIER_NAME, classifier_signature
 from engines.adapters.openpose_layout import LOWER_BODY, NUM_CHANNELS, NUM_KEYPOINTS, RIGHT_HAND
-from engines.backends.onnxruntime import OnnxRuntimeEngine
-from engines.backends.torch_eager import TorchEngine
 from engines.engine import Engine
 from engines.manifest import EngineManifest, ParityResult, SourceInfo, hash_source, sha256_json
 from engines.profiles import Profile
 from engines.sources.base import RANDOM_SEED, SourceModel, WeightsLocator, warn_random
 from export.build import BuildOutcome, Progress, build_engine
 from export.onnx_export import DEFAULT_OPSET
-from export.parity import compare
+from export.parity import check_onnx_parity
 
 log = logging.getLogger(__name__)
 
@@ -191,15 +189,7 @@ def _quiet_root_logger() -> Iterator[None]:
 def check_int8_parity(source: SourceModel, onnx_path: Path) -> ParityResult:
     """int8 engine vs the torch source at the parity shapes; gated on ``probs`` only (int8
     logits drift in proportion to their magnitude, which says little about decisions)."""
-    reference = TorchEngine(source.name, source.module, source.signature,
-                            random_weights=source.random_weights)
-    candidate = OnnxRuntimeEngine(source.name, onnx_path, source.signature,
-                                  random_weights=source.random_weights)
-    try:
-        feeds = [source.sample_feeds(sizes) for sizes in source.parity_shapes]
-        raw = compare(reference, candidate, feeds, INT8_TOLERANCE)
-    finally:
-        candidate.close()
+    raw = check_onnx_parity(source, onnx_path, INT8_TOLERANCE)
     probs = raw.max_abs_diff["probs"]
     log.info("%s: int8 vs torch max abs diff: probs %.3g, logits %.3g (not gated)",
              source.name, probs, raw.max_abs_diff["logits"])
