@@ -70,9 +70,7 @@ def load_run_splits(run_dir: Path) -> tuple[TrainConfig, Splits]:
     config = TrainConfig.model_validate(json.loads(path.read_text())["config"])
     profile = get_profile(config.profile)
     store = _load_store(config, profile, log.info)
-    spec = WindowSpec(profile.classifier.window_seconds, store.info.image_rate,
-                      store.info.keypoint_rate)
-    return config, _split(store.load_all(), spec, store.info, config)
+    return config, _split(store.load_all(), _window_spec(profile, store), store.info, config)
 
 
 def run_training(config: TrainConfig, say: Say = log.info) -> dict[str, Any]:
@@ -83,10 +81,8 @@ def run_training(config: TrainConfig, say: Say = log.info) -> dict[str, Any]:
     _claim_folder(out, config)
     profile = get_profile(config.profile)
     store = _load_store(config, profile, say)
-    videos = store.load_all()
-    spec = WindowSpec(profile.classifier.window_seconds, store.info.image_rate,
-                      store.info.keypoint_rate)
-    splits = _split(videos, spec, store.info, config)
+    spec = _window_spec(profile, store)
+    splits = _split(store.load_all(), spec, store.info, config)
     say(f"windows: {len(splits.train)} train, {len(splits.val or [])} val, "
         f"{len(splits.test)} test ({spec.window_seconds:g} s, image {spec.image_rate:g} fps, "
         f"keypoints {spec.keypoint_rate:g} fps)")
@@ -116,6 +112,12 @@ def run_training(config: TrainConfig, say: Say = log.info) -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     say(f"wrote {out / 'metrics.json'} and {out / 'learning_curves.png'}")
     return metrics
+
+
+def _window_spec(profile: Profile, store: FeatureStore) -> WindowSpec:
+    """The profile's window length at the rates the features were extracted at."""
+    return WindowSpec(profile.classifier.window_seconds, store.info.image_rate,
+                      store.info.keypoint_rate)
 
 
 def _claim_folder(out: Path, config: TrainConfig) -> None:

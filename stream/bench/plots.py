@@ -50,10 +50,7 @@ def latency_cdf(report: dict[str, Any], path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"latency CDF, profile {report.get('profile')}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def stage_breakdown(report: dict[str, Any], path: Path) -> Path:
@@ -76,10 +73,7 @@ def stage_breakdown(report: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("mean ms per frame")
     if runs:
         axes[0, 0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def timeline(report: dict[str, Any], path: Path) -> Path:
@@ -97,10 +91,7 @@ def timeline(report: dict[str, Any], path: Path) -> Path:
     bottom.set_xlabel("seconds since the captures started")
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def soak(report: dict[str, Any], path: Path) -> Path:
@@ -122,10 +113,7 @@ def soak(report: dict[str, Any], path: Path) -> Path:
                   f"{slopes.get('rss_mb_per_min')} MB/min", fontsize=9)
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(report: dict[str, Any], out: Path) -> list[str]:
@@ -140,3 +128,11 @@ def write_plots(report: dict[str, Any], out: Path) -> list[str]:
     if report.get("soak"):
         written.append(soak(report, out / "soak.png"))
     return [p.name for p in written]
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and release a figure (a long bench run draws many)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
