@@ -60,6 +60,13 @@ class TrainConfig(BaseModel):
     weight_decay: float = 1e-2
     label_smoothing: float = 0.1
     imbalance: Literal["weighted-loss", "balanced-sampling", "both", "none"] = "weighted-loss"
+    embedding_jitter: float = 1.0
+    """Per-window random offset of image and text embeddings in training, relative to
+    their RMS norm (0: off): keeps the model from recognising people instead of emotions.
+    On the synthetic set (3 seeds) it lifts stage-2 video accuracy from 0.900 to 0.925;
+    0.3 gave 0.918, 1.5 and 2.0 gave 0.927 and 0.926."""
+    device: str = "cpu"
+    """Where to train: cpu, cuda, cuda:N or auto (CUDA when torch sees a device)."""
     train_stride: float = 2.0
     """Seconds between the ends of consecutive training windows."""
     eval_stride: float | None = None
@@ -96,6 +103,6 @@ class TrainConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """What must match to resume a run: everything but where and how to install."""
         data = self.to_json()
-        for key in ("out", "install", "weights_dir", "threads", "engine_dir"):
+        for key in ("out", "install", "weights_dir", "threads", "engine_dir", "device"):
             data.pop(key)
         return data

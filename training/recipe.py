@@ -231,7 +231,8 @@ def _run(folder: Path, model_config: ClassifierConfig, splits: Splits, config: T
         lr=config.stage2_lr if stage2 else config.stage1_lr,
         weight_decay=config.weight_decay, batch_size=config.batch_size,
         imbalance=config.imbalance, seed=seed, label_smoothing=config.label_smoothing,
-        encoder_lr_scale=config.stage2_encoder_lr_scale if stage2 else 1.0)
+        encoder_lr_scale=config.stage2_encoder_lr_scale if stage2 else 1.0,
+        embedding_jitter=config.embedding_jitter, device=config.device)
     name = f"seed {seed} {'stage 2' if stage2 else 'stage 1'} {'+'.join(modalities)}"
     history = fit(model, splits.train, settings, modalities, val=splits.val,
                   state_path=folder / "state.pt", description=name)

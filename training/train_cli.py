@@ -43,6 +43,11 @@ def add_train_parser(jobs: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument("--no-install", dest="install", action="store_false", default=None,
                        help="do not install the model for `hidemo engines build`")
     train.add_argument("--threads", type=int, default=None, help="torch threads")
+    train.add_argument("--device", default=None,
+                       help="cpu (default), cuda, cuda:N or auto (CUDA when torch sees one)")
+    train.add_argument("--embedding-jitter", type=float, default=None,
+                       help="per-window random offset of image/text embeddings in training, "
+                            "relative to their norm (default 1.0; 0: off)")
     return train
 
 
@@ -57,7 +62,8 @@ def train_command(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size, "imbalance": args.imbalance,
         "keypoint_encoder": args.keypoint_encoder,
         "synthetic.videos": args.synthetic_videos, "shuffle_labels": args.shuffle_labels,
-        "install": args.install, "threads": args.threads,
+        "install": args.install, "threads": args.threads, "device": args.device,
+        "embedding_jitter": args.embedding_jitter,
     })
     metrics = run_training(config, say=log.info)
     print(format_summary(metrics))

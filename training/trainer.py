@@ -47,6 +47,50 @@ class FitSettings:
     encoder_lr_scale: float = 1.0
     """Learning rate of the ``*_encoder`` submodules relative to ``lr`` (stage 2 fine-tunes
     pretrained encoders gently while the new fusion head learns at full rate)."""
+    embedding_jitter: float = 0.0
+    """Per training window, add one random offset (this fraction of the embeddings' RMS
+    norm) to all its image embeddings and to its text embedding (see :func:`jitter`)."""
+    device: str = "cpu"
+    """Where to train: ``cpu``, ``cuda``, ``cuda:N``. The model comes back on the CPU."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA device when torch sees one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training device {name!r}: this torch build sees no CUDA device "
+                         f"(torch {torch.__version__}); use --device cpu")
+    return device
+
+
+JITTERED = {"image": "image_mask", "text": "text_mask"}
+
+
+def jitter(feeds: dict[str, torch.Tensor], strength: float) -> dict[str, torch.Tensor]:
+    """Shift each window's image and text embeddings by one random vector per window.
+
+    Embeddings of one person share a per-person offset (their look, their way of
+    speaking); with a few hundred people in a training set a model can learn people, not
+    emotions. A random offset that is constant within a window makes that offset useless
+    to the model while leaving the changes over time, and the direction of the embedding
+    relative to the class, intact. ``strength`` is relative to the embeddings' RMS norm,
+    so it means the same for DINOv2 features and unit-norm text vectors.
+    """
+    if strength <= 0:
+        return feeds
+    out = dict(feeds)
+    for name, mask_name in JITTERED.items():
+        data, mask = feeds[name], feeds[mask_name]
+        # image (B, T, D) with mask (B, T); text (B, D) with mask (B, 1)
+        weight = mask.unsqueeze(-1) if data.dim() == 3 else mask
+        present = (weight * torch.ones_like(data[..., :1])).sum().clamp(min=1.0)
+        rms = torch.sqrt((data.pow(2).sum(dim=-1, keepdim=True) * weight).sum() / present)
+        shape = (data.shape[0],) + (1,) * (data.dim() - 2) + (data.shape[-1],)
+        offset = torch.randn(shape, device=data.device, dtype=data.dtype)
+        out[name] = data + offset * (strength * rms / data.shape[-1] ** 0.5) * weight
+    return out
 
 
 def window_tensors(windows: WindowSet) -> dict[str, torch.Tensor]:
@@ -77,11 +121,12 @@ def predict(model: nn.Module, windows: WindowSet, modalities: Sequence[str] = AL
             batch_size: int = 256) -> np.ndarray:
     """Positive-class probability per window."""
     model.eval()
+    device = next(model.parameters()).device
     feeds = restrict(window_tensors(windows), modalities)
     out = []
     for lo in range(0, len(windows), batch_size):
-        chunk = {k: v[lo:lo + batch_size] for k, v in feeds.items()}
-        out.append(torch.softmax(_forward(model, chunk), dim=1)[:, 1].numpy())
+        chunk = {k: v[lo:lo + batch_size].to(device) for k, v in feeds.items()}
+        out.append(torch.softmax(_forward(model, chunk), dim=1)[:, 1].cpu().numpy())
     return np.concatenate(out)
 
 
@@ -130,19 +175,22 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
     With ``val``, the model ends at the epoch with the lowest validation loss (marked
     ``selected`` in the history); without, at the last epoch.
     """
+    device = resolve_device(settings.device)
+    model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, settings), lr=settings.lr,
                                   weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, settings.epochs))
     weighted = settings.imbalance in ("weighted-loss", "both")
     balanced = settings.imbalance in ("balanced-sampling", "both")
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels) if weighted else None,
-                                  label_smoothing=settings.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=class_weights(train.labels).to(device) if weighted else None,
+        label_smoothing=settings.label_smoothing)
     generator = torch.Generator().manual_seed(settings.seed)
     history: list[dict[str, Any]] = []
     start = 0
     best: dict[str, Any] = {"loss": float("inf"), "epoch": 0, "model": None}
     if state_path is not None and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -150,8 +198,8 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
         torch.set_rng_state(state["torch_rng"])
         history, start, best = state["history"], state["epoch"], state["best"]
     weights = class_weights(train.labels) if weighted or balanced else torch.ones(2)
-    feeds = restrict(window_tensors(train), modalities)
-    labels = torch.from_numpy(train.labels)
+    feeds = {k: v.to(device) for k, v in restrict(window_tensors(train), modalities).items()}
+    labels = torch.from_numpy(train.labels).to(device)
     bar = tqdm(range(start, settings.epochs), desc=description, initial=start,
                total=settings.epochs, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
@@ -159,17 +207,18 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
         order = _epoch_order(train.labels, balanced, generator)
         total, seen = 0.0, 0
         for lo in range(0, len(order), settings.batch_size):
-            index = order[lo:lo + settings.batch_size]
-            logits = _forward(model, {k: v[index] for k, v in feeds.items()})
+            index = order[lo:lo + settings.batch_size].to(device)
+            batch = jitter({k: v[index] for k, v in feeds.items()}, settings.embedding_jitter)
+            logits = _forward(model, batch)
             loss = loss_fn(logits, labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            total += float(loss.detach()) * len(index)
+            total += loss.detach() * len(index)
             seen += len(index)
         scheduler.step()
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(total) / max(seen, 1)}
         if val is not None:
             probs = predict(model, val, modalities)
             row["val"] = evaluate_scores(val, probs)
@@ -191,6 +240,7 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
                                      "history": history, "epoch": epoch + 1,
                                      "best": best})
     bar.close()
+    model.to("cpu")
     if best["model"] is not None:
         # Early stopping after the fact: the epoch with the lowest validation loss, not the
         # last one (with a few hundred videos the last epochs memorise the training set).
