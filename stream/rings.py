@@ -66,36 +66,65 @@ class PersonRing:
 
 @dataclass
 class StreamBook:
-    """Sequence accounting of one stream at the classifier."""
+    """Sequence accounting of one stream at the classifier.
+
+    Counted, not inferred from the order of arrival: feature replicas deliver a stream's
+    frames out of order, and a frame's drops ride on the next frame kept by the *same*
+    replica, which can arrive after a later frame of the other one. So per generation the
+    frames lost are those the source sent (the highest sequence number seen, or the end
+    marker's count) minus those that arrived minus those reported dropped. That total is
+    exact once everything has arrived; while frames are in flight it can briefly read
+    high, so :meth:`account` and :meth:`end` report only losses above the highest total
+    reported so far.
+    """
 
     stream: str
     generation: int = -1
     last_seq: int = -1
     frames: int = 0
     dropped: int = 0
-    lost: int = 0
     generations: int = 0
+    settled_lost: int = 0
+    """Frames lost in earlier generations."""
+    sent: int = 0
+    """Frames the source is known to have sent in this generation."""
+    arrived: int = 0
+    explained: int = 0
+    """Frames of this generation reported dropped on purpose."""
+    reported: int = 0
+
+    @property
+    def lost(self) -> int:
+        return self.settled_lost + max(0, self.sent - self.arrived - self.explained)
 
     def account(self, generation: int, seq: int, dropped: int) -> int:
-        """Record one arrival; return the frames lost just before it (gap minus drops)."""
+        """Record one arrival; return the frames newly counted as lost."""
         if generation != self.generation:
+            self.settled_lost = self.lost
             self.generation, self.last_seq = generation, -1
+            self.sent = self.arrived = self.explained = 0
             self.generations += 1
-        gap = max(0, seq - self.last_seq - 1)
-        lost = max(0, gap - dropped)
+        self.sent = max(self.sent, seq + 1)
+        self.arrived += 1
+        self.explained += dropped
         self.dropped += dropped
-        self.lost += lost
         self.frames += 1
         self.last_seq = max(self.last_seq, seq)
-        return lost
+        return self._newly_lost()
 
     def end(self, generation: int, next_seq: int, dropped: int) -> int:
-        """Account an end of stream: ``next_seq`` frames were sent in ``generation``; the
-        tail not explained by ``dropped`` is lost. Returns the frames lost at the tail."""
+        """Account an end of stream: ``next_seq`` frames were sent in ``generation``, and
+        ``dropped`` more were dropped on purpose. Returns the frames newly counted as lost."""
         if generation != self.generation:
             return 0
-        lost = max(0, next_seq - self.last_seq - 1 - dropped)
+        self.sent = max(self.sent, next_seq)
+        self.explained += dropped
         self.dropped += dropped
-        self.lost += lost
         self.last_seq = max(self.last_seq, next_seq - 1)
-        return lost
+        return self._newly_lost()
+
+    def _newly_lost(self) -> int:
+        lost = self.lost
+        new = max(0, lost - self.reported)
+        self.reported = max(self.reported, lost)
+        return new

@@ -191,3 +191,24 @@ def test_a_slow_stage_does_not_grow_frame_age(tiny_engine_dir: Path, tmp_path: P
     stream = summary["streams"]["demo0"]
     assert stream["dropped"] > stream["frames"]  # most frames dropped on purpose, counted
     assert stream["lost"] == 0
+
+
+def test_feature_replicas_share_the_frames(tiny_engine_dir: Path, tmp_path: Path) -> None:
+    # slow enough that one replica could not keep up, so detect's PUSH must use both
+    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
+                          features={"slow_ms": 150, "replicas": 2})
+    process = start_run(tmp_path, tiny_engine_dir, config, 10.0)
+    output = finish(process)
+    assert process.returncode == 0, output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    replicas = {name: stage for name, stage in summary["stages"].items()
+                if name.startswith("features[")}
+    assert set(replicas) == {"features[0]", "features[1]"}, output
+    assert replicas["features[0]"]["pid"] != replicas["features[1]"]["pid"]
+    processed = [stage["counters"]["processed"] for stage in replicas.values()]
+    assert min(processed) >= 3, processed  # both did real work
+    records = read_jsonl(tmp_path / "out" / "predictions.jsonl")
+    assert len(records) >= 3, output
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    assert summary["streams"]["demo0"]["lost"] == 0
+    assert not any(summary["restarts"].values())

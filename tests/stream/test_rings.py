@@ -18,6 +18,35 @@ def test_gaps_explained_by_drops_are_not_losses() -> None:
     assert (book.dropped, book.lost, book.frames) == (4, 2, 3)
 
 
+def test_out_of_order_arrivals_from_replicas_are_not_losses() -> None:
+    # two feature replicas: replica B dropped frame 3 and reports it on its next frame (5),
+    # which arrives after replica A's frame 4; B's frame 1 arrives after A's frame 2
+    book = StreamBook("a")
+    book.account(1, 0, 0)
+    book.account(1, 2, 0)
+    book.account(1, 1, 0)
+    book.account(1, 4, 0)
+    book.account(1, 5, 1)
+    assert book.lost == 0 and book.dropped == 1 and book.frames == 5
+    # the end marker may overtake the other replica's last frame
+    book.end(1, 8, 0)
+    assert book.lost == 2  # frames 6 and 7 still in flight
+    book.account(1, 6, 0)
+    book.account(1, 7, 0)
+    assert book.lost == 0
+
+
+def test_losses_are_reported_once_and_kept_across_generations() -> None:
+    book = StreamBook("a")
+    book.account(1, 0, 0)
+    assert book.account(1, 3, 0) == 2
+    assert book.account(1, 5, 0) == 1
+    assert book.account(2, 0, 0) == 0
+    assert book.lost == 3
+    assert book.end(2, 3, 1) == 1  # frame 1 or 2 never came, one was dropped
+    assert book.lost == 4
+
+
 def test_a_new_generation_restarts_the_sequence() -> None:
     book = StreamBook("a")
     book.account(1, 0, 0)
