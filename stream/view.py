@@ -76,8 +76,8 @@ class LogView(NullView):
 class RichView(NullView):
     """Live tables of stages and streams in the terminal."""
 
-    def __init__(self) -> None:
-        self.console = Console(stderr=True)
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
         self.last: dict[tuple[str, int], dict[str, Any]] = {}
