@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engines.profiles import get_profile
+
+GPU_MAX_BATCH = 8
+"""Automatic ``max_batch`` of a stage whose engines run on a GPU."""
 
 SourceKind = Literal["camera", "file", "url", "demo"]
 
@@ -71,14 +74,35 @@ class StageConfig(_Strict):
     ``slow_ms`` adds a sleep per batch: it simulates a slower device (and lets tests prove
     that a slow stage does not grow latency). ``threads`` is the engines' intra-op threads
     (0: the runtime's default; 1 suits a small CPU shared by several stages).
+
+    ``max_batch`` None (auto) resolves where the stage opens its engines
+    (:meth:`for_device`): 1 on a CPU, :data:`GPU_MAX_BATCH` on a GPU. A CPU gets no more
+    items per second from a batch (measured on the edge engines: detector 19.9/s at batch
+    1, 17.7/s at batch 4; DINOv2 16.1 against 14.9), so a frame would only wait for the
+    others: at 4 streams, batches of 4 took the median latency from 0.6 s to 1.5 s.
     """
 
-    max_batch: int = Field(8, ge=1)
+    max_batch: int | None = Field(None, ge=1)
     max_delay_ms: float = Field(10.0, ge=0)
     queue_depth: int = Field(1, ge=1, le=8)
     threads: int = Field(1, ge=0)
     replicas: int = Field(1, ge=1)
     slow_ms: float = Field(0.0, ge=0)
+
+    def for_device(self, device: str) -> Self:
+        """This config with an automatic ``max_batch`` resolved for engines on ``device``
+        (``cpu``, ``cuda:0``...); an explicit ``max_batch`` is kept."""
+        if self.max_batch is not None:
+            return self
+        batch = 1 if device.split(":")[0] == "cpu" else GPU_MAX_BATCH
+        return self.model_copy(update={"max_batch": batch})
+
+    @property
+    def batch(self) -> int:
+        """The resolved ``max_batch`` (call :meth:`for_device` first)."""
+        if self.max_batch is None:
+            raise RuntimeError("max_batch is automatic until for_device() resolves it")
+        return self.max_batch
 
 
 class DetectConfig(StageConfig):
@@ -95,6 +119,8 @@ class ClassifyConfig(StageConfig):
     """``stride_s``: how often each (stream, person) gets a prediction, on media time.
     ``smoothing``: EMA weight of the previous probabilities (0 = none)."""
 
+    max_batch: int | None = Field(8, ge=1)
+    """Windows are cheap (about 1 ms each on a CPU): grouping due persons costs nothing."""
     stride_s: float = Field(1.0, gt=0)
     smoothing: float = Field(0.0, ge=0, lt=1)
     person_timeout_s: float = Field(3.0, gt=0)

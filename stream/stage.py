@@ -99,7 +99,7 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
                     stop: StopFlag) -> None:
     """The loop of an inference stage, until ``stop`` is set."""
     inbox = LatestInbox(config.queue_depth)
-    policy = BatchPolicy(config.max_batch, config.max_delay_ms)
+    policy = BatchPolicy(config.batch, config.max_delay_ms)
     sender = Sender(io.output) if io.output is not None else None
     counters = io.reporter.counters
     poller = zmq.Poller()

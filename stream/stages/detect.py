@@ -34,6 +34,8 @@ class PersonFinder(Protocol):
 
     name: str
     random_weights: bool
+    device: str
+    """Where it computes (``cpu``, ``cuda:0``): sets the stage's automatic batch size."""
 
     def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
         ...
@@ -46,6 +48,7 @@ class EngineFinder:
         self.detector = detector
         self.name = f"yolo:{detector.manifest.model}"
         self.random_weights = detector.random_weights
+        self.device = detector.engine.device
 
     def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.detector.detect(frames)
@@ -58,6 +61,7 @@ class PerStreamFinder:
         self.factory = factory
         self.name = name
         self.random_weights = False
+        self.device = "cpu"  # MediaPipe's Python API runs on the CPU
         self._by_stream: dict[str, Any] = {}
 
     def warm_up(self, streams: Sequence[str], frame_hw: tuple[int, int]) -> None:

@@ -47,7 +47,8 @@ def build_detect(config: RunConfig) -> tuple[BatchStage, StageConfig]:
     if isinstance(finder, PerStreamFinder):
         size = max(((s.height, s.width) for s in config.sources), default=(480, 640))
         finder.warm_up(config.stream_ids(), size)
-    return DetectStage(finder, config.detect, config.capture_fps()), config.detect
+    stage_config = config.detect.for_device(finder.device)
+    return DetectStage(finder, config.detect, config.capture_fps()), stage_config
 
 
 def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
@@ -55,11 +56,14 @@ def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
     from stream.stages.features import FeaturesStage, keypoints_factory
 
     engine, manifest = open_engine(config, "image_embedder", config.features.threads)
-    embedder = ImageEmbedder(engine, manifest, max_batch=config.features.max_batch * 4)
+    stage_config = config.features.for_device(engine.device)
+    # up to detect.max_persons crops per frame: a batch of frames is a bigger batch of crops
+    embedder = ImageEmbedder(engine, manifest,
+                             max_batch=stage_config.batch * config.detect.max_persons)
     stage = FeaturesStage(embedder, keypoints_factory, image_rate=config.image_rate(),
                           keypoint_rate=config.keypoint_rate())
     stage.warm_up()
-    return stage, config.features
+    return stage, stage_config
 
 
 def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
@@ -69,7 +73,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     from stream.text_topic import TextTopic
 
     engine, manifest = open_engine(config, CLASSIFIER_NAME, config.classify.threads)
-    classifier = WindowClassifier(engine, manifest, max_batch=config.classify.max_batch * 8)
+    stage_config = config.classify.for_device(engine.device)
+    classifier = WindowClassifier(engine, manifest, max_batch=stage_config.batch * 8)
     pub = open_socket(context, zmq.PUB, endpoints.predictions, bind=True, hwm=1000)
     sinks: list[Any] = [PubSink(pub)]
     trace = None
@@ -96,7 +101,7 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
 
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
                           text=TextTopic(text_socket, text_embedder), trace=trace)
-    return stage, config.classify
+    return stage, stage_config
 
 
 def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
@@ -118,12 +123,12 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             stage, stage_config = build_detect(config)
             inbound = open_socket(context, zmq.PULL, endpoints.detect_in, bind=True, hwm=hwm)
             outbound = open_socket(context, zmq.PUSH, endpoints.detect_out, bind=True,
-                                   hwm=max(hwm, config.detect.max_batch))
+                                   hwm=max(hwm, stage_config.batch))
         elif stage_name == "features":
             stage, stage_config = build_features(config)
             inbound = open_socket(context, zmq.PULL, endpoints.detect_out, bind=False, hwm=hwm)
             outbound = open_socket(context, zmq.PUSH, endpoints.classify_in, bind=False,
-                                   hwm=max(hwm, config.features.max_batch))
+                                   hwm=max(hwm, stage_config.batch))
         else:
             stage, stage_config = build_classify(config, endpoints, out, context)
             inbound = open_socket(context, zmq.PULL, endpoints.classify_in, bind=True, hwm=hwm)

@@ -41,3 +41,16 @@ def test_stream_ids_are_unique() -> None:
     assert config.stream_ids() == ["demo0", "demo1"]
     with pytest.raises(ValidationError):
         load_config(None, {"sources": [{"spec": "demo", "id": "x"}, {"spec": "0", "id": "x"}]})
+
+
+def test_automatic_batch_is_one_on_a_cpu_and_batches_on_a_gpu() -> None:
+    from stream.config import GPU_MAX_BATCH, ClassifyConfig, StageConfig
+
+    auto = StageConfig()
+    assert auto.max_batch is None
+    with pytest.raises(RuntimeError, match="for_device"):
+        _ = auto.batch
+    assert auto.for_device("cpu").batch == 1
+    assert auto.for_device("cuda:0").batch == GPU_MAX_BATCH
+    assert StageConfig(max_batch=3).for_device("cpu").batch == 3  # explicit wins
+    assert ClassifyConfig().for_device("cpu").batch == 8  # windows are cheap: group them
