@@ -62,6 +62,10 @@ class SourceConfig(_Strict):
     height: int = 480
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 8.0
+    in_flight: int = Field(2, ge=1)
+    """Unpaced sources (``realtime: false``) only: frames sent but not yet accounted by
+    classify (:mod:`stream.credits`). 2 keeps the slowest stage busy with one frame while
+    the next waits; more only adds frames its latest-wins inbox then drops."""
 
     @property
     def kind(self) -> SourceKind:

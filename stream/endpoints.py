@@ -2,7 +2,8 @@
 
 The long-lived side of a hop binds and the restartable side connects, so a restart never
 changes an address: detect binds its input (captures connect) and its output (feature
-replicas connect); classify binds its input and the predictions PUB; the supervisor binds
+replicas connect); classify binds its input, the predictions PUB and the credits PUB
+(unpaced captures connect, :mod:`stream.credits`); the supervisor binds
 the status socket every stage reports to. The text topic is the exception that proves the
 rule: its publisher (an ASR or subtitle service) is the long-lived side, so it binds and
 classify connects. Internal hops use ipc in one
@@ -23,7 +24,7 @@ import zmq
 
 from stream.config import EndpointConfig
 
-INTERNAL = ("detect_in", "detect_out", "classify_in", "status")
+INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Endpoints:
     detect_out: str
     classify_in: str
     status: str
+    credits: str
     predictions: str
     text: str
 

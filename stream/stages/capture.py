@@ -17,6 +17,7 @@ import zmq
 
 from engines.adapters.rates import RateSampler
 from stream.config import RunConfig
+from stream.credits import CreditWindow
 from stream.endpoints import Endpoints, open_socket
 from stream.hop import Sender
 from stream.sources import DemoSource, SourceReader, SourceState, make_source
@@ -48,6 +49,11 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     output = open_socket(context, zmq.PUSH, endpoints.detect_in, bind=False,
                          hwm=config.endpoints.high_water_mark if paced else 1,
                          sndbuf=None if paced else UNPACED_SNDBUF)
+    credits = None
+    if not paced:  # as fast as the pipeline classifies, not as fast as detect drains
+        credits = open_socket(context, zmq.SUB, endpoints.credits, bind=False, hwm=100)
+        credits.setsockopt(zmq.SUBSCRIBE, stream_id.encode())
+    window = CreditWindow(credits, stream_id, in_flight=source_config.in_flight)
     status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
     reporter = StatusReporter(status, "capture", index,
                               interval_s=config.supervisor.status_interval_s,
@@ -61,7 +67,8 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     def extra() -> dict[str, object]:
         return {"stream": stream_id, "source": source_config.spec, "source_state": str(state),
                 "generation": generation, "reconnects": reader.reconnects,
-                "source_fps": source.fps, "capture_fps": capture_fps, "next_seq": seq}
+                "source_fps": source.fps, "capture_fps": capture_fps, "next_seq": seq,
+                "credit_timeouts": window.timeouts}
 
     reporter.ready()
     try:
@@ -88,6 +95,7 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                 reporter.maybe_send(extra())
                 continue
             if not paced:  # as fast as the pipeline takes them, not as fast as we can read;
+                window.wait(generation, seq, lambda: bool(stop))  # at most in_flight ahead
                 _wait_for_room(output, stop)  # captured when there is room, as a camera would
                 now = time.monotonic()
             header = Header(stream=stream_id, seq=seq, generation=generation,

@@ -21,6 +21,7 @@ import numpy as np
 from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
 from engines.adapters.windows import WindowBatch
 from stream.config import ClassifyConfig
+from stream.credits import CreditPublisher
 from stream.rings import PersonRing, StreamBook
 from stream.sinks import SCHEMA, JsonlSink, Sinks, stage_latency_ms
 from stream.stage import BatchStage
@@ -91,8 +92,10 @@ class ClassifyStage(BatchStage):
     name = "classify"
 
     def __init__(self, classifier: Classifier, sinks: Sinks, config: ClassifyConfig, *,
-                 text: TextTopic | None = None, trace: JsonlSink | None = None) -> None:
+                 text: TextTopic | None = None, trace: JsonlSink | None = None,
+                 credits: CreditPublisher | None = None) -> None:
         self.classifier = classifier
+        self.credits = credits
         self.sinks = sinks
         self.config = config
         self.text = text
@@ -118,6 +121,8 @@ class ClassifyStage(BatchStage):
             if lost:
                 log.warning("stream %s: %d frame(s) lost before seq %d", header.stream, lost,
                             header.seq)
+            if self.credits is not None:
+                self.credits.ack(header.stream, header.generation, header.seq)
             self._add_features(message, state)
             self._trace(header, t_in, lost, message.arrived)
             if state.next_due is None:
@@ -126,6 +131,8 @@ class ClassifyStage(BatchStage):
                 while state.next_due <= header.media_time + 1e-9:
                     state.next_due += self.config.stride_s
                 due.extend(self._due_persons(header))
+        if self.credits is not None:
+            self.credits.flush()
         if due:
             self._classify(due, t_in)
         return []

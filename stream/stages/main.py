@@ -22,6 +22,7 @@ from engines.engine import Engine
 from engines.manifest import EngineManifest, read_manifest
 from engines.runtime import load_engine
 from stream.config import RunConfig, StageConfig
+from stream.credits import CreditPublisher
 from stream.endpoints import Endpoints, open_socket
 from stream.sinks import JsonlSink, PubSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
@@ -76,6 +77,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     stage_config = config.classify.for_device(engine.device)
     classifier = WindowClassifier(engine, manifest, max_batch=stage_config.batch * 8)
     pub = open_socket(context, zmq.PUB, endpoints.predictions, bind=True, hwm=1000)
+    credits = CreditPublisher(open_socket(context, zmq.PUB, endpoints.credits, bind=True,
+                                          hwm=100))
     sinks: list[Any] = [PubSink(pub)]
     trace = None
     if out is not None:
@@ -100,7 +103,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
         return embed
 
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
-                          text=TextTopic(text_socket, text_embedder), trace=trace)
+                          text=TextTopic(text_socket, text_embedder), trace=trace,
+                          credits=credits)
     return stage, stage_config
 
 

@@ -212,3 +212,24 @@ def test_feature_replicas_share_the_frames(tiny_engine_dir: Path, tmp_path: Path
     assert [r["seq"] for r in records] == list(range(len(records)))
     assert summary["streams"]["demo0"]["lost"] == 0
     assert not any(summary["restarts"].values())
+
+
+def test_an_offline_file_is_processed_without_drops_at_the_slowest_stage_pace(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    # realtime off: as fast as the pipeline classifies. Features is slowed far below what
+    # capture and detect manage; without the credit window most frames would be read,
+    # detected and then dropped at features' latest-wins inbox.
+    video = write_demo_video(tmp_path / "talk.avi", seconds=4.0, fps=10, width=320, height=240)
+    config = write_config(tmp_path, [{"spec": str(video), "id": "talk", "realtime": False}],
+                          analysis={"capture_fps": 10.0}, features={"slow_ms": 120})
+    started = time.monotonic()
+    process = start_run(tmp_path, tiny_engine_dir, config, 60.0)
+    output = finish(process, timeout=90)
+    assert process.returncode == 0, output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    stream = summary["streams"]["talk"]
+    assert stream["ended"] and stream["lost"] == 0, stream
+    assert stream["frames"] >= 38 and stream["dropped"] <= 2, stream  # 40 in the file
+    capture = summary["stages"]["capture[0]"]["extra"]
+    assert capture["next_seq"] == 40 and capture["credit_timeouts"] <= 1, capture
+    assert time.monotonic() - started < 60  # it ended with the file, not the duration
