@@ -81,9 +81,9 @@ class StageConfig(_Strict):
 
     ``max_batch`` None (auto) resolves where the stage opens its engines
     (:meth:`for_device`): 1 on a CPU, :data:`GPU_MAX_BATCH` on a GPU. A CPU gets no more
-    items per second from a batch (measured on the edge engines: detector 19.9/s at batch
-    1, 17.7/s at batch 4; DINOv2 16.1 against 14.9), so a frame would only wait for the
-    others: at 4 streams, batches of 4 took the median latency from 0.6 s to 1.5 s.
+    items per second from a batch (measured on the edge engines: detector 20.7/s at batch
+    1, 19.9/s at batch 4; DINOv2 17.2 against 16.2), so a frame would only wait for the
+    others: at 4 streams, batches of 4 took the median latency from about 0.2 s to 0.5 s.
     """
 
     max_batch: int | None = Field(None, ge=1)
