@@ -80,7 +80,6 @@ class StreamBook:
 
     stream: str
     generation: int = -1
-    last_seq: int = -1
     frames: int = 0
     dropped: int = 0
     generations: int = 0
@@ -101,7 +100,7 @@ class StreamBook:
         """Record one arrival; return the frames newly counted as lost."""
         if generation != self.generation:
             self.settled_lost = self.lost
-            self.generation, self.last_seq = generation, -1
+            self.generation = generation
             self.sent = self.arrived = self.explained = 0
             self.generations += 1
         self.sent = max(self.sent, seq + 1)
@@ -109,7 +108,6 @@ class StreamBook:
         self.explained += dropped
         self.dropped += dropped
         self.frames += 1
-        self.last_seq = max(self.last_seq, seq)
         return self._newly_lost()
 
     def end(self, generation: int, next_seq: int, dropped: int) -> int:
@@ -120,7 +118,6 @@ class StreamBook:
         self.sent = max(self.sent, next_seq)
         self.explained += dropped
         self.dropped += dropped
-        self.last_seq = max(self.last_seq, next_seq - 1)
         return self._newly_lost()
 
     def _newly_lost(self) -> int:

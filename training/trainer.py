@@ -85,7 +85,7 @@ def jitter(feeds: dict[str, torch.Tensor], strength: float) -> dict[str, torch.T
         data, mask = feeds[name], feeds[mask_name]
         # image (B, T, D) with mask (B, T); text (B, D) with mask (B, 1)
         weight = mask.unsqueeze(-1) if data.dim() == 3 else mask
-        present = (weight * torch.ones_like(data[..., :1])).sum().clamp(min=1.0)
+        present = weight.sum().clamp(min=1.0)  # embeddings present in the batch
         rms = torch.sqrt((data.pow(2).sum(dim=-1, keepdim=True) * weight).sum() / present)
         shape = (data.shape[0],) + (1,) * (data.dim() - 2) + (data.shape[-1],)
         offset = torch.randn(shape, device=data.device, dtype=data.dtype)
