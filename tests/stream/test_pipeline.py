@@ -186,7 +186,9 @@ def test_a_slow_stage_does_not_grow_frame_age(tiny_engine_dir: Path, tmp_path: P
     assert max(ages) <= 5 * slow_frames, ages
     third = len(ages) // 3
     early, late = sorted(ages[:third]), sorted(ages[-third:])
-    assert late[len(late) // 2] <= early[len(early) // 2] + slow_frames, ages
+    # no trend: a queue would add about 27 frames of age per second, some 90 frames between
+    # the thirds' middles; two stage times of slack absorb a loaded CI machine (seen: +9.3)
+    assert late[len(late) // 2] <= early[len(early) // 2] + 2 * slow_frames, ages
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     stream = summary["streams"]["demo0"]
     assert stream["dropped"] > stream["frames"]  # most frames dropped on purpose, counted
