@@ -51,6 +51,9 @@ class SourceConfig(_Strict):
     ``fps`` is the demo clip's rate (and a camera's requested rate); ``loop`` replays a
     file at its end instead of ending the stream. A live source (camera, URL) that drops
     is reopened with backoff from ``reconnect_min_s`` doubling to ``reconnect_max_s``.
+    A URL that stops answering without closing (a camera's cable pulled) counts as dropped
+    after ``read_timeout_s``; opening one gives up after ``open_timeout_s`` (OpenCV's FFmpeg
+    would wait 30 s for each).
     """
 
     spec: str
@@ -62,6 +65,8 @@ class SourceConfig(_Strict):
     height: int = 480
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 8.0
+    open_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(5.0, gt=0)
     in_flight: int = Field(2, ge=1)
     """Unpaced sources (``realtime: false``) only: frames sent but not yet accounted by
     classify (:mod:`stream.credits`). 2 keeps the slowest stage busy with one frame while

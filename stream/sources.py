@@ -68,14 +68,20 @@ class DemoSource(FrameSource):
 
 
 class OpenCVSource(FrameSource):
-    """A camera index, a video file or a URL through ``cv2.VideoCapture``."""
+    """A camera index, a video file or a URL through ``cv2.VideoCapture``.
+
+    A URL opens through OpenCV's FFmpeg backend with ``timeouts_s`` (open, read): a stream
+    that stalls without closing then reads as ended, and the reader reconnects, instead of
+    blocking the capture for FFmpeg's 30 s default.
+    """
 
     def __init__(self, target: int | str, *, live: bool, fps_hint: float = 30.0,
-                 loop: bool = False) -> None:
+                 loop: bool = False, timeouts_s: tuple[float, float] | None = None) -> None:
         self.target = target
         self.live = live
         self.loop = loop
         self.fps = fps_hint
+        self.timeouts_s = timeouts_s
         self._capture: cv2.VideoCapture | None = None
         self._opened_at = 0.0
         self._loop_offset = 0.0
@@ -83,7 +89,13 @@ class OpenCVSource(FrameSource):
 
     def open(self) -> bool:
         self.close()
-        capture = cv2.VideoCapture(self.target)
+        if self.timeouts_s is None:
+            capture = cv2.VideoCapture(self.target)
+        else:
+            open_s, read_s = self.timeouts_s
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(open_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(read_s * 1000)])
         if not capture.isOpened():
             capture.release()
             return False
@@ -126,7 +138,8 @@ def make_source(config: SourceConfig) -> FrameSource:
     if kind == "camera":
         return OpenCVSource(int(config.spec), live=True, fps_hint=config.fps)
     if kind == "url":
-        return OpenCVSource(config.spec, live=True, fps_hint=config.fps)
+        return OpenCVSource(config.spec, live=True, fps_hint=config.fps,
+                            timeouts_s=(config.open_timeout_s, config.read_timeout_s))
     return OpenCVSource(config.spec, live=False, fps_hint=config.fps, loop=config.loop)
 
 

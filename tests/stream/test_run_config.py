@@ -54,3 +54,14 @@ def test_automatic_batch_is_one_on_a_cpu_and_batches_on_a_gpu() -> None:
     assert auto.for_device("cuda:0").batch == GPU_MAX_BATCH
     assert StageConfig(max_batch=3).for_device("cpu").batch == 3  # explicit wins
     assert ClassifyConfig().for_device("cpu").batch == 8  # windows are cheap: group them
+
+
+def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
+    """The README's ``run.yaml`` example is what users copy: it must stay a valid config."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("```yaml\nprofile:") + len("```yaml\n")
+    path = tmp_path / "run.yaml"
+    path.write_text(readme[start:readme.index("```", start)])
+    config = load_config(path, {}, [])
+    assert [source.kind for source in config.sources] == ["demo", "file", "url"]
+    assert config.sources[2].read_timeout_s == 5.0
