@@ -177,7 +177,9 @@ class RunConfig(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
     profile: str = "edge"
     engine_dir: Path | None = None
-    backend: str = "auto"
+    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = "auto"
+    """Where engines run: ``auto`` takes TensorRT, then onnxruntime (CUDA, then CPU);
+    ``torch`` runs the perception models on torch (CUDA when torch sees a GPU)."""
     out: Path | None = None
     duration: float | None = None
     view: Literal["auto", "rich", "log", "none"] = "auto"

@@ -91,18 +91,11 @@ class Baseline:
     @classmethod
     def from_run_config(cls, config: Any, threads: int = 0) -> Baseline:
         """The engines and rates a :class:`stream.config.RunConfig` gives the pipeline."""
-        from engines.manifest import read_manifest
-        from engines.runtime import load_engine
         from stream.stages.detect import PerStreamFinder, make_finder
         from stream.stages.features import keypoints_factory
+        from stream.stages.main import open_engine
 
         engine_dir = config.resolved_engine_dir()
-
-        def open_engine(name: str) -> tuple[Any, Any]:
-            manifest = read_manifest(engine_dir, name)
-            return load_engine(engine_dir, name, config.backend, threads=threads,
-                               manifest=manifest), manifest
-
         finder = make_finder(config.detect, engine_dir, config.backend, threads)
         if isinstance(finder, PerStreamFinder):  # one stateful detector per stream
             def finder_factory() -> Any:
@@ -110,8 +103,8 @@ class Baseline:
         else:
             def finder_factory() -> Any:
                 return finder
-        embedder = ImageEmbedder(*open_engine("image_embedder"))
-        classifier = WindowClassifier(*open_engine("classifier"))
+        embedder = ImageEmbedder(*open_engine(config, "image_embedder", threads))
+        classifier = WindowClassifier(*open_engine(config, "classifier", threads))
         width, height = ((config.sources[0].width, config.sources[0].height)
                          if config.sources else (640, 480))
         return cls(finder_factory, embedder, keypoints_factory, classifier,

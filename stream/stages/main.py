@@ -28,6 +28,8 @@ from stream.sinks import JsonlSink, PubSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.status import StatusReporter
 
+log = logging.getLogger(__name__)
+
 STAGES = ("capture", "detect", "features", "classify")
 EXIT_LINGER_MS = 500
 
@@ -36,8 +38,21 @@ def open_engine(config: RunConfig, name: str,
                 threads: int) -> tuple[Engine, EngineManifest]:
     engine_dir = config.resolved_engine_dir()
     manifest = read_manifest(engine_dir, name)
-    return load_engine(engine_dir, name, config.backend, threads=threads,
-                       manifest=manifest), manifest
+    return load_engine(engine_dir, name, engine_backend(config.backend, manifest),
+                       threads=threads, manifest=manifest), manifest
+
+
+def engine_backend(backend: str, manifest: EngineManifest) -> str:
+    """The run's backend for this engine. ``torch`` (perception models on torch, e.g. CUDA
+    without onnxruntime-gpu) cannot rebuild the window classifier, whose module lives in
+    training/; that small engine stays on onnxruntime."""
+    from engines.sources.base import ROLES
+
+    if backend == "torch" and manifest.role not in ROLES:
+        log.info("%s: backend torch covers the perception engines; this one runs on "
+                 "onnxruntime", manifest.name)
+        return "onnxruntime"
+    return backend
 
 
 def build_detect(config: RunConfig) -> tuple[BatchStage, StageConfig]:
