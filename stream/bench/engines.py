@@ -72,6 +72,13 @@ class BenchRow:
         return asdict(self)
 
 
+def sample_stats(samples: list[float], batch: int) -> dict[str, float | int]:
+    """A :class:`BenchRow`'s timing fields from milliseconds per call at ``batch`` items."""
+    median = statistics.median(samples)
+    return {"runs": len(samples), "median_ms": median, "p95_ms": percentile(samples, 95),
+            "p99_ms": percentile(samples, 99), "throughput": batch * 1000.0 / median}
+
+
 def available_variants() -> list[str]:
     """Backends this machine can run now, always including torch and onnxruntime (CPU)."""
     present = set(ort_backend.available_providers())
@@ -199,13 +206,10 @@ def bench_engines(engine_dir: Path, settings: BenchSettings, names: list[str],
                     feeds = synthetic_feeds(engine.signature, case.batch, case.sequence,
                                             case.axes)
                     samples = time_case(partial(engine.run, feeds), settings)
-                    median = statistics.median(samples)
                     row = BenchRow(
                         engine=name, model=manifest.model, backend=engine.backend,
                         device=engine.device, batch=case.batch, sequence=case.sequence,
-                        runs=len(samples), median_ms=median,
-                        p95_ms=percentile(samples, 95), p99_ms=percentile(samples, 99),
-                        throughput=case.batch * 1000.0 / median,
+                        **sample_stats(samples, case.batch),
                         random_weights=engine.random_weights,
                         extra={k: float(v) for k, v in case.axes.items()},
                         window_s=case.window_s,

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import statistics
 
 import numpy as np
 
 from engines.adapters.detector import crop_with_margin
-from stream.bench.engines import BenchRow, BenchSettings, percentile, time_case
+from stream.bench.engines import BenchRow, BenchSettings, sample_stats, time_case
 from stream.demo import DemoClip
 
 log = logging.getLogger(__name__)
@@ -29,11 +28,8 @@ KEYPOINTS = "keypoints"
 
 
 def _row(engine: str, model: str, samples: list[float]) -> BenchRow:
-    median = statistics.median(samples)
     return BenchRow(engine=engine, model=model, backend="mediapipe:cpu", device="cpu", batch=1,
-                    sequence=None, runs=len(samples), median_ms=median,
-                    p95_ms=percentile(samples, 95), p99_ms=percentile(samples, 99),
-                    throughput=1000.0 / median, random_weights=False)
+                    sequence=None, **sample_stats(samples, 1), random_weights=False)
 
 
 def bench_mediapipe(settings: BenchSettings, width: int = 640, height: int = 480,
