@@ -8,8 +8,9 @@ The window spec (seconds, rates) comes from the checkpoint when it saved one, el
 profile; it goes into the manifest's ``preprocess`` so the adapter builds matching windows.
 
 int8 (``hidemo engines build --int8``): ``classifier_int8`` is the fp32 ONNX through
-onnxruntime's dynamic quantization (weights QUInt8; QInt8 saturates on AVX2 CPUs without
-VNNI, see OFFLINE.md), weight MatMuls only (the attention products stay fp32). It has its
+onnxruntime's dynamic quantization (weights QUInt8: QInt8 weights take the U8S8 kernels, whose
+VPMADDUBSW int16 sums saturate on AVX2 CPUs without VNNI), weight MatMuls only (the attention
+products stay fp32). It has its
 own manifest (precision ``int8``) and a looser parity gate, :data:`INT8_TOLERANCE` on the
 probabilities; :func:`int8_drift` measures what that costs in accuracy on labelled windows.
 

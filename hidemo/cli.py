@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     from stream.cli import add_run_parser  # argparse only
 
     add_run_parser(jobs)
+
+    keys = jobs.add_parser("keys", help="make CurveZMQ keys for endpoints outside loopback")
+    keys.add_argument("--out", type=Path, required=True, metavar="DIR",
+                      help="writes server.key(_secret), client.key(_secret) and "
+                           "authorized_clients/; set endpoints.curve.dir=DIR")
+    keys.add_argument("--force", action="store_true",
+                      help="replace existing keys (every client must get the new ones)")
     return parser
 
 
@@ -132,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             from training.cli import features_command
 
             return features_command(args)
+        if args.job == "keys":
+            from stream.curve import keys_command
+
+            return keys_command(args.out, force=args.force)
         if args.job == "bench" and args.command == "engines":
             from stream.bench.engines_cli import bench_engines_command
 
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             return bench_command(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, EngineRefused) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, EngineRefused) as exc:
         # A user error (bad profile, missing weights folder, stale engine): the message says
         # what to do; a traceback would only hide it. -v shows the traceback.
         if args.verbose:

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 extra=""
 [[ "${1:-}" == "--dev" ]] && extra="[dev]"
+# hidemo needs Python 3.11 (typing.Self, enum.StrEnum); say so before pip does, obscurely.
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "setup: hidemo needs Python >= 3.11; set PYTHON=python3.11 (or newer)" >&2; exit 1; }
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate

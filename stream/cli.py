@@ -10,7 +10,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -84,25 +83,27 @@ def run_command(args: argparse.Namespace) -> int:
 def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str, Any]]:
     """Supervise one run of ``config`` to its end; the exit code and the run summary (also
     written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
-    this too, so what it measures is exactly what ``hidemo run`` runs."""
-    from stream.config import dump_config
+    this too, so what it measures is exactly what ``hidemo run`` runs.
+
+    Before any stage starts, :func:`stream.preflight.preflight` checks the engines, the
+    sources and the endpoints, and raises :class:`~stream.preflight.PreflightError` (a
+    ``ValueError``: ``hidemo`` prints it and exits 2) with every problem and its fix."""
+    from stream import strictjson
     from stream.endpoints import Endpoints
+    from stream.preflight import preflight
     from stream.supervisor import Supervisor
 
-    engine_dir = config.resolved_engine_dir()
-    if not (engine_dir / "classifier.manifest.json").is_file():
-        raise FileNotFoundError(
-            f"no classifier engine in {engine_dir}; build the engines first: hidemo engines "
-            f"build --profile {config.profile} --engine-dir {engine_dir}")
     with tempfile.TemporaryDirectory(prefix="hidemo-run-") as scratch:
         run_dir = Path(scratch)
         endpoints = Endpoints.for_config(config.endpoints, run_dir)
+        preflight(config, endpoints)
         out = config.out
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(dump_config(config))
+            (out / "config.json").write_text(
+                strictjson.dumps(config.model_dump(mode="json"), indent=2))
         spec_path = run_dir / "spec.json"
-        spec_path.write_text(json.dumps({
+        spec_path.write_text(strictjson.dumps({
             "config": config.model_dump(mode="json"), "endpoints": endpoints.to_json(),
             "out": None if out is None else str(out.resolve()),
         }))
@@ -114,12 +115,16 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         code = supervisor.run()
         summary = supervisor.summary()
         if out is not None:
-            (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            (out / "summary.json").write_text(strictjson.dumps(summary, indent=2))
     return code, summary
 
 
 def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
     print(f"hidemo run: {summary['reason']} after {summary['wall_s']:.1f} s", file=sys.stderr)
+    for failure in summary.get("failures", []):
+        print(f"  FAILED: {failure}", file=sys.stderr)
+    for warning in summary.get("warnings", []):
+        print(f"  warning: {warning}", file=sys.stderr)
     for stream, info in summary["streams"].items():
         latency = info.get("latency_ms", {})
         print(f"  {stream}: {info['predictions']} predictions, {info['frames']} frames, "

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -147,9 +148,49 @@ class AnalysisConfig(_Strict):
     capture_fps: float | None = None
 
 
+class CurveConfig(_Strict):
+    """CurveZMQ key files, as ``hidemo keys --out DIR`` writes them (:mod:`stream.curve`).
+
+    ``{dir: DIR}`` is short for the three paths inside DIR. ``server_secret`` is the
+    pipeline's key pair; ``authorized_clients`` the folder of client public keys (``*.key``)
+    allowed to connect; ``client_secret`` the key pair of the pipeline's own subscriber (the
+    supervisor), which must be allow-listed too.
+    """
+
+    server_secret: Path
+    client_secret: Path
+    authorized_clients: Path
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_dir(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dir" in data:
+            data = dict(data)
+            folder = Path(data.pop("dir"))
+            data.setdefault("server_secret", folder / "server.key_secret")
+            data.setdefault("client_secret", folder / "client.key_secret")
+            data.setdefault("authorized_clients", folder / "authorized_clients")
+        return data
+
+    @model_validator(mode="after")
+    def _exists(self) -> CurveConfig:
+        for path in (self.server_secret, self.client_secret, self.authorized_clients):
+            if not path.exists():
+                raise ValueError(f"CURVE key path {path} not found; make keys with "
+                                 f"`hidemo keys --out DIR`")
+        return self
+
+
 class EndpointConfig(_Strict):
     """Where sockets live. Internal hops use ipc in ``ipc_dir`` (a private temporary folder
-    when None) or loopback TCP; ``predictions`` and ``text`` are for outside clients."""
+    when None) or loopback TCP; ``predictions`` and ``text`` are for outside clients.
+
+    Outside endpoints are CURVE-secured (encrypted, only allow-listed client keys admitted)
+    when their host is not loopback (``secure: auto``), or always (``secure: always``);
+    either needs ``curve`` keys, so a network-facing endpoint without keys is a config error.
+    ``max_frame_mb`` bounds one message on the frame hops (``ZMQ_MAXMSGSIZE``; a 4K BGR frame
+    is 25 MB): a bigger one drops the sender's connection instead of filling memory.
+    """
 
     transport: Literal["ipc", "tcp"] = "ipc"
     ipc_dir: Path | None = None
@@ -157,10 +198,57 @@ class EndpointConfig(_Strict):
     predictions: str = "tcp://127.0.0.1:5560"
     text: str = "tcp://127.0.0.1:5561"
     high_water_mark: int = Field(2, ge=1)
+    max_frame_mb: float = Field(64.0, gt=0, le=2047)
+    secure: Literal["auto", "always"] = "auto"
+    curve: CurveConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_security(self) -> EndpointConfig:
+        for name in ("predictions", "text"):
+            endpoint = getattr(self, name)
+            if self.curve_on(endpoint) and self.curve is None:
+                why = ("secure: always" if self.secure == "always"
+                       else "its host is not loopback")
+                raise ValueError(
+                    f"endpoints.{name} {endpoint!r} needs CURVE keys ({why}): make them with "
+                    f"`hidemo keys --out DIR` and set endpoints.curve.dir=DIR, or bind it to "
+                    f"127.0.0.1")
+        return self
+
+    def curve_on(self, endpoint: str) -> bool:
+        """Whether the outside endpoint ``endpoint`` is CURVE-secured."""
+        return self.secure == "always" or not self.is_loopback(endpoint)
+
+    @staticmethod
+    def is_loopback(endpoint: str) -> bool:
+        """Whether ``endpoint`` only reaches this machine: ipc, inproc, or tcp on 127.0.0.0/8,
+        ::1 or ``localhost``. ``tcp://*:5560``, ``0.0.0.0``, interface and DNS names are not."""
+        scheme, _, rest = endpoint.partition("://")
+        if scheme in ("ipc", "inproc"):
+            return True
+        if scheme != "tcp":
+            return False
+        host = rest.rsplit(";", 1)[-1].rpartition(":")[0]  # "src;host:port": host is the peer
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # "*", an interface or DNS name: may face the network
+            return False
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return int(self.max_frame_mb * 2**20)
 
 
 class SupervisorConfig(_Strict):
-    """Restart policy, health thresholds and shutdown deadlines (seconds)."""
+    """Restart policy, health thresholds and shutdown deadlines (seconds).
+
+    ``hang_after_s``: a running stage whose status reports (its heartbeat, sent from its
+    main loop every ``status_interval_s``) stop for this long is hung: it is killed and
+    restarted like a stage that died. Well above one batch's time on the slowest device.
+    """
 
     max_restarts: int = Field(5, ge=0)
     backoff_s: float = Field(0.5, gt=0)
@@ -169,6 +257,7 @@ class SupervisorConfig(_Strict):
     stall_after_s: float = Field(3.0, gt=0)
     drain_s: float = Field(5.0, ge=0)
     stop_timeout_s: float = Field(5.0, gt=0)
+    hang_after_s: float = Field(30.0, gt=0)
 
 
 class RunConfig(_Strict):

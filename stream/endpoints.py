@@ -1,30 +1,96 @@
-"""The pipeline's socket addresses and how each side opens them.
+"""The pipeline's socket addresses and how each side opens them, declared in :data:`LAYOUT`.
 
-The long-lived side of a hop binds and the restartable side connects, so a restart never
-changes an address: detect binds its input (captures connect) and its output (feature
-replicas connect); classify binds its input, the predictions PUB and the credits PUB
-(unpaced captures connect, :mod:`stream.credits`); the supervisor binds
-the status socket every stage reports to. The text topic is the exception that proves the
-rule: its publisher (an ASR or subtitle service) is the long-lived side, so it binds and
-classify connects. Internal hops use ipc in one
-private folder by default (no port clashes between runs, no network exposure).
+The pipeline side binds and whatever may come and go connects, so a restart never changes
+an address: detect binds its input (captures connect) and its output (feature replicas
+connect); classify binds its input, the predictions PUB, the credits PUB (unpaced captures
+connect, :mod:`stream.credits`) and the text SUB (ASR or subtitle publishers connect, so no
+stranger can stand in for the topic); the supervisor binds the status socket every stage
+reports to. Internal hops use ipc in one private folder by default (no port clashes between
+runs, no network exposure).
+
+Every socket that receives has ``ZMQ_MAXMSGSIZE``: a peer that sends a bigger message is
+disconnected by ZeroMQ before the message is buffered (it may reconnect), so one hostile or
+broken peer cannot make a stage allocate gigabytes. The outside endpoints (predictions,
+text) are CURVE-secured when :meth:`EndpointConfig.curve_on` says so (:mod:`stream.curve`).
 
 Example:
     >>> Endpoints.for_config(EndpointConfig(), Path("/tmp/run")).detect_in
     'ipc:///tmp/run/detect-in'
+    >>> LAYOUT["text"].bind.opened_by
+    ('classify',)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 import zmq
 
 from stream.config import EndpointConfig
+from stream.curve import ClientKeys, CurveServer, Secure, client_security
 
 INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits")
+
+KiB = 2**10
+MiB = 2**20
+SUBSCRIPTION_MAX_BYTES = 4 * KiB
+"""What a PUB socket receives: subscriptions (topics are stream ids), never big."""
+DEFAULT_MAX_BYTES = 64 * MiB
+"""The limit of a receiving socket opened without one: the default frame-hop limit."""
+
+Side = Literal["bind", "connect"]
+
+
+@dataclass(frozen=True)
+class SocketEnd:
+    """One side of a hop: which processes open it, the socket type, its high-water mark
+    (None: the configured ``high_water_mark``; a caller may raise it, e.g. to a batch)."""
+
+    opened_by: tuple[str, ...]
+    kind: int
+    hwm: int | None
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One endpoint's layout. ``max_bytes`` bounds a message on the receiving side (None:
+    ``max_frame_mb``, for the frame hops); ``outside`` endpoints face clients outside the
+    pipeline and are CURVE-secured when the configuration says so."""
+
+    bind: SocketEnd
+    connect: SocketEnd
+    max_bytes: int | None
+    outside: bool = False
+
+    def end(self, side: Side) -> SocketEnd:
+        return self.bind if side == "bind" else self.connect
+
+
+STAGES = ("capture", "detect", "features", "classify")
+OUTSIDE = "outside client"
+
+LAYOUT: Mapping[str, Hop] = MappingProxyType({
+    "detect_in": Hop(SocketEnd(("detect",), zmq.PULL, None),
+                     SocketEnd(("capture",), zmq.PUSH, None), max_bytes=None),
+    "detect_out": Hop(SocketEnd(("detect",), zmq.PUSH, None),
+                      SocketEnd(("features",), zmq.PULL, None), max_bytes=None),
+    "classify_in": Hop(SocketEnd(("classify",), zmq.PULL, None),
+                       SocketEnd(("features",), zmq.PUSH, None), max_bytes=None),
+    "status": Hop(SocketEnd(("supervisor",), zmq.PULL, 1000),
+                  SocketEnd(STAGES, zmq.PUSH, 10), max_bytes=1 * MiB),
+    "credits": Hop(SocketEnd(("classify",), zmq.PUB, 100),
+                   SocketEnd(("capture",), zmq.SUB, 100), max_bytes=4 * KiB),
+    "predictions": Hop(SocketEnd(("classify",), zmq.PUB, 1000),
+                       SocketEnd(("supervisor", OUTSIDE), zmq.SUB, 1000), max_bytes=1 * MiB,
+                       outside=True),
+    "text": Hop(SocketEnd(("classify",), zmq.SUB, 1000),
+                SocketEnd((OUTSIDE,), zmq.PUB, 1000), max_bytes=64 * KiB, outside=True),
+})
+"""Every endpoint of a run: who binds, who connects, socket types, queues, message bounds."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +117,96 @@ class Endpoints:
         return asdict(self)
 
 
+def max_message_bytes(name: str, config: EndpointConfig) -> int:
+    """The largest message the receiving side of endpoint ``name`` accepts."""
+    limit = LAYOUT[name].max_bytes
+    return config.max_frame_bytes if limit is None else limit
+
+
+def secured(endpoints: Endpoints, config: EndpointConfig) -> list[str]:
+    """The outside endpoints of this run that are CURVE-secured."""
+    return [name for name, hop in LAYOUT.items()
+            if hop.outside and config.curve_on(getattr(endpoints, name))]
+
+
+def start_curve(context: zmq.Context, endpoints: Endpoints,
+                config: EndpointConfig) -> CurveServer | None:
+    """The CURVE server of the process that binds the outside endpoints (classify), started
+    on ``context``; None when no endpoint of this run is secured."""
+    names = secured(endpoints, config)
+    if not names:
+        return None
+    if config.curve is None:  # EndpointConfig refuses this; kept for hand-made configs
+        raise ValueError(f"endpoints {names} need CURVE keys; make them with "
+                         f"`hidemo keys --out DIR`")
+    return CurveServer.start(context, config.curve)
+
+
+def open_endpoint(context: zmq.Context, endpoints: Endpoints, name: str, side: Side,
+                  config: EndpointConfig, *, hwm: int | None = None, sndbuf: int | None = None,
+                  curve: CurveServer | None = None) -> zmq.Socket:
+    """The ``side`` of endpoint ``name`` as :data:`LAYOUT` declares it, bound or connected.
+
+    ``hwm`` overrides the layout's high-water mark. On a CURVE-secured outside endpoint the
+    binding side needs the running ``curve`` server (its authenticator admits the clients);
+    the connecting side (the pipeline's own subscriber) uses the configured client keys.
+    Refuses to open a secured endpoint without CURVE rather than open it unprotected.
+
+    Example:
+        >>> sub = open_endpoint(context, endpoints, "predictions", "connect",
+        ...                     config.endpoints)  # doctest: +SKIP
+    """
+    hop = LAYOUT[name]
+    end = hop.end(side)
+    address = getattr(endpoints, name)
+    secure: Secure | None = None
+    if hop.outside and config.curve_on(address):
+        if side == "bind":
+            if curve is None:
+                raise ValueError(f"endpoint {name} {address!r} needs CURVE: start a "
+                                 f"CurveServer on this context first")
+            secure = curve.secure
+        else:
+            if config.curve is None:
+                raise ValueError(f"endpoint {name} {address!r} needs CURVE keys; make them "
+                                 f"with `hidemo keys --out DIR`")
+            secure = client_security(ClientKeys.from_config(config.curve))
+    if hwm is None:
+        hwm = config.high_water_mark if end.hwm is None else end.hwm
+    if side == "connect":
+        address = connect_address(address)
+    return open_socket(context, end.kind, address, bind=side == "bind", hwm=hwm, sndbuf=sndbuf,
+                       max_bytes=max_message_bytes(name, config), secure=secure)
+
+
+def connect_address(endpoint: str) -> str:
+    """Where a process on this machine connects to reach ``endpoint``: a wildcard bind
+    (``tcp://*:5560``, ``0.0.0.0``, ``[::]``) is reached on loopback, since ZeroMQ cannot
+    connect to a wildcard.
+
+    Example:
+        >>> connect_address("tcp://*:5560")
+        'tcp://127.0.0.1:5560'
+    """
+    scheme, _, rest = endpoint.partition("://")
+    host, sep, port = rest.rpartition(":")
+    if scheme != "tcp" or not sep:
+        return endpoint
+    loopback = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host)
+    return endpoint if loopback is None else f"tcp://{loopback}:{port}"
+
+
 def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool,
-                hwm: int = 2, linger_ms: int = 0, sndbuf: int | None = None) -> zmq.Socket:
-    """A socket with small high-water marks and no linger, bound or connected.
+                hwm: int = 2, linger_ms: int = 0, sndbuf: int | None = None,
+                max_bytes: int | None = None, secure: Secure | None = None) -> zmq.Socket:
+    """A socket with small high-water marks, no linger and a bound on what it receives.
 
     Small queues keep frames from hiding in ZeroMQ buffers; zero linger lets a stage exit
     at once instead of waiting to flush to a peer that may be gone. ``sndbuf`` caps the
     kernel's send buffer (bytes), where frames hide too once ZeroMQ has written them.
+    ``max_bytes`` is the ``ZMQ_MAXMSGSIZE`` of a receiving socket (default
+    :data:`DEFAULT_MAX_BYTES`); a PUB only receives subscriptions, bounded by
+    :data:`SUBSCRIPTION_MAX_BYTES`. ``secure`` sets CURVE options before bind or connect.
     """
     socket = context.socket(kind)
     socket.setsockopt(zmq.SNDHWM, hwm)
@@ -65,6 +214,12 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool,
     socket.setsockopt(zmq.LINGER, linger_ms)
     if sndbuf is not None:
         socket.setsockopt(zmq.SNDBUF, sndbuf)
+    if kind in (zmq.PUB, zmq.XPUB):
+        socket.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
+    elif kind != zmq.PUSH:  # every other type receives
+        socket.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+    if secure is not None:
+        secure(socket)
     if bind:
         if endpoint.startswith("ipc://"):
             Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import zmq
 
-from stream.wire import Message, WireError, encode
+from stream.wire import MAX_COUNT, Message, WireError, encode
 
 
 class DropPolicy(enum.StrEnum):
@@ -106,8 +106,10 @@ class LatestInbox:
 
 
 def _add_dropped(message: Message, count: int) -> Message:
-    return replace(message, header=replace(message.header,
-                                           dropped=message.header.dropped + count))
+    """``message`` carrying ``count`` more drops (saturating: a peer's absurd count must not
+    overflow the header's bound and take the stage down)."""
+    dropped = min(MAX_COUNT, message.header.dropped + count)
+    return replace(message, header=replace(message.header, dropped=dropped))
 
 
 @dataclass(frozen=True)
@@ -144,9 +146,14 @@ def drain(socket: zmq.Socket, inbox: LatestInbox, decode: Callable[[list], Messa
             break
         count += 1
         try:
-            inbox.offer(replace(decode(parts), arrived=time.monotonic()))
+            message = decode(parts)
         except WireError as error:
             on_malformed(error)
+            continue
+        except Exception as error:  # noqa: BLE001 - a hostile message must never end a stage
+            on_malformed(WireError(f"undecodable: {type(error).__name__}", "undecodable"))
+            continue
+        inbox.offer(replace(message, arrived=time.monotonic()))
     return count
 
 

@@ -39,6 +39,13 @@ class PersonRing:
 
     def add(self, media_time: float, image: np.ndarray | None,
             keypoints: np.ndarray | None) -> None:
+        if media_time < self.last_seen - self.window_seconds - SLACK_S:
+            # the clock went back past the window (a seek, an absurd time that came
+            # before): start over rather than keep a horizon no new feature can pass
+            self.image.clear()
+            self.keypoints.clear()
+            self.last_seen = media_time
+            self.smoothed = None
         self.last_seen = max(self.last_seen, media_time)
         if image is not None:
             self.image.append((media_time, image))

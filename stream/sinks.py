@@ -1,8 +1,9 @@
 """Where predictions go: a PUB socket (JSON), an append-only JSONL log, anything else.
 
 A prediction is one JSON object (schema ``hidemo.prediction/1``, documented in the README
-and built by :func:`prediction_record`). Sinks are independent: one that fails (a full
-disk, a closed socket) is counted and reported, never allowed to stop the pipeline.
+and built by the classify stage, :mod:`stream.stages.classify`). Sinks are independent:
+one that fails (a full disk, a closed socket) is counted and reported, never allowed to stop
+the pipeline.
 
 Example:
     >>> sinks = Sinks([JsonlSink(Path("out/predictions.jsonl"))])  # doctest: +SKIP
@@ -19,6 +20,7 @@ from typing import IO, Any, Protocol
 
 import zmq
 
+from stream import strictjson
 from stream.wire import Header, Stamp
 
 log = logging.getLogger(__name__)
@@ -50,19 +52,43 @@ class PubSink:
 
 
 class JsonlSink:
-    """Appends one JSON line per record and flushes it, so a crash loses nothing written."""
+    """Appends one JSON line per record and flushes it, so a crash loses nothing written.
+
+    A write that fails (a full disk: ENOSPC, an I/O error) disables the sink: that error is
+    raised once, for the caller to report, and every later record is only counted in
+    ``skipped``. Retrying each record would cost a failing write per prediction and, when
+    space comes back, leave a half line in the middle of the file; disabled, the file stays
+    valid JSONL up to the failure, and ``skipped`` says how much is missing after it.
+    :meth:`close` never raises.
+    """
 
     def __init__(self, path: Path, name: str = "jsonl") -> None:
         self.name = name
+        self.path = path
+        self.error: OSError | None = None
+        self.skipped = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[bytes] = path.open("ab")
 
     def emit(self, record: dict[str, Any], line: bytes) -> None:
-        self._file.write(line + b"\n")
-        self._file.flush()
+        if self.error is not None:
+            self.skipped += 1
+            return
+        try:
+            self._file.write(line + b"\n")
+            self._file.flush()
+        except OSError as error:
+            self.error = error
+            self.close()  # the unwritten tail goes: the next write would fail the same way
+            raise
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()  # flushes first: on a full disk that raises, closed anyway
+        except OSError as error:
+            if self.error is None:
+                self.error = error
+                log.warning("sink %s: closing %s: %s", self.name, self.path, error)
 
 
 class Sinks:
@@ -70,26 +96,48 @@ class Sinks:
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
         self.sinks = list(sinks)
-        self.errors: dict[str, int] = {}
+        self._raised: dict[str, int] = {}
         self.emitted = 0
 
+    @property
+    def errors(self) -> dict[str, int]:
+        """Per sink that failed, the records that did not reach it (its failed writes, and
+        those a disabled sink skipped); the run's summary reports them as a failure."""
+        out = dict(self._raised)
+        for sink in self.sinks:
+            skipped = getattr(sink, "skipped", 0)
+            if skipped:
+                out[sink.name] = out.get(sink.name, 0) + skipped
+        return out
+
     def emit(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")).encode()
+        line = json_line(record)
         self.emitted += 1
         for sink in self.sinks:
             try:
                 sink.emit(record, line)
             except (OSError, zmq.ZMQError) as error:
-                count = self.errors[sink.name] = self.errors.get(sink.name, 0) + 1
+                count = self._raised[sink.name] = self._raised.get(sink.name, 0) + 1
                 if count == 1:
-                    log.warning("sink %s failed (counted, not fatal): %s", sink.name, error)
+                    log.warning("sink %s failed (counted, not fatal; the other sinks go on): "
+                                "%s", sink.name, error)
 
     def close(self) -> None:
+        """Close every sink; never raises (a sink's error never kills the stage)."""
         for sink in self.sinks:
             try:
                 sink.close()
-            except (OSError, zmq.ZMQError) as error:
+            except Exception as error:  # noqa: BLE001 - closing must go on, whatever failed
                 log.warning("closing sink %s: %s", sink.name, error)
+
+
+def json_line(record: dict[str, Any]) -> bytes:
+    """``record`` as one line of strict JSON: a NaN or infinite number is written as null
+    (JSON has no NaN; a strict reader would reject the whole line)."""
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        return strictjson.dumps(record, separators=(",", ":")).encode()
 
 
 def stage_latency_ms(header: Header, t_in: float, done: float,

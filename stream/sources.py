@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import enum
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -26,10 +27,14 @@ from stream.demo import DemoClip
 
 
 class FrameSource(ABC):
-    """One video source. ``fps`` is its nominal rate (0 when unknown)."""
+    """One video source. ``fps`` is its nominal rate (0 when unknown); ``frame_count`` the
+    frames a file says it holds (0: unknown or live), ``frames_read`` those read since the
+    last open (a file that ends well short of its count was truncated or is corrupt)."""
 
     fps: float = 0.0
     live: bool = True
+    frame_count: int = 0
+    frames_read: int = 0
 
     @abstractmethod
     def open(self) -> bool:
@@ -103,6 +108,9 @@ class OpenCVSource(FrameSource):
         fps = capture.get(cv2.CAP_PROP_FPS)
         if fps and 1.0 <= fps <= 240.0:
             self.fps = float(fps)
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if not self.live else 0.0
+        self.frame_count = int(count) if 0 < count < 2**31 else 0
+        self.frames_read = 0
         self._opened_at = time.monotonic()
         return True
 
@@ -116,6 +124,7 @@ class OpenCVSource(FrameSource):
             ok, frame = self._capture.read()
         if not ok or frame is None:
             return None
+        self.frames_read += 1
         if self.live:
             media_time = time.monotonic() - self._opened_at
         else:
@@ -141,6 +150,76 @@ def make_source(config: SourceConfig) -> FrameSource:
         return OpenCVSource(config.spec, live=True, fps_hint=config.fps,
                             timeouts_s=(config.open_timeout_s, config.read_timeout_s))
     return OpenCVSource(config.spec, live=False, fps_hint=config.fps, loop=config.loop)
+
+
+SHORT_FILE_TOLERANCE = 0.05
+"""A file may hold a few frames less than its header says (an estimated count): it ended
+early only when it gave fewer than this fraction below its count (and 3 frames) less."""
+
+
+def ended_early(source: FrameSource) -> bool:
+    """Whether a file that reached its end gave clearly fewer frames than it says it holds:
+    truncated (a copy cut short, a recording that crashed) or corrupt part-way."""
+    if source.live or source.frame_count <= 0:
+        return False
+    missing = source.frame_count - source.frames_read
+    return missing > max(3, SHORT_FILE_TOLERANCE * source.frame_count)
+
+
+@dataclass(frozen=True)
+class SourceProbe:
+    """What opening a source once found (:func:`probe_source`); ``problem`` says what is
+    wrong and what to do, None when the source gave what it should."""
+
+    spec: str
+    problem: str | None = None
+    frame_count: int = 0
+
+
+def probe_source(config: SourceConfig) -> SourceProbe:
+    """Open ``config``'s source once, as the capture will, and for a file read its first
+    frame: the errors a run would otherwise meet only as a capture that ends at once with
+    no frame, or a camera that never delivers."""
+    kind, spec = config.kind, config.spec
+    if kind == "demo":
+        return SourceProbe(spec)
+    if kind == "file":
+        problem = _file_problem(spec)
+        if problem is not None:
+            return SourceProbe(spec, problem)
+    source = make_source(config)
+    try:
+        if not source.open():
+            return SourceProbe(spec, _open_problem(config))
+        if kind == "file" and source.read() is None:
+            return SourceProbe(spec, "OpenCV opens it but it gives no frame: the file is empty, "
+                                     "truncated or corrupt; check it plays (e.g. ffprobe "
+                                     f"{spec}) or re-export it", source.frame_count)
+        return SourceProbe(spec, None, source.frame_count)
+    finally:
+        source.close()
+
+
+def _file_problem(spec: str) -> str | None:
+    if not os.path.exists(spec):
+        return "no such file: check the path"
+    if os.path.isdir(spec):
+        return "is a folder, not a video file"
+    if not os.access(spec, os.R_OK):
+        return "cannot be read: check its permissions"
+    return None
+
+
+def _open_problem(config: SourceConfig) -> str:
+    if config.kind == "camera":
+        return (f"no camera at index {config.spec}: check the device / permissions, or use "
+                "--source demo")
+    if config.kind == "url":
+        return (f"cannot be opened within open_timeout_s={config.open_timeout_s:g} s: check "
+                "the address and that the server or camera is up and reachable (a slow "
+                "server: raise the source's open_timeout_s)")
+    return ("OpenCV cannot open it as a video: not a video, corrupt or truncated, or in a "
+            f"codec this OpenCV build lacks; check it plays (e.g. ffprobe {config.spec})")
 
 
 class SourceState(enum.StrEnum):

@@ -4,9 +4,18 @@ A stage is a small class with one verb, ``process(batch)``; :func:`run_batch_sta
 the rest the same way for detect, features and classify: drain the input socket into a
 latest-wins inbox, close a batch at ``max_batch`` or ``max_delay_ms``, process it, send
 each result without blocking, pass end-of-stream markers on, count everything and report
-health. SIGTERM (from the supervisor) stops the loop cleanly; SIGINT is ignored, because
-Ctrl-C reaches every process of the terminal and only the supervisor decides the order of
-shutdown. A stage whose supervisor died exits on its own.
+health.
+
+A stage never dies of its input. A message is decoded and validated against the wire
+schema and the stage's own expectations (:meth:`BatchStage.admit`) before it enters the
+inbox; one that fails is counted per reason and dropped. An item whose processing still
+raises is dropped and counted per exception type (the batch is retried item by item so
+the others survive) and the loop goes on; only errors while building the stage (engines,
+configuration) end it.
+
+SIGTERM (from the supervisor) stops the loop cleanly; SIGINT is ignored, because Ctrl-C
+reaches every process of the terminal and only the supervisor decides the order of shutdown.
+A stage whose supervisor died exits on its own.
 
 Example:
     >>> class Echo(BatchStage):
@@ -30,8 +39,8 @@ import zmq
 
 from stream.config import StageConfig
 from stream.hop import BatchPolicy, LatestInbox, Sender, drain
-from stream.status import Counters, StatusReporter
-from stream.wire import Message, decode
+from stream.status import Counters, FailedItems, Rejections, StatusReporter
+from stream.wire import ANY_STREAM, Message, WireError, WireRules
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,10 @@ class BatchStage(ABC):
     def process(self, batch: list[Message]) -> list[Message]:
         """Results for ``batch`` (frames only), to be sent downstream."""
 
+    def admit(self, message: Message) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`WireError` if a well-formed ``message`` still is not one this stage
+        can process (a missing buffer, a wrong shape); by default every message is."""
+
     def on_control(self, message: Message) -> list[Message]:
         """What to send for a control message (end of stream): by default, itself."""
         return [message]
@@ -79,6 +92,10 @@ class BatchStage(ABC):
 
     def extra_sockets(self) -> list[tuple[zmq.Socket, Callable[[], None]]]:
         """More sockets to poll, each with the handler to call when it is readable."""
+        return []
+
+    def extra_rejections(self) -> list[Rejections]:
+        """What the extra sockets refused, per endpoint and reason, for the status."""
         return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -93,6 +110,10 @@ class StageIO:
     output: zmq.Socket | None
     reporter: StatusReporter
     extra: dict[str, Any] = field(default_factory=dict)
+    rules: WireRules = ANY_STREAM
+    """What arriving messages must satisfy beyond the schema (the run's stream ids)."""
+    endpoint: str = "input"
+    """The input's name in rejection counts."""
 
 
 def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
@@ -108,9 +129,17 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
     for socket in handlers:
         poller.register(socket, zmq.POLLIN)
 
+    rejections = Rejections(io.endpoint, stage.name)
+    failures = FailedItems(counters, stage.name)
+
+    def decode(parts: list) -> Message:
+        message = io.rules.decode(parts)
+        if not message.is_control:
+            stage.admit(message)
+        return message
+
     def malformed(error: Exception) -> None:
-        counters.malformed += 1
-        log.warning("%s: dropped a malformed message: %s", stage.name, error)
+        rejections.add(getattr(error, "reason", "schema"), error)
 
     io.reporter.ready()
     while not stop:
@@ -118,7 +147,7 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
         events = dict(poller.poll(policy.wait_ms(inbox, now, IDLE_POLL_MS)))
         for socket, handler in handlers.items():
             if socket in events:
-                handler()
+                _guarded(handler, failures)
         before = sum(inbox.dropped.values())
         got = drain(io.input, inbox, decode, malformed)
         now = time.monotonic()
@@ -128,30 +157,55 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
         counters.dropped_in += sum(inbox.dropped.values()) - before
         if inbox.has_control:  # frames that came before an end of stream go first
             while inbox.frames:
-                _process(stage, inbox.take(policy.max_batch), config, counters, sender)
+                _process(stage, inbox.take(policy.max_batch), config, counters, sender,
+                         failures)
             for message in inbox.take_control():
-                _send_all(stage.on_control(message), sender)
+                _send_all(_guarded(lambda m=message: stage.on_control(m), failures) or [],
+                          sender)
         if policy.ready(inbox, now):
-            _process(stage, inbox.take(policy.max_batch), config, counters, sender)
+            _process(stage, inbox.take(policy.max_batch), config, counters, sender, failures)
         if sender is not None:
             sender.flush()
             counters.sent = sender.sent
             counters.dropped_out = sender.blocked
             io.reporter.last_blocked = sender.last_blocked
+        Rejections.report_to(counters, [rejections, *stage.extra_rejections()])
         io.reporter.maybe_send(stage.extra_status())
+    Rejections.report_to(counters, [rejections, *stage.extra_rejections()])
     io.reporter.stopping(stage.extra_status())
 
 
 def _process(stage: BatchStage, batch: list[Message], config: StageConfig, counters: Counters,
-             sender: Sender | None) -> None:
+             sender: Sender | None, failures: FailedItems) -> None:
     started = time.monotonic()
     if config.slow_ms:
         time.sleep(config.slow_ms / 1000.0)
-    results = stage.process(batch)
+    results = _guarded(lambda: stage.process(batch), failures if len(batch) == 1 else None)
+    if results is None and len(batch) > 1:  # one bad item must not cost the others
+        results = []
+        for item in batch:
+            results.extend(_guarded(lambda m=item: stage.process([m]), failures) or [])
     counters.busy_s += time.monotonic() - started
     counters.batches += 1
     counters.processed += len(batch)
     _send_all(results, sender)
+
+
+def _guarded(call: Callable[[], Any], failures: FailedItems | None) -> Any:
+    """``call()``, or None when it raised (counted in ``failures`` when given). Only an
+    error in the stage's own making (out of memory, a stop) is let through."""
+    try:
+        return call()
+    except (MemoryError, KeyboardInterrupt, SystemExit):
+        raise
+    except WireError as error:
+        if failures is not None:
+            failures.add(error)
+        return None
+    except Exception as error:  # noqa: BLE001 - the stage outlives any one item
+        if failures is not None:
+            failures.add(error)
+        return None
 
 
 def _send_all(messages: list[Message], sender: Sender | None) -> None:

@@ -2,9 +2,12 @@
 
 Every stage process sends a :class:`StageStatus` every ``status_interval_s`` on a PUSH
 socket to the supervisor's bound PULL: its health (running, stalled: no input for a while,
-blocked: no room downstream), its counters (in, out, dropped per reason, malformed) and
-stage-specific figures (a capture's frame rate, the classifier's latencies). The
-supervisor shows them live and keeps the last one of each stage for the run summary.
+blocked: no room downstream), its counters (in, out, dropped per reason, rejected messages
+per endpoint and reason, items that failed) and stage-specific figures (a capture's frame
+rate, the classifier's per-stream accounting). The supervisor shows them live, keeps the
+last one of each stage for the run summary, and reads their arrival as the stage's
+heartbeat. A report is untrusted like any message: :meth:`StageStatus.from_json` validates
+it (strict types, bounds, finite numbers, bounded nesting) or raises :class:`StatusError`.
 
 Example:
     >>> StageStatus(stage="detect", replica=0, pid=1, state=Health.RUNNING).to_json()[:9]
@@ -16,12 +19,52 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import logging
+import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, field
+from typing import Annotated, Any, Literal
 
 import zmq
+from pydantic import ConfigDict, Field, JsonValue, TypeAdapter, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
+
+from stream.wire import MAX_COUNT, MAX_SECONDS, Name
+
+log = logging.getLogger(__name__)
+
+STATUS_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
+Reasons = Annotated[dict[Name, Count], Field(max_length=64)]
+
+STAGE_NAMES = ("capture", "detect", "features", "classify")
+
+
+class StreamFigures(TypedDict, total=False):
+    """Classify's accounting of one stream (``extra["streams"][id]``): the supervisor reads
+    it to decide when the pipeline has drained and what was lost, so it is typed."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    frames: Count
+    dropped: Count
+    lost: Count
+    generations: Count
+    predictions: Count
+    rates: dict[Name, float]
+    ended: bool
+    latency_ms: dict[Name, float]
+    age_frames: dict[Name, float]
+
+
+_STREAMS = TypeAdapter(Annotated[dict[Name, StreamFigures], Field(max_length=256)])
+
+
+class StatusError(ValueError):
+    """A status report that is not one; the supervisor counts and drops it."""
 
 
 class Health(enum.StrEnum):
@@ -32,44 +75,123 @@ class Health(enum.StrEnum):
     STOPPING = "stopping"
 
 
-@dataclass
+@dataclass(config=STATUS_CONFIG)
 class Counters:
     """What passed through a stage. ``dropped_in``: pushed out of the latest-wins inbox;
-    ``dropped_out``: not sent because downstream was full or gone."""
+    ``dropped_out``: not sent because downstream was full or gone; ``malformed``: messages
+    refused at a socket, in total, and in ``rejected`` per endpoint and reason;
+    ``failed``: items whose processing raised, per exception type (dropped, stage went on).
+    """
 
-    received: int = 0
-    processed: int = 0
-    sent: int = 0
-    dropped_in: int = 0
-    dropped_out: int = 0
-    malformed: int = 0
-    batches: int = 0
-    busy_s: float = 0.0
+    received: Count = 0
+    processed: Count = 0
+    sent: Count = 0
+    dropped_in: Count = 0
+    dropped_out: Count = 0
+    malformed: Count = 0
+    batches: Count = 0
+    busy_s: Seconds = 0.0
+    rejected: Annotated[dict[Name, Reasons], Field(max_length=16)] = field(default_factory=dict)
+    failed: Reasons = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(config=STATUS_CONFIG)
 class StageStatus:
-    stage: str
-    replica: int
-    pid: int
+    stage: Literal["capture", "detect", "features", "classify"]
+    replica: Annotated[int, Field(ge=0, le=1024)]
+    pid: Annotated[int, Field(ge=1, le=2**32)]
     state: Health
-    time: float = 0.0
-    started: float = 0.0
+    time: Seconds = 0.0
+    started: Seconds = 0.0
     counters: Counters = field(default_factory=Counters)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[Name, JsonValue] = field(default_factory=dict)
+
+    @field_validator("extra")
+    @classmethod
+    def _finite(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        if not _all_finite(extra):
+            raise ValueError("a figure is NaN or infinite")
+        if "streams" in extra:
+            _STREAMS.validate_python(extra["streams"], strict=True)
+        return extra
 
     def to_json(self) -> bytes:
-        body = asdict(self)
-        body["state"] = str(self.state)
-        return json.dumps(body, separators=(",", ":"), default=str).encode()
+        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False,
+                          default=str).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> StageStatus:
-        body = json.loads(raw)
-        return cls(stage=str(body["stage"]), replica=int(body["replica"]), pid=int(body["pid"]),
-                   state=Health(body["state"]), time=float(body["time"]),
-                   started=float(body.get("started", 0.0)),
-                   counters=Counters(**body["counters"]), extra=dict(body.get("extra", {})))
+        try:
+            return _STATUS.validate_json(raw)
+        except ValidationError as error:
+            first = error.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StatusError(f"{where or 'report'}: {first['msg']}"[:200]) from None
+
+
+_STATUS = TypeAdapter(StageStatus)
+
+
+def _all_finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(v, depth + 1) for v in value)
+    return True
+
+
+class Rejections:
+    """Counts the messages one endpoint refused, by reason (``counts``).
+
+    The log says what was wrong, at most once per reason every ``log_every_s`` (a flood of
+    bad messages must not become a flood of log lines), and never echoes more than a short
+    prefix of the message text. :meth:`report_to` copies the counts into a stage's
+    :class:`Counters` (``rejected[endpoint]`` and the ``malformed`` total).
+    """
+
+    def __init__(self, endpoint: str, stage: str, log_every_s: float = 10.0) -> None:
+        self.endpoint = endpoint
+        self.stage = stage
+        self.log_every_s = log_every_s
+        self.counts: dict[str, int] = {}
+        self._logged: dict[str, float] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, reason: str, detail: object) -> None:
+        count = self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._logged.get(reason, -math.inf) >= self.log_every_s:
+            self._logged[reason] = now
+            log.warning("%s: dropped a message on %s (%s, %d so far): %.120s", self.stage,
+                        self.endpoint, reason, count, str(detail))
+
+    @staticmethod
+    def report_to(counters: Counters, rejections: list[Rejections]) -> None:
+        for one in rejections:
+            if one.counts:
+                counters.rejected[one.endpoint] = dict(one.counts)
+        counters.malformed = sum(one.total for one in rejections)
+
+
+class FailedItems:
+    """Counts items whose processing raised, per exception type, logging each type once."""
+
+    def __init__(self, counters: Counters, stage: str) -> None:
+        self.counters = counters
+        self.stage = stage
+
+    def add(self, error: BaseException) -> None:
+        kind = type(error).__name__[:64]
+        count = self.counters.failed[kind] = self.counters.failed.get(kind, 0) + 1
+        if count == 1:
+            log.warning("%s: an item failed and was dropped (%s: %.200s); further %s "
+                        "failures are counted, not logged", self.stage, kind, error, kind,
+                        exc_info=error)
 
 
 class StatusReporter:
@@ -86,6 +208,7 @@ class StatusReporter:
         self.last_input = now
         self.last_blocked = 0.0
         self._next = 0.0
+        self._warned = False
 
     def ready(self) -> None:
         self.status.state = Health.RUNNING
@@ -117,7 +240,23 @@ class StatusReporter:
         if self.socket is not None:
             # the supervisor is busy: the next report supersedes this one
             with contextlib.suppress(zmq.Again):
-                self.socket.send(self.status.to_json(), flags=zmq.NOBLOCK)
+                self.socket.send(self._checked_report(), flags=zmq.NOBLOCK)
+
+    def _checked_report(self) -> bytes:
+        """The report as the supervisor will validate it. Reports are the heartbeat: one
+        the supervisor would refuse (a figure out of bounds) must not read as a hang, so
+        it goes out without its stage figures instead (and the problem is logged once)."""
+        raw = self.status.to_json()
+        try:
+            StageStatus.from_json(raw)
+        except StatusError as error:
+            if not self._warned:
+                self._warned = True
+                log.error("%s: status figures refused (%s); reporting without them",
+                          self.status.stage, error)
+            self.status.extra = {}
+            raw = self.status.to_json()
+        return raw
 
     def stopping(self, extra: dict[str, Any] | None = None) -> None:
         self.status.state = Health.STOPPING

@@ -4,11 +4,17 @@ Order matters at both ends. Start: classify, features, detect, and only when the
 ready, the captures (frames sent into a stage still loading its engines would only be
 dropped). Watch: status reports arrive on a bound PULL socket; a stage that exits
 unexpectedly is restarted after a backoff that doubles up to ``backoff_max_s``, at most
-``max_restarts`` times, after which the run fails. A capture that exits 0 has finished its
+``max_restarts`` times, after which the run fails. A stage that exits with
+:data:`~stream.exitcodes.EX_CONFIG` refused its engines or configuration: it is not
+restarted, the run fails at once and the console shows the stage's own message. A running
+stage whose reports (its heartbeat) stop for ``hang_after_s`` is hung: it is killed and
+restarted the same way (event ``hung``). A capture that exits 0 has finished its
 file. Stop (Ctrl-C, SIGTERM, ``--duration``, or every source ended): stop the captures
 (each sends an end-of-stream marker), let the pipeline drain until classify has seen every
 end or ``drain_s`` passes, then stop detect, features and classify in pipeline order,
-killing any that ignore ``stop_timeout_s``. A summary of the run goes to ``summary.json``.
+killing any that ignore ``stop_timeout_s``. A summary of the run goes to ``summary.json``,
+with ``failures`` (why the run exits non-zero: a stage gave up or refused to start, no
+source gave a frame, a sink failed) and ``warnings`` (a file that ended early).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,15 +34,19 @@ from typing import IO, Any
 import zmq
 
 from stream.config import RunConfig
-from stream.endpoints import Endpoints, open_socket
+from stream.endpoints import Endpoints, open_endpoint, open_socket
+from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.resources import ResourceMeter
-from stream.status import Health, StageStatus
+from stream.status import Health, Rejections, StageStatus, StatusError
 from stream.view import View
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
 STARTUP_TIMEOUT_S = 120.0
+LOG_TAIL_BYTES = 64 * 1024
+FATAL_MESSAGE_CHARS = 2000
+LOG_RECORD = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) |^Traceback ", re.MULTILINE)
 
 
 @dataclass
@@ -48,6 +59,7 @@ class Child:
     restarts: int = 0
     restart_at: float | None = None
     finished: bool = False
+    hangs: int = 0
     exit_codes: list[int] = field(default_factory=list)
 
     @property
@@ -57,6 +69,34 @@ class Child:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a run ends non-zero (``failures``) and what a user should know anyway
+    (``warnings``), as readable sentences for the console and ``summary.json``."""
+
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def fatal_message(log_path: Path) -> str | None:
+    """The message a stage logged before exiting with :data:`EX_CONFIG` (the last record
+    that starts with :data:`FATAL_MARKER`, continuation lines such as ``fix:`` included)."""
+    try:
+        with log_path.open("rb") as handle:
+            handle.seek(max(0, log_path.stat().st_size - LOG_TAIL_BYTES))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    start = text.rfind(FATAL_MARKER)
+    if start < 0:
+        return None
+    message = text[start + len(FATAL_MARKER):]
+    end = LOG_RECORD.search(message)
+    if end is not None:
+        message = message[:end.start()]
+    return message.strip()[:FATAL_MESSAGE_CHARS] or None
 
 
 class StopRequest:
@@ -90,11 +130,22 @@ class Supervisor:
         self.context = zmq.Context()
         self.status_socket = open_socket(self.context, zmq.PULL, endpoints.status, bind=True,
                                          hwm=1000)
-        self.predictions = open_socket(self.context, zmq.SUB, endpoints.predictions,
-                                       bind=False, hwm=1000)
+        # a CURVE client with the configured client keys when the endpoint is secured
+        self.predictions = open_endpoint(self.context, endpoints, "predictions", "connect",
+                                         config.endpoints)
         self.predictions.setsockopt(zmq.SUBSCRIBE, b"")
         self.statuses: dict[str, StageStatus] = {}
+        self.spawned: dict[str, set[int]] = {}
+        """Every pid started for each stage label: only their reports are believed."""
+        self.status_rejections = Rejections("status", "supervisor")
+        """Reports refused on the status socket, by reason (malformed, or from a process
+        this run did not start): counted, logged at a bounded rate, never fatal."""
+        self.heard: dict[str, float] = {}
+        """When each stage's last status report arrived (monotonic): its heartbeat."""
         self.events: list[dict[str, Any]] = []
+        self.verdict = Verdict()
+        self.exit_code = 0
+        self.captures_started = False
         self.failed: str | None = None
         self.children = [Child("classify", 0)]
         self.children += [Child("features", i) for i in range(config.features.replicas)]
@@ -119,6 +170,7 @@ class Supervisor:
             [sys.executable, "-m", "stream.stages.main", child.stage, str(child.index),
              str(self.spec_path)], stdout=log_file, stderr=subprocess.STDOUT, env=env)
         child.restart_at = None
+        self.spawned.setdefault(child.label, set()).add(child.process.pid)
         self._event("started", child, pid=child.process.pid)
 
     def _event(self, kind: str, child: Child, **details: Any) -> None:
@@ -130,7 +182,9 @@ class Supervisor:
         self.view.event(event)
 
     def _check(self, child: Child, now: float, *, restart: bool) -> None:
-        """Notice an exit; schedule or perform a restart with backoff."""
+        """Notice an exit (or a hang); schedule or perform a restart with backoff."""
+        if restart:
+            self._watchdog(child, now)
         process = child.process
         if process is not None and process.poll() is not None:
             code = process.returncode
@@ -139,6 +193,12 @@ class Supervisor:
             if child.stage == "capture" and code == 0:
                 child.finished = True
                 self._event("finished", child, exit_code=code)
+                return
+            if code == EX_CONFIG:  # a restart would be refused the same way
+                log_path = self.log_dir / f"{child.stage}-{child.index}.log"
+                message = fatal_message(log_path) or f"exit code {code}, see {log_path}"
+                self.failed = f"{child.label} {FATAL_MARKER} {message}"
+                self._event("refused", child, exit_code=code, message=message)
                 return
             if not restart:
                 self._event("exited", child, exit_code=code)
@@ -157,6 +217,25 @@ class Supervisor:
             self._spawn(child)
             self._event("restarted", child, restart=child.restarts,
                         limit=self.config.supervisor.max_restarts)
+
+    def _watchdog(self, child: Child, now: float) -> None:
+        """Kill a stage that reported ready and then fell silent for ``hang_after_s``: its
+        main loop is stuck (a deadlock, a runaway computation, SIGSTOP). The exit is then
+        seen by :meth:`_check` and restarted like any other death."""
+        process = child.process
+        status = self.statuses.get(child.label)
+        heard = self.heard.get(child.label)
+        if process is None or status is None or heard is None or status.pid != process.pid:
+            return
+        if status.state in (Health.STARTING, Health.STOPPING) or process.poll() is not None:
+            return
+        silent = now - heard
+        if silent <= self.config.supervisor.hang_after_s:
+            return
+        process.kill()
+        process.wait()
+        child.hangs += 1
+        self._event("hung", child, pid=process.pid, silent_s=round(silent, 1))
 
     def frames_lost(self) -> int:
         streams = self.statuses.get("classify[0]")
@@ -180,10 +259,15 @@ class Supervisor:
                     break
                 try:
                     status = StageStatus.from_json(raw)
-                except (ValueError, KeyError, TypeError) as error:
-                    log.warning("malformed status report dropped: %s", error)
+                except StatusError as error:
+                    self.status_rejections.add("schema", error)
                     continue
-                self.statuses[f"{status.stage}[{status.replica}]"] = status
+                label = f"{status.stage}[{status.replica}]"
+                if not self._from_child(label, status.pid):
+                    self.status_rejections.add("unknown-pid", f"{label} pid {status.pid}")
+                    continue
+                self.statuses[label] = status
+                self.heard[label] = time.monotonic()
         if self.predictions in events:
             while True:
                 try:
@@ -228,6 +312,7 @@ class Supervisor:
             if not self.failed and not self.stop.requested:
                 for child in self.captures:
                     self._spawn(child)
+                self.captures_started = True
                 reason = self._watch()
         finally:
             code = self._shutdown()
@@ -235,7 +320,64 @@ class Supervisor:
             reason = f"failed: {self.failed}"
         self.reason = reason
         self.wall_s = time.monotonic() - started
-        return 1 if self.failed else code
+        self.verdict = self._verdict()
+        self.exit_code = 1 if self.verdict.failures else code
+        return self.exit_code
+
+    # -- the verdict ----------------------------------------------------------------------
+
+    def _verdict(self) -> Verdict:
+        failures = [self.failed] if self.failed else []
+        warnings: list[str] = []
+        frames = self._frames_by_stream()
+        specs = dict(zip(self.config.stream_ids(), (s.spec for s in self.config.sources),
+                         strict=True))
+        if self.captures_started and frames and not any(frames.values()):
+            failures.append("no source produced a frame: " + ", ".join(
+                f"{stream} ({specs[stream]})" for stream in frames))
+        elif self.captures_started:
+            warnings += [f"source {specs[stream]} ({stream}) produced no frame"
+                         for stream, count in frames.items() if not count]
+        failures += self._sink_failures()
+        warnings += self._early_ends()
+        return Verdict(failures, warnings)
+
+    def _frames_by_stream(self) -> dict[str, int]:
+        """Frames each source gave: what its capture sent or classify received, the more."""
+        classified = self._classify_streams()
+        out = {}
+        for index, stream in enumerate(self.config.stream_ids()):
+            capture = self.statuses.get(f"capture[{index}]")
+            sent = capture.counters.processed if capture is not None else 0
+            got = classified.get(stream, {})
+            received = got.get("frames", 0) if isinstance(got, dict) else 0
+            out[stream] = max(sent, received if isinstance(received, int) else 0)
+        return out
+
+    def _classify_streams(self) -> dict[str, Any]:
+        status = self.statuses.get("classify[0]")
+        streams = {} if status is None else status.extra.get("streams", {})
+        return streams if isinstance(streams, dict) else {}
+
+    def _sink_failures(self) -> list[str]:
+        status = self.statuses.get("classify[0]")
+        errors = {} if status is None else status.extra.get("sink_errors", {})
+        if not isinstance(errors, dict):
+            return []
+        return [f"sink {name} failed: {count} record(s) not written (predictions still went "
+                f"out on the PUB socket; the error is in {self.log_dir}/classify-0.log)"
+                for name, count in sorted(errors.items()) if isinstance(count, int) and count]
+
+    def _early_ends(self) -> list[str]:
+        out = []
+        for index, source in enumerate(self.config.sources):
+            status = self.statuses.get(f"capture[{index}]")
+            early = None if status is None else status.extra.get("ended_early")
+            if isinstance(early, dict):
+                out.append(f"source {source.spec} ended early: {early.get('read')} of "
+                           f"{early.get('expected')} frames (truncated or corrupt file?); "
+                           "the predictions made up to there are kept")
+        return out
 
     def _watch(self) -> str:
         ready_at = time.monotonic()
@@ -243,6 +385,14 @@ class Supervisor:
             return self._watch_until_stop(ready_at)
         finally:
             self.watch_s = time.monotonic() - ready_at
+
+    def _from_child(self, label: str, pid: int) -> bool:
+        """Whether a report signed ``label``/``pid`` is from the process running as that
+        stage now, or (its last words) from one that ran as it and has since exited."""
+        current = self._pids().get(label)
+        if current is not None:
+            return pid == current
+        return pid in self.spawned.get(label, ())
 
     def _pids(self) -> dict[str, int]:
         return {c.label: c.process.pid for c in [*self.children, *self.captures]
@@ -321,6 +471,10 @@ class Supervisor:
         classify = self.statuses.get("classify[0]")
         return {
             "reason": getattr(self, "reason", "unknown"),
+            "exit_code": self.exit_code,
+            "failures": self.verdict.failures,
+            "warnings": self.verdict.warnings,
+            "hangs": {c.label: c.hangs for c in [*self.children, *self.captures]},
             "wall_s": round(getattr(self, "wall_s", 0.0), 2),
             "running_s": round(self.watch_s, 2),
             "resources": self.resources.report(),
@@ -330,4 +484,5 @@ class Supervisor:
                               "counters": s.counters.__dict__, "extra": s.extra}
                        for name, s in sorted(self.statuses.items())},
             "streams": {} if classify is None else classify.extra.get("streams", {}),
+            "rejected": {"status": dict(self.status_rejections.counts)},
         }

@@ -5,8 +5,14 @@ Run beside ``hidemo run`` and type lines; each goes to the stream you name::
     python -m stream.text_client --endpoint tcp://127.0.0.1:5561 --stream demo0
     > I am happy with how I played today.
 
-Any program can do the same in a few lines: bind a ZeroMQ PUB socket at the text endpoint
-and publish ``[stream id, {"text": ..., "time": time.monotonic()}]`` (topic = stream id).
+Any program can do the same in a few lines: connect a ZeroMQ PUB socket to the text
+endpoint (the pipeline binds it: classify is the side that stays, so no other process can
+take the address) and publish ``[stream id, {"text": ..., "time": time.monotonic()}]``
+(topic = stream id). Lines sent before the pipeline's subscription reaches a fresh
+connection are dropped by ZeroMQ, hence the short wait before the first one. With CURVE
+(a non-loopback endpoint, or ``endpoints.secure: always``), pass ``--curve-keys DIR``: a
+folder holding this client's ``client.key_secret`` (allow-listed by the pipeline) and the
+pipeline's ``server.key``, as ``hidemo keys --out DIR`` writes them.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import zmq
+
+from stream.curve import ClientKeys, client_security
 
 
 def publish(socket: zmq.Socket, stream: str, text: str, spoken: float | None = None) -> None:
@@ -29,11 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5561")
     parser.add_argument("--stream", required=True, help="stream id, e.g. demo0")
+    parser.add_argument("--curve-keys", type=Path, metavar="DIR",
+                        help="CURVE keys: DIR/client.key_secret and DIR/server.key")
+    parser.add_argument("--client-name", default="client",
+                        help="which key pair in DIR: NAME.key_secret (default: %(default)s)")
     parser.add_argument("text", nargs="*", help="lines to send (default: read stdin)")
     args = parser.parse_args(argv)
     context = zmq.Context.instance()
     socket = context.socket(zmq.PUB)
-    socket.bind(args.endpoint)
+    if args.curve_keys is not None:
+        client_security(ClientKeys.from_dir(args.curve_keys, args.client_name))(socket)
+    socket.connect(args.endpoint)
     time.sleep(1.0)  # let the pipeline's subscription arrive before the first line
     for line in args.text or (line.rstrip("\n") for line in sys.stdin):
         if line:

@@ -14,62 +14,111 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Annotated
 
 import numpy as np
 import zmq
+from pydantic import StringConstraints, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from stream.status import Rejections
+from stream.wire import WIRE_CONFIG, Seconds, WireError
 
 log = logging.getLogger(__name__)
 
 KEEP_S = 120.0
+MAX_LINE_CHARS = 4096
+"""A line longer than this is refused (a sentence is far shorter)."""
+MAX_LINES_PER_STREAM = 512
+"""Lines kept per stream, whatever their times say: memory stays bounded."""
+MAX_WINDOW_CHARS = 8192
+"""A window's text is cut to its newest this many characters before embedding."""
+
+
+@dataclass(frozen=True, config=WIRE_CONFIG)
+class TextLine:
+    """The body of one text message: the words, and when they were spoken
+    (``time.monotonic()`` seconds; None: when the line arrived)."""
+
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_LINE_CHARS)]
+    time: Seconds | None = None
+
+
+_LINE = TypeAdapter(TextLine)
 
 
 class TextTopic:
     """Receives text lines per stream and gives the embedding of a window's text.
 
     ``embed`` turns a list of texts into (N, D) vectors; it is created on first use by
-    ``embed_factory`` (so a run without any text never loads the text engine).
+    ``embed_factory`` (so a run without any text never loads the text engine). Messages are
+    untrusted: exactly ``[stream id, JSON]``, a stream of this run (``streams``; None:
+    any), a :class:`TextLine` body; anything else is counted in ``rejections`` and dropped.
     """
 
     def __init__(self, socket: zmq.Socket,
-                 embed_factory: Callable[[], Callable[[Sequence[str]], np.ndarray]]) -> None:
+                 embed_factory: Callable[[], Callable[[Sequence[str]], np.ndarray]], *,
+                 streams: Collection[str] | None = None, endpoint: str = "text") -> None:
         self.socket = socket
         self.embed_factory = embed_factory
+        self.known_streams = None if streams is None else frozenset(streams)
+        self.rejections = Rejections(endpoint, "classify")
         self._embed: Callable[[Sequence[str]], np.ndarray] | None = None
         self._lines: dict[str, deque[tuple[float, str]]] = {}
         self._cache: tuple[str, np.ndarray] | None = None
         self.received = 0
-        self.malformed = 0
 
-    def poll(self) -> None:
-        """Read every line waiting on the socket."""
-        while True:
+    @property
+    def malformed(self) -> int:
+        return self.rejections.total
+
+    def poll(self, limit: int = 10_000) -> None:
+        """Read the lines waiting on the socket (at most ``limit``, so a flood cannot
+        keep the stage from its frames)."""
+        for _ in range(limit):
             try:
                 parts = self.socket.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                stream = parts[0].decode()
-                body = json.loads(parts[-1])
-                text = str(body["text"])
-                spoken = float(body.get("time", time.monotonic()))
-            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-                self.malformed += 1
+                stream, line = self._parse(parts)
+            except ValueError as error:
+                self.rejections.add(getattr(error, "reason", "schema"), error)
                 continue
-            lines = self._lines.setdefault(stream, deque())
-            lines.append((spoken, text))
+            lines = self._lines.get(stream)
+            if lines is None:
+                lines = self._lines[stream] = deque(maxlen=MAX_LINES_PER_STREAM)
+            spoken = time.monotonic() if line.time is None else line.time
+            lines.append((spoken, line.text))
             while lines and lines[0][0] < spoken - KEEP_S:
                 lines.popleft()
             self.received += 1
 
+    def _parse(self, parts: list[bytes]) -> tuple[str, TextLine]:
+        if len(parts) != 2:
+            raise WireError(f"{len(parts)} parts; expected [stream, JSON]", "parts")
+        try:
+            stream = parts[0].decode()
+        except UnicodeDecodeError:
+            raise WireError("stream id is not UTF-8", "schema") from None
+        if self.known_streams is not None and stream not in self.known_streams:
+            raise WireError(f"stream {stream[:32]!r} is not one of this run's", "unknown-stream")
+        try:
+            return stream, _LINE.validate_json(parts[1])
+        except ValidationError as error:
+            first = error.errors(include_url=False, include_input=False)[0]
+            reason = "not-json" if first["type"] == "json_invalid" else "schema"
+            raise WireError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}"[:200],
+                           reason) from None
+
     def window_text(self, stream: str, start: float, end: float) -> str | None:
         """The lines of ``stream`` spoken in [start, end] (monotonic seconds), joined."""
         lines = [text for spoken, text in self._lines.get(stream, ()) if start <= spoken <= end]
-        return " ".join(lines) if lines else None
+        return " ".join(lines)[-MAX_WINDOW_CHARS:] if lines else None
 
     def vector(self, stream: str, start: float, end: float) -> np.ndarray | None:
         text = self.window_text(stream, start, end)
@@ -86,3 +135,4 @@ class TextTopic:
     @property
     def streams(self) -> list[str]:
         return sorted(self._lines)
+

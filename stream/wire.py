@@ -1,14 +1,19 @@
 """The wire protocol between stages: ZeroMQ multipart ``[header, buffer, ...]``.
 
-The header is a small, typed, versioned JSON record (:class:`Header`); each following part
-is the raw bytes of one array that the header describes (name, dtype, shape). Large
-buffers go out zero-copy (ZeroMQ keeps a reference to the numpy memory instead of copying
-it), and the receiver views them with :func:`numpy.frombuffer`, so a 1 MB frame is never
-copied on either side.
+The header is a small, typed, versioned JSON record (:class:`Envelope`: a :class:`Header`
+plus one :class:`ArraySpec` per buffer); each following part is the raw bytes of one array.
+Large buffers go out zero-copy (ZeroMQ keeps a reference to the numpy memory instead of
+copying it), and the receiver views them with :func:`numpy.frombuffer`, so a 1 MB frame is
+never copied on either side.
 
-Any message that is not exactly this (wrong version, broken JSON, a missing field, a buffer
-whose size does not match its shape) raises :class:`WireError`. Stages catch it, count the
-message as malformed and drop it: one bad peer never crashes a stage.
+Every byte that arrives is untrusted. The records are pydantic dataclasses validated in
+strict mode with bounds (finite, ranged numbers; short strings; short lists; at most
+:data:`MAX_DIMS` dimensions of at most :data:`MAX_DIM` each), and pydantic's JSON parser
+refuses deep nesting and huge integers itself. :class:`WireRules` then checks what needs
+context: the stream id is one the run configured, the buffers are exactly those the header
+lists, and float arrays hold finite numbers. Anything else raises :class:`WireError` with a
+short ``reason`` (``not-json``, ``version``, ``schema``, ``unknown-stream``, ``buffers``,
+``size``, ``non-finite``...); stages count rejections per reason and go on.
 
 Example:
     >>> header = Header(stream="demo", seq=3, generation=1, capture_time=10.0, media_time=0.1)
@@ -20,26 +25,59 @@ Example:
 from __future__ import annotations
 
 import enum
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """Bumped on any change to :class:`Header`; a receiver drops other versions (counted).
-2: a stamp carries the time its message arrived at the stage (``t_arrive``)."""
+2: a stamp carries the time its message arrived at the stage (``t_arrive``).
+3: typed, bounded records (``meta`` is :class:`FrameMeta`); stamps are objects."""
 
 ZERO_COPY_BYTES = 64 * 1024
 """Buffers at least this big are sent without a copy; below it a copy is cheaper than
 ZeroMQ's reference tracking."""
 
 ALLOWED_DTYPES = frozenset({"uint8", "int32", "int64", "float16", "float32", "float64"})
+FLOAT_DTYPES = frozenset({"float16", "float32", "float64"})
+
+MAX_SECONDS = 1e9
+"""Upper bound of any time on the wire (monotonic or media seconds: 31 years)."""
+MAX_COUNT = 2**53
+"""Upper bound of sequence numbers and counters (exact in a float64, as JSON readers use)."""
+MAX_PERSONS = 64
+"""Persons one message may carry (``detect.max_persons`` is far below)."""
+MAX_STAMPS = 16
+MAX_DIMS = 4
+MAX_DIM = 1 << 16
+MAX_ARRAYS = MAX_PERSONS + 4
+MAX_PIXELS = 1e6
+"""Bound of box coordinates and crop offsets (pixels; frames are far smaller)."""
+
+WIRE_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+"""Strict (no silent coercion of ``"7"`` to 7), closed (unknown fields are errors), finite."""
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(max_length=4096)]
+Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Pixel = Annotated[float, Field(ge=-MAX_PIXELS, le=MAX_PIXELS)]
+PixelInt = Annotated[int, Field(ge=-int(MAX_PIXELS), le=int(MAX_PIXELS))]
+Slot = Annotated[int, Field(ge=-1, le=MAX_PERSONS)]
+"""A row of a per-person array (``-1``: none for this person)."""
 
 
 class WireError(ValueError):
-    """A message that does not follow the protocol; the receiver counts and drops it."""
+    """A message that does not follow the protocol; the receiver counts and drops it.
+    ``reason`` is a short, fixed word to count by; the text is for a (rate-limited) log."""
+
+    def __init__(self, message: str, reason: str = "schema") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Kind(enum.StrEnum):
@@ -49,7 +87,7 @@ class Kind(enum.StrEnum):
     EOS = "eos"
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=WIRE_CONFIG)
 class Stamp:
     """When one stage got a message off its socket (``t_arrive``), started the batch that
     held it (``t_in``) and sent its result on (``t_out``), in monotonic seconds. The gaps
@@ -57,30 +95,46 @@ class Stamp:
     the socket buffer), queue wait (``t_arrive`` to ``t_in``: the latest-wins inbox and
     the batch window) and compute (``t_in`` to ``t_out``); ``hidemo bench`` reports them."""
 
-    stage: str
-    t_in: float
-    t_out: float
-    t_arrive: float | None = None
+    stage: Name
+    t_in: Seconds
+    t_out: Seconds
+    t_arrive: Seconds | None = None
 
     @property
     def arrived(self) -> float:
         return self.t_in if self.t_arrive is None else self.t_arrive
 
 
-@dataclass(frozen=True)
-class ArraySpec:
-    """Describes one buffer part: its name, dtype and shape."""
+@pydantic_dataclass(frozen=True, config=WIRE_CONFIG)
+class Person:
+    """One person in a frame. Detect fills the box, score, track id and crop offset (the
+    crop itself is buffer ``crop{i}``, ``i`` the person's position); features sets which
+    row of the ``image`` and ``keypoints`` arrays is this person's (``-1``: not analysed
+    in this frame)."""
 
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
+    track_id: Annotated[int, Field(ge=0, le=2**31)]
+    score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    box: tuple[Pixel, Pixel, Pixel, Pixel] = (0.0, 0.0, 0.0, 0.0)
+    offset: tuple[PixelInt, PixelInt] = (0, 0)
+    image: Slot = -1
+    keypoints: Slot = -1
 
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+@pydantic_dataclass(frozen=True, config=WIRE_CONFIG)
+class FrameMeta:
+    """What stages add to a frame: where it came from, the persons found, which engines
+    had random weights (every prediction says so), and why a stream ended (EOS)."""
+
+    source: Text | None = None
+    persons: Annotated[tuple[Person, ...], Field(max_length=MAX_PERSONS)] = ()
+    frame_hw: tuple[Annotated[int, Field(ge=0, le=MAX_DIM)],
+                    Annotated[int, Field(ge=0, le=MAX_DIM)]] | None = None
+    detector: Name | None = None
+    random_weights: Annotated[tuple[Name, ...], Field(max_length=8)] = ()
+    reason: Text | None = None
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=WIRE_CONFIG)
 class Header:
     """The typed header of every message.
 
@@ -92,20 +146,19 @@ class Header:
     file read faster than real time still gives correct windows). ``dropped`` counts this
     stream's frames that hops dropped on purpose (latest-wins, downstream blocked) since
     the previous message of the stream reached here; a gap it does not explain is a loss.
-    ``meta`` is stage-specific JSON (the persons found, which engines had random weights).
     """
 
-    stream: str
-    seq: int
-    generation: int
-    capture_time: float
-    media_time: float
+    stream: Name
+    seq: Count
+    generation: Annotated[int, Field(ge=0, le=2**31)]
+    capture_time: Seconds
+    media_time: Seconds
     kind: Kind = Kind.FRAME
-    source_fps: float = 0.0
-    dropped: int = 0
-    stamps: tuple[Stamp, ...] = ()
-    meta: Mapping[str, Any] = field(default_factory=dict)
-    version: int = PROTOCOL_VERSION
+    source_fps: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0
+    dropped: Count = 0
+    stamps: Annotated[tuple[Stamp, ...], Field(max_length=MAX_STAMPS)] = ()
+    meta: FrameMeta = field(default_factory=FrameMeta)
+    version: Literal[3] = PROTOCOL_VERSION
 
     def stamped(self, stage: str, t_in: float, t_out: float,
                 t_arrive: float | None = None) -> Header:
@@ -113,12 +166,37 @@ class Header:
         arrived = t_in if t_arrive is None else t_arrive
         return replace(self, stamps=(*self.stamps, Stamp(stage, t_in, t_out, arrived)))
 
-    def to_json(self, arrays: Sequence[ArraySpec] = ()) -> bytes:
-        body = asdict(self)
-        body["kind"] = str(self.kind)
-        body["stamps"] = [[s.stage, s.t_in, s.t_out, s.arrived] for s in self.stamps]
-        body["arrays"] = [[a.name, a.dtype, list(a.shape)] for a in arrays]
-        return json.dumps(body, separators=(",", ":")).encode()
+    def with_meta(self, **changes: Any) -> Header:
+        """A copy whose :class:`FrameMeta` has ``changes``."""
+        return replace(self, meta=replace(self.meta, **changes))
+
+
+@pydantic_dataclass(frozen=True, config=WIRE_CONFIG)
+class ArraySpec:
+    """Describes one buffer part: its name, dtype and shape."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    dtype: Literal["uint8", "int32", "int64", "float16", "float32", "float64"]
+    shape: Annotated[tuple[Annotated[int, Field(ge=0, le=MAX_DIM)], ...],
+                     Field(max_length=MAX_DIMS)]
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for n in self.shape:  # Python ints: no overflow, whatever the shape says
+            count *= n
+        return count * np.dtype(self.dtype).itemsize
+
+
+@pydantic_dataclass(frozen=True, config=WIRE_CONFIG)
+class Envelope:
+    """The first part of a message: the header and the arrays that follow it."""
+
+    header: Header
+    arrays: Annotated[tuple[ArraySpec, ...], Field(max_length=MAX_ARRAYS)] = ()
+
+
+_ENVELOPE = TypeAdapter(Envelope)
 
 
 @dataclass(frozen=True)
@@ -151,37 +229,78 @@ def encode(header: Header, arrays: Mapping[str, np.ndarray] | None = None) -> li
         specs.append(ArraySpec(name, data.dtype.name, tuple(int(n) for n in data.shape)))
         buffers.append(memoryview(data).cast("B") if data.nbytes >= ZERO_COPY_BYTES
                        else data.tobytes())
-    return [header.to_json(specs), *buffers]
+    return [_ENVELOPE.dump_json(Envelope(header, tuple(specs))), *buffers]
+
+
+@dataclass(frozen=True)
+class WireRules:
+    """What a receiver checks beyond the schema: the streams the run configured (None:
+    any; tests and tools), and the largest total of buffer bytes one message may carry."""
+
+    streams: Collection[str] | None = None
+    max_bytes: int = 64 * 1024 * 1024
+
+    def decode(self, parts: Sequence[Any]) -> Message:
+        """Parse multipart ``parts`` (bytes or zmq.Frame); raise :class:`WireError`."""
+        if not parts:
+            raise WireError("empty message", "empty")
+        if len(parts) - 1 > MAX_ARRAYS:
+            raise WireError(f"{len(parts)} parts; at most {MAX_ARRAYS + 1}", "buffers")
+        envelope = _envelope(_buffer(parts[0]))
+        header = envelope.header
+        if self.streams is not None and header.stream not in self.streams:
+            raise WireError(f"stream {header.stream[:32]!r} is not one of this run's",
+                            "unknown-stream")
+        specs = envelope.arrays
+        if len(specs) != len(parts) - 1:
+            raise WireError(f"header lists {len(specs)} arrays but {len(parts) - 1} "
+                            "buffers came", "buffers")
+        if len({s.name for s in specs}) != len(specs):
+            raise WireError("two arrays share a name", "buffers")
+        if sum(s.nbytes for s in specs) > self.max_bytes:
+            raise WireError(f"arrays total over {self.max_bytes} bytes", "size")
+        arrays = {}
+        for spec, part in zip(specs, parts[1:], strict=True):
+            buffer = _buffer(part)
+            if buffer.nbytes != spec.nbytes:
+                raise WireError(f"array {spec.name!r}: {buffer.nbytes} bytes for shape "
+                                f"{spec.shape} {spec.dtype} ({spec.nbytes} bytes)", "size")
+            array = np.frombuffer(buffer, dtype=spec.dtype).reshape(spec.shape)
+            if spec.dtype in FLOAT_DTYPES and not np.isfinite(array).all():
+                raise WireError(f"array {spec.name!r} holds NaN or infinity", "non-finite")
+            arrays[spec.name] = array
+        return Message(header, arrays)
+
+
+ANY_STREAM = WireRules()
 
 
 def decode(parts: Sequence[Any]) -> Message:
-    """Parse multipart ``parts`` (bytes or zmq.Frame); raise :class:`WireError` if malformed."""
-    if not parts:
-        raise WireError("empty message")
+    """:meth:`WireRules.decode` accepting any stream id (tests and tools)."""
+    return ANY_STREAM.decode(parts)
+
+
+def _envelope(raw: memoryview) -> Envelope:
     try:
-        body = json.loads(_bytes(parts[0]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WireError(f"header is not JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise WireError("header is not a JSON object")
-    if body.get("version") != PROTOCOL_VERSION:
-        raise WireError(f"protocol version {body.get('version')!r}; this build speaks "
-                        f"{PROTOCOL_VERSION}")
-    header, specs = _header(body)
-    if len(specs) != len(parts) - 1:
-        raise WireError(f"header lists {len(specs)} arrays but {len(parts) - 1} buffers came")
-    arrays = {}
-    for spec, part in zip(specs, parts[1:], strict=True):
-        buffer = _buffer(part)
-        if buffer.nbytes != spec.nbytes:
-            raise WireError(f"array {spec.name!r}: {buffer.nbytes} bytes for shape "
-                            f"{spec.shape} {spec.dtype} ({spec.nbytes} bytes)")
-        arrays[spec.name] = np.frombuffer(buffer, dtype=spec.dtype).reshape(spec.shape)
-    return Message(header, arrays)
+        return _ENVELOPE.validate_json(bytes(raw))
+    except ValidationError as error:
+        raise WireError(f"bad header: {_first_error(error)}", _reason(error)) from None
 
 
-def _bytes(part: Any) -> bytes:
-    return part if isinstance(part, bytes) else bytes(_buffer(part))
+def _reason(error: ValidationError) -> str:
+    first = error.errors(include_url=False, include_input=False)[0]
+    if first["type"] == "json_invalid":
+        return "not-json"
+    if first["loc"][-1:] == ("version",):
+        return "version"
+    return "schema"
+
+
+def _first_error(error: ValidationError) -> str:
+    """The first problem, without echoing the input (it may be huge or hostile)."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where or 'message'}: {first['msg']}"[:200]
 
 
 def _buffer(part: Any) -> memoryview:
@@ -189,39 +308,5 @@ def _buffer(part: Any) -> memoryview:
         return memoryview(part)
     buffer = getattr(part, "buffer", None)  # zmq.Frame received with copy=False
     if buffer is None:
-        raise WireError(f"message part of type {type(part).__name__} is not bytes")
+        raise WireError(f"message part of type {type(part).__name__} is not bytes", "buffers")
     return memoryview(buffer)
-
-
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    value = body.get(name)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise WireError(f"header field {name!r} is {value!r}; expected {kind}")
-    return value
-
-
-def _header(body: dict[str, Any]) -> tuple[Header, list[ArraySpec]]:
-    number = (int, float)
-    try:
-        kind = Kind(body.get("kind"))
-        stamps = tuple(Stamp(str(s), float(a), float(b), float(c))
-                       for s, a, b, c in body.get("stamps", ()))
-        specs = [ArraySpec(str(n), str(d), tuple(int(x) for x in shape))
-                 for n, d, shape in body.get("arrays", ())]
-    except (TypeError, ValueError) as error:
-        raise WireError(f"bad header: {error}") from None
-    for spec in specs:
-        if spec.dtype not in ALLOWED_DTYPES or any(n < 0 for n in spec.shape):
-            raise WireError(f"array {spec.name!r}: bad dtype {spec.dtype} or shape {spec.shape}")
-    meta = body.get("meta", {})
-    if not isinstance(meta, dict):
-        raise WireError("header field 'meta' is not an object")
-    header = Header(
-        stream=_field(body, "stream", str), seq=_field(body, "seq", int),
-        generation=_field(body, "generation", int),
-        capture_time=float(_field(body, "capture_time", number)),
-        media_time=float(_field(body, "media_time", number)), kind=kind,
-        source_fps=float(_field(body, "source_fps", number)),
-        dropped=_field(body, "dropped", int), stamps=stamps, meta=meta,
-    )
-    return header, specs

@@ -190,7 +190,9 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
     start = 0
     best: dict[str, Any] = {"loss": float("inf"), "epoch": 0, "model": None}
     if state_path is not None and state_path.is_file():
-        state = torch.load(state_path, weights_only=False, map_location=device)
+        # weights_only: a state file is data, never code (a tampered pickle cannot run);
+        # _save_state stores only tensors and plain Python values for this reason
+        state = torch.load(state_path, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -267,7 +269,21 @@ def _param_groups(model: nn.Module, settings: FitSettings) -> list[dict[str, Any
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically, as tensors and plain values only, so that resuming can
+    load it with ``torch.load(weights_only=True)`` (NumPy scalars or arrays would be refused)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    torch.save(_plain(state), tmp)
     os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays turned into Python numbers and lists;
+    tensors and other plain values pass unchanged."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return value

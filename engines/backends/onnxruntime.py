@@ -76,7 +76,7 @@ class OnnxRuntimeEngine(Engine):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # ENABLE_ALL crashed ORT 1.32 on fp16 Transformer graphs (see OFFLINE.md); EXTENDED
+        # ENABLE_ALL crashed ORT 1.32 on fp16 Transformer graphs; EXTENDED
         # gives the same speed on the fp32 graphs we measured.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.log_severity_level = 3

@@ -32,7 +32,7 @@ def build_image_embedder(spec: ImageEmbedderSpec, locator: WeightsLocator) -> So
         backbone = Dinov2Model(config)
         source = SourceInfo("random-init", f"Dinov2Config {spec.config}, seed {RANDOM_SEED}",
                             sha256_json({"config": config.to_dict(), "seed": RANDOM_SEED}))
-    # Eager attention exports to a faster ONNX graph than the SDPA lowering (OFFLINE.md).
+    # Eager attention exports to a faster ONNX graph than the SDPA lowering.
     module = DinoEmbedder(backbone.float().eval(), spec.image_size)
     dim = backbone.config.hidden_size
     size = spec.image_size

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import zmq
 
@@ -20,10 +21,10 @@ from stream.config import RunConfig
 from stream.credits import CreditWindow
 from stream.endpoints import Endpoints, open_socket
 from stream.hop import Sender
-from stream.sources import DemoSource, SourceReader, SourceState, make_source
+from stream.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
 from stream.stage import StopFlag
 from stream.status import StatusReporter
-from stream.wire import Header, Kind, Message
+from stream.wire import FrameMeta, Header, Kind, Message
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,13 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     sampler = RateSampler(capture_fps)
     generation, seq, origin = -1, 0, 0.0
     state = SourceState.OPENING
+    early: dict[str, int] | None = None  # a file that ended well short of its frame count
 
     def extra() -> dict[str, object]:
         return {"stream": stream_id, "source": source_config.spec, "source_state": str(state),
                 "generation": generation, "reconnects": reader.reconnects,
                 "source_fps": source.fps, "capture_fps": capture_fps, "next_seq": seq,
-                "credit_timeouts": window.timeouts}
+                "credit_timeouts": window.timeouts, "ended_early": early}
 
     reporter.ready()
     try:
@@ -96,12 +98,14 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                 continue
             if not paced:  # as fast as the pipeline takes them, not as fast as we can read;
                 window.wait(generation, seq, lambda: bool(stop))  # at most in_flight ahead
-                _wait_for_room(output, stop)  # captured when there is room, as a camera would
+                # captured when there is room, as a camera would; still reporting (the
+                # supervisor reads reports as a heartbeat, and a wait is not a hang)
+                _wait_for_room(output, stop, lambda: reporter.maybe_send(extra()))
                 now = time.monotonic()
             header = Header(stream=stream_id, seq=seq, generation=generation,
-                            capture_time=now, media_time=event.media_time,
-                            source_fps=min(source.fps or capture_fps, capture_fps),
-                            meta={"source": source_config.spec})
+                            capture_time=now, media_time=max(0.0, event.media_time),
+                            source_fps=min(source.fps or capture_fps, capture_fps, 1000.0),
+                            meta=FrameMeta(source=source_config.spec[:4096]))
             header = header.stamped("capture", now, time.monotonic())
             sender.send(Message(header, {"frame": event.frame}))
             seq += 1
@@ -109,24 +113,31 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
             counters.sent, counters.dropped_out = sender.sent, sender.blocked
             reporter.last_blocked = sender.last_blocked
             reporter.maybe_send(extra())
+        if state is SourceState.ENDED and ended_early(source):
+            early = {"read": source.frames_read, "expected": source.frame_count}
+            log.warning("capture %s: %s ended early, after %d of its %d frames (truncated or "
+                        "corrupt?)", stream_id, source_config.spec, source.frames_read,
+                        source.frame_count)
         end = Header(stream=stream_id, seq=seq, generation=max(generation, 0),
                      capture_time=time.monotonic(), media_time=0.0, kind=Kind.EOS,
-                     meta={"reason": "end of file" if state is SourceState.ENDED else "stopped"})
+                     meta=FrameMeta(reason="end of file" if state is SourceState.ENDED
+                                    else "stopped"))
         sender.send(Message(end, {}))
         deadline = time.monotonic() + config.supervisor.stop_timeout_s / 2
         while sender.backlog and time.monotonic() < deadline:  # the end must get out
             time.sleep(0.01)
             sender.flush()
         counters.sent = sender.sent
-        log.info("capture %s: %s after %d frames", stream_id, end.meta["reason"], seq)
+        log.info("capture %s: %s after %d frames", stream_id, end.meta.reason, seq)
     finally:
         reporter.stopping(extra())
         reader.close()
     return 0
 
 
-def _wait_for_room(socket: zmq.Socket, stop: StopFlag, poll_ms: int = 100) -> None:
+def _wait_for_room(socket: zmq.Socket, stop: StopFlag, heartbeat: Callable[[], None],
+                   poll_ms: int = 100) -> None:
     """Block until ``socket`` can take a message (or ``stop``): an unpaced source then
     reads only as fast as detect drains, instead of spinning a core on frames it drops."""
     while not stop and not socket.poll(poll_ms, zmq.POLLOUT):
-        pass
+        heartbeat()

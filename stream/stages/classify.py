@@ -4,16 +4,25 @@ Features arrive per frame; each person's ring keeps the last ``window_seconds``.
 stream's media time passes its next stride, a window ending at that frame is built for each
 person seen recently (:func:`engines.adapters.windows.build_window`, as in training), and
 the due windows of all streams go through the classifier in one call. Each prediction is a
-JSON record (``hidemo.prediction/1``) sent to the sinks. Sequence numbers are accounted
-here: a gap the in-band drop count does not explain is reported as lost frames.
+JSON record (``hidemo.prediction/1``, its JSON Schema in ``docs/prediction.schema.json``)
+sent to the sinks. Sequence numbers are accounted here: a gap the in-band drop count does
+not explain is reported as lost frames. A prediction's own ``seq`` is contiguous per stream
+for the whole run: with a :class:`SeqStore` it survives a restart of this stage.
+
+State is bounded whatever arrives: streams are the run's (the wire rules refuse others),
+each keeps at most :data:`MAX_PERSONS_PER_STREAM` person rings, an end of stream releases
+them, and a stride is found by arithmetic, never by a loop over an absurd time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,15 +31,49 @@ from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
 from engines.adapters.windows import WindowBatch
 from stream.config import ClassifyConfig
 from stream.credits import CreditPublisher
+from stream.prediction import SCHEMA, Prediction
 from stream.rings import PersonRing, StreamBook
-from stream.sinks import SCHEMA, JsonlSink, Sinks, stage_latency_ms
+from stream.sinks import JsonlSink, Sinks, stage_latency_ms
 from stream.stage import BatchStage
+from stream.status import Rejections
 from stream.text_topic import TextTopic
-from stream.wire import Header, Message
+from stream.wire import MAX_COUNT, Header, Message, WireError
 
 log = logging.getLogger(__name__)
 
 LATENCY_KEEP = 512
+MAX_PERSONS_PER_STREAM = 16
+"""Person rings one stream may hold; beyond it the least recently seen is forgotten."""
+
+
+class SeqStore:
+    """The next prediction ``seq`` per stream, kept in a small JSON file that is replaced
+    atomically after every batch that predicted, so a restarted classify goes on where
+    the dead one stopped instead of starting again at 0. An unreadable file starts at 0
+    (logged): a duplicate seq is better than no predictions."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.next: dict[str, int] = {}
+        try:
+            loaded = json.loads(path.read_text())
+            self.next = {str(k): int(v) for k, v in loaded.items() if int(v) >= 0}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            log.warning("prediction seq state %s unreadable (%s); starting at 0", path, error)
+
+    def save(self, next_seq: dict[str, int]) -> None:
+        if next_seq == self.next:
+            return
+        self.next = dict(next_seq)
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.next))
+            os.replace(tmp, self.path)
+        except OSError as error:
+            log.warning("prediction seq state %s not saved: %s", self.path, error)
 
 
 class Classifier(Protocol):
@@ -73,9 +116,11 @@ class _Stream:
     def summary(self) -> dict[str, Any]:
         latency = np.asarray(self.latency_ms, np.float64)
         age = np.asarray(self.age_frames, np.float64)
-        return {
-            "frames": self.book.frames, "dropped": self.book.dropped, "lost": self.book.lost,
-            "generations": self.book.generations, "predictions": self.predictions,
+        book = self.book
+        return {  # counts saturate: a peer's absurd seq must not break the report's bounds
+            "frames": min(book.frames, MAX_COUNT), "dropped": min(book.dropped, MAX_COUNT),
+            "lost": min(book.lost, MAX_COUNT), "generations": min(book.generations, MAX_COUNT),
+            "predictions": self.predictions,
             "rates": self.rates(), "ended": self.ended,
             "latency_ms": _percentiles(latency), "age_frames": _percentiles(age),
         }
@@ -93,20 +138,44 @@ class ClassifyStage(BatchStage):
 
     def __init__(self, classifier: Classifier, sinks: Sinks, config: ClassifyConfig, *,
                  text: TextTopic | None = None, trace: JsonlSink | None = None,
-                 credits: CreditPublisher | None = None) -> None:
+                 credits: CreditPublisher | None = None, seqs: SeqStore | None = None) -> None:
         self.classifier = classifier
         self.credits = credits
         self.sinks = sinks
         self.config = config
         self.text = text
         self.trace = trace
+        self.seqs = seqs
         self._streams: dict[str, _Stream] = {}
         self._rings: dict[tuple[str, int, int], PersonRing] = {}
+        self.non_finite = 0
 
     def _stream(self, name: str) -> _Stream:
         if name not in self._streams:
-            self._streams[name] = _Stream(name)
+            state = self._streams[name] = _Stream(name)
+            if self.seqs is not None:
+                state.predictions = self.seqs.next.get(name, 0)
         return self._streams[name]
+
+    def admit(self, message: Message) -> None:
+        """Only ``image`` (N x image_dim) and ``keypoints`` (M x 137 x 3) float32 arrays,
+        and every person's row index inside them."""
+        arrays = message.arrays
+        if not set(arrays) <= {"image", "keypoints"}:
+            raise WireError("unexpected arrays for classify", "arrays")
+        shapes = {"image": (self.classifier.image_dim,), "keypoints": (137, 3)}
+        rows = {}
+        for name, tail in shapes.items():
+            array = arrays.get(name)
+            if array is None:
+                rows[name] = 0
+                continue
+            if array.dtype != np.float32 or array.ndim != 1 + len(tail) or array.shape[1:] != tail:
+                raise WireError(f"{name} is {array.dtype} {array.shape}", "arrays")
+            rows[name] = array.shape[0]
+        for person in message.header.meta.persons:
+            if person.image >= rows["image"] or person.keypoints >= rows["keypoints"]:
+                raise WireError("a person's row is outside its array", "arrays")
 
     def process(self, batch: list[Message]) -> list[Message]:
         t_in = time.monotonic()
@@ -125,17 +194,31 @@ class ClassifyStage(BatchStage):
                 self.credits.ack(header.stream, header.generation, header.seq)
             self._add_features(message, state)
             self._trace(header, t_in, lost, message.arrived)
-            if state.next_due is None:
-                state.next_due = header.media_time + self.config.stride_s
-            if header.media_time + 1e-9 >= state.next_due:
-                while state.next_due <= header.media_time + 1e-9:
-                    state.next_due += self.config.stride_s
+            if self._stride_due(state, header.media_time):
                 due.extend(self._due_persons(header))
         if self.credits is not None:
             self.credits.flush()
         if due:
             self._classify(due, t_in)
+            if self.seqs is not None:
+                self.seqs.save({n: s.predictions for n, s in self._streams.items()})
         return []
+
+    def _stride_due(self, state: _Stream, media_time: float) -> bool:
+        """Whether a stride boundary passed at ``media_time``; moves ``next_due`` past it.
+
+        Arithmetic, not a loop: a frame far in the future (a jump, a hostile peer) costs
+        the same as the next one. A time far before the boundary (the clock went back)
+        restarts the strides from there, so one absurd frame cannot silence a stream."""
+        stride = self.config.stride_s
+        if state.next_due is None or state.next_due - media_time > 2 * stride:
+            state.next_due = media_time + stride
+            return False
+        if media_time + 1e-9 < state.next_due:
+            return False
+        passed = math.floor((media_time + 1e-9 - state.next_due) / stride) + 1
+        state.next_due += passed * stride
+        return True
 
     def _add_features(self, message: Message, state: _Stream) -> None:
         header = message.header
@@ -145,17 +228,25 @@ class ClassifyStage(BatchStage):
         state.last_media = header.media_time
         image = message.arrays.get("image")
         keypoints = message.arrays.get("keypoints")
-        for person in header.meta.get("persons", []):
-            key = (header.stream, header.generation, int(person["track_id"]))
+        for person in header.meta.persons:
+            key = (header.stream, header.generation, person.track_id)
             ring = self._rings.get(key)
             if ring is None:
+                self._make_room(header.stream)
                 ring = self._rings[key] = PersonRing(self.classifier.window_seconds)
-            row_image = None if image is None or person["image"] < 0 else image[person["image"]]
-            row_kp = (None if keypoints is None or person["keypoints"] < 0
-                      else keypoints[person["keypoints"]])
+            row_image = None if image is None or person.image < 0 else image[person.image]
+            row_kp = (None if keypoints is None or person.keypoints < 0
+                      else keypoints[person.keypoints])
             state.images += row_image is not None
             state.keypoint_frames += row_kp is not None
             ring.add(header.media_time, row_image, row_kp)
+
+    def _make_room(self, stream: str) -> None:
+        """Forget the least recently seen rings of ``stream`` beyond the bound."""
+        mine = sorted((k for k in self._rings if k[0] == stream),
+                      key=lambda k: self._rings[k].last_seen)
+        for key in mine[:max(0, len(mine) - MAX_PERSONS_PER_STREAM + 1)]:
+            del self._rings[key]
 
     def _due_persons(self, header: Header) -> list[tuple[Header, int, PersonRing]]:
         """Persons of this stream seen within ``person_timeout_s``; forgets long-gone ones."""
@@ -195,6 +286,9 @@ class ClassifyStage(BatchStage):
         modalities = batch.modalities_present
         for i, (header, track, ring) in enumerate(kept):
             p = np.asarray(probs[i], np.float64)
+            if not np.isfinite(p).all():  # never a NaN in a record: counted instead
+                self.non_finite += 1
+                continue
             if self.config.smoothing and ring.smoothed is not None:
                 p = self.config.smoothing * ring.smoothed + (1 - self.config.smoothing) * p
             ring.smoothed = p
@@ -203,7 +297,7 @@ class ClassifyStage(BatchStage):
     def _emit(self, header: Header, track: int, probs: np.ndarray, modalities: list[str],
               batch: WindowBatch, index: int, t_in: float, done: float) -> None:
         state = self._streams[header.stream]
-        random_engines = sorted({*header.meta.get("random_weights", []),
+        random_engines = sorted({*header.meta.random_weights,
                                  *(["classifier"] if self.classifier.random_weights else [])})
         latency = stage_latency_ms(header, t_in, done, self.name)
         state.latency_ms.append(latency["total"])
@@ -225,11 +319,13 @@ class ClassifyStage(BatchStage):
             "latency_ms": latency,
             "frames": {"received": state.book.frames, "dropped": state.book.dropped,
                        "lost": state.book.lost},
-            "detector": header.meta.get("detector"),
+            "detector": header.meta.detector,
             "random_weights": bool(random_engines), "random_engines": random_engines,
         }
         state.predictions += 1
-        self.sinks.emit(record)
+        # the one model that publishes the schema builds the record: never one it refuses
+        self.sinks.emit(Prediction.model_validate(record).model_dump(mode="json",
+                                                                      by_alias=True))
 
     def _trace(self, header: Header, t_in: float, lost: int, arrived: float | None) -> None:
         age = (t_in - header.capture_time) * header.source_fps
@@ -239,7 +335,7 @@ class ClassifyStage(BatchStage):
             record = {"stream": header.stream, "seq": header.seq,
                       "generation": header.generation, "capture_time": header.capture_time,
                       "arrival": t_in, "age_frames": round(age, 2), "dropped": header.dropped,
-                      "lost": lost, "persons": len(header.meta.get("persons", [])),
+                      "lost": lost, "persons": len(header.meta.persons),
                       "latency_ms": stage_latency_ms(header, t_in, t_in, self.name),
                       "stamps": [[s.stage, s.arrived, s.t_in, s.t_out] for s in header.stamps]
                       + [[self.name, t_in if arrived is None else arrived, t_in, t_in]]}
@@ -259,14 +355,19 @@ class ClassifyStage(BatchStage):
         lost = state.book.end(header.generation, header.seq, header.dropped)
         if lost:
             log.warning("stream %s: %d frame(s) lost at its end", header.stream, lost)
+        self._forget_stream(header.stream)  # its windows are done: release them
         return []
 
     def extra_sockets(self) -> list:
         return [] if self.text is None else [(self.text.socket, self.text.poll)]
 
+    def extra_rejections(self) -> list[Rejections]:
+        return [] if self.text is None else [self.text.rejections]
+
     def extra_status(self) -> dict[str, Any]:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
                 "persons": len(self._rings), "sink_errors": dict(self.sinks.errors),
+                "non_finite_predictions": self.non_finite,
                 "text_lines": 0 if self.text is None else self.text.received}
 
     def close(self) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +23,7 @@ from engines.adapters.records import Detections
 from stream.config import DetectConfig
 from stream.stage import BatchStage
 from stream.tracking import PersonTracker
-from stream.wire import Message
+from stream.wire import MAX_DIM, Message, Person, WireError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +75,13 @@ class PerStreamFinder:
             self._by_stream[stream] = self.factory()
         return self._by_stream[stream]
 
+    def release(self, stream: str) -> None:
+        """Close ``stream``'s detector (its stream ended); a later frame makes a new one."""
+        detector = self._by_stream.pop(stream, None)
+        close = getattr(detector, "close", None)
+        if close is not None:
+            close()
+
     def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
         out = []
         for stream, frame in zip(streams, frames, strict=True):
@@ -100,6 +106,16 @@ class DetectStage(BatchStage):
             self._trackers[stream] = current
         return current[1]
 
+    def admit(self, message: Message) -> None:
+        """A frame must be one BGR image (``frame``: uint8, H x W x 3, at least 16 x 16)."""
+        frame = message.arrays.get("frame")
+        if frame is None or set(message.arrays) != {"frame"}:
+            raise WireError("a frame message carries exactly one array, 'frame'", "arrays")
+        if (frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3
+                or not 16 <= min(frame.shape[:2]) <= max(frame.shape[:2]) <= MAX_DIM):
+            raise WireError(f"frame is {frame.dtype} {frame.shape}; expected uint8 H x W x 3",
+                            "arrays")
+
     def process(self, batch: list[Message]) -> list[Message]:
         t_in = time.monotonic()
         frames = [m.arrays["frame"] for m in batch]
@@ -118,18 +134,31 @@ class DetectStage(BatchStage):
                 if crop.size == 0:
                     continue
                 arrays[f"crop{len(persons)}"] = np.ascontiguousarray(crop)
-                persons.append({"track_id": person.track_id, "score": person.score,
-                                "box": [round(float(v), 1) for v in person.xyxy],
-                                "offset": [int(offset[0]), int(offset[1])]})
+                persons.append(Person(
+                    track_id=int(person.track_id),
+                    score=min(1.0, max(0.0, float(person.score))),
+                    box=tuple(round(float(v), 1) for v in person.xyxy),
+                    offset=(int(offset[0]), int(offset[1]))))
             self.persons_seen += len(persons)
-            meta = dict(message.header.meta)
-            meta.update(persons=persons, frame_hw=list(frame.shape[:2]), detector=self.finder.name)
+            random_weights = set(message.header.meta.random_weights)
             if self.finder.random_weights:
-                meta["random_weights"] = sorted({*meta.get("random_weights", []), "detector"})
-            header = replace(message.header, meta=meta).stamped(
-                self.name, t_in, time.monotonic(), message.arrived)
+                random_weights.add("detector")
+            header = message.header.with_meta(
+                persons=tuple(persons), frame_hw=(int(frame.shape[0]), int(frame.shape[1])),
+                detector=self.finder.name, random_weights=tuple(sorted(random_weights)),
+            ).stamped(self.name, t_in, time.monotonic(), message.arrived)
             out.append(Message(header, arrays))
         return out
+
+    def on_control(self, message: Message) -> list[Message]:
+        """An end of stream releases the stream's tracker (and its detector when it has
+        one of its own), so state stays bounded by the streams that are live."""
+        stream = message.header.stream
+        self._trackers.pop(stream, None)
+        release = getattr(self.finder, "release", None)
+        if release is not None:
+            release(stream)
+        return [message]
 
     def extra_status(self) -> dict[str, Any]:
         return {"detector": self.finder.name, "persons": self.persons_seen}

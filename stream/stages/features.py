@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,13 @@ from engines.adapters.image_embedder import ImageEmbedder
 from engines.adapters.keypoints import MediaPipeKeypoints
 from engines.adapters.rates import RateSampler
 from stream.stage import BatchStage
-from stream.wire import Message
+from stream.wire import MAX_DIM, Message, Person, WireError
 
 IDLE_FORGET_S = 10.0
 """A person unseen for this long (media time) loses its MediaPipe tracker and samplers."""
+MAX_PERSONS_PER_STREAM = 16
+"""Persons (each with a MediaPipe graph of ~100 MB) one stream may hold at once; beyond
+it the least recently seen is closed, so state stays bounded whatever track ids come."""
 
 
 @dataclass
@@ -58,13 +61,40 @@ class FeaturesStage(BatchStage):
         self._spare.append(tracker)
         self.embedder.embed([blank])
 
+    def admit(self, message: Message) -> None:
+        """Each person ``i`` comes with its crop ``crop{i}`` (uint8, h x w x 3), and only
+        those arrays."""
+        persons = message.header.meta.persons
+        if set(message.arrays) != {f"crop{i}" for i in range(len(persons))}:
+            raise WireError("crops do not match the persons listed", "arrays")
+        for crop in message.arrays.values():
+            if (crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3
+                    or not 1 <= min(crop.shape[:2]) <= max(crop.shape[:2]) <= MAX_DIM):
+                raise WireError(f"crop is {crop.dtype} {crop.shape}; expected uint8 h x w x 3",
+                                "arrays")
+
     def _person(self, key: tuple[str, int, int], media_time: float) -> _Person:
         person = self._persons.get(key)
         if person is None:
+            self._make_room(key[0])
             person = _Person(RateSampler(self.image_rate), RateSampler(self.keypoint_rate))
             self._persons[key] = person
         person.last_seen = media_time
         return person
+
+    def _make_room(self, stream: str) -> None:
+        """Close the least recently seen persons of ``stream`` beyond the bound."""
+        mine = [k for k in self._persons if k[0] == stream]
+        if len(mine) < MAX_PERSONS_PER_STREAM:
+            return
+        mine.sort(key=lambda k: self._persons[k].last_seen)
+        for key in mine[:len(mine) - MAX_PERSONS_PER_STREAM + 1]:
+            self._close(key)
+
+    def _close(self, key: tuple[str, int, int]) -> None:
+        person = self._persons.pop(key)
+        if person.tracker is not None:
+            person.tracker.close()
 
     def process(self, batch: list[Message]) -> list[Message]:
         t_in = time.monotonic()
@@ -73,8 +103,8 @@ class FeaturesStage(BatchStage):
         for message in batch:
             header = message.header
             plan = []
-            for index, info in enumerate(header.meta.get("persons", [])):
-                key = (header.stream, header.generation, int(info["track_id"]))
+            for index, info in enumerate(header.meta.persons):
+                key = (header.stream, header.generation, info.track_id)
                 person = self._person(key, header.media_time)
                 crop = message.arrays[f"crop{index}"]
                 image_slot = -1
@@ -86,7 +116,7 @@ class FeaturesStage(BatchStage):
                     if person.tracker is None:
                         person.tracker = (self._spare.pop() if self._spare
                                           else self.keypoints_factory())
-                    keypoints = person.tracker.process(crop, tuple(info["offset"]))
+                    keypoints = person.tracker.process(crop, info.offset)
                 plan.append((info, image_slot, keypoints))
             plans.append(plan)
         embeddings = self.embedder.embed(crops).cls if crops else None
@@ -99,15 +129,15 @@ class FeaturesStage(BatchStage):
                 t_in: float) -> Message:
         persons, images, keypoints = [], [], []
         for info, image_slot, person_keypoints in plan:
-            entry = {k: info[k] for k in ("track_id", "box", "score")}
-            entry["image"] = entry["keypoints"] = -1
+            image_row = keypoints_row = -1
             if image_slot >= 0 and embeddings is not None:
-                entry["image"] = len(images)
+                image_row = len(images)
                 images.append(embeddings[image_slot])
             if person_keypoints is not None:
-                entry["keypoints"] = len(keypoints)
+                keypoints_row = len(keypoints)
                 keypoints.append(person_keypoints)
-            persons.append(entry)
+            persons.append(Person(info.track_id, info.score, info.box, info.offset,
+                                  image=image_row, keypoints=keypoints_row))
         self.images += len(images)
         self.keypoint_frames += len(keypoints)
         arrays = {}
@@ -115,12 +145,12 @@ class FeaturesStage(BatchStage):
             arrays["image"] = np.stack(images).astype(np.float32, copy=False)
         if keypoints:
             arrays["keypoints"] = np.stack(keypoints).astype(np.float32, copy=False)
-        meta = dict(message.header.meta)
-        meta["persons"] = persons
+        random_weights = set(message.header.meta.random_weights)
         if self.embedder.random_weights:
-            meta["random_weights"] = sorted({*meta.get("random_weights", []), "image_embedder"})
-        header = replace(message.header, meta=meta).stamped(
-            self.name, t_in, time.monotonic(), message.arrived)
+            random_weights.add("image_embedder")
+        header = message.header.with_meta(
+            persons=tuple(persons), random_weights=tuple(sorted(random_weights)),
+        ).stamped(self.name, t_in, time.monotonic(), message.arrived)
         return Message(header, arrays)
 
     def _forget(self, batch: list[Message]) -> None:
@@ -132,16 +162,12 @@ class FeaturesStage(BatchStage):
         for key, person in list(self._persons.items()):
             now = newest.get(key[0])
             if now is not None and abs(now - person.last_seen) > IDLE_FORGET_S:
-                if person.tracker is not None:
-                    person.tracker.close()
-                del self._persons[key]
+                self._close(key)
 
     def on_control(self, message: Message) -> list[Message]:
         stream = message.header.stream
         for key in [k for k in self._persons if k[0] == stream]:
-            person = self._persons.pop(key)
-            if person.tracker is not None:
-                person.tracker.close()
+            self._close(key)
         return [message]
 
     def extra_status(self) -> dict[str, Any]:

@@ -17,16 +17,19 @@ from typing import Any
 
 import numpy as np
 import zmq
+from pydantic import ValidationError
 
 from engines.engine import Engine
-from engines.manifest import EngineManifest, read_manifest
+from engines.manifest import EngineManifest, EngineRefused, read_manifest
 from engines.runtime import load_engine
 from stream.config import RunConfig, StageConfig
 from stream.credits import CreditPublisher
 from stream.endpoints import Endpoints, open_socket
+from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.sinks import JsonlSink, PubSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.status import StatusReporter
+from stream.wire import WireRules
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +88,35 @@ def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
 def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
                    context: zmq.Context) -> tuple[BatchStage, StageConfig]:
     from engines.adapters.classifier import CLASSIFIER_NAME, WindowClassifier
+    from stream.endpoints import open_endpoint, start_curve
     from stream.stages.classify import ClassifyStage
     from stream.text_topic import TextTopic
 
     engine, manifest = open_engine(config, CLASSIFIER_NAME, config.classify.threads)
     stage_config = config.classify.for_device(engine.device)
     classifier = WindowClassifier(engine, manifest, max_batch=stage_config.batch * 8)
-    pub = open_socket(context, zmq.PUB, endpoints.predictions, bind=True, hwm=1000)
-    credits = CreditPublisher(open_socket(context, zmq.PUB, endpoints.credits, bind=True,
-                                          hwm=100))
-    sinks: list[Any] = [PubSink(pub)]
-    trace = None
-    if out is not None:
-        sinks.append(JsonlSink(out / "predictions.jsonl"))
-        trace = JsonlSink(out / "frames.jsonl", name="frames")
-    text_socket = open_socket(context, zmq.SUB, endpoints.text, bind=False, hwm=1000)
+    # classify binds the outside endpoints (predictions PUB, text SUB): with CURVE, its
+    # authenticator runs before they bind and stops, with the sinks, before the context goes
+    curve = start_curve(context, endpoints, config.endpoints)
+    try:
+        pub = open_endpoint(context, endpoints, "predictions", "bind", config.endpoints,
+                            curve=curve)
+        credits = CreditPublisher(open_endpoint(context, endpoints, "credits", "bind",
+                                                config.endpoints))
+        text_socket = open_endpoint(context, endpoints, "text", "bind", config.endpoints,
+                                    curve=curve)
+        sinks: list[Any] = [PubSink(pub)]
+        trace = None
+        if out is not None:
+            sinks.append(JsonlSink(out / "predictions.jsonl"))
+            trace = JsonlSink(out / "frames.jsonl", name="frames")
+    except BaseException:
+        if curve is not None:
+            curve.stop()
+        raise
     text_socket.setsockopt(zmq.SUBSCRIBE, b"")
+    if curve is not None:
+        sinks.append(curve)  # closed after the PUB sink, when the stage closes
 
     def text_embedder() -> Any:
         from tokenizers import Tokenizer
@@ -118,45 +134,72 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
         return embed
 
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
-                          text=TextTopic(text_socket, text_embedder), trace=trace,
+                          text=TextTopic(text_socket, text_embedder,
+                                         streams=config.stream_ids()), trace=trace,
                           credits=credits)
     return stage, stage_config
 
 
+BUILD_ERRORS: tuple[type[BaseException], ...] = (
+    EngineRefused, FileNotFoundError, ValidationError, ValueError, zmq.ZMQError)
+"""Errors that end a stage while it is being built (engines, configuration, a bind such as
+EADDRINUSE): the same start would fail again, so the stage exits with
+:data:`~stream.exitcodes.EX_CONFIG` and the supervisor does not restart it."""
+
+
+def build_stage(stage_name: str, index: int, config: RunConfig, endpoints: Endpoints,
+                out: Path | None, context: zmq.Context) -> tuple[BatchStage, StageConfig, StageIO]:
+    """An inference stage with its engines loaded and its sockets bound or connected."""
+    # outputs hold a whole batch: a stage's own results are never dropped by its own
+    # queue; the receiver's latest-wins drain bounds latency whatever waits in buffers
+    hwm = config.endpoints.high_water_mark
+    status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
+    if stage_name == "detect":
+        stage, stage_config = build_detect(config)
+        inbound = open_socket(context, zmq.PULL, endpoints.detect_in, bind=True, hwm=hwm)
+        outbound = open_socket(context, zmq.PUSH, endpoints.detect_out, bind=True,
+                               hwm=max(hwm, stage_config.batch))
+    elif stage_name == "features":
+        stage, stage_config = build_features(config)
+        inbound = open_socket(context, zmq.PULL, endpoints.detect_out, bind=False, hwm=hwm)
+        outbound = open_socket(context, zmq.PUSH, endpoints.classify_in, bind=False,
+                               hwm=max(hwm, stage_config.batch))
+    else:
+        stage, stage_config = build_classify(config, endpoints, out, context)
+        inbound = open_socket(context, zmq.PULL, endpoints.classify_in, bind=True, hwm=hwm)
+        outbound = None
+    reporter = StatusReporter(status, stage_name, index,
+                              interval_s=config.supervisor.status_interval_s,
+                              stall_after_s=config.supervisor.stall_after_s)
+    inputs = {"detect": "detect_in", "features": "detect_out", "classify": "classify_in"}
+    rules = WireRules(streams=frozenset(config.stream_ids()))
+    return stage, stage_config, StageIO(inbound, outbound, reporter, rules=rules,
+                                        endpoint=inputs[stage_name])
+
+
 def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
-    config = RunConfig.model_validate(spec["config"])
-    endpoints = Endpoints(**spec["endpoints"])
-    out = Path(spec["out"]) if spec.get("out") else None
+    """Build the stage and run it until SIGTERM; the process exit code. A build error
+    (engine refused, bad configuration, address in use) is logged with its fix and ends
+    the stage with :data:`EX_CONFIG`, which the supervisor never restarts."""
     stop = StopFlag().install()
     context = zmq.Context()
     try:
+        try:
+            config = RunConfig.model_validate(spec["config"])
+            endpoints = Endpoints(**spec["endpoints"])
+            out = Path(spec["out"]) if spec.get("out") else None
+            if stage_name != "capture":
+                stage, stage_config, io = build_stage(stage_name, index, config, endpoints,
+                                                      out, context)
+        except BUILD_ERRORS as error:
+            log.error("%s %s", FATAL_MARKER, error)
+            return EX_CONFIG
         if stage_name == "capture":
             from stream.stages.capture import run_capture
 
             return run_capture(config, index, endpoints, stop, context)
-        # outputs hold a whole batch: a stage's own results are never dropped by its own
-        # queue; the receiver's latest-wins drain bounds latency whatever waits in buffers
-        hwm = config.endpoints.high_water_mark
-        status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
-        if stage_name == "detect":
-            stage, stage_config = build_detect(config)
-            inbound = open_socket(context, zmq.PULL, endpoints.detect_in, bind=True, hwm=hwm)
-            outbound = open_socket(context, zmq.PUSH, endpoints.detect_out, bind=True,
-                                   hwm=max(hwm, stage_config.batch))
-        elif stage_name == "features":
-            stage, stage_config = build_features(config)
-            inbound = open_socket(context, zmq.PULL, endpoints.detect_out, bind=False, hwm=hwm)
-            outbound = open_socket(context, zmq.PUSH, endpoints.classify_in, bind=False,
-                                   hwm=max(hwm, stage_config.batch))
-        else:
-            stage, stage_config = build_classify(config, endpoints, out, context)
-            inbound = open_socket(context, zmq.PULL, endpoints.classify_in, bind=True, hwm=hwm)
-            outbound = None
-        reporter = StatusReporter(status, stage_name, index,
-                                  interval_s=config.supervisor.status_interval_s,
-                                  stall_after_s=config.supervisor.stall_after_s)
         try:
-            run_batch_stage(stage, StageIO(inbound, outbound, reporter), stage_config, stop)
+            run_batch_stage(stage, io, stage_config, stop)
         finally:
             stage.close()
         return 0

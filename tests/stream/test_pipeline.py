@@ -79,7 +79,7 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(f"ipc://{tmp_path}/predictions")
     text = context.socket(zmq.PUB)  # an ASR feed for the demo stream only
-    text.bind(f"ipc://{tmp_path}/text")
+    text.connect(f"ipc://{tmp_path}/text")  # classify binds the text topic
     published: list[dict[str, Any]] = []
     next_line = 0.0
     try:
@@ -178,17 +178,23 @@ def test_a_slow_stage_does_not_grow_frame_age(tiny_engine_dir: Path, tmp_path: P
     output = finish(process)
     assert process.returncode == 0, output
     frames = read_jsonl(tmp_path / "out" / "frames.jsonl")
-    assert len(frames) >= 15, output
+    assert len(frames) >= 12, output
     ages = [f["age_frames"] for f in frames[3:]]  # past the first (warm-up) frames
+    # Structure, not speed: measured against what an unbounded queue would do, so a busy
+    # machine (slower stages, ages of 27 -> 51 frames seen at load 1) cannot fail it. With a
+    # queue, each frame the slow stage finishes is (slow_ms - one frame) older than the one
+    # before: 8 frames of age per processed frame, at any machine speed (slower: more).
+    queue_growth = (slow_ms / 1000 - 1 / fps) * fps
     slow_frames = slow_ms / 1000 * fps  # 9 frames pass while the slow stage works on one
-    # bounded: a few stage times, never the whole run (an unbounded queue would reach
-    # about (30 - 3) frames per second x 10 s = 270 frames)
-    assert max(ages) <= 5 * slow_frames, ages
+    # bounded: a few stage times (about 25 frames here unloaded); a queue passes 90 frames
+    # after 11 processed frames and reaches 8 x len(ages) >= 72..240 by the end
+    assert max(ages) <= 10 * slow_frames, ages
     third = len(ages) // 3
     early, late = sorted(ages[:third]), sorted(ages[-third:])
-    # no trend: a queue would add about 27 frames of age per second, some 90 frames between
-    # the thirds' middles; two stage times of slack absorb a loaded CI machine (seen: +9.3)
-    assert late[len(late) // 2] <= early[len(early) // 2] + 2 * slow_frames, ages
+    # no trend: the growth per processed frame between the thirds' middles stays under half
+    # a queue's (bounded hops measure ~0; the loaded run above: 24 frames over ~17 frames)
+    growth = (late[len(late) // 2] - early[len(early) // 2]) / (len(ages) - third)
+    assert growth <= queue_growth / 2, (growth, ages)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     stream = summary["streams"]["demo0"]
     assert stream["dropped"] > stream["frames"]  # most frames dropped on purpose, counted

@@ -86,3 +86,12 @@ def test_end_of_stream_accounts_the_tail() -> None:
     book.account(1, 1, 0)
     assert book.end(1, next_seq=5, dropped=2) == 1  # frames 2-4: two dropped, one lost
     assert (book.dropped, book.lost) == (2, 1)
+
+
+def test_a_time_far_before_the_ring_restarts_it_instead_of_starving_it() -> None:
+    ring = PersonRing(window_seconds=2.0)
+    keypoints = np.ones((NUM_KEYPOINTS, 3), np.float32)
+    ring.add(9e8, None, keypoints)  # an absurd time (a seek, a hostile peer)
+    for i in range(10):
+        ring.add(100.0 + i * 0.1, None, keypoints)
+    assert len(ring.keypoints) == 10 and ring.last_seen == 100.9

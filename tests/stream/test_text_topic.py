@@ -16,9 +16,9 @@ def test_published_lines_are_embedded_per_window(tmp_path: Path) -> None:
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.bind(f"ipc://{tmp_path}/text")  # the pipeline binds the topic; publishers connect
     pub = context.socket(zmq.PUB)
-    pub.bind(f"ipc://{tmp_path}/text")  # the publisher is the long-lived side
-    sub.connect(f"ipc://{tmp_path}/text")
+    pub.connect(f"ipc://{tmp_path}/text")
     calls: list[list[str]] = []
 
     def embed_factory():
@@ -29,7 +29,9 @@ def test_published_lines_are_embedded_per_window(tmp_path: Path) -> None:
 
     topic = TextTopic(sub, embed_factory)
     try:
-        time.sleep(0.3)  # subscription handshake (slow joiner)
+        # slow joiner: the bound SUB sends its subscription to a new peer only once its
+        # own thread uses it again (classify polls it all the time)
+        sub.poll(300)
         publish(pub, "cam0", "we lost today", spoken=100.0)
         publish(pub, "cam0", "but I feel fine", spoken=101.0)
         publish(pub, "cam1", "other stream", spoken=100.5)

@@ -13,9 +13,12 @@ from stream.hop import LatestInbox, drain
 from stream.wire import (
     PROTOCOL_VERSION,
     ZERO_COPY_BYTES,
+    FrameMeta,
     Header,
     Kind,
+    Person,
     WireError,
+    WireRules,
     decode,
     encode,
 )
@@ -23,9 +26,21 @@ from stream.wire import (
 
 def header(**changes: object) -> Header:
     fields = {"stream": "cam0", "seq": 7, "generation": 2, "capture_time": 100.5,
-              "media_time": 1.25, "source_fps": 30.0, "meta": {"persons": [{"track_id": 1}]}}
+              "media_time": 1.25, "source_fps": 30.0,
+              "meta": FrameMeta(persons=(Person(track_id=1),))}
     fields.update(changes)
     return Header(**fields)  # type: ignore[arg-type]
+
+
+def with_header(parts: list[bytes], **changes: object) -> list[bytes]:
+    """``parts`` with header fields replaced (``None``: removed) in the JSON envelope."""
+    envelope = json.loads(parts[0])
+    for key, value in changes.items():
+        if value is None:
+            envelope["header"].pop(key)
+        else:
+            envelope["header"][key] = value
+    return [json.dumps(envelope).encode(), *parts[1:]]
 
 
 def test_round_trip_keeps_header_and_arrays() -> None:
@@ -53,24 +68,61 @@ def test_non_contiguous_arrays_are_sent_correctly() -> None:
     np.testing.assert_array_equal(decode(encode(header(), {"crop": crop})).arrays["crop"], crop)
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda parts: [b"not json", *parts[1:]],
-    lambda parts: [json.dumps({**json.loads(parts[0]), "version": PROTOCOL_VERSION + 1})
-                   .encode(), *parts[1:]],
-    lambda parts: [json.dumps({k: v for k, v in json.loads(parts[0]).items() if k != "seq"})
-                   .encode(), *parts[1:]],
-    lambda parts: [json.dumps({**json.loads(parts[0]), "seq": "7"}).encode(), *parts[1:]],
-    lambda parts: [json.dumps({**json.loads(parts[0]), "kind": "bogus"}).encode(), *parts[1:]],
-    lambda parts: parts[:1],
-    lambda parts: [parts[0], b"\x00" * 3],
-    lambda parts: [],
-    lambda parts: [b"[1, 2]"],
-], ids=["json", "version", "missing", "type", "kind", "buffers", "size", "empty", "list"])
-def test_malformed_messages_raise_wire_error(mangle) -> None:
+@pytest.mark.parametrize(("mangle", "reason"), [
+    (lambda parts: [b"not json", *parts[1:]], "not-json"),
+    (lambda parts: with_header(parts, version=PROTOCOL_VERSION + 1), "version"),
+    (lambda parts: with_header(parts, seq=None), "schema"),
+    (lambda parts: with_header(parts, seq="7"), "schema"),
+    (lambda parts: with_header(parts, kind="bogus"), "schema"),
+    (lambda parts: with_header(parts, media_time=1e300), "schema"),
+    (lambda parts: with_header(parts, seq=-1), "schema"),
+    (lambda parts: with_header(parts, bogus=1), "schema"),
+    (lambda parts: [parts[0].replace(b'"seq":7', b'"seq":' + b"9" * 5000), *parts[1:]],
+     "not-json"),
+    (lambda parts: [parts[0].replace(b'"media_time":1.25', b'"media_time":1e400'),
+                    *parts[1:]], "schema"),
+    (lambda parts: [parts[0].replace(b'"media_time":1.25', b'"media_time":Infinity'),
+                    *parts[1:]], "schema"),
+    (lambda parts: [parts[0].replace(b'"source":null', b'"source":' + b"[" * 3000
+                                     + b"]" * 3000), *parts[1:]], "not-json"),
+    (lambda parts: parts[:1], "buffers"),
+    (lambda parts: [parts[0], b"\x00" * 3], "size"),
+    (lambda parts: [parts[0], np.full((2, 4), np.nan, np.float32).tobytes()], "non-finite"),
+    (lambda parts: [], "empty"),
+    (lambda parts: [b"[1, 2]"], "schema"),
+], ids=["json", "version", "missing", "type", "kind", "huge-time", "negative", "unknown-field",
+        "5000-digits", "1e400", "infinity", "deep", "buffers", "size", "nan", "empty", "list"])
+def test_malformed_messages_raise_wire_error_with_a_reason(mangle, reason) -> None:
     parts = encode(header(), {"boxes": np.zeros((2, 4), np.float32)})
     parts = [bytes(p) for p in parts]
-    with pytest.raises(WireError):
+    with pytest.raises(WireError) as caught:
         decode(mangle(parts))
+    assert caught.value.reason == reason
+
+
+def test_a_shape_whose_element_count_overflows_is_refused_not_crashed() -> None:
+    parts = [bytes(p) for p in encode(header(), {"boxes": np.zeros((2, 4), np.float32)})]
+    envelope = json.loads(parts[0])
+    envelope["arrays"][0]["shape"] = [65536, 65536, 65536, 65536]  # 2**64 elements
+    with pytest.raises(WireError) as caught:
+        decode([json.dumps(envelope).encode(), parts[1]])
+    assert caught.value.reason == "size"
+
+
+def test_rules_refuse_streams_the_run_does_not_have() -> None:
+    rules = WireRules(streams={"cam0"})
+    assert rules.decode(encode(header())).header.stream == "cam0"
+    with pytest.raises(WireError) as caught:
+        rules.decode(encode(header(stream="intruder")))
+    assert caught.value.reason == "unknown-stream"
+
+
+def test_an_error_message_never_echoes_a_long_input() -> None:
+    parts = [bytes(p) for p in encode(header())]
+    hostile = parts[0].replace(b'"stream":"cam0"', b'"stream":"' + b"A" * 100_000 + b'"')
+    with pytest.raises(WireError) as caught:
+        decode([hostile])
+    assert len(str(caught.value)) <= 300 and "AAAAAAAAAA" not in str(caught.value)
 
 
 def test_eos_is_a_control_message() -> None:

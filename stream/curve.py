@@ -1,0 +1,221 @@
+"""CurveZMQ for the outside-facing sockets: key pairs, the allow-list, who may connect.
+
+Loopback and ipc need no keys (only this machine's users reach them). A tcp endpoint on
+any other host is reachable from the network, so the pipeline refuses it without keys
+(:meth:`stream.config.EndpointConfig.curve_on` says which endpoints are secured). With
+keys, the side that binds (classify: the predictions PUB and the text SUB) is a CURVE
+server: every connection is encrypted, and pyzmq's ZAP authenticator
+(:class:`zmq.auth.thread.ThreadAuthenticator`) admits only the client public keys found in
+the allow-list folder; a peer with no key or an unknown key is refused during the handshake
+and never sees a message. The connecting side (the
+supervisor's own subscriber, :mod:`stream.text_client`, a user's subscriber) is a CURVE
+client: its own key pair plus the server's public key.
+
+``hidemo keys --out DIR`` writes the files this module reads (:func:`write_keys`)::
+
+    DIR/server.key         server public key: give it to every client
+    DIR/server.key_secret  server key pair: stays with the pipeline (mode 0600)
+    DIR/client.key         a client public key
+    DIR/client.key_secret  that client's key pair (mode 0600)
+    DIR/authorized_clients/client.key   the allow-list: one public key file per client
+
+Example:
+    >>> paths = write_keys(Path("keys"))  # doctest: +SKIP
+    >>> secure = client_security(ClientKeys.from_dir(Path("keys")))  # doctest: +SKIP
+    >>> secure(socket); socket.connect("tcp://10.0.0.5:5560")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from stream.config import CurveConfig
+
+log = logging.getLogger(__name__)
+
+SERVER = "server"
+CLIENT = "client"
+ALLOW_LIST = "authorized_clients"
+FIX = "make keys with `hidemo keys --out DIR`"
+
+Secure = Callable[[zmq.Socket], None]
+"""Sets a socket's CURVE options; called before it binds or connects."""
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    """What :func:`write_keys` wrote."""
+
+    server_public: Path
+    server_secret: Path
+    client_public: Path
+    client_secret: Path
+    authorized_clients: Path
+
+
+def write_keys(out: Path, *, force: bool = False) -> KeyFiles:
+    """A fresh server key pair, a client key pair and an allow-list holding the client.
+
+    Refuses to replace existing keys unless ``force``: every deployed client would lose its
+    access at once. Secret files are readable by their owner only.
+    """
+    files = KeyFiles(out / f"{SERVER}.key", out / f"{SERVER}.key_secret",
+                     out / f"{CLIENT}.key", out / f"{CLIENT}.key_secret", out / ALLOW_LIST)
+    if files.server_secret.exists() and not force:
+        raise FileExistsError(f"{files.server_secret} exists: clients use these keys; pass "
+                              f"--force to replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    files.authorized_clients.mkdir(exist_ok=True)
+    for name in (SERVER, CLIENT):
+        secret = out / f"{name}.key_secret"
+        secret.unlink(missing_ok=True)  # created below with 0600 before the key is written
+        os.close(os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        zmq.auth.create_certificates(out, name)
+        secret.chmod(0o600)
+    (files.authorized_clients / files.client_public.name).write_bytes(
+        files.client_public.read_bytes())
+    return files
+
+
+def keys_command(out: Path, *, force: bool = False) -> int:
+    """``hidemo keys --out DIR``: write the keys and say where each file goes."""
+    files = write_keys(out, force=force)
+    print(f"server key pair: {files.server_secret} (keep it with the pipeline)\n"
+          f"server public key: {files.server_public} (give it to every client)\n"
+          f"client key pair: {files.client_secret} (for the pipeline and one client)\n"
+          f"allow-list: {files.authorized_clients}/ (add a client's .key to admit it)\n"
+          f"use: --set endpoints.curve.dir={out} (and secure=always to force CURVE on "
+          f"loopback); clients: --curve-keys {out}")
+    return 0
+
+
+def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
+    """(public, secret) z85 keys from a pyzmq certificate file, with a clear error."""
+    if not path.is_file():
+        raise ValueError(f"CURVE key file {path} not found; {FIX}")
+    try:
+        public, secret_key = zmq.auth.load_certificate(path)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"CURVE key file {path} is not a key: {error}; {FIX}") from None
+    if secret and secret_key is None:
+        raise ValueError(f"CURVE key file {path} holds no secret key (want *.key_secret)")
+    return public, secret_key
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """The binding side's key pair and the folder of client public keys it admits."""
+
+    public: bytes
+    secret: bytes
+    authorized_clients: Path
+
+    @classmethod
+    def from_config(cls, config: CurveConfig) -> ServerKeys:
+        public, secret = _load(config.server_secret, secret=True)
+        assert secret is not None
+        if not config.authorized_clients.is_dir():
+            raise ValueError(f"CURVE allow-list folder {config.authorized_clients} not "
+                             f"found; {FIX}")
+        return cls(public, secret, config.authorized_clients)
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """A connecting side's key pair and the public key of the server it trusts."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+    @classmethod
+    def from_files(cls, client_secret: Path, server_key: Path) -> ClientKeys:
+        public, secret = _load(client_secret, secret=True)
+        assert secret is not None
+        return cls(public, secret, _load(server_key, secret=False)[0])
+
+    @classmethod
+    def from_config(cls, config: CurveConfig) -> ClientKeys:
+        """The pipeline's own client (the supervisor's subscriber)."""
+        return cls.from_files(config.client_secret, config.server_secret)
+
+    @classmethod
+    def from_dir(cls, keys: Path, name: str = CLIENT) -> ClientKeys:
+        """An outside client's keys from a folder holding ``NAME.key_secret`` and
+        ``server.key`` (what ``--curve-keys DIR`` of the clients reads)."""
+        return cls.from_files(keys / f"{name}.key_secret", keys / f"{SERVER}.key")
+
+
+def client_security(keys: ClientKeys) -> Secure:
+    """Makes a socket a CURVE client of the server whose public key ``keys`` holds."""
+
+    def secure(socket: zmq.Socket) -> None:
+        socket.curve_secretkey = keys.secret
+        socket.curve_publickey = keys.public
+        socket.curve_serverkey = keys.server_public
+
+    return secure
+
+
+class CurveServer:
+    """A running ZAP authenticator for one context plus the server key pair.
+
+    Start it before any CURVE server socket binds, and stop it before the context is
+    destroyed (the handler thread owns sockets of that context, and ``zmq_close`` is not
+    thread-safe). :meth:`stop` first closes the sockets it secured: libzmq lets every client
+    in on a CURVE socket whose ZAP handler is gone, so no such socket outlives it.
+
+    It also has the shape of a prediction sink (``name``, ``emit``, ``close``), so a stage
+    that closes its sinks on exit stops it at the right moment.
+    """
+
+    name = "curve"
+
+    def __init__(self, authenticator: ThreadAuthenticator, keys: ServerKeys) -> None:
+        self.authenticator = authenticator
+        self.keys = keys
+        self.sockets: list[zmq.Socket] = []
+
+    @classmethod
+    def start(cls, context: zmq.Context, config: CurveConfig) -> CurveServer:
+        keys = ServerKeys.from_config(config)
+        own = _load(config.client_secret, secret=True)[0]
+        allowed = {_load(path, secret=False)[0]
+                   for path in keys.authorized_clients.glob("*.key")}
+        if own not in allowed:
+            raise ValueError(f"the pipeline's own client key {config.client_secret} is not "
+                             f"in the allow-list {keys.authorized_clients}: copy its .key file "
+                             f"there, or {FIX}")
+        authenticator = ThreadAuthenticator(context, log=log)
+        authenticator.start()
+        authenticator.configure_curve(domain="*", location=str(keys.authorized_clients))
+        log.info("CURVE: %d allow-listed client key(s) in %s", len(allowed),
+                 keys.authorized_clients)
+        return cls(authenticator, keys)
+
+    def secure(self, socket: zmq.Socket) -> None:
+        """Makes ``socket`` a CURVE server whose peers the authenticator checks."""
+        socket.curve_secretkey = self.keys.secret
+        socket.curve_publickey = self.keys.public
+        socket.curve_server = True
+        self.sockets.append(socket)
+
+    def stop(self) -> None:
+        for socket in self.sockets:
+            socket.close(linger=0)
+        self.sockets.clear()
+        self.authenticator.stop()
+
+    def emit(self, record: object, line: bytes) -> None:
+        """Nothing to publish: present so the server can ride with the sinks."""
+
+    def close(self) -> None:
+        self.stop()

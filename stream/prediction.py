@@ -1,0 +1,97 @@
+"""The prediction record (``hidemo.prediction/1``): what every sink and subscriber receives.
+
+One typed model builds every record (so classify cannot emit a record its own schema
+refuses), and the same model publishes the JSON Schema in ``docs/prediction.schema.json``
+for subscribers in any language. Regenerate that file after changing the model::
+
+    python -m stream.prediction > docs/prediction.schema.json
+
+A test keeps the file equal to the model and validates real pipeline output against it.
+
+Example:
+    >>> Prediction.model_json_schema()["properties"]["schema"]["const"]
+    'hidemo.prediction/1'
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "hidemo.prediction/1"
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Window(_Record):
+    """The window on the source's own timeline (seconds); ``seconds`` is its length, the
+    floor of reaction time."""
+
+    start: Finite
+    end: Finite
+    seconds: Annotated[float, Field(gt=0.0)]
+
+
+class Slots(_Record):
+    """Filled grid slots per modality in the window."""
+
+    image: Count
+    keypoints: Count
+    text: Count
+
+
+class FrameCounts(_Record):
+    """The stream's running counts: received, ``dropped`` on purpose by latest-wins hops,
+    ``lost`` (a crash, a dead peer)."""
+
+    received: Count
+    dropped: Count
+    lost: Count
+
+
+class Prediction(_Record):
+    """One hidden-emotion prediction for one person of one stream."""
+
+    model_config = ConfigDict(title="hidemo prediction", extra="forbid", frozen=True,
+                              allow_inf_nan=False)
+
+    schema_: Literal["hidemo.prediction/1"] = Field(SCHEMA, alias="schema")
+    stream: Annotated[str, Field(min_length=1, max_length=64)]
+    seq: Annotated[int, Field(ge=0, description="this stream's predictions, without gaps, "
+                                                "for the whole run (restarts included)")]
+    person: Annotated[int, Field(ge=0, description="the person's track id")]
+    generation: Count
+    frame_seq: Count
+    label: Literal["negative", "positive"]
+    probs: dict[Literal["negative", "positive"], Probability]
+    window: Window
+    modalities: list[Literal["image", "keypoints", "text"]]
+    slots: Slots
+    smoothing: Annotated[float, Field(ge=0.0, lt=1.0)]
+    capture_time: Finite
+    emit_time: Finite
+    latency_ms: dict[str, Finite] = Field(
+        description="per stage (its own work), 'queues' (waiting and transport), 'total' "
+                    "(capture to prediction), for the newest frame of the window")
+    frames: FrameCounts
+    detector: str | None
+    random_weights: bool
+    random_engines: list[str]
+
+
+def schema_text() -> str:
+    """The published JSON Schema of :class:`Prediction`, as written to the docs."""
+    return json.dumps(Prediction.model_json_schema(by_alias=True), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(schema_text())

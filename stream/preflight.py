@@ -1,0 +1,177 @@
+"""Checks ``hidemo run`` makes before it starts any stage: fail at once, loudly, with the fix.
+
+Without them a refused engine shows up as a stage crash-looping five times, a camera that
+is not there as a run of zero frames, a port in use as a classify that cannot bind, and an
+ipc address another run holds is silently taken from it (ZeroMQ unlinks the socket file).
+:func:`preflight` verifies every engine the run will load (manifest and sha256, as the
+stages will), opens every source once, and makes sure no endpoint the pipeline binds is in
+use. All problems are gathered and raised as one :class:`PreflightError` (a ``ValueError``:
+the ``hidemo`` command prints it and exits 2).
+
+Example::
+
+    preflight(config, Endpoints.for_config(config.endpoints, run_dir))  # or raises
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from engines.manifest import EngineRefused, read_manifest, verify
+from stream.config import RunConfig
+from stream.endpoints import Endpoints
+from stream.sources import probe_source
+
+BOUND_BY_PIPELINE = ("status", "detect_in", "detect_out", "classify_in", "credits",
+                     "predictions")
+"""The endpoints a run binds (the supervisor: status; detect: its input and output;
+classify: its input, credits and predictions). ``text`` is bound by its publisher, so a
+bound text endpoint is expected, not a clash."""
+
+IPC_PATH_MAX = 107
+"""Longest unix socket path (sun_path is 108 bytes with its terminating NUL)."""
+
+CONNECT_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason the run cannot start: what (``engine classifier``, ``source file0 (a.mp4)``,
+    ``endpoint tcp://...``) and the message, which says what to do."""
+
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.message}".replace("\n", "\n    ")
+
+
+class PreflightError(ValueError):
+    """``hidemo run`` cannot start; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"hidemo run cannot start ({len(problems)} problem(s)), no stage "
+                         f"was started:\n{lines}")
+
+
+def preflight(config: RunConfig, endpoints: Endpoints) -> None:
+    """Raise :class:`PreflightError` unless every engine, source and endpoint is usable."""
+    problems = [*check_engines(config), *check_sources(config),
+                *check_endpoints(endpoints)]
+    if problems:
+        raise PreflightError(problems)
+
+
+def engines_to_verify(config: RunConfig) -> list[str]:
+    """Engines the stages will load: as :func:`stream.stages.detect.make_finder` chooses,
+    the detector under ``auto`` only when it has real weights (else MediaPipe runs); the
+    text embedder because classify loads it when text arrives."""
+    names = ["image_embedder", "classifier", "text_embedder"]
+    if config.detect.detector in ("yolo", "auto"):
+        names.insert(0, "detector")
+    return names
+
+
+def check_engines(config: RunConfig) -> list[Problem]:
+    engine_dir = config.resolved_engine_dir()
+    problems = []
+    for name in engines_to_verify(config):
+        try:
+            manifest = read_manifest(engine_dir, name, profile_hint=config.profile)
+            auto = name == "detector" and config.detect.detector == "auto"
+            if auto and manifest.random_weights:
+                continue  # not loaded: MediaPipe finds the persons
+            verify(manifest, engine_dir)
+        except EngineRefused as error:
+            problems.append(Problem(f"engine {name}", str(error)))
+    return problems
+
+
+def check_sources(config: RunConfig) -> list[Problem]:
+    """Open every source once, in parallel (a URL may take its ``open_timeout_s``)."""
+    if not config.sources:
+        return []
+    ids = config.stream_ids()
+    with ThreadPoolExecutor(max_workers=len(config.sources)) as pool:
+        probes = list(pool.map(probe_source, config.sources))
+    return [Problem(f"source {stream} ({probe.spec})", probe.problem)
+            for stream, probe in zip(ids, probes, strict=True) if probe.problem is not None]
+
+
+def check_endpoints(endpoints: Endpoints) -> list[Problem]:
+    problems = []
+    for name in BOUND_BY_PIPELINE:
+        endpoint = getattr(endpoints, name)
+        message = endpoint_in_use(endpoint)
+        if message is not None:
+            problems.append(Problem(f"endpoint {endpoint} ({name})", message))
+    return problems
+
+
+def endpoint_in_use(endpoint: str) -> str | None:
+    """Why the pipeline cannot bind ``endpoint`` now, or None when it can."""
+    if endpoint.startswith("tcp://"):
+        return _tcp_problem(endpoint)
+    if endpoint.startswith("ipc://"):
+        return _ipc_problem(endpoint[len("ipc://"):])
+    return None
+
+
+def _tcp_problem(endpoint: str) -> str | None:
+    """Bind a throw-away ZeroMQ socket there: the same address parsing and options
+    (SO_REUSEADDR) as the stage's own bind, so no false alarm from a port in TIME_WAIT."""
+    context = zmq.Context()
+    probe = context.socket(zmq.PUB)
+    probe.setsockopt(zmq.LINGER, 0)
+    try:
+        probe.bind(endpoint)
+    except zmq.ZMQError as error:
+        if error.errno == zmq.EADDRINUSE:
+            return "is in use (another hidemo run?): stop it, or choose another port"
+        return f"cannot be bound ({error}): check the address"
+    finally:
+        probe.close(linger=0)
+        context.term()  # returns once the listener is closed: the stage can bind it next
+    return None
+
+
+def _ipc_problem(path: str) -> str | None:
+    """An ipc address is in use when its socket file accepts a connection: ZeroMQ's bind
+    would unlink it and take the address from whoever listens there, without an error."""
+    if path.startswith("@"):  # Linux abstract namespace: no file, only a listener
+        return _listening("\0" + path[1:])
+    if len(os.fsencode(path)) > IPC_PATH_MAX:
+        return (f"the path is longer than a unix socket allows ({IPC_PATH_MAX} bytes): use a "
+                "shorter endpoints.ipc_dir")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"cannot be checked ({error})"
+    if not stat.S_ISSOCK(mode):
+        return "a file that is not a socket is in the way: remove it or choose another path"
+    return _listening(path)
+
+
+def _listening(address: str) -> str | None:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(CONNECT_TIMEOUT_S)
+    try:
+        client.connect(address)
+    except OSError:
+        return None  # refused: a stale socket file left by a run that ended
+    finally:
+        client.close()
+    where = "" if address.startswith("\0") else f" (socket file {Path(address)})"
+    return (f"is in use: another process (another hidemo run?) listens there{where}; stop "
+            "it, or choose another endpoint")
