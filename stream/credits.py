@@ -23,14 +23,28 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 
 import zmq
+from pydantic import TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from stream.wire import WIRE_CONFIG, Count
 
 CREDIT_TIMEOUT_S = 2.0
 """Longest a capture waits for an acknowledgement before sending anyway."""
+
+
+@dataclass(frozen=True, config=WIRE_CONFIG)
+class Ack:
+    """Classify's acknowledgement: frames up to ``seq`` of ``generation`` are accounted."""
+
+    generation: Count
+    seq: Count
+
+
+_ACK = TypeAdapter(Ack)
 
 
 class CreditPublisher:
@@ -47,7 +61,7 @@ class CreditPublisher:
 
     def flush(self) -> None:
         for stream, (generation, seq) in self._pending.items():
-            body = json.dumps({"generation": generation, "seq": seq}).encode()
+            body = _ACK.dump_json(Ack(generation, seq))
             with contextlib.suppress(zmq.Again):  # no room: the next batch acknowledges more
                 self.socket.send_multipart([stream.encode(), body], flags=zmq.NOBLOCK)
         self._pending.clear()
@@ -90,16 +104,17 @@ class CreditWindow:
             return
         while True:
             try:
-                topic, body = self.socket.recv_multipart(flags=zmq.NOBLOCK)
+                parts = self.socket.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if topic.decode(errors="replace") != self.stream:
-                continue  # a stream whose name starts with ours
+            if len(parts) != 2 or parts[0].decode(errors="replace") != self.stream:
+                continue  # malformed, or a stream whose name starts with ours
+            body = parts[1]
             try:
-                ack = json.loads(body)
-                ack_generation, ack_seq = int(ack["generation"]), int(ack["seq"])
-            except (ValueError, KeyError, TypeError):
+                ack = _ACK.validate_json(body)
+            except ValidationError:
                 continue  # malformed: the timeout covers a missing acknowledgement
+            ack_generation, ack_seq = ack.generation, ack.seq
             if ack_generation == generation:
                 if self.generation != generation:
                     self.generation, self.acked = generation, -1

@@ -1,8 +1,8 @@
 """Live text for the text modality: lines published on a topic by an outside process.
 
-An ASR engine or a subtitle feed binds a PUB socket at the pipeline's text endpoint (it is
-the long-lived service; classify's SUB connects to it and reconnects by itself whenever
-either side restarts) and publishes ``[stream id, JSON]`` with ``{"text": "..."}`` and
+Classify binds a SUB socket at the pipeline's text endpoint (so no stranger can stand in
+for the topic; CURVE-secured outside loopback), and an ASR engine or a subtitle feed
+connects a PUB to it and publishes ``[stream id, JSON]`` with ``{"text": "..."}`` and
 optionally ``"time"``, the ``time.monotonic()`` at which the words were spoken (default:
 arrival). Each window gets the text of its time span, embedded by the text engine; a
 stream with no text in its window has the text modality masked. See

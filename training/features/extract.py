@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ INPUT_ERRORS = (VideoError, OSError, ValueError, cv2.error)
 such a video is reported and skipped. Anything else stops the run."""
 
 
-class Skeletons(str, Enum):
+class Skeletons(StrEnum):
     """Where keypoints come from when the manifest names a skeleton folder."""
 
     PREFER = "prefer"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -40,7 +40,7 @@ CROP_MARGIN = 0.15
 """Fraction of the box added on each side; the live detect stage's default margin."""
 
 
-class NoPerson(str, Enum):
+class NoPerson(StrEnum):
     """What a frame in which the detector finds nobody contributes."""
 
     SKIP = "skip"
