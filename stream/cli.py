@@ -105,7 +105,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         spec_path = run_dir / "spec.json"
         spec_path.write_text(strictjson.dumps({
             "config": config.model_dump(mode="json"), "endpoints": endpoints.to_json(),
-            "out": None if out is None else str(out.resolve()),
+            "out": None if out is None else str(out.resolve()), "state_dir": str(run_dir),
         }))
         log_dir = (out or run_dir) / "logs"
         print(f"hidemo run: {len(config.sources)} source(s) {config.stream_ids()}, profile "
@@ -120,9 +120,14 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
 
 
 def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
-    print(f"hidemo run: {summary['reason']} after {summary['wall_s']:.1f} s", file=sys.stderr)
+    reason = summary["reason"]
+    if "\n" in reason:  # a stage's own message, with its fix on the next lines
+        print(f"hidemo run: after {summary['wall_s']:.1f} s, {reason}", file=sys.stderr)
+    else:
+        print(f"hidemo run: {reason} after {summary['wall_s']:.1f} s", file=sys.stderr)
     for failure in summary.get("failures", []):
-        print(f"  FAILED: {failure}", file=sys.stderr)
+        if failure not in summary["reason"]:  # the reason already says it
+            print(f"  FAILED: {failure}", file=sys.stderr)
     for warning in summary.get("warnings", []):
         print(f"  warning: {warning}", file=sys.stderr)
     for stream, info in summary["streams"].items():

@@ -26,14 +26,8 @@ import zmq
 
 from engines.manifest import EngineRefused, read_manifest, verify
 from stream.config import RunConfig
-from stream.endpoints import Endpoints
+from stream.endpoints import LAYOUT, OUTSIDE, Endpoints
 from stream.sources import probe_source
-
-BOUND_BY_PIPELINE = ("status", "detect_in", "detect_out", "classify_in", "credits",
-                     "predictions")
-"""The endpoints a run binds (the supervisor: status; detect: its input and output;
-classify: its input, credits and predictions). ``text`` is bound by its publisher, so a
-bound text endpoint is expected, not a clash."""
 
 IPC_PATH_MAX = 107
 """Longest unix socket path (sun_path is 108 bytes with its terminating NUL)."""
@@ -107,9 +101,14 @@ def check_sources(config: RunConfig) -> list[Problem]:
             for stream, probe in zip(ids, probes, strict=True) if probe.problem is not None]
 
 
+def bound_by_pipeline() -> list[str]:
+    """The endpoints a process of the run binds, from :data:`stream.endpoints.LAYOUT`."""
+    return [name for name, hop in LAYOUT.items() if OUTSIDE not in hop.bind.opened_by]
+
+
 def check_endpoints(endpoints: Endpoints) -> list[Problem]:
     problems = []
-    for name in BOUND_BY_PIPELINE:
+    for name in bound_by_pipeline():
         endpoint = getattr(endpoints, name)
         message = endpoint_in_use(endpoint)
         if message is not None:

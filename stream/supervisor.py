@@ -34,7 +34,7 @@ from typing import IO, Any
 import zmq
 
 from stream.config import RunConfig
-from stream.endpoints import Endpoints, open_endpoint, open_socket
+from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.resources import ResourceMeter
 from stream.status import Health, Rejections, StageStatus, StatusError
@@ -128,8 +128,8 @@ class Supervisor:
         self.view = view
         self.stop = stop
         self.context = zmq.Context()
-        self.status_socket = open_socket(self.context, zmq.PULL, endpoints.status, bind=True,
-                                         hwm=1000)
+        self.status_socket = open_endpoint(self.context, endpoints, "status", "bind",
+                                           config.endpoints)
         # a CURVE client with the configured client keys when the endpoint is secured
         self.predictions = open_endpoint(self.context, endpoints, "predictions", "connect",
                                          config.endpoints)
@@ -436,8 +436,8 @@ class Supervisor:
 
     def _drained(self) -> bool:
         status = self.statuses.get("classify[0]")
-        if status is None or not self.captures:
-            return True
+        if status is None or not self.captures or not self.captures_started:
+            return True  # nothing was sent that could still be on its way
         streams = status.extra.get("streams", {})
         ids = self.config.stream_ids()
         return all(streams.get(s, {}).get("ended", False) for s in ids)

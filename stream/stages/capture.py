@@ -19,7 +19,7 @@ import zmq
 from engines.adapters.rates import RateSampler
 from stream.config import RunConfig
 from stream.credits import CreditWindow
-from stream.endpoints import Endpoints, open_socket
+from stream.endpoints import Endpoints, open_endpoint
 from stream.hop import Sender
 from stream.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
 from stream.stage import StopFlag
@@ -47,15 +47,15 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                           backoff_max_s=source_config.reconnect_max_s)
     # unpaced (saturated): frames wait in this process until detect has room, not in
     # ZeroMQ or kernel buffers, so the source reads only about as fast as detect takes
-    output = open_socket(context, zmq.PUSH, endpoints.detect_in, bind=False,
-                         hwm=config.endpoints.high_water_mark if paced else 1,
-                         sndbuf=None if paced else UNPACED_SNDBUF)
+    output = open_endpoint(context, endpoints, "detect_in", "connect", config.endpoints,
+                           hwm=config.endpoints.high_water_mark if paced else 1,
+                           sndbuf=None if paced else UNPACED_SNDBUF)
     credits = None
     if not paced:  # as fast as the pipeline classifies, not as fast as detect drains
-        credits = open_socket(context, zmq.SUB, endpoints.credits, bind=False, hwm=100)
+        credits = open_endpoint(context, endpoints, "credits", "connect", config.endpoints)
         credits.setsockopt(zmq.SUBSCRIBE, stream_id.encode())
     window = CreditWindow(credits, stream_id, in_flight=source_config.in_flight)
-    status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
+    status = open_endpoint(context, endpoints, "status", "connect", config.endpoints)
     reporter = StatusReporter(status, "capture", index,
                               interval_s=config.supervisor.status_interval_s,
                               stall_after_s=config.supervisor.stall_after_s)

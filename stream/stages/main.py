@@ -24,7 +24,7 @@ from engines.manifest import EngineManifest, EngineRefused, read_manifest
 from engines.runtime import load_engine
 from stream.config import RunConfig, StageConfig
 from stream.credits import CreditPublisher
-from stream.endpoints import Endpoints, open_socket
+from stream.endpoints import Endpoints, Side, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.sinks import JsonlSink, PubSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("capture", "detect", "features", "classify")
 EXIT_LINGER_MS = 500
+SEQ_FILE = "classify-seq.json"
 
 
 def open_engine(config: RunConfig, name: str,
@@ -86,10 +87,13 @@ def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
 
 
 def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
-                   context: zmq.Context) -> tuple[BatchStage, StageConfig]:
+                   context: zmq.Context,
+                   state_dir: Path | None = None) -> tuple[BatchStage, StageConfig]:
+    """Classify with its sinks; ``state_dir`` (the run's private folder) keeps what must
+    outlive a restart of this stage: the next prediction ``seq`` of each stream."""
     from engines.adapters.classifier import CLASSIFIER_NAME, WindowClassifier
-    from stream.endpoints import open_endpoint, start_curve
-    from stream.stages.classify import ClassifyStage
+    from stream.endpoints import start_curve
+    from stream.stages.classify import ClassifyStage, SeqStore
     from stream.text_topic import TextTopic
 
     engine, manifest = open_engine(config, CLASSIFIER_NAME, config.classify.threads)
@@ -136,7 +140,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
                           text=TextTopic(text_socket, text_embedder,
                                          streams=config.stream_ids()), trace=trace,
-                          credits=credits)
+                          credits=credits,
+                          seqs=None if state_dir is None else SeqStore(state_dir / SEQ_FILE))
     return stage, stage_config
 
 
@@ -148,33 +153,41 @@ EADDRINUSE): the same start would fail again, so the stage exits with
 
 
 def build_stage(stage_name: str, index: int, config: RunConfig, endpoints: Endpoints,
-                out: Path | None, context: zmq.Context) -> tuple[BatchStage, StageConfig, StageIO]:
-    """An inference stage with its engines loaded and its sockets bound or connected."""
-    # outputs hold a whole batch: a stage's own results are never dropped by its own
-    # queue; the receiver's latest-wins drain bounds latency whatever waits in buffers
-    hwm = config.endpoints.high_water_mark
-    status = open_socket(context, zmq.PUSH, endpoints.status, bind=False, hwm=10)
+                out: Path | None, context: zmq.Context,
+                state_dir: Path | None = None) -> tuple[BatchStage, StageConfig, StageIO]:
+    """An inference stage with its engines loaded and its sockets bound or connected, each
+    as :data:`stream.endpoints.LAYOUT` declares it (type, queue, message size bound)."""
+
+    def endpoint(name: str, side: Side, hwm: int | None = None) -> zmq.Socket:
+        return open_endpoint(context, endpoints, name, side, config.endpoints, hwm=hwm)
+
+    status = endpoint("status", "connect")
     if stage_name == "detect":
         stage, stage_config = build_detect(config)
-        inbound = open_socket(context, zmq.PULL, endpoints.detect_in, bind=True, hwm=hwm)
-        outbound = open_socket(context, zmq.PUSH, endpoints.detect_out, bind=True,
-                               hwm=max(hwm, stage_config.batch))
+        inbound = endpoint("detect_in", "bind")
+        # outputs hold a whole batch: a stage's own results are never dropped by its own
+        # queue; the receiver's latest-wins drain bounds latency whatever waits in buffers
+        outbound = endpoint("detect_out", "bind", _batch_hwm(config, stage_config))
     elif stage_name == "features":
         stage, stage_config = build_features(config)
-        inbound = open_socket(context, zmq.PULL, endpoints.detect_out, bind=False, hwm=hwm)
-        outbound = open_socket(context, zmq.PUSH, endpoints.classify_in, bind=False,
-                               hwm=max(hwm, stage_config.batch))
+        inbound = endpoint("detect_out", "connect")
+        outbound = endpoint("classify_in", "connect", _batch_hwm(config, stage_config))
     else:
-        stage, stage_config = build_classify(config, endpoints, out, context)
-        inbound = open_socket(context, zmq.PULL, endpoints.classify_in, bind=True, hwm=hwm)
+        stage, stage_config = build_classify(config, endpoints, out, context, state_dir)
+        inbound = endpoint("classify_in", "bind")
         outbound = None
     reporter = StatusReporter(status, stage_name, index,
                               interval_s=config.supervisor.status_interval_s,
                               stall_after_s=config.supervisor.stall_after_s)
     inputs = {"detect": "detect_in", "features": "detect_out", "classify": "classify_in"}
-    rules = WireRules(streams=frozenset(config.stream_ids()))
+    rules = WireRules(streams=frozenset(config.stream_ids()),
+                      max_bytes=config.endpoints.max_frame_bytes)
     return stage, stage_config, StageIO(inbound, outbound, reporter, rules=rules,
                                         endpoint=inputs[stage_name])
+
+
+def _batch_hwm(config: RunConfig, stage_config: StageConfig) -> int:
+    return max(config.endpoints.high_water_mark, stage_config.batch)
 
 
 def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
@@ -189,8 +202,9 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             endpoints = Endpoints(**spec["endpoints"])
             out = Path(spec["out"]) if spec.get("out") else None
             if stage_name != "capture":
+                state_dir = Path(spec["state_dir"]) if spec.get("state_dir") else None
                 stage, stage_config, io = build_stage(stage_name, index, config, endpoints,
-                                                      out, context)
+                                                      out, context, state_dir)
         except BUILD_ERRORS as error:
             log.error("%s %s", FATAL_MARKER, error)
             return EX_CONFIG

@@ -26,6 +26,7 @@ from stream.demo import write_demo_video
 from stream.endpoints import Endpoints
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.preflight import PreflightError, check_engines, endpoint_in_use, preflight
+from stream.sources import probe_source
 from stream.status import Counters, Health, StageStatus
 from stream.supervisor import StopRequest, Supervisor, fatal_message
 from stream.view import make_view
@@ -134,20 +135,21 @@ def test_a_tcp_endpoint_in_use_stops_the_run_naming_it(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["predictions", "text"])
 def test_an_ipc_endpoint_another_process_holds_is_not_stolen(
-        tiny_engine_dir: Path, tmp_path: Path) -> None:
+        tiny_engine_dir: Path, tmp_path: Path, name: str) -> None:
     endpoint = f"ipc://{tmp_path}/held"
     context = zmq.Context()
-    holder = context.socket(zmq.PULL)
+    holder = context.socket(zmq.PULL)  # e.g. another run's classify
     try:
         holder.bind(endpoint)
         result, _ = hidemo_run(tiny_engine_dir, tmp_path, "--source", "demo",
-                               "--set", f"endpoints.predictions={endpoint}")
+                               "--set", f"endpoints.{name}={endpoint}")
         assert Path(endpoint[len("ipc://"):]).exists()  # still the holder's
     finally:
         context.destroy(linger=0)
     assert_refused_before_any_stage(result, tmp_path)
-    assert f"endpoint {endpoint} (predictions): is in use" in result.stderr, result.stderr
+    assert f"endpoint {endpoint} ({name}): is in use" in result.stderr, result.stderr
 
 
 def test_endpoint_checks_tell_in_use_from_free_and_stale(tmp_path: Path) -> None:
@@ -205,6 +207,30 @@ def test_a_stage_that_refuses_its_engine_exits_with_ex_config_and_the_fix(
     message = fatal_message(log)
     assert message is not None and message.startswith("engine 'image_embedder'"), message
     assert message.endswith(f"fix: hidemo engines build --profile tiny --engine-dir {engines}")
+
+
+@pytest.mark.slow
+def test_a_stage_refusing_its_engine_fails_the_run_at_once_without_restarts(
+        tiny_engine_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream.cli import run_pipeline
+
+    # the engine goes bad after the preflight (replaced while the run starts): the stage
+    # itself refuses it, and the run must still end at once with the stage's own message
+    monkeypatch.setattr("stream.preflight.preflight", lambda config, endpoints: None)
+    engines = corrupted_copy(tiny_engine_dir, tmp_path)
+    config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
+                                "engine_dir": engines, "duration": 30, "out": tmp_path / "out",
+                                "view": "none"},
+                         [f"endpoints.predictions=ipc://{tmp_path}/predictions"])
+    code, summary = run_pipeline(config, make_view("none"), StopRequest())
+    assert code == 1
+    assert summary["restarts"]["features[0]"] == 0
+    assert [e["event"] for e in summary["events"] if e["stage"] == "features"] == \
+        ["started", "refused"]
+    assert summary["failures"][0].startswith("features[0] cannot start: engine "
+                                             "'image_embedder'"), summary["failures"]
+    assert "fix: hidemo engines build" in summary["failures"][0]
+    assert summary["wall_s"] < 20  # not 30 s of duration, nor five restarts with backoff
 
 
 def make_supervisor(tmp_path: Path) -> Supervisor:
@@ -278,3 +304,16 @@ def test_a_file_that_ends_early_is_reported_and_its_predictions_kept(
     assert f"warning: source {video} ended early" in result.stderr
     predictions = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
     assert predictions, result.stderr
+
+
+def test_a_url_that_does_not_open_within_its_timeout_is_a_problem() -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = load_config(None, {"sources": [{"spec": f"http://127.0.0.1:{port}/live.mjpg",
+                                             "open_timeout_s": 2.0}], "profile": "tiny"})
+    started = time.monotonic()
+    probe = probe_source(config.sources[0])
+    assert probe.problem is not None and "cannot be opened within open_timeout_s=2 s" in \
+        probe.problem, probe
+    assert time.monotonic() - started < 10

@@ -178,23 +178,18 @@ def test_a_slow_stage_does_not_grow_frame_age(tiny_engine_dir: Path, tmp_path: P
     output = finish(process)
     assert process.returncode == 0, output
     frames = read_jsonl(tmp_path / "out" / "frames.jsonl")
-    assert len(frames) >= 12, output
-    ages = [f["age_frames"] for f in frames[3:]]  # past the first (warm-up) frames
-    # Structure, not speed: measured against what an unbounded queue would do, so a busy
-    # machine (slower stages, ages of 27 -> 51 frames seen at load 1) cannot fail it. With a
-    # queue, each frame the slow stage finishes is (slow_ms - one frame) older than the one
-    # before: 8 frames of age per processed frame, at any machine speed (slower: more).
-    queue_growth = (slow_ms / 1000 - 1 / fps) * fps
-    slow_frames = slow_ms / 1000 * fps  # 9 frames pass while the slow stage works on one
-    # bounded: a few stage times (about 25 frames here unloaded); a queue passes 90 frames
-    # after 11 processed frames and reaches 8 x len(ages) >= 72..240 by the end
-    assert max(ages) <= 10 * slow_frames, ages
-    third = len(ages) // 3
-    early, late = sorted(ages[:third]), sorted(ages[-third:])
-    # no trend: the growth per processed frame between the thirds' middles stays under half
-    # a queue's (bounded hops measure ~0; the loaded run above: 24 frames over ~17 frames)
-    growth = (late[len(late) // 2] - early[len(early) // 2]) / (len(ages) - third)
-    assert growth <= queue_growth / 2, (growth, ages)
+    assert len(frames) >= 6, output
+    # Structure, not speed: a busy machine slows every stage (ages 27 -> 51 frames seen at
+    # load 1; 9 frames classified in 10 s, ages up to 52, with two busy loops on 2 cores),
+    # so no bound in frames of age or trend holds everywhere. What does: when a frame
+    # reaches classify, of the frames captured so far (its seq plus its age), how many are
+    # still waiting behind it (its age)? An unbounded queue keeps nearly all of them (it
+    # classifies frame k while ~30 x elapsed seconds wait: share >= 0.9 in the second half
+    # of the run, more on a slower machine); latest-wins hops a few stage times' worth
+    # (share 0.1-0.2 measured, loaded or not). The first frames wait for warm-up: skipped.
+    late = frames[len(frames) // 2:]
+    shares = [f["age_frames"] / (f["seq"] + f["age_frames"]) for f in late]
+    assert max(shares) <= 0.5, [(f["seq"], f["age_frames"]) for f in frames]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     stream = summary["streams"]["demo0"]
     assert stream["dropped"] > stream["frames"]  # most frames dropped on purpose, counted
