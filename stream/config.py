@@ -285,6 +285,17 @@ class RunConfig(_Strict):
         ids = self.stream_ids()
         if len(set(ids)) != len(ids):
             raise ValueError(f"stream ids must be unique, got {ids}")
+        if too_long := [i for i in ids if not 1 <= len(i) <= 64]:
+            raise ValueError(f"stream ids are 1 to 64 characters (the wire's bound): {too_long}")
+        hang = self.supervisor.hang_after_s
+        for stream, source in zip(ids, self.sources, strict=True):
+            blocking = max(source.open_timeout_s, source.read_timeout_s)
+            if source.kind == "url" and blocking >= hang:
+                # an open or read blocks the capture's loop (and its heartbeat) that long
+                raise ValueError(
+                    f"source {stream}: open_timeout_s/read_timeout_s ({blocking:g} s) must be "
+                    f"below supervisor.hang_after_s ({hang:g} s), or the watchdog would kill "
+                    f"the capture while it waits for the camera")
         return self
 
     def resolved_engine_dir(self) -> Path:

@@ -27,17 +27,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from stream.config import CurveConfig
+from stream.status import Rejections
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +169,42 @@ def client_security(keys: ClientKeys) -> Secure:
     return secure
 
 
+class RefusalMonitor:
+    """Counts the handshakes a CURVE server socket refused (a peer with no key: a protocol
+    mismatch; with a key not on the allow-list: refused by the authenticator), from
+    ZeroMQ's socket monitor, into ``rejections`` of that endpoint. A refused peer retries
+    on its own (every 100 ms by default), so the count is of attempts, not of peers."""
+
+    EVENTS: ClassVar[dict[int, str]] = {
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH: "curve-refused",
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "curve-protocol",
+        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "curve-handshake"}
+
+    def __init__(self, socket: zmq.Socket, endpoint: str) -> None:
+        self.socket = socket
+        events = 0
+        for event in self.EVENTS:
+            events |= event
+        self.monitor = socket.get_monitor_socket(events)
+        self.rejections = Rejections(endpoint, "classify")
+
+    def poll(self, limit: int = 1000) -> None:
+        """Count the refusals reported since the last call."""
+        for _ in range(limit):
+            try:
+                event = recv_monitor_message(self.monitor, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reason = self.EVENTS.get(event["event"], "curve-handshake")
+            self.rejections.add(reason, f"peer refused during the CURVE handshake "
+                                        f"({event['endpoint']!r})")
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):  # the socket may be closed already
+            self.socket.disable_monitor()
+        self.monitor.close(linger=0)
+
+
 class CurveServer:
     """A running ZAP authenticator for one context plus the server key pair.
 
@@ -183,6 +223,7 @@ class CurveServer:
         self.authenticator = authenticator
         self.keys = keys
         self.sockets: list[zmq.Socket] = []
+        self.monitors: list[RefusalMonitor] = []
 
     @classmethod
     def start(cls, context: zmq.Context, config: CurveConfig) -> CurveServer:
@@ -201,14 +242,19 @@ class CurveServer:
                  keys.authorized_clients)
         return cls(authenticator, keys)
 
-    def secure(self, socket: zmq.Socket) -> None:
-        """Makes ``socket`` a CURVE server whose peers the authenticator checks."""
+    def secure(self, socket: zmq.Socket, endpoint: str = "curve") -> None:
+        """Makes ``socket`` a CURVE server whose peers the authenticator checks; refused
+        handshakes are counted by a :class:`RefusalMonitor` under ``endpoint``."""
         socket.curve_secretkey = self.keys.secret
         socket.curve_publickey = self.keys.public
         socket.curve_server = True
         self.sockets.append(socket)
+        self.monitors.append(RefusalMonitor(socket, endpoint))
 
     def stop(self) -> None:
+        for monitor in self.monitors:
+            monitor.close()
+        self.monitors.clear()
         for socket in self.sockets:
             socket.close(linger=0)
         self.sockets.clear()

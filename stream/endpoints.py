@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -165,7 +166,7 @@ def open_endpoint(context: zmq.Context, endpoints: Endpoints, name: str, side: S
             if curve is None:
                 raise ValueError(f"endpoint {name} {address!r} needs CURVE: start a "
                                  f"CurveServer on this context first")
-            secure = curve.secure
+            secure = partial(curve.secure, endpoint=name)
         else:
             if config.curve is None:
                 raise ValueError(f"endpoint {name} {address!r} needs CURVE keys; make them "

@@ -1,7 +1,7 @@
 """Where predictions go: a PUB socket (JSON), an append-only JSONL log, anything else.
 
-A prediction is one JSON object (schema ``hidemo.prediction/1``, documented in the README
-and built by the classify stage, :mod:`stream.stages.classify`). Sinks are independent:
+A prediction is one JSON object (schema ``hidemo.prediction/1``: :mod:`stream.prediction`
+and ``docs/prediction.schema.json``, built by the classify stage). Sinks are independent:
 one that fails (a full disk, a closed socket) is counted and reported, never allowed to stop
 the pipeline.
 
@@ -24,9 +24,6 @@ from stream import strictjson
 from stream.wire import Header, Stamp
 
 log = logging.getLogger(__name__)
-
-SCHEMA = "hidemo.prediction/1"
-
 
 class Sink(Protocol):
     name: str

@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,6 +76,15 @@ class SeqStore:
             os.replace(tmp, self.path)
         except OSError as error:
             log.warning("prediction seq state %s not saved: %s", self.path, error)
+
+
+class Watched(Protocol):
+    """A socket event source whose refusals count as rejections (CURVE handshakes)."""
+
+    monitor: Any
+    rejections: Rejections
+
+    def poll(self) -> None: ...
 
 
 class Classifier(Protocol):
@@ -139,7 +149,8 @@ class ClassifyStage(BatchStage):
 
     def __init__(self, classifier: Classifier, sinks: Sinks, config: ClassifyConfig, *,
                  text: TextTopic | None = None, trace: JsonlSink | None = None,
-                 credits: CreditPublisher | None = None, seqs: SeqStore | None = None) -> None:
+                 credits: CreditPublisher | None = None, seqs: SeqStore | None = None,
+                 watched: Sequence[Watched] = ()) -> None:
         self.classifier = classifier
         self.credits = credits
         self.sinks = sinks
@@ -147,6 +158,7 @@ class ClassifyStage(BatchStage):
         self.text = text
         self.trace = trace
         self.seqs = seqs
+        self.watched = list(watched)
         self._streams: dict[str, _Stream] = {}
         self._rings: dict[tuple[str, int, int], PersonRing] = {}
         self.non_finite = 0
@@ -360,10 +372,12 @@ class ClassifyStage(BatchStage):
         return []
 
     def extra_sockets(self) -> list:
-        return [] if self.text is None else [(self.text.socket, self.text.poll)]
+        text = [] if self.text is None else [(self.text.socket, self.text.poll)]
+        return text + [(w.monitor, w.poll) for w in self.watched]
 
     def extra_rejections(self) -> list[Rejections]:
-        return [] if self.text is None else [self.text.rejections]
+        text = [] if self.text is None else [self.text.rejections]
+        return text + [w.rejections for w in self.watched]
 
     def extra_status(self) -> dict[str, Any]:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},

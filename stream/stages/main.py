@@ -141,7 +141,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
                           text=TextTopic(text_socket, text_embedder,
                                          streams=config.stream_ids()), trace=trace,
                           credits=credits,
-                          seqs=None if state_dir is None else SeqStore(state_dir / SEQ_FILE))
+                          seqs=None if state_dir is None else SeqStore(state_dir / SEQ_FILE),
+                          watched=[] if curve is None else curve.monitors)
     return stage, stage_config
 
 

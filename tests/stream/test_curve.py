@@ -151,6 +151,13 @@ def test_only_allow_listed_clients_connect(tmp_path: Path) -> None:
         _exchange(time.monotonic() + 2.0, step)
         assert got["good"] > 10 and got["none"] == 0 and got["unknown"] == 0, got
         assert "good" in lines and set(lines) == {"good"}, set(lines)
+        for monitor in curve.monitors:  # every refused handshake is counted, by reason
+            monitor.poll()
+        refused = {m.rejections.endpoint: m.rejections.counts for m in curve.monitors}
+        assert set(refused) == {"predictions", "text"}, refused
+        for counts in refused.values():  # the key-less peers and the unlisted key
+            assert counts.get("curve-protocol", 0) >= 1, refused
+            assert counts.get("curve-refused", 0) >= 1, refused
     finally:
         curve.stop()
         server_context.destroy(linger=0)

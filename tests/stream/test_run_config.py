@@ -65,3 +65,15 @@ def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
     config = load_config(path, {}, [])
     assert [source.kind for source in config.sources] == ["demo", "file", "url"]
     assert config.sources[2].read_timeout_s == 5.0
+
+
+def test_a_source_timeout_the_watchdog_would_take_for_a_hang_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="hang_after_s"):
+        load_config(None, {"sources": [{"spec": "rtsp://cam/live", "read_timeout_s": 40}]})
+    load_config(None, {"sources": [{"spec": "rtsp://cam/live", "read_timeout_s": 40}],
+                       "supervisor": {"hang_after_s": 60}})
+
+
+def test_a_stream_id_longer_than_the_wire_allows_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="64 characters"):
+        load_config(None, {"sources": [{"spec": "demo", "id": "x" * 65}]})
