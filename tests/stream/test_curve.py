@@ -9,6 +9,7 @@ right key, with no key, and with a valid key that is not allow-listed.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import stat
 import subprocess
@@ -164,6 +165,15 @@ def test_only_allow_listed_clients_connect(tmp_path: Path) -> None:
         client_context.destroy(linger=0)
 
 
+def _enough(log: Path) -> bool:
+    if not log.is_file():
+        return False
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    counts = {s: sum(r["stream"] == s for r in records) for s in ("demo0", "demo1")}
+    with_text = any("text" in r["modalities"] for r in records if r["stream"] == "demo0")
+    return min(counts.values()) >= 3 and with_text
+
+
 @pytest.mark.slow
 def test_a_curve_run_over_tcp_admits_only_the_allow_listed_key(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
@@ -193,10 +203,13 @@ def test_a_curve_run_over_tcp_admits_only_the_allow_listed_key(
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "hidemo", "run", "--config", str(config), "--engine-dir",
-             str(tiny_engine_dir), "--duration", "10", "--out", str(tmp_path / "out")],
+             str(tiny_engine_dir), "--duration", "120", "--out", str(tmp_path / "out")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         next_line = 0.0
-        while process.poll() is None:
+        log = tmp_path / "out" / "predictions.jsonl"
+        # until both streams have predicted a few times, and demo0 with its text (counts,
+        # not a duration: a loaded machine only takes longer)
+        while process.poll() is None and not _enough(log):
             if time.monotonic() > next_line:
                 for name, sender in texts.items():
                     publish(sender, name.split("-")[0], "I am really happy with today")
@@ -204,6 +217,11 @@ def test_a_curve_run_over_tcp_admits_only_the_allow_listed_key(
             for name, sub in subs.items():
                 got[name] += drain(sub)
             time.sleep(0.05)
+        for _ in range(20):  # the keyless subscribers get more chances to (not) receive
+            for name, sub in subs.items():
+                got[name] += drain(sub)
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     finally:
         context.destroy(linger=0)
@@ -215,3 +233,7 @@ def test_a_curve_run_over_tcp_admits_only_the_allow_listed_key(
     assert got["good"] > 0 and got["none"] == 0 and got["unknown"] == 0, (got, output)
     assert any("text" in r["modalities"] for r in records if r["stream"] == "demo0")
     assert not any("text" in r["modalities"] for r in records if r["stream"] == "demo1")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    refused = summary["stages"]["classify[0]"]["counters"]["rejected"]
+    for endpoint in ("predictions", "text"):  # the strangers' attempts, counted
+        assert {"curve-protocol", "curve-refused"} <= set(refused.get(endpoint, {})), refused
