@@ -115,6 +115,9 @@ class _Stream:
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_KEEP)
         self.age_frames: deque[float] = deque(maxlen=LATENCY_KEEP)
         self.ended = False
+        self.end: tuple[int, int] | None = None
+        """(generation, frames sent) of the last end of stream: a later frame that the end
+        says was never sent contradicts it (a false end), and the stream goes on."""
 
     def rates(self) -> dict[str, float]:
         span = self.last_media - (self.first_media or 0.0)
@@ -199,6 +202,11 @@ class ClassifyStage(BatchStage):
             if header.generation != state.book.generation:
                 self._forget_stream(header.stream)
                 state.next_due, state.first_media = None, None
+            if state.ended and _contradicts(state.end, header):
+                log.warning("stream %s: frame %d came after an end of stream that said "
+                            "%d frames were sent; the end is ignored", header.stream,
+                            header.seq, state.end[1] if state.end else 0)
+                state.ended, state.end = False, None
             lost = state.book.account(header.generation, header.seq, header.dropped)
             if lost:
                 log.warning("stream %s: %d frame(s) lost before seq %d", header.stream, lost,
@@ -364,7 +372,7 @@ class ClassifyStage(BatchStage):
     def on_control(self, message: Message) -> list[Message]:
         header = message.header
         state = self._stream(header.stream)
-        state.ended = True
+        state.ended, state.end = True, (header.generation, header.seq)
         lost = state.book.end(header.generation, header.seq, header.dropped)
         if lost:
             log.warning("stream %s: %d frame(s) lost at its end", header.stream, lost)
@@ -393,3 +401,13 @@ class ClassifyStage(BatchStage):
 
 def _json_line(record: dict[str, Any]) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _contradicts(end: tuple[int, int] | None, header: Header) -> bool:
+    """Whether frame ``header`` is one an end of stream said was never sent: a new
+    generation (the source came back), or a sequence number at or past the end's count.
+    Frames from before the end may still arrive late from a feature replica: they do not."""
+    if end is None:
+        return True
+    generation, sent = end
+    return header.generation != generation or header.seq >= sent

@@ -11,7 +11,7 @@ from stream.config import ClassifyConfig, StageConfig
 from stream.stage import BatchStage, _process
 from stream.stages.classify import ClassifyStage, SeqStore
 from stream.status import Counters, FailedItems
-from stream.wire import FrameMeta, Header, Message, Person, WireError
+from stream.wire import FrameMeta, Header, Kind, Message, Person, WireError
 
 
 def frame(seq: int, **changes: object) -> Message:
@@ -112,3 +112,16 @@ def test_prediction_seq_continues_after_a_restart(tmp_path) -> None:
     assert stage._stream("a").predictions == 5 and stage._stream("c").predictions == 0
     path.write_text("{not json")
     assert SeqStore(path).next == {}  # unreadable: start at 0, never crash
+
+
+def test_a_false_end_of_stream_is_contradicted_by_the_frames_after_it() -> None:
+    stage = classify_stage()
+    stage.process([frame(0), frame(1)])
+    eos = Message(Header(stream="a", seq=2, generation=1, capture_time=1.0, media_time=0.2,
+                         kind=Kind.EOS), {})
+    stage.on_control(eos)
+    assert stage._streams["a"].ended
+    stage.process([frame(1)])  # late from a replica: sent before the end, consistent
+    assert stage._streams["a"].ended
+    stage.process([frame(5)])  # the end said 2 frames were sent: it was false
+    assert not stage._streams["a"].ended
