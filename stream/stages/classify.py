@@ -7,7 +7,7 @@ the due windows of all streams go through the classifier in one call. Each predi
 JSON record (``hidemo.prediction/1``, its JSON Schema in ``docs/prediction.schema.json``)
 sent to the sinks. Sequence numbers are accounted here: a gap the in-band drop count does
 not explain is reported as lost frames. A prediction's own ``seq`` is contiguous per stream
-for the whole run: with a :class:`SeqStore` it survives a restart of this stage.
+for the whole run: with a :class:`ClassifyMemory` it survives a restart of this stage.
 
 State is bounded whatever arrives: streams are the run's (the wire rules refuse others),
 each keeps at most :data:`MAX_PERSONS_PER_STREAM` person rings, an end of stream releases
@@ -23,6 +23,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,35 +48,41 @@ MAX_PERSONS_PER_STREAM = 16
 """Person rings one stream may hold; beyond it the least recently seen is forgotten."""
 
 
-class SeqStore:
-    """The next prediction ``seq`` per stream, kept in a small JSON file that is replaced
-    atomically before each prediction goes out (a few tens of microseconds, about once a
-    second per person), so a restarted classify goes on where the dead one stopped instead
-    of starting again at 0. An unreadable file starts at 0 (logged): a repeated seq is
-    better than no predictions."""
+class ClassifyMemory:
+    """What a restarted classify must not forget, per stream: the next prediction ``seq``
+    and the sequence accounting (:class:`StreamBook`). Kept in a small JSON file in the
+    run's private folder, replaced atomically after every batch and before each prediction
+    goes out (tens of microseconds), so a restarted classify numbers predictions on from
+    where the dead one stopped, and counts as lost only the frames that died with it,
+    not every frame sent before it started. An unreadable file starts afresh (logged): a
+    repeated seq is better than no predictions."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.next: dict[str, int] = {}
+        self.streams: dict[str, tuple[int, StreamBook]] = {}
         try:
             loaded = json.loads(path.read_text())
-            self.next = {str(k): int(v) for k, v in loaded.items() if int(v) >= 0}
+            for name, saved in loaded.items():
+                book = StreamBook(**saved["book"])
+                if book.stream != name or int(saved["predictions"]) < 0:
+                    raise ValueError(f"stream {name!r} does not match its record")
+                self.streams[name] = (int(saved["predictions"]), book)
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, TypeError, AttributeError) as error:
-            log.warning("prediction seq state %s unreadable (%s); starting at 0", path, error)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            self.streams = {}
+            log.warning("classify state %s unreadable (%s); starting afresh", path, error)
 
-    def save(self, next_seq: dict[str, int]) -> None:
-        if next_seq == self.next:
-            return
-        self.next = dict(next_seq)
+    def save(self, streams: dict[str, _Stream]) -> None:
+        body = {name: {"predictions": state.predictions, "book": asdict(state.book)}
+                for name, state in streams.items()}
         tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.next))
+            tmp.write_text(json.dumps(body, separators=(",", ":")))
             os.replace(tmp, self.path)
         except OSError as error:
-            log.warning("prediction seq state %s not saved: %s", self.path, error)
+            log.warning("classify state %s not saved: %s", self.path, error)
 
 
 class Watched(Protocol):
@@ -152,7 +159,8 @@ class ClassifyStage(BatchStage):
 
     def __init__(self, classifier: Classifier, sinks: Sinks, config: ClassifyConfig, *,
                  text: TextTopic | None = None, trace: JsonlSink | None = None,
-                 credits: CreditPublisher | None = None, seqs: SeqStore | None = None,
+                 credits: CreditPublisher | None = None,
+                 memory: ClassifyMemory | None = None,
                  watched: Sequence[Watched] = ()) -> None:
         self.classifier = classifier
         self.credits = credits
@@ -160,7 +168,7 @@ class ClassifyStage(BatchStage):
         self.config = config
         self.text = text
         self.trace = trace
-        self.seqs = seqs
+        self.memory = memory
         self.watched = list(watched)
         self._streams: dict[str, _Stream] = {}
         self._rings: dict[tuple[str, int, int], PersonRing] = {}
@@ -169,8 +177,8 @@ class ClassifyStage(BatchStage):
     def _stream(self, name: str) -> _Stream:
         if name not in self._streams:
             state = self._streams[name] = _Stream(name)
-            if self.seqs is not None:
-                state.predictions = self.seqs.next.get(name, 0)
+            if self.memory is not None and name in self.memory.streams:
+                state.predictions, state.book = self.memory.streams[name]
         return self._streams[name]
 
     def admit(self, message: Message) -> None:
@@ -221,6 +229,8 @@ class ClassifyStage(BatchStage):
             self.credits.flush()
         if due:
             self._classify(due, t_in)
+        if self.memory is not None:
+            self.memory.save(self._streams)
         return []
 
     def _stride_due(self, state: _Stream, media_time: float) -> bool:
@@ -342,8 +352,8 @@ class ClassifyStage(BatchStage):
             "random_weights": bool(random_engines), "random_engines": random_engines,
         }
         state.predictions += 1
-        if self.seqs is not None:  # reserved before it is sent: a restart never reuses it
-            self.seqs.save({n: s.predictions for n, s in self._streams.items()})
+        if self.memory is not None:  # reserved before it is sent: a restart never reuses it
+            self.memory.save(self._streams)
         # the one model that publishes the schema builds the record: never one it refuses
         self.sinks.emit(Prediction.model_validate(record).model_dump(mode="json",
                                                                       by_alias=True))

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("capture", "detect", "features", "classify")
 EXIT_LINGER_MS = 500
-SEQ_FILE = "classify-seq.json"
+STATE_FILE = "classify-state.json"
 
 
 def open_engine(config: RunConfig, name: str,
@@ -90,10 +90,10 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
                    context: zmq.Context,
                    state_dir: Path | None = None) -> tuple[BatchStage, StageConfig]:
     """Classify with its sinks; ``state_dir`` (the run's private folder) keeps what must
-    outlive a restart of this stage: the next prediction ``seq`` of each stream."""
+    outlive a restart of this stage: each stream's next prediction ``seq`` and accounting."""
     from engines.adapters.classifier import CLASSIFIER_NAME, WindowClassifier
     from stream.endpoints import start_curve
-    from stream.stages.classify import ClassifyStage, SeqStore
+    from stream.stages.classify import ClassifyMemory, ClassifyStage
     from stream.text_topic import TextTopic
 
     engine, manifest = open_engine(config, CLASSIFIER_NAME, config.classify.threads)
@@ -137,11 +137,12 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
 
         return embed
 
+    memory = None if state_dir is None else ClassifyMemory(state_dir / STATE_FILE)
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
                           text=TextTopic(text_socket, text_embedder,
                                          streams=config.stream_ids()), trace=trace,
                           credits=credits,
-                          seqs=None if state_dir is None else SeqStore(state_dir / SEQ_FILE),
+                          memory=memory,
                           watched=[] if curve is None else curve.monitors)
     return stage, stage_config
 

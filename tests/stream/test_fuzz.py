@@ -45,7 +45,7 @@ pytestmark = pytest.mark.slow
 STREAM = "demo0"
 EXAMPLES_PER_KIND = 300
 """At most; hypothesis stops a kind early once its space is exhausted (a handful of ways to
-break a buffer list, say), so a run sends about 3000 messages in all."""
+break a buffer list, say), so a run sends about 3,500 messages in all."""
 FRAME_KINDS = ("garbage", "poison", "unknown-stream", "buffers", "non-finite", "arrays",
                "version")
 STATUS_KINDS = ("garbage", "poison", "unknown-pid", "bad-figures")

@@ -9,7 +9,7 @@ import pytest
 
 from stream.config import ClassifyConfig, StageConfig
 from stream.stage import BatchStage, _process
-from stream.stages.classify import ClassifyStage, SeqStore
+from stream.stages.classify import ClassifyMemory, ClassifyStage
 from stream.status import Counters, FailedItems
 from stream.wire import FrameMeta, Header, Kind, Message, Person, WireError
 
@@ -103,15 +103,20 @@ def test_classify_refuses_arrays_it_cannot_use(arrays: dict[str, np.ndarray]) ->
     assert caught.value.reason == "arrays"
 
 
-def test_prediction_seq_continues_after_a_restart(tmp_path) -> None:
-    path = tmp_path / "seq.json"
-    store = SeqStore(path)
-    store.save({"a": 5, "b": 2})
-    stage = ClassifyStage(FakeClassifier(), NullSinks(), ClassifyConfig(),  # type: ignore[arg-type]
-                          seqs=SeqStore(path))
-    assert stage._stream("a").predictions == 5 and stage._stream("c").predictions == 0
+def test_a_restarted_classify_keeps_numbering_and_accounting(tmp_path) -> None:
+    path = tmp_path / "state.json"
+    first = classify_stage()
+    first.memory = ClassifyMemory(path)
+    first.process([frame(i) for i in range(5)])
+    first._streams["a"].predictions = 7
+    first.memory.save(first._streams)
+    again = ClassifyStage(FakeClassifier(), NullSinks(), ClassifyConfig(),  # type: ignore[arg-type]
+                          memory=ClassifyMemory(path))
+    again.process([frame(8)])  # frames 5-7 died with the first process: lost, no more
+    state = again._streams["a"]
+    assert state.predictions == 7 and state.book.frames == 6 and state.book.lost == 3
     path.write_text("{not json")
-    assert SeqStore(path).next == {}  # unreadable: start at 0, never crash
+    assert ClassifyMemory(path).streams == {}  # unreadable: start afresh, never crash
 
 
 def test_a_false_end_of_stream_is_contradicted_by_the_frames_after_it() -> None:
