@@ -170,14 +170,15 @@ def client_security(keys: ClientKeys) -> Secure:
 
 
 class RefusalMonitor:
-    """Counts the handshakes a CURVE server socket refused (a peer with no key: a protocol
-    mismatch; with a key not on the allow-list: refused by the authenticator), from
+    """Counts the handshakes a CURVE server socket refused (``curve-handshake``: a peer with
+    no key, which ZeroMQ reports as a protocol error or without detail depending on when the
+    peer hangs up; ``curve-refused``: a key not on the allow-list), from
     ZeroMQ's socket monitor, into ``rejections`` of that endpoint. A refused peer retries
     on its own (every 100 ms by default), so the count is of attempts, not of peers."""
 
     EVENTS: ClassVar[dict[int, str]] = {
         zmq.EVENT_HANDSHAKE_FAILED_AUTH: "curve-refused",
-        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "curve-protocol",
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "curve-handshake",
         zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "curve-handshake"}
 
     def __init__(self, socket: zmq.Socket, endpoint: str) -> None:

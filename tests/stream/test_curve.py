@@ -157,7 +157,7 @@ def test_only_allow_listed_clients_connect(tmp_path: Path) -> None:
         refused = {m.rejections.endpoint: m.rejections.counts for m in curve.monitors}
         assert set(refused) == {"predictions", "text"}, refused
         for counts in refused.values():  # the key-less peers and the unlisted key
-            assert counts.get("curve-protocol", 0) >= 1, refused
+            assert counts.get("curve-handshake", 0) >= 1, refused
             assert counts.get("curve-refused", 0) >= 1, refused
     finally:
         curve.stop()
@@ -236,4 +236,4 @@ def test_a_curve_run_over_tcp_admits_only_the_allow_listed_key(
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     refused = summary["stages"]["classify[0]"]["counters"]["rejected"]
     for endpoint in ("predictions", "text"):  # the strangers' attempts, counted
-        assert {"curve-protocol", "curve-refused"} <= set(refused.get(endpoint, {})), refused
+        assert {"curve-handshake", "curve-refused"} <= set(refused.get(endpoint, {})), refused

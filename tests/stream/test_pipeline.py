@@ -69,9 +69,17 @@ def by_stream(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _enough(log: Path) -> bool:
+    logged = by_stream(read_jsonl(log)) if log.is_file() else {}
+    return (all(len(logged.get(s, [])) >= 3 for s in ("talk", "demo1"))
+            and any("text" in r["modalities"] for r in logged["demo1"]))
+
+
 def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
-    video = write_demo_video(tmp_path / "talk.avi", seconds=6.0, fps=10, width=320, height=240)
+    # long enough that a loaded machine still sees several strides of it before its end
+    video = write_demo_video(tmp_path / "talk.avi", seconds=20.0, fps=10, width=320,
+                             height=240)
     config = write_config(tmp_path, [{"spec": str(video), "id": "talk"},
                                      {"spec": "demo", "width": 320, "height": 240}])
     context = zmq.Context()
@@ -83,8 +91,11 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     published: list[dict[str, Any]] = []
     next_line = 0.0
     try:
-        process = start_run(tmp_path, tiny_engine_dir, config, 9.0)
-        while process.poll() is None:
+        process = start_run(tmp_path, tiny_engine_dir, config, 90.0)
+        log = tmp_path / "out" / "predictions.jsonl"
+        # until both streams predicted a few times, demo1 with its text: counts, not a
+        # duration, so a busy machine only takes longer; then an ordered stop (SIGINT)
+        while process.poll() is None and not _enough(log):
             if time.monotonic() > next_line:
                 publish(text, "demo1", "I am really happy with how I played today")
                 next_line = time.monotonic() + 0.5
@@ -93,6 +104,10 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
                 record = json.loads(body)
                 assert topic.decode() == record["stream"]
                 published.append(record)
+        process.send_signal(signal.SIGINT)
+        while process.poll() is None:  # the last predictions on the way out
+            if sub.poll(100):
+                published.append(json.loads(sub.recv_multipart()[1]))
         output = finish(process)
     finally:
         context.destroy(linger=0)
