@@ -117,3 +117,12 @@ def test_control_messages_wait_in_a_backlog_instead_of_being_dropped(tmp_path: P
         assert decode(pull.recv_multipart()).header.kind is Kind.EOS
     finally:
         context.destroy(linger=0)
+
+
+def test_drop_counts_saturate_instead_of_breaking_the_header_bound() -> None:
+    from stream.wire import MAX_COUNT
+
+    inbox = LatestInbox(depth=1)
+    inbox.offer(message("a", 0, dropped=MAX_COUNT))  # a peer's absurd count
+    inbox.offer(message("a", 1))  # pushes it out: its count travels on, saturated
+    assert inbox.take(1)[0].header.dropped == MAX_COUNT
