@@ -100,11 +100,18 @@ def fatal_message(log_path: Path) -> str | None:
 
 
 class StopRequest:
-    """Ctrl-C / SIGTERM: the first asks for an ordered stop, the second for an immediate one."""
+    """Ctrl-C / SIGTERM: the first asks for an ordered stop, the second for an immediate one.
+    A caller may also ask, from another thread, with :meth:`request` and its reason."""
 
     def __init__(self) -> None:
         self.requested = False
         self.urgent = False
+        self.reason = "interrupted"
+
+    def request(self, reason: str) -> None:
+        """An ordered stop, for ``reason`` (what the run summary will say)."""
+        self.reason = reason
+        self.requested = True
 
     def install(self) -> None:
         signal.signal(signal.SIGINT, self._handle)
@@ -409,7 +416,7 @@ class Supervisor:
             if self.failed:
                 return "failed"
             if self.stop.requested:
-                return "interrupted"
+                return self.stop.reason
             if duration is not None and now - ready_at >= duration:
                 return "duration reached"
             if self.captures and all(c.finished for c in self.captures):

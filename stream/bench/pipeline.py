@@ -26,6 +26,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -112,13 +114,40 @@ def run_scenario(setup: PipelineSetup, scenario: Scenario, out: Path) -> dict[st
 
     out.mkdir(parents=True, exist_ok=True)
     config = scenario_config(setup, scenario, out)
+    # the measured seconds start with the first frame, not when the stages are ready: on a
+    # slow machine the first frame can take seconds (models' first calls), and a duration
+    # counted from ready would leave little or nothing after the warm-up
+    config = config.model_copy(update={"duration": scenario.duration_s + FIRST_FRAME_CAP_S})
+    stop = StopRequest()
+    clock = threading.Thread(target=_stop_after_first_frame,
+                             args=(out / "frames.jsonl", scenario.duration_s, stop),
+                             daemon=True)
+    clock.start()
     log.info("bench pipeline: %s for %.0f s", scenario.label, scenario.duration_s)
-    code, summary = run_pipeline(config, make_view("none"), StopRequest())
+    code, summary = run_pipeline(config, make_view("none"), stop)
+    stop.requested = True  # ends the clock thread if the run ended first
     figures = pipeline_figures(scenario, config, summary, read_jsonl(out / "frames.jsonl"),
                                read_jsonl(out / "predictions.jsonl"))
     figures["exit_code"] = code
     figures["out"] = str(out)
     return figures
+
+
+FIRST_FRAME_CAP_S = 60.0
+"""Longest a scenario waits for its first frame; the run then ends anyway (and shows 0)."""
+
+
+def _stop_after_first_frame(trace: Path, seconds: float, stop: Any) -> None:
+    """Ask ``stop`` for an ordered stop ``seconds`` after the first new line of ``trace``
+    (one left by an earlier run in the same folder does not count)."""
+    before = trace.stat().st_size if trace.is_file() else 0
+    while not stop.requested and not (trace.is_file() and trace.stat().st_size > before):
+        time.sleep(0.05)
+    deadline = time.monotonic() + seconds
+    while not stop.requested and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not stop.requested:
+        stop.request("duration reached")
 
 
 def pipeline_figures(scenario: Scenario, config: RunConfig, summary: dict[str, Any],
