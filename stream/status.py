@@ -31,7 +31,7 @@ from pydantic import ConfigDict, Field, JsonValue, TypeAdapter, ValidationError,
 from pydantic.dataclasses import dataclass
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from stream.wire import MAX_COUNT, MAX_SECONDS, Name
+from stream.wire import MAX_COUNT, MAX_SECONDS, Name, refusal
 
 log = logging.getLogger(__name__)
 
@@ -124,21 +124,19 @@ class StageStatus:
         try:
             return _STATUS.validate_json(raw)
         except ValidationError as error:
-            first = error.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StatusError(f"{where or 'report'}: {first['msg']}"[:200]) from None
+            raise StatusError(str(refusal(error, "status report"))) from None
 
 
 _STATUS = TypeAdapter(StageStatus)
 
 
-def _all_finite(value: Any, depth: int = 0) -> bool:
+def _all_finite(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
-        return all(_all_finite(v, depth + 1) for v in value.values())
+        return all(_all_finite(v) for v in value.values())
     if isinstance(value, list):
-        return all(_all_finite(v, depth + 1) for v in value)
+        return all(_all_finite(v) for v in value)
     return True
 
 

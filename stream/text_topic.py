@@ -26,7 +26,7 @@ from pydantic import StringConstraints, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from stream.status import Rejections
-from stream.wire import WIRE_CONFIG, Seconds, WireError
+from stream.wire import WIRE_CONFIG, Seconds, WireError, refusal
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,7 @@ class TextTopic:
         try:
             return stream, _LINE.validate_json(parts[1])
         except ValidationError as error:
-            first = error.errors(include_url=False, include_input=False)[0]
-            reason = "not-json" if first["type"] == "json_invalid" else "schema"
-            raise WireError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}"[:200],
-                           reason) from None
+            raise refusal(error, "text line") from None
 
     def window_text(self, stream: str, start: float, end: float) -> str | None:
         """The lines of ``stream`` spoken in [start, end] (monotonic seconds), joined."""

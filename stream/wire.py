@@ -284,23 +284,22 @@ def _envelope(raw: memoryview) -> Envelope:
     try:
         return _ENVELOPE.validate_json(bytes(raw))
     except ValidationError as error:
-        raise WireError(f"bad header: {_first_error(error)}", _reason(error)) from None
+        raise refusal(error, "bad header") from None
 
 
-def _reason(error: ValidationError) -> str:
-    first = error.errors(include_url=False, include_input=False)[0]
-    if first["type"] == "json_invalid":
-        return "not-json"
-    if first["loc"][-1:] == ("version",):
-        return "version"
-    return "schema"
-
-
-def _first_error(error: ValidationError) -> str:
-    """The first problem, without echoing the input (it may be huge or hostile)."""
+def refusal(error: ValidationError, what: str) -> WireError:
+    """A :class:`WireError` for the first problem pydantic found, with its reason
+    (``not-json``, ``version`` or ``schema``) and a short text that never echoes the input
+    (it may be huge or hostile). Every untrusted record of the pipeline reports this way."""
     first = error.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(p) for p in first["loc"])
-    return f"{where or 'message'}: {first['msg']}"[:200]
+    if first["type"] == "json_invalid":
+        reason = "not-json"
+    elif first["loc"][-1:] == ("version",):
+        reason = "version"
+    else:
+        reason = "schema"
+    return WireError(f"{what}: {where or 'message'}: {first['msg']}"[:200], reason)
 
 
 def _buffer(part: Any) -> memoryview:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,10 +32,10 @@ import jsonschema
 import numpy as np
 import psutil
 import pytest
-import yaml
 import zmq
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pipeline_runs import finish, read_jsonl, start_run, wait_for, write_config
 
 from stream.wire import FrameMeta, Header, Person, encode
 
@@ -187,20 +186,6 @@ def fuzz(strategy: st.SearchStrategy, send, examples: int) -> None:
     run()
 
 
-def write_config(tmp_path: Path) -> Path:
-    config = {
-        "profile": "tiny", "view": "log",
-        "sources": [{"spec": "demo", "width": 320, "height": 240}],
-        "endpoints": {"ipc_dir": str(tmp_path / "ipc"),
-                      "predictions": f"ipc://{tmp_path}/predictions",
-                      "text": f"ipc://{tmp_path}/text"},
-        "supervisor": {"backoff_s": 0.2, "drain_s": 2.0},
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def pipeline_rss_mb(run: subprocess.Popen[str]) -> float:
     total = 0
     for process in [psutil.Process(run.pid), *psutil.Process(run.pid).children(True)]:
@@ -211,37 +196,21 @@ def pipeline_rss_mb(run: subprocess.Popen[str]) -> float:
     return total / 2**20
 
 
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(predicate, timeout: float, what: str, run: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if run.poll() is not None:
-            raise AssertionError(f"hidemo run exited early:\n{run.stdout.read()}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_hostile_messages_never_crash_hang_or_silence_a_run(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hidemo", "run", "--config", str(write_config(tmp_path)),
-         "--engine-dir", str(tiny_engine_dir), "--duration", "300", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
+                          endpoints={"ipc_dir": str(tmp_path / "ipc"),  # reachable by the test
+                                     "predictions": f"ipc://{tmp_path}/predictions",
+                                     "text": f"ipc://{tmp_path}/text"})
+    run = start_run(tmp_path, tiny_engine_dir, config, 300.0)
     context = zmq.Context()
     sent: dict[str, Counter[str]] = {e: Counter() for e in
                                      ("detect_in", "classify_in", "status", "text")}
     peak_rss = 0.0
     try:
         predictions = out / "predictions.jsonl"
-        wait_for(lambda: len(read_predictions(predictions)) >= 2, 120, "first predictions", run)
+        wait_for(lambda: len(read_jsonl(predictions)) >= 2, 120, "first predictions", run)
         rss_before = pipeline_rss_mb(run)
         sockets = {}
         for name, kind, endpoint in [
@@ -296,11 +265,11 @@ def test_hostile_messages_never_crash_hang_or_silence_a_run(
         peak_rss = max(peak_rss, pipeline_rss_mb(run))
 
         def resumed() -> bool:
-            late = [p for p in read_predictions(predictions) if p["emit_time"] > attack_ended]
+            late = [p for p in read_jsonl(predictions) if p["emit_time"] > attack_ended]
             return len(late) >= 3
         wait_for(resumed, 60, "predictions after the attack", run)
         run.send_signal(signal.SIGINT)
-        output, _ = run.communicate(timeout=60)
+        output = finish(run)
     finally:
         if run.poll() is None:
             run.kill()
@@ -325,7 +294,7 @@ def test_hostile_messages_never_crash_hang_or_silence_a_run(
     assert {"not-json", "schema", "unknown-stream", "buffers", "size", "non-finite",
             "arrays", "version"} <= set(counted["detect_in"]) | set(counted["classify_in"])
     assert "unknown-stream" in counted["text"] and "unknown-pid" in counted["status"]
-    records = [r for r in read_predictions(out / "predictions.jsonl") if r["stream"] == STREAM]
+    records = [r for r in read_jsonl(out / "predictions.jsonl") if r["stream"] == STREAM]
     assert [r["seq"] for r in records] == list(range(len(records)))
     schema = json.loads((Path(__file__).resolve().parents[2] / "docs"
                          / "prediction.schema.json").read_text())

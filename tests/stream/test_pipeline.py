@@ -10,63 +10,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-import yaml
 import zmq
+from pipeline_runs import (
+    by_stream,
+    finish,
+    read_jsonl,
+    stage_process,
+    start_run,
+    wait_for,
+    write_config,
+)
 
 from stream.demo import write_demo_video
 from stream.text_client import publish
 
 pytestmark = pytest.mark.slow
-
-
-def write_config(tmp_path: Path, sources: list[dict[str, Any]], **sections: Any) -> Path:
-    config = {
-        "profile": "tiny", "view": "log", "sources": sources,
-        "endpoints": {"predictions": f"ipc://{tmp_path}/predictions",
-                      "text": f"ipc://{tmp_path}/text"},
-        "supervisor": {"backoff_s": 0.2, "drain_s": 2.0},
-        **sections,
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def start_run(tmp_path: Path, engine_dir: Path, config: Path, duration: float,
-              *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hidemo", "run", "--config", str(config), "--engine-dir",
-         str(engine_dir), "--duration", str(duration), "--out", str(tmp_path / "out"), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 60) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
-        raise AssertionError(f"hidemo run did not exit in time:\n{output}") from None
-    return output
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def by_stream(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        out.setdefault(record["stream"], []).append(record)
-    return out
 
 
 def _enough(log: Path) -> bool:
@@ -137,22 +100,6 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     assert json.loads((out / "config.json").read_text())["profile"] == "tiny"
 
 
-def features_process(run: subprocess.Popen[str]) -> psutil.Process:
-    for child in psutil.Process(run.pid).children(recursive=True):
-        if "features" in child.cmdline():
-            return child
-    raise AssertionError("no features process found")
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_killed_features_stage_is_restarted_and_lost_frames_reported(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
     # slow_ms keeps the stage busy, so the kill always catches frames inside it
@@ -162,7 +109,7 @@ def test_killed_features_stage_is_restarted_and_lost_frames_reported(
     process = start_run(tmp_path, tiny_engine_dir, config, 16.0)
     try:
         wait_for(lambda: log.is_file() and len(read_jsonl(log)) >= 2, 60, "first predictions")
-        victim = features_process(process)
+        victim = stage_process(process, "features")
         killed_at = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)
         output = finish(process)

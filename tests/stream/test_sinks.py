@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zmq
-from test_pipeline import finish, start_run, write_config
+from pipeline_runs import finish, start_run, write_config
 
 from stream import strictjson
 from stream.sinks import JsonlSink, Sinks, json_line

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_pipeline import features_process, finish, read_jsonl, start_run, wait_for, write_config
+from pipeline_runs import finish, read_jsonl, stage_process, start_run, wait_for, write_config
 
 from stream.config import load_config
 from stream.endpoints import Endpoints
@@ -78,7 +78,7 @@ def test_a_hung_stage_is_killed_and_restarted_and_predictions_resume(
     process = start_run(tmp_path, tiny_engine_dir, config, 15.0)
     try:
         wait_for(lambda: log.is_file() and len(read_jsonl(log)) >= 2, 60, "first predictions")
-        victim = features_process(process)
+        victim = stage_process(process, "features")
         frozen_at = time.monotonic()
         os.kill(victim.pid, signal.SIGSTOP)  # alive, silent, no progress: hung
         output = finish(process)

@@ -1,12 +1,16 @@
-"""The fit loop's options: embedding jitter and the training device."""
+"""The fit loop: embedding jitter, the training device, and resuming a killed fit from
+``state.pt`` (which loads as data, ``weights_only=True``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from engines.profiles import get_profile
+from training import trainer
 from training.data import synthetic
 from training.models import ClassifierConfig, HiddenEmotionClassifier
 from training.trainer import FitSettings, fit, jitter, predict, resolve_device, window_tensors
@@ -79,3 +83,46 @@ def test_fit_on_cuda_returns_a_cpu_model_that_agrees_with_itself_on_cuda() -> No
     on_cpu = predict(model, windows)
     on_gpu = predict(model.to("cuda"), windows)
     assert np.abs(on_cpu - on_gpu).max() < 1e-4
+
+
+RESUME_SETTINGS = FitSettings(epochs=3, lr=1e-3)
+RESUME_MODALITIES = ("image", "keypoints")
+
+
+class Killed(Exception):
+    """Stands in for a kill right after an epoch's state was written."""
+
+
+def test_a_killed_fit_resumes_to_the_same_model(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    windows = _windows()
+    straight = _model()
+    straight_history = fit(straight, windows, RESUME_SETTINGS, RESUME_MODALITIES, val=windows,
+                           state_path=tmp_path / "straight.pt")
+
+    save = trainer._save_state
+    saved: list[int] = []
+
+    def save_then_die(path: Path, state: dict) -> None:
+        state["history"][-1]["numpy_value"] = np.float32(0.5)  # must be stored as a float
+        save(path, state)
+        saved.append(state["epoch"])
+        if state["epoch"] == 2:
+            raise Killed
+
+    monkeypatch.setattr(trainer, "_save_state", save_then_die)
+    state_path = tmp_path / "killed.pt"
+    with pytest.raises(Killed):
+        fit(_model(), windows, RESUME_SETTINGS, RESUME_MODALITIES, val=windows,
+            state_path=state_path)
+    state = torch.load(state_path, weights_only=True)  # data only: no pickled objects
+    assert state["epoch"] == 2 and type(state["history"][0]["numpy_value"]) is float
+
+    monkeypatch.setattr(trainer, "_save_state", save)
+    resumed = _model()
+    history = fit(resumed, windows, RESUME_SETTINGS, RESUME_MODALITIES, val=windows,
+                  state_path=state_path)
+    assert saved == [1, 2] and [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] == pytest.approx(straight_history[-1]["train_loss"])
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value)
