@@ -356,15 +356,14 @@ class Supervisor:
         for index, stream in enumerate(self.config.stream_ids()):
             capture = self.statuses.get(f"capture[{index}]")
             sent = capture.counters.processed if capture is not None else 0
-            got = classified.get(stream, {})
-            received = got.get("frames", 0) if isinstance(got, dict) else 0
-            out[stream] = max(sent, received if isinstance(received, int) else 0)
+            out[stream] = max(sent, classified.get(stream, {}).get("frames", 0))
         return out
 
     def _classify_streams(self) -> dict[str, Any]:
+        """Classify's per-stream figures (their types are checked on arrival:
+        :class:`stream.status.StreamFigures`)."""
         status = self.statuses.get("classify[0]")
-        streams = {} if status is None else status.extra.get("streams", {})
-        return streams if isinstance(streams, dict) else {}
+        return {} if status is None else status.extra.get("streams", {})
 
     def _sink_failures(self) -> list[str]:
         status = self.statuses.get("classify[0]")
