@@ -12,14 +12,15 @@ from engines.adapters.classifier import CLASSIFIER_NAME
 from engines.console import wide_console
 from engines.manifest import MANIFEST_SUFFIX, EngineRefused, engine_state, read_manifest
 from engines.sources.base import ROLES
+from engines.sources.mediapipe import KEYPOINT_ENGINES
 
 
 def engine_names(engine_dir: Path) -> list[str]:
-    """The profile's engines first (perception, then the classifier), then any other
-    manifest in the folder (``classifier_int8``)."""
+    """The profile's engines first (perception, the classifier, the keypoint engines), then
+    any other manifest in the folder (``classifier_int8``)."""
     found = sorted(p.name.removesuffix(MANIFEST_SUFFIX)
                    for p in Path(engine_dir).glob(f"*{MANIFEST_SUFFIX}"))
-    expected = [*ROLES, CLASSIFIER_NAME]
+    expected = [*ROLES, CLASSIFIER_NAME, *KEYPOINT_ENGINES]
     return [*expected, *[n for n in found if n not in expected]]
 
 
@@ -37,7 +38,8 @@ def list_engines(engine_dir: Path) -> list[dict[str, object]]:
                    random_weights=manifest.random_weights, parity=manifest.parity.worst,
                    precision=manifest.precision, created=manifest.created,
                    inputs=[t.to_json() for t in manifest.signature.inputs],
-                   outputs=[t.to_json() for t in manifest.signature.outputs])
+                   outputs=[t.to_json() for t in manifest.signature.outputs],
+                   plans=[plan.to_json() for plan in manifest.plans])
         rows.append(row)
     return rows
 

@@ -28,6 +28,8 @@ class Backend(enum.StrEnum):
     TENSORRT = "tensorrt"
     ONNXRUNTIME = "onnxruntime"
     TORCH = "torch"
+    TFLITE = "tflite"
+    """Keypoint engines only: the ``.tflite`` they were converted from, on its interpreter."""
 
 
 class Engine(ABC):

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.plans import PlanRecord, tensorrt_build_command
 from engines.spec import Signature
 
 SCHEMA_VERSION = 1
@@ -87,6 +88,10 @@ class ParityResult:
     max_abs_diff: dict[str, float]
     shapes_checked: list[dict[str, list[int]]]
     reference: str = "torch"
+    measure: str = "max abs diff"
+    """What ``max_abs_diff`` holds: plain absolute differences, or (converted MediaPipe
+    engines) ``max abs diff / max(1, max |reference|)``, so outputs in pixels and in logits
+    share one tolerance."""
 
     @property
     def worst(self) -> float:
@@ -115,9 +120,12 @@ class EngineManifest:
     git_commit: str | None
     created: str
     files: dict[str, str] = field(default_factory=dict)
-    """Other files the engine needs (tokenizer.json, TensorRT plans), name -> sha256."""
+    """Other files the engine needs (tokenizer.json), name -> sha256; plans are in ``plans``."""
     preprocess: dict[str, Any] = field(default_factory=dict)
     """What the adapter must do before ``run`` (input size, mean/std, pooling)."""
+    plans: list[PlanRecord] = field(default_factory=list)
+    """TensorRT plans built from this ONNX, one per (TensorRT version, GPU); empty until
+    ``hidemo engines build --tensorrt`` runs on a machine with TensorRT."""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -127,6 +135,7 @@ class EngineManifest:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["signature"] = self.signature.to_json()
+        data["plans"] = [plan.to_json() for plan in self.plans]
         return data
 
     @classmethod
@@ -135,6 +144,7 @@ class EngineManifest:
         data["signature"] = Signature.from_json(data["signature"])
         data["source"] = SourceInfo(**data["source"])
         data["parity"] = ParityResult(**data["parity"])
+        data["plans"] = [PlanRecord.from_json(plan) for plan in data.get("plans", [])]
         return cls(**data)
 
     def write(self, engine_dir: Path) -> Path:
@@ -191,15 +201,21 @@ def hash_source(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(manifest: EngineManifest, engine_dir: Path, *, check_source: bool = True) -> None:
-    """Refuse (raise :class:`EngineRefused`) unless the engine is exactly what was verified."""
+def verify(manifest: EngineManifest, engine_dir: Path, *, check_source: bool = True,
+           check_plans: bool = True) -> None:
+    """Refuse (raise :class:`EngineRefused`) unless the engine is exactly what was verified.
+
+    ``check_plans`` also checks every TensorRT plan the manifest lists (the plan builder
+    turns it off: it rebuilds a bad plan instead of refusing the engine).
+    """
     engine_dir = Path(engine_dir)
     fix = build_command(manifest.profile, engine_dir)
     name = manifest.name
     if not manifest.parity.passed:
         raise ParityFailed(
-            f"engine {name!r}: parity against torch failed at build time (max abs diff "
-            f"{manifest.parity.worst:.3g} > {manifest.parity.tolerance:g})",
+            f"engine {name!r}: parity against {manifest.parity.reference} failed at build "
+            f"time ({manifest.parity.measure} {manifest.parity.worst:.3g} > "
+            f"{manifest.parity.tolerance:g})",
             fix + "  (after fixing the exporter or the model; see the build log)",
         )
     onnx_path = engine_dir / manifest.onnx_file
@@ -215,6 +231,8 @@ def verify(manifest: EngineManifest, engine_dir: Path, *, check_source: bool = T
         extra = engine_dir / file_name
         if not extra.is_file() or sha256_file(extra) != digest:
             raise EngineStale(f"engine {name!r}: {extra} is missing or modified", fix)
+    if check_plans:
+        _verify_plans(manifest, engine_dir)
     if check_source and manifest.source.random_weights and manifest.source.path:
         awaited = Path(manifest.source.path)
         if awaited.exists():
@@ -235,6 +253,21 @@ def verify(manifest: EngineManifest, engine_dir: Path, *, check_source: bool = T
                 "built (retrained or replaced); the engine no longer matches it",
                 fix,
             )
+
+
+def _verify_plans(manifest: EngineManifest, engine_dir: Path) -> None:
+    """Every listed plan exists and hashes to its record: a tampered plan is never loaded."""
+    fix = tensorrt_build_command(manifest.profile, engine_dir)
+    for plan in manifest.plans:
+        path = engine_dir / plan.file
+        if not path.is_file():  # stale, not missing: the engine itself (its ONNX) is there
+            raise EngineStale(
+                f"engine {manifest.name!r}: TensorRT plan {path} listed in its manifest is "
+                "missing", fix)
+        if sha256_file(path) != plan.sha256:
+            raise EngineStale(
+                f"engine {manifest.name!r}: TensorRT plan {path} does not match its manifest "
+                "(sha256 differs: the file was modified or replaced after it was built)", fix)
 
 
 def engine_state(engine_dir: Path, name: str) -> tuple[str, str]:

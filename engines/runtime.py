@@ -1,8 +1,10 @@
 """Load a verified engine on the best backend present. The one door into ``engines/``.
 
-``backend="auto"`` prefers a native TensorRT plan built for this GPU, then onnxruntime with
-CUDA (and its TensorRT provider when present), then onnxruntime on the CPU. Every path
-first reads and verifies the manifest: a missing, stale or unverified engine is refused.
+``backend="auto"`` prefers a native TensorRT plan that the manifest lists for this TensorRT
+version and GPU, then onnxruntime with CUDA (and its TensorRT provider when present), then
+onnxruntime on the CPU; each step down is logged. ``backend="tensorrt"`` takes the plan or
+refuses, naming ``hidemo engines build --tensorrt``. Every path first reads and verifies the
+manifest (plans included): a missing, stale or unverified engine is refused.
 
 Example:
     >>> engine = load_engine(Path("artifacts/engines/edge"), "detector")  # doctest: +SKIP
@@ -24,18 +26,22 @@ from engines.manifest import (
     read_manifest,
     verify,
 )
+from engines.plans import no_plan_message, select_plan, tensorrt_build_command
+from engines.sources.mediapipe import KEYPOINT_ROLE
 
 log = logging.getLogger(__name__)
 
 
 def load_engine(engine_dir: Path, name: str, backend: Backend | str = Backend.AUTO, *,
                 threads: int = 0, device_id: int = 0, weights_dir: Path | None = None,
-                providers: list[str] | None = None,
+                providers: list[str] | None = None, trt_fp16: bool = False,
                 manifest: EngineManifest | None = None) -> Engine:
     """Verify then open engine ``name`` from ``engine_dir`` on ``backend``.
 
-    ``providers`` pins onnxruntime's execution providers (default: TensorRT, CUDA, CPU,
-    whichever this onnxruntime build has).
+    ``providers`` pins onnxruntime's execution providers: each GPU provider named must be
+    available, else :class:`~engines.backends.onnxruntime.ProviderUnavailable`. Default:
+    TensorRT, CUDA, CPU, whichever this onnxruntime build has (the fallback is logged).
+    ``trt_fp16`` lets onnxruntime's TensorRT provider use fp16 kernels.
     """
     engine_dir = Path(engine_dir)
     backend = Backend(backend)
@@ -44,6 +50,10 @@ def load_engine(engine_dir: Path, name: str, backend: Backend | str = Backend.AU
     if manifest.random_weights:
         log.warning("engine %s (%s) has RANDOM weights: its outputs are meaningless",
                     name, manifest.model)
+    if backend is Backend.TFLITE:
+        from engines.backends.tflite import TfliteEngine
+
+        return TfliteEngine.from_manifest(manifest, threads=threads)
     if backend is Backend.TORCH:
         return _load_torch(manifest, engine_dir, weights_dir, threads)
     if backend in (Backend.AUTO, Backend.TENSORRT):
@@ -61,6 +71,8 @@ def load_engine(engine_dir: Path, name: str, backend: Backend | str = Backend.AU
         device_id=device_id,
         trt_cache=ort_backend.trt_cache_dir(engine_dir, device_id)
         if ort_backend.TENSORRT in ort_backend.available_providers() else None,
+        trt_fp16=trt_fp16,
+        required=providers is not None,
     )
 
 
@@ -71,23 +83,41 @@ def onnxruntime_preference() -> list[str]:
 
 def _open_tensorrt(manifest: EngineManifest, engine_dir: Path, device_id: int, *,
                    required: bool) -> Engine | None:
-    """The native plan built for this GPU and TensorRT version; None (auto) when there is none."""
+    """The native plan built for this GPU and TensorRT version.
+
+    ``required`` (backend ``tensorrt``): refuse when there is none. Otherwise (``auto``):
+    None, with a log line saying why, so the caller falls back to onnxruntime. The plan is
+    chosen from the manifest before any GPU memory or stream is set up.
+    """
     from engines.backends import tensorrt as trt_backend
 
+    fix = tensorrt_build_command(manifest.profile, engine_dir)
     if not trt_backend.tensorrt_available():
         if required:
             raise trt_backend.BackendUnavailable(
-                "backend 'tensorrt' requested but TensorRT (or a CUDA GPU) is not available "
-                "here; install TensorRT 10 for your CUDA and GPU, or use --backend onnxruntime"
+                "backend 'tensorrt' requested but TensorRT (>= 10) or a CUDA GPU is not "
+                "available here; install TensorRT 10 for your CUDA and GPU, then run "
+                f"`{fix}`, or use backend 'onnxruntime'"
             )
+        log.debug("%s: TensorRT or a CUDA GPU is not available; using onnxruntime",
+                  manifest.name)
+        return None
+    version = trt_backend.import_tensorrt().__version__
+    gpu = trt_backend.cuda_device(device_id).name
+    if select_plan(manifest.plans, version, gpu) is None:
+        message = no_plan_message(manifest.name, manifest.plans, version, gpu)
+        if required:
+            raise EngineMissing(message, fix)
+        log.info("%s; using onnxruntime (build one: %s)", message, fix)
         return None
     try:
         return trt_backend.TensorRTEngine.from_manifest(manifest, engine_dir,
                                                         device_id=device_id)
-    except EngineMissing:
+    except (EngineRefused, trt_backend.BackendUnavailable) as exc:
         if required:
             raise
-        log.info("%s: no TensorRT plan for this GPU; using onnxruntime", manifest.name)
+        log.warning("%s: its TensorRT plan cannot be used (%s); using onnxruntime",
+                    manifest.name, str(exc).splitlines()[0])
         return None
 
 
@@ -99,6 +129,8 @@ def _load_torch(manifest: EngineManifest, engine_dir: Path, weights_dir: Path | 
     from engines.sources import WeightsLocator, build_source
     from engines.sources.base import ROLES
 
+    if manifest.role == KEYPOINT_ROLE:
+        return _load_onnx_on_torch(manifest, engine_dir, threads)
     if manifest.role not in ROLES:
         # The window classifier's torch module lives in training/, which engines/ may not
         # import; its torch reference is export.classifier.build_classifier_source.
@@ -122,3 +154,17 @@ def _load_torch(manifest: EngineManifest, engine_dir: Path, weights_dir: Path | 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return TorchEngine(manifest.name, source.module, manifest.signature,
                        random_weights=manifest.random_weights, device=device, threads=threads)
+
+
+def _load_onnx_on_torch(manifest: EngineManifest, engine_dir: Path, threads: int) -> Engine:
+    """A converted engine (no torch source exists) on torch through onnx2torch: the verified
+    ONNX file itself becomes the module, on CUDA when torch sees a GPU."""
+    import torch
+
+    from engines.backends.onnx_torch import onnx_module
+    from engines.backends.torch_eager import TorchEngine
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TorchEngine(manifest.name, onnx_module(engine_dir / manifest.onnx_file),
+                       manifest.signature, random_weights=manifest.random_weights,
+                       device=device, threads=threads)

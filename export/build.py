@@ -16,15 +16,17 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from engines.adapters.classifier import CLASSIFIER_NAME
 from engines.manifest import (
     EngineManifest,
     EngineRefused,
     ParityResult,
+    SourceInfo,
     manifest_path,
     read_manifest,
     sha256_file,
@@ -35,13 +37,16 @@ from engines.profiles import Profile
 from engines.provenance import git_commit, library_versions, utc_now
 from engines.sources import SourceModel, WeightsLocator, build_source
 from engines.sources.base import ROLES
+from engines.sources.mediapipe import KEYPOINT_ENGINES, model_named
+from engines.spec import Signature
 from export.onnx_export import DEFAULT_OPSET, export_onnx
 from export.parity import FP32_TOLERANCE, check_onnx_parity
 
 log = logging.getLogger(__name__)
 
-ENGINES = (*ROLES, CLASSIFIER_NAME)
-"""Engines a profile build makes, in order: the perception roles, then the window classifier.
+ENGINES = (*ROLES, CLASSIFIER_NAME, *KEYPOINT_ENGINES)
+"""Engines a profile build makes, in order: the perception roles, the window classifier,
+then the keypoint engines converted from MediaPipe's models (:mod:`export.mediapipe`).
 ``classifier_int8`` is built on request (``--int8``), see :mod:`export.classifier`."""
 
 
@@ -63,7 +68,23 @@ def log_progress(name: str, what: str) -> None:
     log.info("%s: %s", name, what)
 
 
-def _identity(source: SourceModel, opset: int) -> str:
+class EngineSource(Protocol):
+    """What the install steps read of a source: a torch :class:`SourceModel`, or a model
+    converted from elsewhere (:class:`export.mediapipe.build.TfliteSource`)."""
+
+    name: str
+    model: str
+    signature: Signature
+    source: SourceInfo
+    config: dict[str, Any]
+    preprocess: dict[str, Any]
+    extra_files: dict[str, Path]
+
+    @property
+    def random_weights(self) -> bool: ...
+
+
+def _identity(source: EngineSource, opset: int) -> str:
     """What makes two builds the same engine: weights, config, opset, signature and the
     preprocessing contract the adapters rely on."""
     return sha256_json({"source": source.source.sha256, "config": source.config,
@@ -82,32 +103,34 @@ def _recorded_identity(manifest: EngineManifest) -> str:
                         "extra_files": sorted(copied)})
 
 
-def _is_current(engine_dir: Path, source: SourceModel, opset: int) -> EngineManifest | None:
+def _is_current(engine_dir: Path, source: EngineSource, opset: int) -> EngineManifest | None:
     try:
         manifest = read_manifest(engine_dir, source.name)
-        verify(manifest, engine_dir)
+        verify(manifest, engine_dir, check_plans=False)  # a bad plan: rebuild the plan only
     except EngineRefused:
         return None
     return manifest if _recorded_identity(manifest) == _identity(source, opset) else None
 
 
 Produce = Callable[[Path], object]
-"""Writes the engine's ONNX file to the path it is given (default: export ``source``)."""
+"""Writes the engine's ONNX file to the path it is given (default: export ``source``);
+may return the versions of the tools it used, recorded in the manifest."""
 
-ParityCheck = Callable[[SourceModel, Path], ParityResult]
+ParityCheck = Callable[[Any, Path], ParityResult]
 """Checks a written ONNX file against its torch source (default: fp32 ``check_onnx_parity``)."""
 
 
-def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: bool = False,
+def build_engine(source: EngineSource, profile: str, engine_dir: Path, *, force: bool = False,
                  opset: int = DEFAULT_OPSET, tolerance: float = FP32_TOLERANCE,
                  progress: Progress | None = None, produce: Produce | None = None,
                  parity_check: ParityCheck | None = None,
-                 precision: str = "fp32") -> BuildOutcome:
+                 precision: str = "fp32", parity_reference: str = "torch",
+                 role: str | None = None) -> BuildOutcome:
     """Export ``source`` into ``engine_dir`` unless an identical verified engine is there.
 
     ``produce``, ``parity_check`` and ``precision`` let a derived engine (the int8 classifier,
-    quantized from the fp32 ONNX) reuse the same install steps: content-addressed file,
-    parity, manifest renamed into place last.
+    quantized from the fp32 ONNX; the keypoint engines, converted from TFLite) reuse the
+    same install steps: content-addressed file, parity, manifest renamed into place last.
     """
     say = progress or log_progress
     engine_dir = Path(engine_dir)
@@ -119,19 +142,28 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
         return BuildOutcome(source.name, "up-to-date", current, time.perf_counter() - started)
 
     scratch = engine_dir / f".{source.name}.exporting.onnx"
+    tool_versions: Mapping[str, str] = {}
     if produce is None:
+        if not isinstance(source, SourceModel):
+            raise TypeError(f"{source.name}: only a torch SourceModel exports by default; "
+                            "pass produce= to make its ONNX file")
         say(source.name, f"exporting {source.model} to ONNX (opset {opset})")
         export_onnx(source, scratch, opset)
     else:
         say(source.name, f"making the {precision} ONNX of {source.model}")
-        produce(scratch)
+        produced = produce(scratch)
+        tool_versions = produced if isinstance(produced, Mapping) else {}
     digest = sha256_file(scratch)
     onnx_name = f"{source.name}-{digest[:12]}.onnx"
     os.replace(scratch, engine_dir / onnx_name)
 
-    say(source.name, "checking parity against torch")
-    parity = (parity_check(source, engine_dir / onnx_name) if parity_check is not None
-              else check_onnx_parity(source, engine_dir / onnx_name, tolerance))
+    say(source.name, f"checking parity against {parity_reference}")
+    if parity_check is not None:
+        parity = parity_check(source, engine_dir / onnx_name)
+    elif isinstance(source, SourceModel):
+        parity = check_onnx_parity(source, engine_dir / onnx_name, tolerance)
+    else:
+        raise TypeError(f"{source.name}: pass parity_check= for a non-torch source")
 
     files: dict[str, str] = {}
     preprocess = dict(source.preprocess)
@@ -143,7 +175,7 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
 
     manifest = EngineManifest(
         name=source.name,
-        role=source.name,
+        role=role or source.name,
         profile=profile,
         model=source.model,
         signature=source.signature,
@@ -155,7 +187,7 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
         backend="onnxruntime",
         device="cpu",
         parity=parity,
-        versions=library_versions(),
+        versions={**library_versions(), **tool_versions},
         config=source.config,
         git_commit=git_commit(),
         created=utc_now(),
@@ -165,7 +197,7 @@ def build_engine(source: SourceModel, profile: str, engine_dir: Path, *, force: 
     manifest.write(engine_dir)
     _remove_unreferenced(engine_dir, manifest)
     action = "built" if parity.passed else "failed-parity"
-    say(source.name, f"{action}: parity max abs diff {parity.worst:.2e} (tolerance "
+    say(source.name, f"{action}: parity {parity.measure} {parity.worst:.2e} (tolerance "
                      f"{parity.tolerance:g}){'  RANDOM WEIGHTS' if source.random_weights else ''}")
     return BuildOutcome(source.name, action, manifest, time.perf_counter() - started)
 
@@ -192,16 +224,28 @@ def load_source(name: str, profile: Profile, locator: WeightsLocator) -> SourceM
 def build_profile(profile: Profile, engine_dir: Path, *, locator: WeightsLocator | None = None,
                   roles: Iterable[str] = ENGINES, force: bool = False,
                   opset: int = DEFAULT_OPSET, int8: bool = False,
-                  progress: Progress | None = None) -> list[BuildOutcome]:
-    """Build every engine of ``profile`` (perception and classifier); one outcome per engine.
+                  progress: Progress | None = None,
+                  convert_env: Path | None = None) -> list[BuildOutcome]:
+    """Build every engine of ``profile`` (perception, classifier, keypoints); one outcome
+    per engine.
 
     ``int8`` also builds ``classifier_int8`` (dynamic int8, for CPUs) whenever the
-    classifier is among ``roles``.
+    classifier is among ``roles``. ``convert_env`` is where the TFLite conversion
+    environment lives (default ``artifacts/build-env``), created only if a keypoint engine
+    must be converted.
     """
     locator = locator or WeightsLocator()
     say = progress or log_progress
     outcomes = []
     for role in roles:
+        if role in KEYPOINT_ENGINES:
+            from export.mediapipe.build import build_keypoint_engine
+            from export.mediapipe.buildenv import DEFAULT_ROOT
+
+            outcomes.append(build_keypoint_engine(
+                model_named(role), profile.name, engine_dir, force=force, progress=progress,
+                convert_env=convert_env or DEFAULT_ROOT))
+            continue
         say(role, "loading source model")
         source = load_source(role, profile, locator)
         outcome = build_engine(source, profile.name, engine_dir, force=force, opset=opset,

@@ -7,9 +7,9 @@ min, the size TensorRT tunes its kernels for, max). :func:`profile_shapes` turns
 into the min/opt/max shape of every dynamic input; it is pure Python.
 
 The plan goes to a name that says its TensorRT version and GPU
-(:func:`engines.backends.tensorrt.current_plan_file_name`); its metadata goes to the
-manifest, written by the caller, never into the plan. The file is written atomically: a
-reader never sees half a plan.
+(:func:`engines.backends.tensorrt.plan_file_name`); its metadata goes to the manifest,
+written by the caller (:mod:`export.tensorrt_plans`), never into the plan. The file is
+written atomically: a reader never sees half a plan.
 
 Example:
     >>> spec = Signature((TensorSpec("x", "float32", ("batch", 8)),),
@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,8 @@ AxisRange = tuple[int, int, int]
 """(min, opt, max) size of one named dynamic axis."""
 
 DEFAULT_WORKSPACE_BYTES = 1 << 30
+
+log = logging.getLogger(__name__)
 
 
 class PlanBuildError(RuntimeError):
@@ -199,6 +202,22 @@ def _write_atomically(data: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _attach_timing_cache(config: Any, path: Path) -> None:
+    """Start the build from the timing cache at ``path`` (empty when there is none yet).
+
+    The cache holds kernel timings, so a second build (another engine, a rebuild) skips
+    measuring layers it has seen. It is only valid for one TensorRT version and GPU: the
+    caller names the file after both. An unreadable cache is replaced by an empty one.
+    """
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return
+    log.warning("timing cache %s could not be used (from another TensorRT or GPU, or "
+                "damaged); starting an empty one", path)
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
 def build_plan(
     onnx_path: Path | str,
     plan_path: Path | str,
@@ -206,13 +225,16 @@ def build_plan(
     shape_profiles: Mapping[str, ShapeProfile],
     fp16: bool = False,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    timing_cache: Path | None = None,
 ) -> Path:
     """Build a TensorRT plan from ``onnx_path`` and write it atomically to ``plan_path``.
 
     ``shape_profiles`` gives (min, opt, max) shapes per dynamic input (see
     :func:`profile_shapes`); all go into one optimization profile. ``fp16`` lets TensorRT
     pick fp16 kernels (IO stays as in the ONNX); ``workspace_bytes`` caps the scratch
-    memory a layer may use. Raises :class:`PlanBuildError` with TensorRT's reasons.
+    memory a layer may use. ``timing_cache``: a file read before and rewritten (atomically)
+    after the build, so later builds reuse the kernel timings. Raises
+    :class:`PlanBuildError` with TensorRT's reasons.
     """
     trt = import_tensorrt()
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
@@ -259,6 +281,8 @@ def build_plan(
         for name, (low, opt, high) in shape_profiles.items():
             profile.set_shape(name, tuple(low), tuple(opt), tuple(high))
         config.add_optimization_profile(profile)
+    if timing_cache is not None:
+        _attach_timing_cache(config, Path(timing_cache))
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -270,4 +294,6 @@ def build_plan(
         )
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(serialized, plan_path)
+    if timing_cache is not None:
+        _write_atomically(config.get_timing_cache().serialize(), Path(timing_cache))
     return plan_path

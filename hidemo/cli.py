@@ -12,10 +12,13 @@ import logging
 import sys
 from pathlib import Path
 
+from engines.backends.onnxruntime import ProviderUnavailable
+from engines.backends.tensorrt import BackendUnavailable
 from engines.manifest import EngineRefused
 
 DEFAULT_PROFILE = "edge"
-BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
+                  "tflite")
 """Mirrors ``stream.bench.engines.VARIANTS`` (a test keeps them equal) so --help stays light."""
 
 
@@ -45,10 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
     build.add_argument("--only", nargs="+", metavar="ENGINE",
                        help="build only these (detector, image_embedder, text_embedder, "
-                            "classifier)")
+                            "classifier, kp_pose_detection, kp_pose_landmark, ...)")
+    build.add_argument("--convert-env", type=Path, default=Path("artifacts/build-env"),
+                       help="where the TFLite->ONNX conversion environment (TensorFlow, "
+                            "tf2onnx) is created once and reused (default: %(default)s)")
     build.add_argument("--int8", action="store_true",
                        help="also build classifier_int8 (dynamic int8 of the classifier, "
                             "for CPUs)")
+    build.add_argument("--tensorrt", action="store_true",
+                       help="then build a TensorRT plan of every engine in the folder for this "
+                            "GPU and TensorRT (needs TensorRT >= 10 and a CUDA GPU)")
+    build.add_argument("--trt-fp32", action="store_true",
+                       help="TensorRT plans in fp32 (default: fp16 kernels allowed)")
+    build.add_argument("--trt-axis", action="append", default=[], metavar="NAME=MIN,OPT,MAX",
+                       help="range of a dynamic axis in the plans' optimization profile, e.g. "
+                            "batch=1,4,16 (repeatable; defaults in export/tensorrt_plans.py)")
+    build.add_argument("--trt-workspace-mb", type=int, default=1024,
+                       help="TensorRT builder workspace (default: %(default)s MiB)")
+    build.add_argument("--trt-device", type=int, default=0,
+                       help="CUDA device to build the plans for (default: %(default)s)")
     evaluate = engine_cmds.add_parser(
         "evaluate", help="score the built classifier engines on a training run's test set "
                          "(fp32 against torch, int8 drift)")
@@ -153,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             return bench_command(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, EngineRefused) as exc:
-        # A user error (bad profile, missing weights folder, stale engine): the message says
-        # what to do; a traceback would only hide it. -v shows the traceback.
+    except (ValueError, FileNotFoundError, FileExistsError, EngineRefused,
+            BackendUnavailable, ProviderUnavailable) as exc:
+        # A user error (bad profile, missing weights folder, stale engine, a backend this
+        # machine lacks): the message says what to do; a traceback would only hide it.
+        # -v shows the traceback.
         if args.verbose:
             raise
         print(f"hidemo: error: {exc}", file=sys.stderr)

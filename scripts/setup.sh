@@ -28,6 +28,6 @@ site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 if [ -d "$site/torchvision" ] && ! python -c "import torchvision" >/dev/null 2>&1; then
     rm -rf "$site/torchvision" "$site/torchvision.libs"
 fi
-python -c "import cv2, mediapipe, onnxruntime, torch, transformers, ultralytics" \
+python -c "import ai_edge_litert.interpreter, cv2, mediapipe, onnxruntime, torch, transformers, ultralytics" \
     || { echo "setup: an import failed after install; see above" >&2; exit 1; }
 echo "setup: ok ($(python --version), torch $(python -c 'import torch; print(torch.__version__)'))"

@@ -41,6 +41,11 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
                           "and stage logs here")
     run.add_argument("--view", choices=("auto", "rich", "log", "none"), default=None,
                      help="terminal output (default auto: live tables on a terminal)")
+    run.add_argument("--keypoints", choices=("mediapipe", "engines", "auto"), default=None,
+                     help="keypoints from MediaPipe on each person crop, from the keypoint "
+                          "engines (batched; built by `hidemo engines build`), or auto: "
+                          "engines on a GPU, else MediaPipe (default: auto, or the config "
+                          "file's)")
     run.add_argument("--fast", action="store_true",
                      help="read files as fast as the pipeline takes them (not real time)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -53,7 +58,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
     overrides: dict[str, Any] = {
         "profile": args.profile, "engine_dir": args.run_engine_dir, "duration": args.duration,
-        "out": args.out, "view": args.view,
+        "out": args.out, "view": args.view, "keypoints": args.keypoints,
     }
     if args.source:
         overrides["sources"] = [{"spec": spec, "realtime": not args.fast}
@@ -85,17 +90,24 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
     this too, so what it measures is exactly what ``hidemo run`` runs.
 
-    Before any stage starts, :func:`stream.preflight.preflight` checks the engines, the
-    sources and the endpoints, and raises :class:`~stream.preflight.PreflightError` (a
-    ``ValueError``: ``hidemo`` prints it and exits 2) with every problem and its fix."""
+    Before any stage starts, ``keypoints: auto`` is resolved (measured, and said why), and
+    :func:`stream.preflight.preflight` checks the engines, the sources and the endpoints,
+    and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``: ``hidemo``
+    prints it and exits 2) with every problem and its fix."""
     from stream import strictjson
     from stream.endpoints import Endpoints
+    from stream.perception import resolve_keypoints
     from stream.preflight import preflight
     from stream.supervisor import Supervisor
 
     with tempfile.TemporaryDirectory(prefix="hidemo-run-") as scratch:
         run_dir = Path(scratch)
         endpoints = Endpoints.for_config(config.endpoints, run_dir)
+        asked = config.keypoints
+        config, resolved = resolve_keypoints(config)
+        if asked == "auto":
+            print(f"hidemo run: keypoints {resolved.source.value} ({resolved.reason})",
+                  file=sys.stderr)
         preflight(config, endpoints)
         out = config.out
         if out is not None:

@@ -269,6 +269,13 @@ class RunConfig(_Strict):
     backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = "auto"
     """Where engines run: ``auto`` takes TensorRT, then onnxruntime (CUDA, then CPU);
     ``torch`` runs the perception models on torch (CUDA when torch sees a GPU)."""
+    keypoints: Literal["mediapipe", "engines", "auto"] = "auto"
+    """Where keypoints come from: ``mediapipe`` (detect finds and tracks persons, features
+    runs MediaPipe Holistic on each crop), ``engines`` (detect runs Holistic on the keypoint
+    engines, batched over persons and streams, and ships keypoints with each crop) or
+    ``auto``: engines when they are built and the backend puts them on a GPU, else
+    mediapipe (cheaper per person on a CPU). ``hidemo run`` resolves ``auto`` before the
+    stages start and keeps the result in the saved configuration."""
     out: Path | None = None
     duration: float | None = None
     view: Literal["auto", "rich", "log", "none"] = "auto"

@@ -1,4 +1,4 @@
-"""The prediction record (``hidemo.prediction/1``): what every sink and subscriber receives.
+"""The prediction record (``hidemo.prediction/2``): what every sink and subscriber receives.
 
 One typed model builds every record (so classify cannot emit a record its own schema
 refuses), and the same model publishes the JSON Schema in ``docs/prediction.schema.json``
@@ -10,7 +10,7 @@ A test keeps the file equal to the model and validates real pipeline output agai
 
 Example:
     >>> Prediction.model_json_schema()["properties"]["schema"]["const"]
-    'hidemo.prediction/1'
+    'hidemo.prediction/2'
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA = "hidemo.prediction/1"
+SCHEMA = "hidemo.prediction/2"
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -64,7 +64,7 @@ class Prediction(_Record):
     model_config = ConfigDict(title="hidemo prediction", extra="forbid", frozen=True,
                               allow_inf_nan=False)
 
-    schema_: Literal["hidemo.prediction/1"] = Field(SCHEMA, alias="schema")
+    schema_: Literal["hidemo.prediction/2"] = Field(SCHEMA, alias="schema")
     stream: Annotated[str, Field(min_length=1, max_length=64)]
     seq: Annotated[int, Field(ge=0, description="this stream's predictions, without gaps, "
                                                 "for the whole run (restarts included)")]
@@ -84,6 +84,10 @@ class Prediction(_Record):
                     "(capture to prediction), for the newest frame of the window")
     frames: FrameCounts
     detector: str | None
+    keypoints: Literal["mediapipe", "engines"] | None = Field(
+        None, description="where the keypoints came from: MediaPipe Holistic on the person's "
+                    "crop, or the keypoint engines of the perception core (absent in "
+                    "records made before it was added)")
     random_weights: bool
     random_engines: list[str]
 

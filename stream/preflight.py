@@ -24,6 +24,7 @@ from pathlib import Path
 
 import zmq
 
+from engines.adapters.perception import keypoint_engines_problem
 from engines.manifest import EngineRefused, read_manifest, verify
 from stream.config import RunConfig
 from stream.endpoints import LAYOUT, OUTSIDE, Endpoints
@@ -66,18 +67,26 @@ def preflight(config: RunConfig, endpoints: Endpoints) -> None:
 
 
 def engines_to_verify(config: RunConfig) -> list[str]:
-    """Engines the stages will load: as :func:`stream.stages.detect.make_finder` chooses,
-    the detector under ``auto`` only when it has real weights (else MediaPipe runs); the
-    text embedder because classify loads it when text arrives."""
+    """Engines the stages will load besides the keypoint engines: as
+    :func:`engines.adapters.finders.make_finder` chooses, the detector under ``auto`` only
+    when it has real weights (else MediaPipe runs), and not at all when the keypoint
+    engines find the persons; the text embedder because classify loads it when text
+    arrives."""
     names = ["image_embedder", "classifier", "text_embedder"]
-    if config.detect.detector in ("yolo", "auto"):
+    if config.keypoints != "engines" and config.detect.detector in ("yolo", "auto"):
         names.insert(0, "detector")
     return names
 
 
 def check_engines(config: RunConfig) -> list[Problem]:
+    """Every engine the run loads, verified; ``keypoints: engines`` needs all keypoint
+    engines (one problem naming the missing ones and ``hidemo engines build``)."""
     engine_dir = config.resolved_engine_dir()
     problems = []
+    if config.keypoints == "engines":
+        refused = keypoint_engines_problem(engine_dir, config.profile)
+        if refused is not None:
+            problems.append(Problem("keypoints: engines", str(refused)))
     for name in engines_to_verify(config):
         try:
             manifest = read_manifest(engine_dir, name, profile_hint=config.profile)

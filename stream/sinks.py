@@ -1,6 +1,6 @@
 """Where predictions go: a PUB socket (JSON), an append-only JSONL log, anything else.
 
-A prediction is one JSON object (schema ``hidemo.prediction/1``: :mod:`stream.prediction`
+A prediction is one JSON object (schema ``hidemo.prediction/2``: :mod:`stream.prediction`
 and ``docs/prediction.schema.json``, built by the classify stage). Sinks are independent:
 one that fails (a full disk, a closed socket) is counted and reported, never allowed to stop
 the pipeline.

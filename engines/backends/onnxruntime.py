@@ -3,10 +3,18 @@
 The TensorRT execution provider compiles the ONNX graph into a plan on first use; that
 plan is cached in a folder named after the ONNX Runtime version, the TensorRT version
 and the GPU, because a plan is only valid for exactly those.
+
+Providers are an ordered preference. A provider this onnxruntime build lacks is never
+skipped silently: with ``required=True`` (the caller pinned the providers) asking for a GPU
+provider that cannot run raises :class:`ProviderUnavailable`; otherwise the fallback is
+logged. onnxruntime itself falls back to the CPU when a GPU provider is compiled in but
+cannot start (no CUDA libraries): the session's providers are checked after creation too.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +25,13 @@ from engines.spec import Signature
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
+GPU_PROVIDERS = (TENSORRT, CUDA)
+
+log = logging.getLogger(__name__)
+
+
+class ProviderUnavailable(RuntimeError):
+    """A GPU execution provider was asked for and cannot run here; the message says why."""
 
 
 def available_providers() -> list[str]:
@@ -33,7 +48,7 @@ def trt_cache_dir(engine_dir: Path, device_id: int = 0) -> Path:
         import tensorrt
 
         trt_version = tensorrt.__version__
-    except ImportError:
+    except (ImportError, OSError):
         trt_version = "unknown"
     gpu = _gpu_name(device_id).replace(" ", "_") or f"gpu{device_id}"
     return Path(engine_dir) / "trt-cache" / f"ort{ort.__version__}-trt{trt_version}-{gpu}"
@@ -49,12 +64,44 @@ def _gpu_name(device_id: int) -> str:
         return ""
 
 
+def _install_hint(present: Collection[str]) -> str:
+    import onnxruntime as ort
+
+    return (f"this onnxruntime {ort.__version__} offers {sorted(present)}; install "
+            "onnxruntime-gpu for this machine's CUDA (the TensorRT provider also needs "
+            "TensorRT's libraries), or ask for the CPU: backend 'onnxruntime' without "
+            "GPU providers")
+
+
+def resolve_providers(wanted: Sequence[str], present: Collection[str], *,
+                      required: bool) -> list[str]:
+    """The providers of ``wanted`` that ``present`` offers, in order.
+
+    ``required`` (the caller pinned the providers): every GPU provider of ``wanted`` must be
+    present, else :class:`ProviderUnavailable`. Otherwise a missing provider is skipped and
+    the fallback logged. Never empty: with nothing left, the CPU.
+    """
+    kept = [p for p in wanted if p in present]
+    missing = [p for p in wanted if p not in present]
+    missing_gpu = [p for p in missing if p in GPU_PROVIDERS]
+    if missing_gpu and required:
+        raise ProviderUnavailable(
+            f"onnxruntime: asked for {missing_gpu}, not available; " + _install_hint(present))
+    if missing_gpu and not any(p in GPU_PROVIDERS for p in kept):
+        log.info("onnxruntime: %s not available here, running on the CPU", missing_gpu)
+    elif missing:
+        log.info("onnxruntime: %s not available here; using %s", missing, kept)
+    return kept or [CPU]
+
+
 class OnnxRuntimeEngine(Engine):
     """An ``onnxruntime.InferenceSession`` behind the :class:`Engine` interface.
 
     ``providers`` is an ordered preference such as ``["TensorrtExecutionProvider",
     "CUDAExecutionProvider", "CPUExecutionProvider"]``; providers that this onnxruntime
-    build lacks are skipped, so the same call works on a laptop and on a Jetson.
+    build lacks are skipped with a log line, so the same call works on a laptop and on a
+    Jetson, unless ``required`` (see :func:`resolve_providers`). ``trt_fp16`` lets the
+    TensorRT provider pick fp16 kernels; off by default because parity was checked in fp32.
     """
 
     def __init__(
@@ -69,6 +116,7 @@ class OnnxRuntimeEngine(Engine):
         device_id: int = 0,
         trt_cache: Path | None = None,
         trt_fp16: bool = False,
+        required: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -81,7 +129,7 @@ class OnnxRuntimeEngine(Engine):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.log_severity_level = 3
         present = set(ort.get_available_providers())
-        wanted = [p for p in (providers or [CPU]) if p in present] or [CPU]
+        wanted = resolve_providers(providers or [CPU], present, required=required)
         provider_args: list[tuple[str, dict[str, object]]] = []
         for provider in wanted:
             if provider == TENSORRT:
@@ -111,8 +159,23 @@ class OnnxRuntimeEngine(Engine):
             provider_options=[o for _, o in provider_args],
         )
         self._providers = self.session.get_providers()
+        self._check_started(wanted, present, required=required)
         self._device_id = device_id
         self._output_names = signature.output_names
+
+    def _check_started(self, wanted: list[str], present: Collection[str], *,
+                       required: bool) -> None:
+        """onnxruntime drops a GPU provider that fails to start (CUDA libraries missing) and
+        runs on the CPU with only a log line of its own: refuse or say so."""
+        lost = [p for p in wanted if p in GPU_PROVIDERS and p not in self._providers]
+        if not lost:
+            return
+        message = (f"engine {self.name!r}: onnxruntime could not start {lost} (usually "
+                   f"missing CUDA/cuDNN/TensorRT libraries) and runs on {self._providers}; "
+                   + _install_hint(present))
+        if required:
+            raise ProviderUnavailable(message)
+        log.warning("%s", message)
 
     @property
     def backend(self) -> str:

@@ -2,10 +2,11 @@
 
 A plan is valid for exactly one TensorRT version and one GPU model, so its file name says
 both (:func:`plan_file_name`); everything else about the engine (signature, precision,
-hashes, parity) lives in the JSON manifest, never inside the plan. The manifest's ``files``
-lists every plan built for the engine, so one engine folder can hold plans for a desktop GPU
-and a Jetson side by side; :meth:`TensorRTEngine.from_manifest` picks the one for this
-machine and refuses, with the command that fixes it, when there is none.
+hashes, parity) lives in the JSON manifest, never inside the plan. The manifest's ``plans``
+(:class:`engines.plans.PlanRecord`) lists every plan built for the engine, so one engine
+folder can hold plans for a desktop GPU and a Jetson side by side;
+:meth:`TensorRTEngine.from_manifest` picks the one for this machine and refuses, with the
+command that fixes it, when there is none.
 
 Device memory comes from torch CUDA tensors (:class:`TorchCudaMemory`): torch is already a
 dependency of the project (exporter, torch backend), its caching allocator avoids a
@@ -45,9 +46,9 @@ from engines.manifest import (
     EngineManifest,
     EngineMissing,
     EngineStale,
-    build_command,
     sha256_file,
 )
+from engines.plans import no_plan_message, select_plan, tensorrt_build_command
 from engines.spec import Signature, SignatureError
 
 MIN_TRT_MAJOR = 10
@@ -96,6 +97,32 @@ def _cuda_device_count() -> int:
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # noqa: BLE001 - a broken CUDA install means "no device" here
         return 0
+
+
+@dataclass(frozen=True)
+class CudaDevice:
+    """The GPU a plan is built for or runs on: what a plan's validity depends on."""
+
+    index: int
+    name: str
+    compute_capability: str
+    """``major.minor``, e.g. ``9.0`` for Hopper."""
+
+
+def cuda_device(device_id: int = 0) -> CudaDevice:
+    """Name and compute capability of CUDA device ``device_id`` (through torch).
+
+    Raises :class:`BackendUnavailable` when there is no such device.
+    """
+    if _cuda_device_count() <= device_id:
+        raise BackendUnavailable(
+            f"no CUDA device cuda:{device_id}: TensorRT plans are built and run on an NVIDIA "
+            "GPU seen by a CUDA build of torch"
+        )
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(device_id)
+    return CudaDevice(device_id, torch.cuda.get_device_name(device_id), f"{major}.{minor}")
 
 
 def tensorrt_available() -> bool:
@@ -324,7 +351,7 @@ class TensorRTEngine(Engine):
         if not plan_path.is_file():
             raise FileNotFoundError(
                 f"engine {name!r}: TensorRT plan {plan_path} does not exist; build it on this "
-                "machine with `hidemo engines build --profile <profile> --engine-dir "
+                "machine with `hidemo engines build --tensorrt --profile <profile> --engine-dir "
                 f"{plan_path.parent}`"
             )
         self._logger = make_logger(trt)
@@ -355,27 +382,28 @@ class TensorRTEngine(Engine):
         """Load the plan that the manifest lists for this TensorRT version and GPU.
 
         Raises ``EngineMissing`` when the manifest has no plan for this machine and
-        ``EngineStale`` when the plan's bytes or contents disagree with the manifest; both
-        carry the build command that fixes them.
+        ``EngineStale`` when the plan's bytes or contents disagree with the manifest, or it
+        was built from another ONNX; both carry the build command that fixes them.
         """
         trt = import_tensorrt()
         memory = memory if memory is not None else TorchCudaMemory(device_id)
         engine_dir = Path(engine_dir)
-        fix = build_command(manifest.profile, engine_dir)
-        wanted = plan_file_name(
-            manifest.name, trt.__version__, memory.device_name, precision=manifest.precision
-        )
-        if wanted not in manifest.files:
-            listed = sorted(f for f in manifest.files if f.endswith(".plan"))
+        fix = tensorrt_build_command(manifest.profile, engine_dir)
+        plan = select_plan(manifest.plans, trt.__version__, memory.device_name)
+        if plan is None:
             raise EngineMissing(
-                f"engine {manifest.name!r}: no TensorRT plan for TensorRT {trt.__version__} "
-                f"on {memory.device_name} at precision {manifest.precision} (expected "
-                f"{wanted}; the manifest lists {listed or 'no plans'}); a plan is valid only "
-                "for the TensorRT version and GPU it was built with",
+                no_plan_message(manifest.name, manifest.plans, trt.__version__,
+                                memory.device_name),
                 fix,
             )
-        plan_path = engine_dir / wanted
-        if not plan_path.is_file() or sha256_file(plan_path) != manifest.files[wanted]:
+        plan_path = engine_dir / plan.file
+        if plan.onnx_sha256 != manifest.onnx_sha256:
+            raise EngineStale(
+                f"engine {manifest.name!r}: plan {plan_path} was built from another ONNX "
+                f"(sha256 {plan.onnx_sha256[:12]}, the engine's is {manifest.onnx_sha256[:12]})",
+                fix,
+            )
+        if not plan_path.is_file() or sha256_file(plan_path) != plan.sha256:
             raise EngineStale(
                 f"engine {manifest.name!r}: plan {plan_path} is missing or does not match the "
                 "sha256 in its manifest",

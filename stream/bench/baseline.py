@@ -2,11 +2,12 @@
 
 What a user writes in a notebook: a loop that takes a frame, finds the person, embeds the
 crop, runs the keypoint model, keeps a window of features and classifies it every stride,
-then takes the next frame. The engines and adapters are the pipeline's own (the detector
-engine or the MediaPipe Pose fallback chosen the same way, the image embedder,
-MediaPipe Holistic keypoints, the window classifier through ``build_window``), and so is
-the work per frame: the same analysis rates decide which frames get an image embedding or
-keypoints, and the same stride decides when to classify. Only the structure differs (no
+then takes the next frame. The engines and adapters are the pipeline's own (the run's
+perception core, opened as the detect stage opens it, with the keypoint strategy the
+features stage pairs with it; the image embedder; the window classifier through
+``build_window``), and so is the work per frame: the core's most prominent person, the same
+analysis rates decide which frames get an image embedding or keypoints, and the same stride
+decides when to classify. Only the structure differs (no
 processes, no overlap between stages, no batching across streams), which is what the
 pipeline/baseline ratio measures.
 
@@ -24,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -34,8 +36,13 @@ from typing import Any
 import numpy as np
 
 from engines.adapters.classifier import WindowClassifier
-from engines.adapters.detector import crop_with_margin, prominence
 from engines.adapters.image_embedder import ImageEmbedder
+from engines.adapters.perception import (
+    CropKeypoints,
+    Percept,
+    PerceptionCore,
+    PerceptionFrame,
+)
 from engines.adapters.rates import RateSampler
 from engines.adapters.windows import WindowBatch
 from stream.bench.figures import percentiles
@@ -45,20 +52,32 @@ from stream.rings import PersonRing
 log = logging.getLogger(__name__)
 
 STEPS = ("capture", "detect", "image", "keypoints", "classify")
+GENERATION = 0
+"""The loop's streams never reopen: one session each."""
 
 
 @dataclass
 class _Stream:
-    """One stream's state in the loop: its clock, samplers, keypoint tracker, ring."""
+    """One stream's state in the loop: its clock, samplers and ring (its tracker and
+    keypoint graphs live in the core and the keypoint strategy, keyed by its id)."""
 
-    finder: Any
-    keypoints: Any
+    id: str
     image: RateSampler
     keypoint_sampler: RateSampler
     ring: PersonRing
     next_index: int = 0
     next_due: float | None = None
     dropped: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Analysed:
+    """What the loop made of one frame: its most prominent person (None: nobody) and that
+    person's image embedding and keypoints where the rates wanted them."""
+
+    person: Percept | None
+    image: np.ndarray | None
+    keypoints: np.ndarray | None
 
 
 @dataclass
@@ -69,48 +88,44 @@ class _Tally:
     steps: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STEPS})
 
 
+def _no_mark(step: str) -> None:
+    """Marks nothing (the loop outside a measurement)."""
+
+
 class Baseline:
     """The sequential loop over the pipeline's engines (see the module docstring)."""
 
-    def __init__(self, finder_factory: Callable[[], Any], embedder: ImageEmbedder,
-                 keypoints_factory: Callable[[], Any], classifier: WindowClassifier, *,
+    def __init__(self, core: PerceptionCore, embedder: ImageEmbedder,
+                 keypoints: CropKeypoints, classifier: WindowClassifier, *,
                  capture_fps: float, image_rate: float, keypoint_rate: float,
-                 stride_s: float = 1.0, crop_margin: float = 0.15, width: int = 640,
-                 height: int = 480) -> None:
-        self.finder_factory = finder_factory
+                 stride_s: float = 1.0, width: int = 640, height: int = 480) -> None:
+        self.core = core
         self.embedder = embedder
-        self.keypoints_factory = keypoints_factory
+        self.keypoints = keypoints
         self.classifier = classifier
         self.capture_fps = capture_fps
         self.image_rate = image_rate
         self.keypoint_rate = keypoint_rate
         self.stride_s = stride_s
-        self.crop_margin = crop_margin
         self.clip = DemoClip(width, height)
 
     @classmethod
     def from_run_config(cls, config: Any, threads: int = 0) -> Baseline:
         """The engines and rates a :class:`stream.config.RunConfig` gives the pipeline."""
-        from stream.stages.detect import PerStreamFinder, make_finder
-        from stream.stages.features import keypoints_factory
+        from engines.adapters.perception import crop_keypoints_for, open_core
+        from stream.perception import core_options, keypoint_source
         from stream.stages.main import open_engine
 
-        engine_dir = config.resolved_engine_dir()
-        finder = make_finder(config.detect, engine_dir, config.backend, threads)
-        if isinstance(finder, PerStreamFinder):  # one stateful detector per stream
-            def finder_factory() -> Any:
-                return PerStreamFinder(finder.factory, finder.name)
-        else:
-            def finder_factory() -> Any:
-                return finder
+        source = keypoint_source(config)
+        core = open_core(source, dataclasses.replace(core_options(config), threads=threads))
         embedder = ImageEmbedder(*open_engine(config, "image_embedder", threads))
         classifier = WindowClassifier(*open_engine(config, "classifier", threads))
         width, height = ((config.sources[0].width, config.sources[0].height)
                          if config.sources else (640, 480))
-        return cls(finder_factory, embedder, keypoints_factory, classifier,
+        return cls(core, embedder, crop_keypoints_for(source), classifier,
                    capture_fps=config.capture_fps(), image_rate=config.image_rate(),
                    keypoint_rate=config.keypoint_rate(), stride_s=config.classify.stride_s,
-                   crop_margin=config.detect.crop_margin, width=width, height=height)
+                   width=width, height=height)
 
     def use_rates(self, config: Any) -> None:
         """Take the frame and analysis rates of ``config`` (a RunConfig): a saturated run
@@ -119,27 +134,26 @@ class Baseline:
         self.image_rate = config.image_rate()
         self.keypoint_rate = config.keypoint_rate()
 
-    def _stream(self) -> _Stream:
-        return _Stream(self.finder_factory(), self.keypoints_factory(),
-                       RateSampler(self.image_rate), RateSampler(self.keypoint_rate),
+    def new_stream(self, stream: str) -> _Stream:
+        """A fresh stream state (its id keys its state in the core and keypoint strategy)."""
+        return _Stream(stream, RateSampler(self.image_rate), RateSampler(self.keypoint_rate),
                        PersonRing(self.classifier.window_seconds))
 
     def run(self, streams: int, mode: str, duration_s: float,
             warmup_s: float = 2.0) -> dict[str, Any]:
         """Serve ``streams`` demo streams for ``warmup_s + duration_s`` seconds; figures of
         the last ``duration_s``."""
-        states = [self._stream() for _ in range(streams)]
-        for state in states:  # load MediaPipe's models before the clock starts
-            blank = self.clip.frame(0.0)
-            state.finder.find(["warmup"], [blank])
-            state.keypoints.process(blank[:64, :64])
+        states = [self.new_stream(f"s{index}") for index in range(streams)]
+        # load the models before the clock starts
+        self.core.warm_up([state.id for state in states], self.clip.frame(0.0).shape[:2])
+        self.keypoints.warm_up()
         tally = _Tally()
         origin = time.monotonic()
         measure_from = origin + warmup_s
         deadline = measure_from + duration_s
         frames = 0
         while time.monotonic() < deadline:
-            for index, state in enumerate(states):
+            for state in states:
                 now = time.monotonic()
                 if now >= deadline:
                     break
@@ -149,13 +163,14 @@ class Baseline:
                 measured = now >= measure_from
                 # paced: the frame exists from its due time on (a camera delivered it then)
                 due = origin + media_time if mode == "paced" else None
-                self._process(f"s{index}", state, media_time, tally if measured else None, due)
+                self._process(state, media_time, tally if measured else None, due)
                 frames += measured
             if mode == "paced":
                 self._sleep_until_due(states, origin, deadline)
         elapsed = max(time.monotonic() - measure_from, 1e-9)
         for state in states:
-            state.keypoints.close()
+            self.core.release(state.id)
+            self.keypoints.release(state.id)
         return {
             "streams": streams, "mode": mode, "duration_s": duration_s,
             "capture_fps": self.capture_fps, "measured_s": round(elapsed, 2),
@@ -187,26 +202,15 @@ class Baseline:
         if wait > 0:
             time.sleep(wait)
 
-    def _process(self, stream: str, state: _Stream, media_time: float,
-                 tally: _Tally | None, due: float | None = None) -> None:
+    def _process(self, state: _Stream, media_time: float, tally: _Tally | None,
+                 due: float | None = None) -> None:
         """One frame, start to end, as the notebook loop would do it; its latency counts
         from ``due`` (when the camera delivered it) if given, else from now."""
         captured = time.monotonic() if due is None else min(due, time.monotonic())
         frame = self.clip.frame(media_time)
         marks = [("capture", time.monotonic())]
-        found = state.finder.find([stream], [frame])[0]
-        marks.append(("detect", time.monotonic()))
-        image = keypoints = None
-        if len(found.xyxy):
-            best = int(np.argmax(prominence(np.asarray(found.xyxy), frame.shape[:2], 0.5)))
-            crop, offset = crop_with_margin(frame, found.xyxy[best], self.crop_margin)
-            if crop.size and state.image.take(media_time):
-                image = self.embedder.embed([crop]).cls[0]
-            marks.append(("image", time.monotonic()))
-            if crop.size and state.keypoint_sampler.take(media_time):
-                keypoints = state.keypoints.process(crop, offset)
-            marks.append(("keypoints", time.monotonic()))
-            state.ring.add(media_time, image, keypoints)
+        self.analyse(state, frame, media_time, lambda step: marks.append((step,
+                                                                          time.monotonic())))
         classified = self._maybe_classify(state, media_time)
         marks.append(("classify", time.monotonic()))
         if tally is None:
@@ -220,6 +224,28 @@ class Baseline:
         tally.frame_t.append(captured)
         if classified:
             tally.e2e_ms.append(1000.0 * (done - captured))
+
+    def analyse(self, state: _Stream, frame: np.ndarray, media_time: float,
+                mark: Callable[[str], None] = _no_mark) -> Analysed:
+        """The loop's per-frame perception: the core's most prominent person, its image
+        embedding and keypoints when the stream's rates want them, added to the stream's
+        ring. ``mark(step)`` is called as each step ends (``detect``, then ``image`` and
+        ``keypoints`` when there is a person)."""
+        found = self.core.perceive([PerceptionFrame(state.id, GENERATION, frame)])[0]
+        mark("detect")
+        if not found:
+            return Analysed(None, None, None)
+        person = found[0]
+        image = keypoints = None
+        if state.image.take(media_time):
+            image = self.embedder.embed([person.crop]).cls[0]
+        mark("image")
+        if state.keypoint_sampler.take(media_time):
+            keypoints = self.keypoints.keypoints((state.id, GENERATION, person.track_id),
+                                                 person.crop, person.offset, person.keypoints)
+        mark("keypoints")
+        state.ring.add(media_time, image, keypoints)
+        return Analysed(person, image, keypoints)
 
     def _maybe_classify(self, state: _Stream, media_time: float) -> bool:
         if state.next_due is None:
@@ -238,5 +264,7 @@ class Baseline:
         return True
 
     def close(self) -> None:
+        self.core.close()
+        self.keypoints.close()
         self.embedder.close()
         self.classifier.close()

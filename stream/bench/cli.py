@@ -230,7 +230,7 @@ def _engine_rows(plan: Plan, args: argparse.Namespace, report: dict[str, Any],
                  console: Any) -> list[Any]:
     from stream.bench.engines import BenchSettings, bench_engines
     from stream.bench.engines_cli import DEFAULT_ENGINES
-    from stream.bench.perception import bench_mediapipe
+    from stream.bench.perception import bench_holistic_engines, bench_mediapipe
 
     settings = BenchSettings(
         batch_sizes=tuple(args.batch_sizes or ((1, 4) if plan.quick else (1, 4, 8))),
@@ -242,6 +242,7 @@ def _engine_rows(plan: Plan, args: argparse.Namespace, report: dict[str, Any],
     rows = bench_engines(plan.engine_dir, settings, list(DEFAULT_ENGINES),
                          weights_dir=args.weights_dir)
     rows += bench_mediapipe(settings)
+    rows += bench_holistic_engines(plan.engine_dir, settings)
     report["settings"].update(asdict(settings))
     report["engines"]["rows"] = [r.to_json() for r in rows]
     return rows

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import statistics
 import time
@@ -28,11 +29,14 @@ from engines.backends import onnxruntime as ort_backend
 from engines.engine import Backend, Engine
 from engines.manifest import EngineRefused, read_manifest
 from engines.runtime import load_engine
+from engines.sources.mediapipe import KEYPOINT_ROLE
 from engines.spec import Signature
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+VARIANTS = ("torch", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
+            "tflite")
+"""``tflite`` runs only the keypoint engines (the ``.tflite`` they were converted from)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ def available_variants() -> list[str]:
 
     if tensorrt_available():
         variants.append("tensorrt")
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        variants.append("tflite")
     return variants
 
 
@@ -101,6 +107,8 @@ def open_variant(engine_dir: Path, name: str, variant: str, threads: int,
                            weights_dir=weights_dir)
     if variant == "tensorrt":
         return load_engine(engine_dir, name, Backend.TENSORRT)
+    if variant == "tflite":
+        return load_engine(engine_dir, name, Backend.TFLITE, threads=threads)
     providers = {
         "onnxruntime": [ort_backend.CPU],
         "onnxruntime-cuda": [ort_backend.CUDA, ort_backend.CPU],
@@ -196,6 +204,8 @@ def bench_engines(engine_dir: Path, settings: BenchSettings, names: list[str],
             log.warning("skipping %s: %s", name, exc)
             continue
         for variant in variants:
+            if variant == "tflite" and manifest.role != KEYPOINT_ROLE:
+                continue  # only converted engines have a .tflite source
             try:
                 engine = open_variant(engine_dir, name, variant, settings.threads, weights_dir)
             except (EngineRefused, RuntimeError, ImportError) as exc:

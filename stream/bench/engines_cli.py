@@ -11,10 +11,12 @@ from rich.table import Table
 
 from engines.console import wide_console
 from engines.provenance import git_commit, library_versions, machine_info, utc_now
+from engines.sources.mediapipe import KEYPOINT_ENGINES
 from stream.bench.engines import BenchRow, BenchSettings, bench_engines
 from stream.bench.report import case_label
 
-DEFAULT_ENGINES = ("detector", "image_embedder", "text_embedder", "classifier")
+DEFAULT_ENGINES = ("detector", "image_embedder", "text_embedder", "classifier",
+                   *KEYPOINT_ENGINES)
 
 
 def rows_table(rows: list[BenchRow], title: str) -> Table:
@@ -47,6 +49,11 @@ def bench_engines_command(args: argparse.Namespace) -> int:
             f"  {r.engine:15} {r.backend:22} b{r.batch:<2} "
             f"{case_label(r.to_json()):14} {r.median_ms:8.1f} ms"),
     )
+    if any(row.engine in KEYPOINT_ENGINES for row in rows):  # built: Holistic on them too
+        from stream.bench.perception import bench_holistic_engines, bench_mediapipe
+
+        rows += [row for row in bench_mediapipe(settings) if row.engine == "keypoints"]
+        rows += bench_holistic_engines(args.engine_dir, settings)
     if not rows:
         console.print(f"[red]no engine could be benchmarked in {args.engine_dir}; build them "
                       f"with: hidemo engines build --profile {args.profile}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -67,4 +68,50 @@ def bench_mediapipe(settings: BenchSettings, width: int = 640, height: int = 480
             holistic.process(crop, offset)
 
         rows.append(_row(KEYPOINTS, "mediapipe-holistic", time_case(keypoints, settings)))
+    return rows
+
+
+HOLISTIC_BACKENDS = ("onnxruntime", "tflite", "torch", "tensorrt")
+"""Bench variants :class:`EngineKeypoints` can take as its ``backend`` (the onnxruntime
+provider variants are the engines' own rows)."""
+
+
+def bench_holistic_engines(engine_dir: Any, settings: BenchSettings,
+                           stream_counts: tuple[int, ...] = (1, 4), width: int = 640,
+                           height: int = 480, fps: float = 10.0) -> list[BenchRow]:
+    """Holistic on the keypoint engines (:class:`EngineKeypoints`), per backend, for one
+    call over ``n`` streams of the demo clip (one person each, tracked: the detector runs
+    only at the start): the figure to set against MediaPipe Holistic's ``keypoints`` row,
+    which is what ``keypoints: auto`` weighs. ``batch`` is the number of persons per call.
+    """
+    from engines.adapters.holistic import EngineKeypoints
+    from engines.manifest import EngineRefused
+
+    clip = DemoClip(width, height)
+    frames = [clip.frame(i / fps) for i in range(int(4 * fps))]
+    variants = [v for v in (settings.backends or HOLISTIC_BACKENDS) if v in HOLISTIC_BACKENDS]
+    rows = []
+    for variant in variants:
+        try:
+            estimator = EngineKeypoints.from_engine_dir(engine_dir, backend=variant,
+                                                        threads=settings.threads)
+        except (EngineRefused, RuntimeError, ImportError, ValueError) as error:
+            log.warning("skipping holistic engines on %s: %s", variant,
+                        str(error).splitlines()[0])
+            continue
+        with estimator:
+            for streams in stream_counts:
+                cycle = itertools.cycle(range(len(frames)))
+
+                def step(streams: int = streams, cycle: Any = cycle,
+                         estimator: EngineKeypoints = estimator) -> None:
+                    index = next(cycle)
+                    estimator.process([(f"s{k}", frames[(index + 7 * k) % len(frames)])
+                                       for k in range(streams)])
+
+                samples = time_case(step, settings)
+                rows.append(BenchRow(engine=KEYPOINTS, model="holistic-engines",
+                                     backend=estimator.backend, device=estimator.device,
+                                     batch=streams, sequence=None,
+                                     **sample_stats(samples, streams), random_weights=False))
     return rows

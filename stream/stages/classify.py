@@ -4,7 +4,7 @@ Features arrive per frame; each person's ring keeps the last ``window_seconds``.
 stream's media time passes its next stride, a window ending at that frame is built for each
 person seen recently (:func:`engines.adapters.windows.build_window`, as in training), and
 the due windows of all streams go through the classifier in one call. Each prediction is a
-JSON record (``hidemo.prediction/1``, its JSON Schema in ``docs/prediction.schema.json``)
+JSON record (``hidemo.prediction/2``, its JSON Schema in ``docs/prediction.schema.json``)
 sent to the sinks. Sequence numbers are accounted here: a gap the in-band drop count does
 not explain is reported as lost frames. A prediction's own ``seq`` is contiguous per stream
 for the whole run: with a :class:`ClassifyMemory` it survives a restart of this stage.
@@ -348,7 +348,7 @@ class ClassifyStage(BatchStage):
             "latency_ms": latency,
             "frames": {"received": state.book.frames, "dropped": state.book.dropped,
                        "lost": state.book.lost},
-            "detector": header.meta.detector,
+            "detector": header.meta.detector, "keypoints": header.meta.keypoints,
             "random_weights": bool(random_engines), "random_engines": random_engines,
         }
         state.predictions += 1

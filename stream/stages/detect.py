@@ -1,110 +1,33 @@
-"""Detect: person boxes for a batch of frames from all streams, a track id per person, crops.
+"""Detect: the run's perception core on a batch of frames from all streams; crops go on.
 
-Frames of every stream are detected in one engine call (YOLO batches; MediaPipe Pose, the
-no-download fallback, runs one frame at a time with one instance per stream). Each stream
-has its own ByteTrack tracker, reset when its session generation changes. Up to
-``max_persons`` persons per frame go on, most prominent first, each as a crop (with a
-margin) plus its box; the full frame stays here. A frame with nobody still goes on (with no
-crops) so sequence numbers stay contiguous downstream.
+The core (:mod:`engines.adapters.perception`: detector + ByteTrack, or Holistic on the
+keypoint engines) gives each frame's persons, most prominent first, at most
+``detect.max_persons``, each with a track id, a box and a crop (with a margin), and with
+keypoints when the core makes them. Every frame of the batch is one core call, so the
+engines batch across streams. The full frame stays here; each person goes on as its crop
+(buffer ``crop{i}``) plus its box and, when present, its keypoints (row ``i`` of buffer
+``keypoints``). A frame with nobody still goes on (with no crops) so sequence numbers stay
+contiguous downstream.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from engines.adapters.detector import PersonDetector, crop_with_margin, prominence
-from engines.adapters.records import Detections
-from stream.config import DetectConfig
+from engines.adapters.perception import Percept, PerceptionCore, PerceptionFrame
 from stream.stage import BatchStage
-from stream.tracking import PersonTracker
 from stream.wire import MAX_DIM, Message, Person, WireError
-
-log = logging.getLogger(__name__)
-
-
-class PersonFinder(Protocol):
-    """Finds persons in frames of named streams (strategy: YOLO engine or MediaPipe)."""
-
-    name: str
-    random_weights: bool
-    device: str
-    """Where it computes (``cpu``, ``cuda:0``): sets the stage's automatic batch size."""
-
-    def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
-        ...
-
-
-class EngineFinder:
-    """The profile's YOLO engine, one batched call for all frames."""
-
-    def __init__(self, detector: PersonDetector) -> None:
-        self.detector = detector
-        self.name = f"yolo:{detector.manifest.model}"
-        self.random_weights = detector.random_weights
-        self.device = detector.engine.device
-
-    def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
-        return self.detector.detect(frames)
-
-
-class PerStreamFinder:
-    """A stateful single-stream detector (MediaPipe Pose in video mode) per stream."""
-
-    def __init__(self, factory: Callable[[], Any], name: str) -> None:
-        self.factory = factory
-        self.name = name
-        self.random_weights = False
-        self.device = "cpu"  # MediaPipe's Python API runs on the CPU
-        self._by_stream: dict[str, Any] = {}
-
-    def warm_up(self, streams: Sequence[str], frame_hw: tuple[int, int]) -> None:
-        """Create and run each stream's detector once, so the first live frame is not the
-        one that pays for loading models (over a second for MediaPipe)."""
-        blank = np.zeros((*frame_hw, 3), np.uint8)
-        for stream in streams:
-            self._detector(stream).detect([blank])
-
-    def _detector(self, stream: str) -> Any:
-        if stream not in self._by_stream:
-            self._by_stream[stream] = self.factory()
-        return self._by_stream[stream]
-
-    def release(self, stream: str) -> None:
-        """Close ``stream``'s detector (its stream ended); a later frame makes a new one."""
-        detector = self._by_stream.pop(stream, None)
-        close = getattr(detector, "close", None)
-        if close is not None:
-            close()
-
-    def find(self, streams: Sequence[str], frames: Sequence[np.ndarray]) -> list[Detections]:
-        out = []
-        for stream, frame in zip(streams, frames, strict=True):
-            out.extend(self._detector(stream).detect([frame]))
-        return out
 
 
 class DetectStage(BatchStage):
     name = "detect"
 
-    def __init__(self, finder: PersonFinder, config: DetectConfig, frame_rate: float) -> None:
-        self.finder = finder
-        self.config = config
-        self.frame_rate = frame_rate
-        self._trackers: dict[str, tuple[int, PersonTracker]] = {}
+    def __init__(self, core: PerceptionCore) -> None:
+        self.core = core
         self.persons_seen = 0
-
-    def _tracker(self, stream: str, generation: int) -> PersonTracker:
-        current = self._trackers.get(stream)
-        if current is None or current[0] != generation:
-            current = (generation, PersonTracker(self.frame_rate))
-            self._trackers[stream] = current
-        return current[1]
 
     def admit(self, message: Message) -> None:
         """A frame must be one BGR image (``frame``: uint8, H x W x 3, at least 16 x 16)."""
@@ -118,67 +41,52 @@ class DetectStage(BatchStage):
 
     def process(self, batch: list[Message]) -> list[Message]:
         t_in = time.monotonic()
-        frames = [m.arrays["frame"] for m in batch]
-        found = self.finder.find([m.header.stream for m in batch], frames)
+        frames = [PerceptionFrame(m.header.stream, m.header.generation, m.arrays["frame"])
+                  for m in batch]
+        found = self.core.perceive(frames)
         out = []
-        for message, frame, detections in zip(batch, frames, found, strict=True):
-            tracked = self._tracker(message.header.stream, message.header.generation).update(
-                detections)
-            if tracked:
-                boxes = np.stack([p.xyxy for p in tracked])
-                order = np.argsort(-prominence(boxes, frame.shape[:2], 0.5))
-                tracked = [tracked[i] for i in order[:self.config.max_persons]]
-            persons, arrays = [], {}
-            for person in tracked:
-                crop, offset = crop_with_margin(frame, person.xyxy, self.config.crop_margin)
-                if crop.size == 0:
-                    continue
-                arrays[f"crop{len(persons)}"] = np.ascontiguousarray(crop)
-                persons.append(Person(
-                    track_id=int(person.track_id),
-                    score=min(1.0, max(0.0, float(person.score))),
-                    box=tuple(round(float(v), 1) for v in person.xyxy),
-                    offset=(int(offset[0]), int(offset[1]))))
+        for message, frame, percepts in zip(batch, frames, found, strict=True):
+            persons, arrays = wire_persons(percepts)
             self.persons_seen += len(persons)
             random_weights = set(message.header.meta.random_weights)
-            if self.finder.random_weights:
+            if self.core.random_weights:
                 random_weights.add("detector")
+            height, width = frame.image.shape[:2]
             header = message.header.with_meta(
-                persons=tuple(persons), frame_hw=(int(frame.shape[0]), int(frame.shape[1])),
-                detector=self.finder.name, random_weights=tuple(sorted(random_weights)),
+                persons=persons, frame_hw=(int(height), int(width)), detector=self.core.name,
+                random_weights=tuple(sorted(random_weights)),
             ).stamped(self.name, t_in, time.monotonic(), message.arrived)
             out.append(Message(header, arrays))
         return out
 
     def on_control(self, message: Message) -> list[Message]:
-        """An end of stream releases the stream's tracker (and its detector when it has
-        one of its own), so state stays bounded by the streams that are live."""
-        stream = message.header.stream
-        self._trackers.pop(stream, None)
-        release = getattr(self.finder, "release", None)
-        if release is not None:
-            release(stream)
+        """An end of stream releases the stream's state in the core (its tracker, its own
+        detector when it has one), so state stays bounded by the streams that are live."""
+        self.core.release(message.header.stream)
         return [message]
 
     def extra_status(self) -> dict[str, Any]:
-        return {"detector": self.finder.name, "persons": self.persons_seen}
+        return {"detector": self.core.name, "persons": self.persons_seen}
+
+    def close(self) -> None:
+        self.core.close()
 
 
-def make_finder(config: DetectConfig, engine_dir: Path, backend: str,
-                threads: int) -> PersonFinder:
-    """The detector strategy ``config.detector`` names; ``auto`` avoids random weights."""
-    if config.detector in ("auto", "yolo"):
-        from engines.manifest import read_manifest
-        from engines.runtime import load_engine
-
-        manifest = read_manifest(engine_dir, "detector")
-        if config.detector == "yolo" or not manifest.random_weights:
-            engine = load_engine(engine_dir, "detector", backend, threads=threads,
-                                 manifest=manifest)
-            return EngineFinder(PersonDetector(engine, manifest))
-        log.warning("detector engine %s has random weights (it finds nobody); using "
-                    "MediaPipe Pose (real weights, one person per frame) instead",
-                    manifest.model)
-    from engines.adapters.pose_detector import MediaPipePersonDetector
-
-    return PerStreamFinder(MediaPipePersonDetector, MediaPipePersonDetector.name)
+def wire_persons(percepts: list[Percept]) -> tuple[tuple[Person, ...], dict[str, np.ndarray]]:
+    """The wire form of one frame's persons: a :class:`Person` each, buffer ``crop{i}``
+    each, and buffer ``keypoints`` (N x 137 x 3 float32, row ``i`` person ``i``'s) when the
+    core made keypoints."""
+    persons, arrays, keypoints = [], {}, []
+    for index, percept in enumerate(percepts):
+        arrays[f"crop{index}"] = np.ascontiguousarray(percept.crop)
+        row = -1
+        if percept.keypoints is not None:
+            row = len(keypoints)
+            keypoints.append(percept.keypoints)
+        persons.append(Person(
+            track_id=percept.track_id, score=min(1.0, max(0.0, percept.score)),
+            box=tuple(round(float(v), 1) for v in percept.xyxy),
+            offset=percept.offset, keypoints=row))
+    if keypoints:
+        arrays["keypoints"] = np.stack(keypoints).astype(np.float32, copy=False)
+    return tuple(persons), arrays

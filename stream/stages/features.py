@@ -2,78 +2,89 @@
 
 For every (stream, person) one :class:`RateSampler` per modality decides whether this crop
 is due for an image embedding and/or keypoints (the same slot rule as training's feature
-extraction). Due crops of the whole batch go through the image embedder in one call;
-keypoints come from MediaPipe Holistic, CPU-bound and one crop at a time, with one tracker
-per (stream, person) so its video mode follows the same person. Replicas may run side by
-side (detect's PUSH spreads frames over them).
+extraction). Due crops of the whole batch go through the image embedder in one call.
+Keypoints come from the run's :class:`CropKeypoints` strategy: MediaPipe Holistic on the
+crop, one video-mode graph per (stream, person) (``keypoints: mediapipe``), or the
+keypoints detect's perception core made and shipped with the crop (``keypoints: engines``).
+Replicas may run side by side (detect's PUSH spreads frames over them).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from engines.adapters.image_embedder import ImageEmbedder
-from engines.adapters.keypoints import MediaPipeKeypoints
+from engines.adapters.openpose_layout import NUM_CHANNELS, NUM_KEYPOINTS
+from engines.adapters.perception import CropKeypoints, KeypointSource, PersonKey
 from engines.adapters.rates import RateSampler
 from stream.stage import BatchStage
-from stream.wire import MAX_DIM, Message, Person, WireError
+from stream.wire import MAX_DIM, MAX_PIXELS, Message, Person, WireError
 
 IDLE_FORGET_S = 10.0
-"""A person unseen for this long (media time) loses its MediaPipe tracker and samplers."""
+"""A person unseen for this long (media time) loses its samplers and keypoint state."""
 MAX_PERSONS_PER_STREAM = 16
-"""Persons (each with a MediaPipe graph of ~100 MB) one stream may hold at once; beyond
-it the least recently seen is closed, so state stays bounded whatever track ids come."""
+"""Persons one stream may hold state for at once (a MediaPipe graph is ~100 MB); beyond it
+the least recently seen is closed, so state stays bounded whatever track ids come."""
 
 
 @dataclass
 class _Person:
     image: RateSampler
     keypoints: RateSampler
-    tracker: MediaPipeKeypoints | None = None
     last_seen: float = 0.0
 
 
 class FeaturesStage(BatchStage):
     name = "features"
 
-    def __init__(self, embedder: ImageEmbedder, keypoints_factory: Callable[[], Any], *,
+    def __init__(self, embedder: ImageEmbedder, keypoints: CropKeypoints, *,
                  image_rate: float, keypoint_rate: float) -> None:
         self.embedder = embedder
-        self.keypoints_factory = keypoints_factory
+        self.keypoints = keypoints
+        self.shipped = keypoints.source is KeypointSource.ENGINES
+        """Whether every person arrives with its keypoints (detect's core made them)."""
         self.image_rate = image_rate
         self.keypoint_rate = keypoint_rate
-        self._persons: dict[tuple[str, int, int], _Person] = {}
-        self._spare: list[Any] = []
+        self._persons: dict[PersonKey, _Person] = {}
         self.images = 0
         self.keypoint_frames = 0
 
     def warm_up(self, crop_hw: tuple[int, int] = (256, 192)) -> None:
-        """Load one keypoint tracker and the image engine before the first live crop (the
-        first MediaPipe call takes about a second); the first person gets that tracker."""
-        blank = np.zeros((*crop_hw, 3), np.uint8)
-        tracker = self.keypoints_factory()
-        tracker.process(blank)
-        self._spare.append(tracker)
-        self.embedder.embed([blank])
+        """Load the keypoint models and the image engine before the first live crop (the
+        first MediaPipe call takes about a second)."""
+        self.keypoints.warm_up(crop_hw)
+        self.embedder.embed([np.zeros((*crop_hw, 3), np.uint8)])
 
     def admit(self, message: Message) -> None:
-        """Each person ``i`` comes with its crop ``crop{i}`` (uint8, h x w x 3), and only
-        those arrays."""
+        """Each person ``i`` comes with its crop ``crop{i}`` (uint8, h x w x 3); with shipped
+        keypoints (``keypoints: engines``) also with row ``Person.keypoints`` of
+        ``keypoints`` (float32, N x 137 x 3, one row per person, pixels within the wire's
+        bound, confidences in [0, 1]); nothing else."""
         persons = message.header.meta.persons
-        if set(message.arrays) != {f"crop{i}" for i in range(len(persons))}:
-            raise WireError("crops do not match the persons listed", "arrays")
-        for crop in message.arrays.values():
-            if (crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3
-                    or not 1 <= min(crop.shape[:2]) <= max(crop.shape[:2]) <= MAX_DIM):
-                raise WireError(f"crop is {crop.dtype} {crop.shape}; expected uint8 h x w x 3",
-                                "arrays")
+        expected = {f"crop{i}" for i in range(len(persons))}
+        if self.shipped and persons:
+            expected.add("keypoints")
+        if set(message.arrays) != expected:
+            raise WireError("arrays do not match the persons listed", "arrays")
+        for name, array in message.arrays.items():
+            if name != "keypoints" and (
+                    array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3
+                    or not 1 <= min(array.shape[:2]) <= max(array.shape[:2]) <= MAX_DIM):
+                raise WireError(f"crop is {array.dtype} {array.shape}; expected uint8 "
+                                "h x w x 3", "arrays")
+        slots = sorted(person.keypoints for person in persons)
+        if slots != (list(range(len(persons))) if self.shipped and persons else
+                     [-1] * len(persons)):
+            raise WireError("persons' keypoint rows are not one each" if self.shipped
+                            else "keypoints came, but this run makes its own", "arrays")
+        if "keypoints" in message.arrays:
+            _check_keypoints(message.arrays["keypoints"], len(persons))
 
-    def _person(self, key: tuple[str, int, int], media_time: float) -> _Person:
+    def _person(self, key: PersonKey, media_time: float) -> _Person:
         person = self._persons.get(key)
         if person is None:
             self._make_room(key[0])
@@ -91,10 +102,9 @@ class FeaturesStage(BatchStage):
         for key in mine[:len(mine) - MAX_PERSONS_PER_STREAM + 1]:
             self._close(key)
 
-    def _close(self, key: tuple[str, int, int]) -> None:
-        person = self._persons.pop(key)
-        if person.tracker is not None:
-            person.tracker.close()
+    def _close(self, key: PersonKey) -> None:
+        del self._persons[key]
+        self.keypoints.forget(key)
 
     def process(self, batch: list[Message]) -> list[Message]:
         t_in = time.monotonic()
@@ -102,6 +112,7 @@ class FeaturesStage(BatchStage):
         plans = []
         for message in batch:
             header = message.header
+            shipped = message.arrays.get("keypoints")
             plan = []
             for index, info in enumerate(header.meta.persons):
                 key = (header.stream, header.generation, info.track_id)
@@ -113,10 +124,8 @@ class FeaturesStage(BatchStage):
                     crops.append(crop)
                 keypoints = None
                 if person.keypoints.take(header.media_time):
-                    if person.tracker is None:
-                        person.tracker = (self._spare.pop() if self._spare
-                                          else self.keypoints_factory())
-                    keypoints = person.tracker.process(crop, info.offset)
+                    given = shipped[info.keypoints] if info.keypoints >= 0 else None
+                    keypoints = self.keypoints.keypoints(key, crop, info.offset, given)
                 plan.append((info, image_slot, keypoints))
             plans.append(plan)
         embeddings = self.embedder.embed(crops).cls if crops else None
@@ -149,12 +158,13 @@ class FeaturesStage(BatchStage):
         if self.embedder.random_weights:
             random_weights.add("image_embedder")
         header = message.header.with_meta(
-            persons=tuple(persons), random_weights=tuple(sorted(random_weights)),
+            persons=tuple(persons), keypoints=self.keypoints.source.value,
+            random_weights=tuple(sorted(random_weights)),
         ).stamped(self.name, t_in, time.monotonic(), message.arrived)
         return Message(header, arrays)
 
     def _forget(self, batch: list[Message]) -> None:
-        """Close trackers of persons not seen for a while (media time of their own stream)."""
+        """Close the state of persons not seen for a while (media time of their stream)."""
         newest: dict[str, float] = {}
         for message in batch:
             stream = message.header.stream
@@ -167,20 +177,28 @@ class FeaturesStage(BatchStage):
     def on_control(self, message: Message) -> list[Message]:
         stream = message.header.stream
         for key in [k for k in self._persons if k[0] == stream]:
-            self._close(key)
+            del self._persons[key]
+        self.keypoints.release(stream)
         return [message]
 
     def extra_status(self) -> dict[str, Any]:
         return {"images": self.images, "keypoint_frames": self.keypoint_frames,
-                "persons": len(self._persons)}
+                "persons": len(self._persons), "keypoints": self.keypoints.source.value}
 
     def close(self) -> None:
-        for person in self._persons.values():
-            if person.tracker is not None:
-                person.tracker.close()
+        self.keypoints.close()
         self.embedder.close()
 
 
-def keypoints_factory() -> MediaPipeKeypoints:
-    """Holistic in video mode, one per (stream, person)."""
-    return MediaPipeKeypoints(static_image_mode=False)
+def _check_keypoints(keypoints: np.ndarray, persons: int) -> None:
+    """Shipped keypoints: float32 (persons, 137, 3), pixels within the wire's bound and
+    confidences in [0, 1] (the wire already refused NaN and infinity)."""
+    if keypoints.dtype != np.float32 or keypoints.shape != (persons, NUM_KEYPOINTS,
+                                                            NUM_CHANNELS):
+        raise WireError(f"keypoints are {keypoints.dtype} {keypoints.shape}; expected float32 "
+                        f"({persons}, {NUM_KEYPOINTS}, {NUM_CHANNELS})", "arrays")
+    if np.abs(keypoints[..., :2]).max(initial=0.0) > MAX_PIXELS:
+        raise WireError("keypoint coordinates beyond the wire's pixel bound", "arrays")
+    confidence = keypoints[..., 2]
+    if confidence.size and (confidence.min() < 0.0 or confidence.max() > 1.0):
+        raise WireError("keypoint confidences outside [0, 1]", "arrays")

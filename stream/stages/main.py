@@ -60,28 +60,32 @@ def engine_backend(backend: str, manifest: EngineManifest) -> str:
 
 
 def build_detect(config: RunConfig) -> tuple[BatchStage, StageConfig]:
-    from stream.stages.detect import DetectStage, PerStreamFinder, make_finder
+    """Detect on the run's perception core (``keypoints`` resolved before the stages
+    start; resolved here only when a caller skipped that), warmed up for the run's streams."""
+    from stream.perception import open_run_core
+    from stream.stages.detect import DetectStage
 
-    finder = make_finder(config.detect, config.resolved_engine_dir(), config.backend,
-                         config.detect.threads)
-    if isinstance(finder, PerStreamFinder):
-        size = max(((s.height, s.width) for s in config.sources), default=(480, 640))
-        finder.warm_up(config.stream_ids(), size)
-    stage_config = config.detect.for_device(finder.device)
-    return DetectStage(finder, config.detect, config.capture_fps()), stage_config
+    core = open_run_core(config)
+    size = max(((s.height, s.width) for s in config.sources), default=(480, 640))
+    core.warm_up(config.stream_ids(), size)
+    return DetectStage(core), config.detect.for_device(core.device)
 
 
 def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
+    """Features with the keypoint strategy that pairs with detect's core: MediaPipe on each
+    crop, or the keypoints detect ships with it."""
     from engines.adapters.image_embedder import ImageEmbedder
-    from stream.stages.features import FeaturesStage, keypoints_factory
+    from engines.adapters.perception import crop_keypoints_for
+    from stream.perception import keypoint_source
+    from stream.stages.features import FeaturesStage
 
     engine, manifest = open_engine(config, "image_embedder", config.features.threads)
     stage_config = config.features.for_device(engine.device)
     # up to detect.max_persons crops per frame: a batch of frames is a bigger batch of crops
     embedder = ImageEmbedder(engine, manifest,
                              max_batch=stage_config.batch * config.detect.max_persons)
-    stage = FeaturesStage(embedder, keypoints_factory, image_rate=config.image_rate(),
-                          keypoint_rate=config.keypoint_rate())
+    stage = FeaturesStage(embedder, crop_keypoints_for(keypoint_source(config)),
+                          image_rate=config.image_rate(), keypoint_rate=config.keypoint_rate())
     stage.warm_up()
     return stage, stage_config
 

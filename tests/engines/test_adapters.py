@@ -31,14 +31,9 @@ IMGSZ = 320
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny profile's engines (random weights), built once for this module."""
-    from engines.profiles import get_profile
-    from export.build import build_profile
-
-    engine_dir = tmp_path_factory.mktemp("tiny_engines")
-    build_profile(get_profile("tiny"), engine_dir)
-    return engine_dir
+def tiny_dir(tiny_engine_dir: Path) -> Path:
+    """The tiny profile's engines (random weights), built once per session (read only)."""
+    return tiny_engine_dir
 
 
 @pytest.fixture(scope="module")

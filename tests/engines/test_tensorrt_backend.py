@@ -45,6 +45,7 @@ from engines.manifest import (
     ParityResult,
     SourceInfo,
 )
+from engines.plans import PlanRecord
 from engines.spec import Signature, SignatureError, TensorSpec
 from export.tensorrt_build import (
     PlanBuildError,
@@ -348,6 +349,18 @@ class FakeTensorRT:
                 calls.append(("add_optimization_profile",))
                 return 0
 
+            def create_timing_cache(self, data: bytes) -> Any:
+                calls.append(("create_timing_cache", bytes(data)))
+                return types.SimpleNamespace(serialize=lambda: b"CACHE+" + bytes(data))
+
+            def set_timing_cache(self, cache: Any, ignore_mismatch: bool) -> bool:
+                calls.append(("set_timing_cache", ignore_mismatch))
+                self.cache = cache
+                return True
+
+            def get_timing_cache(self) -> Any:
+                return self.cache
+
         class Builder:
             def __init__(self, logger: ILogger) -> None:
                 calls.append(("Builder",))
@@ -522,6 +535,28 @@ def test_build_plan_calls_the_builder_api_in_order(
         ("add_optimization_profile",),
         ("build_serialized_network",),
     ]
+
+
+def test_build_plan_reads_and_rewrites_the_timing_cache(
+    monkeypatch: pytest.MonkeyPatch, onnx_file: Path, tmp_path: Path
+) -> None:
+    fake = FakeTensorRT()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
+    cache = tmp_path / "timing.trt10.3.0.Fake_GPU.cache"
+    shapes = profile_shapes(LINEAR, RANGES)
+    build_plan(onnx_file, tmp_path / "a.plan", LINEAR, shapes, timing_cache=cache)
+    assert ("create_timing_cache", b"") in fake.calls  # none yet: an empty cache
+    assert ("set_timing_cache", False) in fake.calls  # a mismatched cache is not accepted
+    assert fake.names().index("set_timing_cache") < fake.names().index(
+        "build_serialized_network")
+    assert cache.read_bytes() == b"CACHE+"
+
+    fake.calls.clear()
+    build_plan(onnx_file, tmp_path / "b.plan", LINEAR, shapes, timing_cache=cache)
+    assert ("create_timing_cache", b"CACHE+") in fake.calls  # the second build reuses it
+    assert cache.read_bytes() == b"CACHE+CACHE+"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["a.plan", "b.plan", cache.name, onnx_file.name])  # no temp file left
 
 
 def test_build_plan_fp32_sets_no_precision_flag(
@@ -741,7 +776,14 @@ def test_closed_engine_refuses_to_run(monkeypatch: pytest.MonkeyPatch, tmp_path:
 # ------------------------------------------------------------------ loading from a manifest
 
 
-def _manifest(files: dict[str, str], precision: str = "fp16") -> EngineManifest:
+def _plan(file: str, data: bytes | None, version: str = "10.3.0", gpu: str = "Fake GPU",
+          onnx_sha256: str = "0" * 64) -> PlanRecord:
+    digest = hashlib.sha256(data).hexdigest() if data is not None else "0" * 64
+    return PlanRecord(file, digest, version, gpu, "9.0", "fp16",
+                      {"x": ((1, 8), (4, 8), (8, 8))}, onnx_sha256, "2026-11-25T00:00:00Z")
+
+
+def _manifest(plans: list[PlanRecord], precision: str = "fp32") -> EngineManifest:
     return EngineManifest(
         name="linear",
         role="test",
@@ -760,7 +802,7 @@ def _manifest(files: dict[str, str], precision: str = "fp16") -> EngineManifest:
         config={},
         git_commit=None,
         created="2026-11-25T00:00:00Z",
-        files=files,
+        plans=plans,
     )
 
 
@@ -773,9 +815,9 @@ def test_from_manifest_picks_the_plan_for_this_version_and_gpu(
     other = plan_file_name("linear", "10.3.0", "Jetson Orin", precision="fp16")
     (tmp_path / ours).write_bytes(b"FAKE-PLAN")
     (tmp_path / other).write_bytes(b"ORIN-PLAN")
-    files = {n: hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in (ours, other)}
+    plans = [_plan(other, b"ORIN-PLAN", gpu="Jetson Orin"), _plan(ours, b"FAKE-PLAN")]
 
-    engine = TensorRTEngine.from_manifest(_manifest(files), tmp_path, memory=memory)
+    engine = TensorRTEngine.from_manifest(_manifest(plans), tmp_path, memory=memory)
 
     assert ("deserialize_cuda_engine", b"FAKE-PLAN") in fake.calls
     assert engine.random_weights and engine.name == "linear"
@@ -788,10 +830,11 @@ def test_from_manifest_without_a_plan_for_this_machine_names_the_fix(
     monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
     old = plan_file_name("linear", "10.3.0", "Fake GPU", precision="fp16")
     with pytest.raises(EngineMissing) as info:
-        TensorRTEngine.from_manifest(_manifest({old: "0" * 64}), tmp_path, memory=memory)
+        TensorRTEngine.from_manifest(_manifest([_plan(old, None)]), tmp_path, memory=memory)
     assert "TensorRT 10.4.0 on Fake GPU" in str(info.value)
     assert old in str(info.value)
-    assert info.value.fix.startswith("hidemo engines build --profile desktop")
+    assert info.value.fix == (
+        f"hidemo engines build --tensorrt --profile desktop --engine-dir {tmp_path}")
 
 
 def test_from_manifest_refuses_a_modified_or_incompatible_plan(
@@ -802,11 +845,14 @@ def test_from_manifest_refuses_a_modified_or_incompatible_plan(
     name = plan_file_name("linear", "10.3.0", "Fake GPU", precision="fp16")
     (tmp_path / name).write_bytes(b"FAKE-PLAN")
     with pytest.raises(EngineStale, match="sha256"):
-        TensorRTEngine.from_manifest(_manifest({name: "0" * 64}), tmp_path, memory=memory)
-    digest = hashlib.sha256(b"FAKE-PLAN").hexdigest()
+        TensorRTEngine.from_manifest(_manifest([_plan(name, None)]), tmp_path, memory=memory)
+    with pytest.raises(EngineStale, match="built from another ONNX"):
+        TensorRTEngine.from_manifest(_manifest([_plan(name, b"FAKE-PLAN", onnx_sha256="9" * 64)]),
+                                     tmp_path, memory=memory)
     with pytest.raises(EngineStale, match="could not deserialize") as info:
-        TensorRTEngine.from_manifest(_manifest({name: digest}), tmp_path, memory=memory)
-    assert info.value.fix.startswith("hidemo engines build")
+        TensorRTEngine.from_manifest(_manifest([_plan(name, b"FAKE-PLAN")]), tmp_path,
+                                     memory=memory)
+    assert info.value.fix.startswith("hidemo engines build --tensorrt")
 
 
 # ------------------------------------------------------------------ real TensorRT

@@ -15,7 +15,8 @@ from engines.profiles import get_profile
 from engines.runtime import load_engine
 from engines.sources import WeightsLocator
 from engines.sources.base import ROLES
-from export.build import build_profile
+from engines.sources.mediapipe import KEYPOINT_ENGINES
+from export.build import ENGINES, build_profile
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,7 @@ def test_rebuild_skips_what_is_current_and_replaces_what_is_tampered(
     awaited = Path(read_manifest(engine_dir, "classifier").source.path)
     locator = WeightsLocator(awaited.parents[1])
     outcomes = build_profile(TINY, engine_dir, locator=locator)
-    assert [o.action for o in outcomes] == ["up-to-date"] * 4, "perception and classifier"
+    assert [o.action for o in outcomes] == ["up-to-date"] * len(ENGINES), "all of them"
 
     manifest = read_manifest(engine_dir, "text_embedder")
     with open(engine_dir / manifest.onnx_file, "r+b") as handle:
@@ -78,7 +79,7 @@ def test_rebuild_skips_what_is_current_and_replaces_what_is_tampered(
     outcomes = build_profile(TINY, engine_dir, locator=locator)
     assert {o.name: o.action for o in outcomes} == {
         "detector": "up-to-date", "image_embedder": "up-to-date", "text_embedder": "built",
-        "classifier": "up-to-date"}
+        "classifier": "up-to-date", **dict.fromkeys(KEYPOINT_ENGINES, "up-to-date")}
     load_engine(engine_dir, "text_embedder")
     onnx_files = sorted(p.name for p in engine_dir.glob("text_embedder-*.onnx"))
     assert onnx_files == [read_manifest(engine_dir, "text_embedder").onnx_file]

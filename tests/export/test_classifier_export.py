@@ -18,6 +18,7 @@ from engines.manifest import EngineRefused, EngineStale, read_manifest
 from engines.profiles import get_profile
 from engines.runtime import load_engine
 from engines.sources import WeightsLocator
+from engines.sources.mediapipe import KEYPOINT_ENGINES
 from export.build import build_profile
 from export.classifier import (
     CLASSIFIER_INT8_NAME,
@@ -106,7 +107,8 @@ def test_new_checkpoint_makes_exactly_the_classifier_stale(tiny_engine_dir: Path
     outcomes = build_profile(TINY, engine_dir, locator=locator)
     assert {o.name: o.action for o in outcomes} == {
         "detector": "up-to-date", "image_embedder": "up-to-date",
-        "text_embedder": "up-to-date", "classifier": "built"}
+        "text_embedder": "up-to-date", "classifier": "built",
+        **dict.fromkeys(KEYPOINT_ENGINES, "up-to-date")}
     manifest = read_manifest(engine_dir, CLASSIFIER_NAME)
     assert manifest.source.kind == "checkpoint" and Path(manifest.source.path) == folder.resolve()
     assert manifest.preprocess["window_seconds"] == 3.0, "the checkpoint's window spec wins"
@@ -114,7 +116,8 @@ def test_new_checkpoint_makes_exactly_the_classifier_stale(tiny_engine_dir: Path
     _save_classifier(weights, seed=2)  # "retrained"
     states = {row["name"]: row["state"] for row in list_engines(engine_dir)}
     assert states == {"detector": "random-weights", "image_embedder": "random-weights",
-                      "text_embedder": "random-weights", "classifier": "stale"}
+                      "text_embedder": "random-weights", "classifier": "stale",
+                      **dict.fromkeys(KEYPOINT_ENGINES, "ok")}
     with pytest.raises(EngineStale, match="changed since") as refused:
         load_engine(engine_dir, CLASSIFIER_NAME)
     assert "hidemo engines build --profile tiny" in str(refused.value)

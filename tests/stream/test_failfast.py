@@ -76,6 +76,44 @@ def test_preflight_refuses_a_corrupted_engine_with_its_fix(
     assert check_engines(config.model_copy(update={"engine_dir": tiny_engine_dir})) == []
 
 
+def without_keypoint_engines(engine_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the engines folder built before keypoint engines existed."""
+    return Path(shutil.copytree(engine_dir, tmp_path / "engines",
+                                ignore=shutil.ignore_patterns("kp_*")))
+
+
+def test_keypoints_engines_without_them_is_one_problem_naming_the_build(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    from stream.perception import resolve_keypoints
+
+    engines = without_keypoint_engines(tiny_engine_dir, tmp_path)
+    config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
+                                "engine_dir": engines, "keypoints": "engines"})
+    problems = check_engines(config)
+    assert [p.subject for p in problems] == ["keypoints: engines"], problems
+    assert "kp_pose_detection" in problems[0].message
+    assert f"hidemo engines build --profile tiny --engine-dir {engines}" in problems[0].message
+    # auto falls back to MediaPipe, saying why; mediapipe needs no keypoint engine
+    resolved, why = resolve_keypoints(config.model_copy(update={"keypoints": "auto"}))
+    assert resolved.keypoints == "mediapipe" and "not built" in why.reason
+    assert check_engines(resolved) == []
+    # with the engines there, on this CPU: MediaPipe, because it is cheaper per person here
+    on_cpu, why = resolve_keypoints(config.model_copy(update={"engine_dir": tiny_engine_dir,
+                                                              "keypoints": "auto"}))
+    assert on_cpu.keypoints == "mediapipe" and "would run on cpu" in why.reason
+    assert check_engines(config.model_copy(update={"engine_dir": tiny_engine_dir})) == []
+
+
+@pytest.mark.slow
+def test_keypoints_engines_without_them_stops_the_run_before_any_stage(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    engines = without_keypoint_engines(tiny_engine_dir, tmp_path)
+    result, _ = hidemo_run(engines, tmp_path, "--source", "demo", "--keypoints", "engines")
+    assert_refused_before_any_stage(result, tmp_path)
+    assert "keypoints: engines" in result.stderr
+    assert f"hidemo engines build --profile tiny --engine-dir {engines}" in result.stderr
+
+
 @pytest.mark.slow
 def test_a_corrupted_engine_stops_the_run_in_seconds_with_the_fix(
         tiny_engine_dir: Path, tmp_path: Path) -> None:

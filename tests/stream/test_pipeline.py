@@ -81,7 +81,9 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     for stream, records in logged.items():
         assert len(records) >= 3, (stream, output)
         assert [r["seq"] for r in records] == list(range(len(records)))
-        assert all(r["schema"] == "hidemo.prediction/1" and r["random_weights"] for r in records)
+        assert all(r["schema"] == "hidemo.prediction/2" and r["random_weights"] for r in records)
+        # keypoints: auto on a CPU is MediaPipe on the crop (cheaper per person there)
+        assert all(r["keypoints"] == "mediapipe" for r in records)
         assert {"image", "keypoints"} <= set(records[-1]["modalities"])
         assert set(records[-1]["probs"]) == {"negative", "positive"}
         assert records[-1]["latency_ms"]["total"] > 0
@@ -97,7 +99,41 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     assert summary["streams"]["talk"]["ended"]  # the file's end of stream came through
     assert summary["streams"]["talk"]["lost"] == 0 and summary["streams"]["demo1"]["lost"] == 0
     assert not any(summary["restarts"].values())
-    assert json.loads((out / "config.json").read_text())["profile"] == "tiny"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["profile"] == "tiny" and saved["keypoints"] == "mediapipe"  # auto, resolved
+    assert "keypoints mediapipe (auto: the keypoint engines would run on cpu" in output
+
+
+def test_keypoint_engines_run_in_detect_and_predictions_say_so(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    """``keypoints: engines``: detect runs Holistic on the keypoint engines and ships each
+    person's keypoints with its crop; features uses them (no MediaPipe graph)."""
+    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
+                          keypoints="engines")
+    log = tmp_path / "out" / "predictions.jsonl"
+    process = start_run(tmp_path, tiny_engine_dir, config, 90.0)
+    try:
+        wait_for(lambda: sum("keypoints" in r["modalities"] for r in read_jsonl(log)) >= 3,
+                 80, "predictions with keypoints", process)
+        process.send_signal(signal.SIGINT)
+        output = finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    records = read_jsonl(log)
+    assert records and all(r["keypoints"] == "engines" for r in records)
+    assert all(r["detector"] == "holistic-engines" for r in records)
+    assert all("detector" not in r["random_engines"] for r in records)  # MediaPipe's weights
+    with_keypoints = [r for r in records if "keypoints" in r["modalities"]]
+    assert len(with_keypoints) >= 3 and all(r["slots"]["keypoints"] > 0 for r in with_keypoints)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert not any(summary["restarts"].values())
+    features = summary["stages"]["features[0]"]
+    assert features["extra"]["keypoints"] == "engines"
+    assert features["extra"]["keypoint_frames"] > 0
+    assert not features["counters"]["rejected"]  # every shipped keypoint array admitted
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["keypoints"] == "engines"
 
 
 def test_killed_features_stage_is_restarted_and_lost_frames_reported(

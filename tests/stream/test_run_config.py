@@ -77,3 +77,25 @@ def test_a_source_timeout_the_watchdog_would_take_for_a_hang_is_a_config_error()
 def test_a_stream_id_longer_than_the_wire_allows_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="64 characters"):
         load_config(None, {"sources": [{"spec": "demo", "id": "x" * 65}]})
+
+
+def test_keypoints_is_mediapipe_engines_or_auto() -> None:
+    assert load_config(None, {}).keypoints == "auto"
+    for choice in ("mediapipe", "engines", "auto"):
+        assert load_config(None, {"keypoints": choice}).keypoints == choice
+        assert load_config(None, None, [f"keypoints={choice}"]).keypoints == choice
+    with pytest.raises(ValidationError):
+        load_config(None, {"keypoints": "openpose"})
+
+
+def test_the_run_command_takes_keypoints_from_its_flag() -> None:
+    import argparse
+
+    from stream.cli import add_run_parser, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_run_parser(parser.add_subparsers())
+    args = parser.parse_args(["run", "--source", "demo", "--keypoints", "engines"])
+    assert config_from_args(args).keypoints == "engines"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--source", "demo", "--keypoints", "gpu"])

@@ -1,8 +1,9 @@
 """``hidemo features extract`` on the tiny engines, with generated videos of a real person.
 
 The videos animate ``skimage.data.astronaut()`` (a real photo: MediaPipe finds her) sliding
-sideways; the tiny engines have random weights, so their detector finds nobody and the
-command runs with ``--no-person full-frame``; a stub detector covers the person-crop path.
+sideways. The tiny engines have random weights, so their YOLO detector finds nobody: by
+default (``detector: auto``, as in the live run) MediaPipe Pose finds her instead; with
+``detector: yolo`` nobody is found (the no-person paths); a stub finder covers a known box.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.adapters.keypoints import MediaPipeKeypoints
+from engines.adapters.finders import EngineFinder
 from engines.adapters.openpose_layout import body_index
+from engines.adapters.perception import TrackedCore
 from engines.adapters.records import Detections
 from engines.manifest import read_manifest
 from engines.profiles import get_profile
@@ -31,7 +33,7 @@ from training.features.extract import (
     store_info,
 )
 from training.features.frames import FrameFeatures, NoPerson, due_selector
-from training.features.perception import Perception
+from training.features.perception import Perception, PerceptionChoice
 from training.features.store import FeatureStore
 from training.features.video import VideoError, VideoReader
 
@@ -83,7 +85,19 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def perception(tiny_engine_dir: Path) -> Perception:
+    """As the live run by default: MediaPipe Pose finds persons (YOLO's weights are random),
+    MediaPipe Holistic makes keypoints on the CPU."""
     loaded = Perception.from_engine_dir(tiny_engine_dir, TINY)
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="module")
+def yolo_perception(tiny_engine_dir: Path) -> Perception:
+    """The tiny YOLO engine (random weights: it finds nobody)."""
+    loaded = Perception.from_engine_dir(tiny_engine_dir, TINY,
+                                        choice=PerceptionChoice(detector="yolo"))
+    assert isinstance(loaded.core, TrackedCore) and isinstance(loaded.core.finder, EngineFinder)
     yield loaded
     loaded.close()
 
@@ -116,8 +130,12 @@ def test_extract_command_stores_good_videos_and_reports_bad_ones(
     info = store.info
     assert (info.profile, info.image_rate, info.keypoint_rate) == ("tiny", 2.0, 5.0)
     assert info.random_weights and info.extra["settings"]["no_person"] == "full-frame"
-    for name in ("detector", "image_embedder", "text_embedder"):
+    for name in ("image_embedder", "text_embedder"):
         assert info.engines[name] == read_manifest(tiny_engine_dir, name).onnx_sha256
+    # the live run's choice: random YOLO weights, so MediaPipe Pose; keypoints on a CPU from
+    # MediaPipe Holistic on the crop (auto)
+    assert info.engines["perception"] == "mediapipe-pose"
+    assert info.engines["detector"].startswith("mediapipe") and "pose" in info.engines["detector"]
     assert info.engines["keypoints"].startswith("mediapipe")
 
     for video_id, label, split in (("a", 1, "train"), ("b", 0, "test")):
@@ -148,43 +166,81 @@ def test_extract_command_stores_good_videos_and_reports_bad_ones(
 
 
 def test_no_person_skip_stores_no_image_and_empty_keypoints(
-        videos: Path, perception: Perception) -> None:
+        videos: Path, yolo_perception: Perception) -> None:
     row = ManifestRow("b", str(videos / "b.avi"), 0, "s2", "test")
-    video = extract_video(row, perception, settings(no_person=NoPerson.SKIP), disable=True)
+    video = extract_video(row, yolo_perception, settings(no_person=NoPerson.SKIP),
+                          disable=True)
     assert video.image.shape == (0, 96) and len(video.image_times) == 0
     np.testing.assert_allclose(video.keypoint_times, KEYPOINT_TIMES)
     assert not video.keypoints.any()  # random detector: nobody, so all-zero frames
     assert video.meta["no_person_frames"] == 15  # 13 keypoint + 2 image-only frames
 
 
-class BoxDetector:
+class BoxFinder:
     """Stands in for a trained detector: the same person box in every frame."""
+
+    name = identity = "box"
+    random_weights = False
+    device = "cpu"
 
     def __init__(self, box: tuple[float, float, float, float]) -> None:
         self.box = np.array([box], np.float32)
 
-    def detect(self, frames: list[np.ndarray]) -> list[Detections]:
+    def find(self, streams: list[str], frames: list[np.ndarray]) -> list[Detections]:
         return [Detections(self.box, np.ones(1), np.zeros(1)) for _ in frames]
+
+    def warm_up(self, streams: list[str], frame_hw: tuple[int, int]) -> None:
+        pass
+
+    def release(self, stream: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def test_a_detected_person_is_cropped_and_mapped_back(
-        videos: Path, perception: Perception) -> None:
-    boxed = dataclasses.replace(perception, detector=BoxDetector((60, 40, 280, 240)))
+        videos: Path, yolo_perception: Perception) -> None:
+    boxed = dataclasses.replace(
+        yolo_perception, core=TrackedCore(BoxFinder((60, 40, 280, 240)), frame_rate=5.0))
     results = {}
-    for name, source in (("crop", boxed), ("frame", perception)):
-        with MediaPipeKeypoints() as tracker, VideoReader(videos / "a.mp4") as reader:
-            frames = FrameFeatures(source, batch_size=4, no_person=NoPerson.FULL_FRAME,
-                                   keypoints=tracker)
+    for name, source in (("crop", boxed), ("frame", yolo_perception)):
+        with FrameFeatures(source, stream=name, batch_size=4,
+                           no_person=NoPerson.FULL_FRAME) as frames, \
+                VideoReader(videos / "a.mp4") as reader:
             for frame in reader.frames(due_selector(2.0, 5.0)):
                 frames.add(frame)
             results[name] = (frames.finish(), frames.person_frames)
     (_, image, keypoint_times, keypoints), person_frames = results["crop"]
-    assert person_frames == 15
+    assert person_frames == 15 and results["frame"][1] == 0
     assert image.shape == (5, 96) and len(keypoint_times) == 13
     # the crop starts at (27, 10) (box plus 15% margin): points come back in frame pixels
     full_frame_nose = results["frame"][0][3][:, NOSE, :2]
     np.testing.assert_allclose(keypoints[:, NOSE, :2], full_frame_nose, atol=6.0)
     assert not np.allclose(image, results["frame"][0][1])  # a crop, not the whole frame
+
+
+def test_engine_keypoints_come_from_the_core_and_say_so(
+        videos: Path, tiny_engine_dir: Path) -> None:
+    perception = Perception.from_engine_dir(tiny_engine_dir, TINY,
+                                            choice=PerceptionChoice(keypoints="engines"))
+    try:
+        row = ManifestRow("a", str(videos / "a.mp4"), 1, "s1", "train")
+        video = extract_video(row, perception, settings(), disable=True)
+        ids = store_info("tiny", perception, settings()).engines
+    finally:
+        perception.close()
+    assert ids["perception"] == ids["keypoints"] == "holistic-engines"
+    assert ids["kp_pose_landmark"] == read_manifest(tiny_engine_dir,
+                                                    "kp_pose_landmark").onnx_sha256
+    assert "detector" not in ids  # the keypoint engines find the persons
+    assert video.meta["keypoint_source"] == "engines" and video.meta["person_frames"] == 15
+    np.testing.assert_allclose(video.keypoint_times, KEYPOINT_TIMES)
+    assert video.image.shape == (5, 96)
+    found = video.keypoints[..., 2] > 0
+    assert found[:, NOSE].all() and (found.sum(axis=1) > 60).all()
+    shifts = np.array([shift(round(t * FPS)) for t in KEYPOINT_TIMES])
+    assert (np.abs(video.keypoints[:, NOSE, 0] - shifts - 102) < 12).all()
 
 
 def test_skeleton_rows(fixtures_dir: Path, videos: Path, perception: Perception) -> None:

@@ -106,6 +106,10 @@ class ExtractSummary:
 def store_info(profile_name: str, perception: Perception,
                settings: ExtractSettings) -> StoreInfo:
     """The store description of features made by ``perception`` with ``settings``."""
+    if perception.choice.crop_margin != settings.crop_margin:
+        raise ValueError(f"the perception core crops with margin "
+                         f"{perception.choice.crop_margin}, the settings say "
+                         f"{settings.crop_margin}: open it with the settings' margin")
     return StoreInfo(profile=profile_name, image_dim=perception.image_embedder.dim,
                      text_dim=perception.text_embedder.dim, image_rate=settings.image_rate,
                      keypoint_rate=settings.keypoint_rate, engines=perception.identities(),
@@ -177,11 +181,8 @@ def _from_video(row: ManifestRow, video: VideoReader, skeleton_dir: str,
                 disable: bool | None) -> VideoFeatures:
     skeleton = (read_skeletons(skeleton_dir, settings.keypoint_rate, video.info.fps)
                 if skeleton_dir else None)
-    tracker = perception.new_keypoints() if skeleton is None else None
-    try:
-        frames = FrameFeatures(perception, batch_size=settings.batch_size,
-                               no_person=settings.no_person, crop_margin=settings.crop_margin,
-                               keypoints=tracker)
+    with FrameFeatures(perception, stream=row.video_id, batch_size=settings.batch_size,
+                       no_person=settings.no_person) as frames:
         select = due_selector(settings.image_rate,
                               settings.keypoint_rate if skeleton is None else None)
         with tqdm(total=video.info.frame_count or None, desc=row.video_id, unit="frame",
@@ -189,9 +190,6 @@ def _from_video(row: ManifestRow, video: VideoReader, skeleton_dir: str,
             for frame in video.frames(select, progress=bar.update):
                 frames.add(frame)
         image_times, image, keypoint_times, keypoints = frames.finish()
-    finally:
-        if tracker is not None:
-            tracker.close()
     if skeleton is not None:
         keypoint_times, keypoints = skeleton
     if video.decoded < 0.9 * video.info.frame_count:
@@ -200,7 +198,8 @@ def _from_video(row: ManifestRow, video: VideoReader, skeleton_dir: str,
                        video.info.frame_count)
     meta = {"path": str(video.path), "fps": video.info.fps, "frames": video.decoded,
             "size": [video.info.width, video.info.height],
-            "keypoint_source": "openpose" if skeleton is not None else "mediapipe",
+            "keypoint_source": ("openpose" if skeleton is not None
+                                else perception.keypoints.source.value),
             "skeleton_dir": skeleton_dir, "person_frames": frames.person_frames,
             "no_person_frames": frames.no_person_frames}
     return VideoFeatures(video_id=row.video_id, label=row.label, subject=row.subject,

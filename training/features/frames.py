@@ -1,11 +1,13 @@
 """One video's sampled frames -> time-stamped image embeddings and keypoints.
 
 Frames arrive in time order, each marked with what it is due for (:class:`Due`: an image
-embedding at the image rate, keypoints at the keypoint rate). They are detected in
-batches of ``batch_size`` (one engine call); the main person is chosen frame by frame with
-:class:`MainPersonSelector` and cropped with :func:`crop_with_margin`, exactly as the live
-detect stage does; crops due for an embedding go through the image embedder as one batch,
-and crops due for keypoints through MediaPipe (one tracker per video).
+embedding at the image rate, keypoints at the keypoint rate). They go through the live
+pipeline's perception core in batches of ``batch_size`` (one call; the video is one
+stream of it), which gives each frame's persons, tracked and most prominent first, with
+their crops, exactly as the live detect stage does; the first person is the video's.
+Crops due for an embedding go through the image embedder as one batch; keypoints come from
+the core when it makes them, else from MediaPipe on the crop (one video-mode graph per
+tracked person, as the live features stage runs it).
 
 A frame with no person:
 
@@ -15,7 +17,8 @@ A frame with no person:
 - ``NoPerson.FULL_FRAME``: the whole frame stands in for the crop. For single-speaker
   video (interviews) this keeps features flowing when the detector misses, and it makes
   extraction useful with a random-weights detector (which finds nobody): MediaPipe's
-  real models still find the keypoints.
+  real models still find the keypoints (with ``keypoints: engines`` the core already
+  looked at the frame and found nobody: its keypoints are all zero).
 
 Only the embeddings and keypoints are kept, never the frames, so a 20-minute video needs
 no more memory than a batch.
@@ -26,18 +29,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from types import TracebackType
 
 import numpy as np
 
-from engines.adapters.detector import MainPersonSelector, crop_with_margin
-from engines.adapters.keypoints import MediaPipeKeypoints
 from engines.adapters.openpose_layout import DTYPE, NUM_CHANNELS, NUM_KEYPOINTS, empty_keypoints
+from engines.adapters.perception import PerceptionFrame
 from engines.adapters.rates import RateSampler
-from training.features.perception import Perception
+from training.features.perception import CROP_MARGIN, Perception
 from training.features.video import SampledFrame
 
-CROP_MARGIN = 0.15
-"""Fraction of the box added on each side; the live detect stage's default margin."""
+__all__ = ["CROP_MARGIN", "Due", "FrameFeatures", "NoPerson", "due_selector"]
+
+GENERATION = 0
+"""A video is one session of its stream."""
+NOBODY = -1
+"""The track id under which a FULL_FRAME stand-in's keypoints are kept."""
 
 
 class NoPerson(StrEnum):
@@ -74,21 +81,21 @@ def due_selector(image_rate: float, keypoint_rate: float | None) -> Callable[[fl
 
 class FrameFeatures:
     """Accumulates one video's features from its sampled frames. Feed :meth:`add`, then
-    :meth:`finish`; one instance per video (the selector and tracker carry state)."""
+    :meth:`finish`, then :meth:`close` (or use ``with``); one instance per video, whose
+    ``stream`` id keys the video's state (tracks, keypoint graphs) in ``perception``."""
 
-    def __init__(self, perception: Perception, *, batch_size: int = 16,
-                 no_person: NoPerson = NoPerson.SKIP, crop_margin: float = CROP_MARGIN,
-                 keypoints: MediaPipeKeypoints | None = None) -> None:
+    def __init__(self, perception: Perception, *, stream: str = "video",
+                 batch_size: int = 16, no_person: NoPerson = NoPerson.SKIP) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size is {batch_size}; it must be at least 1")
         self.perception = perception
+        self.stream = stream
         self.batch_size = batch_size
         self.no_person = NoPerson(no_person)
-        self.crop_margin = crop_margin
-        self.keypoints = keypoints
-        self.selector = MainPersonSelector()
         self.person_frames = 0
         self.no_person_frames = 0
+        self.timeline: list[tuple[float, int, tuple[float, float, float, float]]] = []
+        """``(time, track_id, box)`` of the person each frame's features are of."""
         self._pending: list[SampledFrame[Due]] = []
         self._image_times: list[float] = []
         self._image: list[np.ndarray] = []
@@ -97,8 +104,6 @@ class FrameFeatures:
 
     def add(self, frame: SampledFrame[Due]) -> None:
         """Queue one sampled frame; a full batch is processed at once."""
-        if frame.want.keypoints and self.keypoints is None:
-            raise ValueError("a frame is due for keypoints but no keypoint tracker was given")
         self._pending.append(frame)
         if len(self._pending) >= self.batch_size:
             self._flush()
@@ -117,31 +122,48 @@ class FrameFeatures:
         if not self._pending:
             return
         frames, self._pending = self._pending, []
-        found = self.perception.detector.detect([f.image for f in frames])
+        found = self.perception.core.perceive(
+            [PerceptionFrame(self.stream, GENERATION, f.image) for f in frames])
         crops: list[np.ndarray] = []
-        for frame, detections in zip(frames, found, strict=True):
-            index = self.selector.select(detections, frame.image.shape)
-            crop, offset = self._crop(frame.image, None if index is None
-                                      else detections.xyxy[index])
-            if frame.want.keypoints and self.keypoints is not None:
+        for frame, persons in zip(frames, found, strict=True):
+            crop = self._crop(frame, persons)
+            if frame.want.keypoints:
                 self._keypoint_times.append(frame.time)
-                self._keypoints.append(empty_keypoints() if crop is None
-                                       else self.keypoints.process(crop, offset))
+                self._keypoints.append(self._keypoints_of(frame, persons))
             if frame.want.image and crop is not None:
                 crops.append(crop)
                 self._image_times.append(frame.time)
         if crops:
             self._image.append(self.perception.image_embedder.embed(crops).cls)
 
-    def _crop(self, image: np.ndarray,
-              box: np.ndarray | None) -> tuple[np.ndarray | None, tuple[int, int]]:
-        """The person crop and its offset, the whole frame (FULL_FRAME), or None (nobody)."""
-        if box is not None:
-            crop, offset = crop_with_margin(image, box, self.crop_margin)
-            if crop.size:
-                self.person_frames += 1
-                return crop, offset
+    def _crop(self, frame: SampledFrame[Due], persons: list) -> np.ndarray | None:
+        """The first person's crop, the whole frame (FULL_FRAME), or None (nobody)."""
+        if persons:
+            self.person_frames += 1
+            box = tuple(float(v) for v in persons[0].xyxy)
+            self.timeline.append((frame.time, persons[0].track_id, box))
+            return persons[0].crop
         self.no_person_frames += 1
+        return frame.image if self.no_person is NoPerson.FULL_FRAME else None
+
+    def _keypoints_of(self, frame: SampledFrame[Due], persons: list) -> np.ndarray:
+        keypoints = self.perception.keypoints
+        if persons:
+            person = persons[0]
+            return keypoints.keypoints((self.stream, GENERATION, person.track_id),
+                                       person.crop, person.offset, person.keypoints)
         if self.no_person is NoPerson.FULL_FRAME:
-            return image, (0, 0)
-        return None, (0, 0)
+            return keypoints.whole_frame((self.stream, GENERATION, NOBODY), frame.image)
+        return empty_keypoints()
+
+    def close(self) -> None:
+        """Forget the video's state in the shared core and keypoint strategy."""
+        self.perception.core.release(self.stream)
+        self.perception.keypoints.release(self.stream)
+
+    def __enter__(self) -> FrameFeatures:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

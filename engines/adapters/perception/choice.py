@@ -1,0 +1,159 @@
+"""Which perception core a run uses, and opening it from an engine folder.
+
+``keypoints: engines`` runs :class:`EstimatorCore` (Holistic on batched engines: persons,
+ids and keypoints in one place); ``mediapipe`` runs :class:`TrackedCore` (detector +
+ByteTrack) and MediaPipe Holistic per person crop afterwards; ``auto`` measures:
+:func:`choose_keypoints` takes ``engines`` only when the keypoint engines are built and
+verified in the folder and the backend puts them on a GPU. On a CPU MediaPipe's own graph is
+cheaper per person (measured on a 2-core machine, onnxruntime with 1 thread: pose landmark
+68 ms at batch 1, pose detection 32 ms, hand landmark 27 ms, face landmark 7 ms, iris 6 ms
+per item, against 56-75 ms for MediaPipe Holistic's whole person).
+
+Example:
+    >>> choice = choose_keypoints("auto", Path("artifacts/engines/edge"), "auto")  # doctest: +SKIP
+    >>> core = open_core(choice.source, CoreOptions(engine_dir=...))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from engines.adapters.finders import DetectorChoice, make_finder
+from engines.adapters.holistic import ENGINE_NAMES, EngineKeypoints
+from engines.adapters.perception.crop_keypoints import (
+    CropKeypoints,
+    GivenKeypoints,
+    MediaPipeCropKeypoints,
+)
+from engines.adapters.perception.estimated import NAME as ESTIMATOR_NAME
+from engines.adapters.perception.estimated import EstimatorCore
+from engines.adapters.perception.records import KeypointSource, PerceptionCore
+from engines.adapters.perception.tracked import TrackedCore
+from engines.manifest import EngineMissing, EngineRefused
+
+log = logging.getLogger(__name__)
+
+KeypointChoice = Literal["mediapipe", "engines", "auto"]
+
+CPU_REASON = ("on a CPU MediaPipe's own graph is cheaper per person (measured, onnxruntime "
+              "1 thread: pose landmark 68 ms, pose detection 32 ms, hand landmark 27 ms, "
+              "face 7 ms, iris 6 ms per item, against 56-75 ms for Holistic's whole person)")
+
+
+@dataclass(frozen=True)
+class CoreOptions:
+    """What opening a core needs besides the keypoint source."""
+
+    engine_dir: Path
+    backend: str = "auto"
+    threads: int = 0
+    detector: DetectorChoice = "auto"
+    frame_rate: float = 10.0
+    """Frames per second per stream (ByteTrack keeps a lost track ``3 s`` of frames)."""
+    max_persons: int = 4
+    crop_margin: float = 0.15
+    profile: str = "<profile>"
+    """For the fix in error messages (``hidemo engines build --profile P``)."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A keypoint source and why it was taken (logged, and kept with the run)."""
+
+    source: KeypointSource
+    reason: str
+
+
+def keypoint_engines_problem(engine_dir: Path,
+                             profile: str = "<profile>") -> EngineRefused | None:
+    """Why the keypoint engines cannot be used from ``engine_dir``, as the error to raise
+    (it names the command that fixes it): one :class:`EngineMissing` for all that are not
+    built, else the first refusal (stale, unverified); None when all are there and
+    verified."""
+    from engines.manifest import build_command, read_manifest, verify
+
+    missing, refused = [], []
+    for name in ENGINE_NAMES:
+        try:
+            verify(read_manifest(engine_dir, name, profile_hint=profile), engine_dir)
+        except EngineMissing:
+            missing.append(name)
+        except EngineRefused as error:
+            refused.append(error)
+    if missing:
+        return EngineMissing(f"keypoint engines {', '.join(missing)} are not built in "
+                             f"{engine_dir} (or set keypoints: mediapipe)",
+                             build_command(profile, engine_dir))
+    return refused[0] if refused else None
+
+
+def choose_keypoints(choice: KeypointChoice | str, engine_dir: Path, backend: str,
+                     threads: int = 0, profile: str = "<profile>") -> Resolved:
+    """``mediapipe`` and ``engines`` as given; ``auto`` measured (see the module docstring)."""
+    if choice != "auto":
+        return Resolved(KeypointSource(choice), f"keypoints: {choice} was asked for")
+    problem = keypoint_engines_problem(engine_dir, profile)
+    if problem is not None:
+        return Resolved(KeypointSource.MEDIAPIPE, f"auto: {problem}".replace("\n ", ";"))
+    device = _device_of(engine_dir, backend, threads)
+    if device.startswith("cuda"):
+        return Resolved(KeypointSource.ENGINES,
+                        f"auto: the keypoint engines are built and run on {device}")
+    return Resolved(KeypointSource.MEDIAPIPE,
+                    f"auto: the keypoint engines would run on {device}; {CPU_REASON}")
+
+
+def _device_of(engine_dir: Path, backend: str, threads: int) -> str:
+    """Where ``backend`` puts the pose landmark engine (loaded once, then closed)."""
+    from engines.runtime import load_engine
+
+    engine = load_engine(engine_dir, ENGINE_NAMES[1], backend, threads=threads)
+    try:
+        return engine.device
+    finally:
+        engine.close()
+
+
+def open_core(source: KeypointSource, options: CoreOptions) -> PerceptionCore:
+    """The core for ``source``, its engines loaded and verified from the folder."""
+    if source is KeypointSource.ENGINES:
+        return open_estimator_core(options)
+    finder = make_finder(options.detector, options.engine_dir, options.backend,
+                         options.threads)
+    return TrackedCore(finder, frame_rate=options.frame_rate, max_persons=options.max_persons,
+                       crop_margin=options.crop_margin)
+
+
+def open_estimator_core(options: CoreOptions, **estimator_options: Any) -> EstimatorCore:
+    """:class:`EstimatorCore` on every keypoint engine of the folder (all are required:
+    a missing face or hand engine would silently empty those keypoints)."""
+    from engines.manifest import read_manifest
+    from engines.runtime import load_engine
+
+    problem = keypoint_engines_problem(options.engine_dir, options.profile)
+    if problem is not None:
+        raise problem
+    engines, ids = {}, {}
+    try:
+        for name in ENGINE_NAMES:
+            manifest = read_manifest(options.engine_dir, name, profile_hint=options.profile)
+            engines[name] = load_engine(options.engine_dir, name, options.backend,
+                                        threads=options.threads, manifest=manifest)
+            ids[name] = manifest.onnx_sha256
+    except BaseException:
+        for engine in engines.values():
+            engine.close()
+        raise
+    estimator = EngineKeypoints(engines, max_persons=options.max_persons,
+                                crop_margin=options.crop_margin, **estimator_options)
+    return EstimatorCore(estimator, device=engines[ENGINE_NAMES[1]].device, engine_ids=ids)
+
+
+def crop_keypoints_for(source: KeypointSource) -> CropKeypoints:
+    """The per-person keypoint strategy that pairs with a core of ``source``."""
+    if source is KeypointSource.ENGINES:
+        return GivenKeypoints(ESTIMATOR_NAME)
+    return MediaPipeCropKeypoints()

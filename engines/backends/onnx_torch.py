@@ -1,0 +1,59 @@
+"""An ONNX file as a torch module (onnx2torch): the keypoint engines on torch, CUDA included.
+
+The keypoint engines are converted from TFLite, so there is no torch source to rebuild; on
+a GPU host where onnxruntime-gpu cannot be installed, torch CUDA is how they run batched.
+onnx2torch turns the graph into an ``nn.Module`` with the same inputs and outputs.
+
+onnx2torch imports ``torchvision`` at import time (for its NonMaxSuppression and RoiAlign
+converters). PyPI's torchvision does not load beside the CPU torch wheel, so where it is
+missing a placeholder stands in whose two functions refuse to run; the keypoint graphs use
+neither operator, and a graph that did would fail loudly, not silently.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+
+def _refuse(*_: Any, **__: Any) -> Any:
+    raise NotImplementedError("this graph needs torchvision (NMS/RoiAlign), which is not "
+                              "importable here; run it on onnxruntime instead")
+
+
+def _placeholder_torchvision() -> None:
+    """Register a ``torchvision`` whose ``ops`` refuse to run (see the module docstring)."""
+    package = types.ModuleType("torchvision")
+    ops = types.ModuleType("torchvision.ops")
+    for name in ("nms", "roi_align", "box_convert"):
+        setattr(ops, name, _refuse)
+    package.ops = ops  # type: ignore[attr-defined]
+    sys.modules["torchvision"] = package
+    sys.modules["torchvision.ops"] = ops
+
+
+def import_onnx2torch() -> Any:
+    """``onnx2torch.convert``, importable whether or not torchvision loads."""
+    try:
+        importlib.import_module("torchvision")
+    except Exception:  # noqa: BLE001 - a broken torchvision raises more than ImportError
+        for name in [n for n in sys.modules if n == "torchvision" or
+                     n.startswith("torchvision.")]:
+            del sys.modules[name]
+        _placeholder_torchvision()
+    try:
+        from onnx2torch import convert
+    except ImportError as error:
+        raise ImportError("running a converted engine on torch needs onnx2torch "
+                          "(pip install 'onnx2torch==1.5.*')") from error
+    return convert
+
+
+def onnx_module(onnx_path: Path) -> Any:
+    """The ONNX file as an ``nn.Module`` (positional inputs, outputs in graph order)."""
+    import onnx
+
+    return import_onnx2torch()(onnx.load(str(onnx_path)))

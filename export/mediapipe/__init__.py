@@ -1,0 +1,1 @@
+"""MediaPipe's own ``.tflite`` models -> batched ONNX keypoint engines (see ``build``)."""

@@ -1,0 +1,152 @@
+"""The conversion environment: TensorFlow + tf2onnx in a virtual environment of their own.
+
+tf2onnx imports TensorFlow, and no TensorFlow can share hidemo's environment: 2.20 and later
+need protobuf >= 5, which mediapipe 0.10.21 forbids, and 2.19 pins numpy < 2.2. So the build
+creates (once) a separate virtual environment with exactly :data:`PINS`, under a folder
+named by their hash, and runs :mod:`export.mediapipe.convert_worker` there as a subprocess.
+A later build reuses it; changing a pin makes a new one. It needs the package index once
+(252 MB for tensorflow-cpu); offline, create it elsewhere and pass its folder.
+
+Example:
+    >>> env = ensure_convert_env(Path("artifacts/build-env"))  # doctest: +SKIP
+    >>> env.convert(Path("pose_detection.tflite"), Path("out.onnx"), opset=17)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import subprocess
+import sys
+import venv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.manifest import sha256_json
+
+PINS = ("tensorflow-cpu==2.19.1", "tf2onnx==1.17.0", "numpy==2.1.3", "protobuf==4.25.9",
+        "onnx==1.19.1")
+"""What the conversion runs on, exactly (checked together on Python 3.11)."""
+
+DEFAULT_ROOT = Path("artifacts/build-env")
+WORKER = Path(__file__).with_name("convert_worker.py")
+READY = "hidemo-ready.json"
+INSTALL_TIMEOUT_S = 1800
+CONVERT_TIMEOUT_S = 600
+
+
+class ConvertEnvError(RuntimeError):
+    """The conversion environment could not be created, or a conversion in it failed."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What one conversion reports: DENSIFY ops replaced and the tool versions used."""
+
+    densified: int
+    versions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ConvertEnv:
+    """A ready conversion environment (its folder holds ``bin/python``)."""
+
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    def convert(self, tflite: Path, onnx_path: Path, opset: int) -> Conversion:
+        """Densify and convert ``tflite`` to ``onnx_path`` in this environment."""
+        command = [str(self.python), str(WORKER), str(tflite), str(onnx_path),
+                   "--opset", str(opset)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=CONVERT_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise ConvertEnvError(f"converting {tflite} took over {CONVERT_TIMEOUT_S} s"
+                                  ) from error
+        report = _last_json_line(done.stdout)
+        if done.returncode != 0 or report is None or not onnx_path.is_file():
+            raise ConvertEnvError(
+                f"converting {tflite} to ONNX failed (exit {done.returncode}):\n"
+                + _tail(done.stderr or done.stdout))
+        versions = {f"convert:{k}": str(report[k]) for k in ("tensorflow", "tf2onnx", "onnx")}
+        return Conversion(int(report.get("densified", 0)), versions)
+
+
+def _last_json_line(text: str) -> dict[str, object] | None:
+    for line in reversed(text.strip().splitlines()):
+        with contextlib.suppress(json.JSONDecodeError):
+            data = json.loads(line)
+            if isinstance(data, dict):
+                return data
+    return None
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join("  " + line for line in text.strip().splitlines()[-lines:])
+
+
+def env_folder(root: Path) -> Path:
+    """Where the environment for the current :data:`PINS` lives under ``root``."""
+    tag = sha256_json({"pins": PINS, "python": list(sys.version_info[:2])})[:12]
+    return Path(root) / f"tflite2onnx-{tag}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One creator at a time (two builds started together must not both pip install)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_convert_env(root: Path = DEFAULT_ROOT,
+                       say: Callable[[str], None] = lambda _: None) -> ConvertEnv:
+    """The conversion environment under ``root``, created on first use.
+
+    Raises :class:`ConvertEnvError` with pip's last lines and the way out when the install
+    fails (usually: no access to the package index).
+    """
+    folder = env_folder(root)
+    env = ConvertEnv(folder)
+    with _locked(folder.with_name(folder.name + ".lock")):
+        if _is_ready(folder):
+            return env
+        say(f"creating the conversion environment {folder} ({', '.join(PINS)}; once, ~1-3 min)")
+        venv.EnvBuilder(clear=True, with_pip=True).create(folder)
+        install = [str(env.python), "-m", "pip", "install", "--quiet",
+                   "--disable-pip-version-check", *PINS]
+        try:
+            done = subprocess.run(install, capture_output=True, text=True,
+                                  timeout=INSTALL_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise ConvertEnvError(f"installing the conversion environment took over "
+                                  f"{INSTALL_TIMEOUT_S} s") from error
+        if done.returncode != 0:
+            raise ConvertEnvError(
+                f"could not create the conversion environment {folder}: `pip install "
+                f"{' '.join(PINS)}` failed:\n{_tail(done.stderr)}\n  It needs the package "
+                "index once. Offline: create it on a connected machine with these pins and "
+                "pass its parent folder with --convert-env, or skip the keypoint engines "
+                "(--only with the other engines).")
+        (folder / READY).write_text(json.dumps({"pins": list(PINS)}))
+    return env
+
+
+def _is_ready(folder: Path) -> bool:
+    marker = folder / READY
+    if not marker.is_file() or not (folder / "bin" / "python").exists():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("pins") == list(PINS)
+    except (json.JSONDecodeError, AttributeError):
+        return False
