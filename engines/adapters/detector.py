@@ -1,19 +1,18 @@
-"""Person detection around the YOLO engine: letterbox, decode, NMS, main-person choice, crop.
+"""Person detection around the YOLO engine: letterbox, decode, NMS, prominence, crop.
 
 The engine sees a square ``imgsz`` input: each frame is resized keeping its aspect and
 padded with grey (114, as ultralytics trains), so boxes come back in letterboxed pixels and
 :class:`Letterbox` maps them to the frame. The raw output (batch, 4 + classes, anchors)
 holds ``cx, cy, w, h`` and per-class scores per anchor; :func:`decode_yolo` keeps the
 person boxes and runs OpenCV's NMS. It is a pure function of arrays, testable without an
-engine. :class:`MainPersonSelector` then picks the one person whose crop goes on, steadily
-over time, and :func:`crop_with_margin` cuts that crop out.
+engine. Which persons go on, in which order, is the perception core's choice
+(:mod:`engines.adapters.perception`: ByteTrack ids, :func:`prominence` order);
+:func:`crop_with_margin` cuts each crop out.
 
 Example:
     >>> detector = PersonDetector.from_engine_dir("artifacts/engines/edge")  # doctest: +SKIP
-    >>> selector = MainPersonSelector()  # doctest: +SKIP
     >>> found = detector.detect([frame])[0]  # doctest: +SKIP
-    >>> index = selector.select(found, frame.shape)  # doctest: +SKIP
-    >>> crop, offset = crop_with_margin(frame, found.xyxy[index])  # doctest: +SKIP
+    >>> crop, offset = crop_with_margin(frame, found.xyxy[0])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -253,77 +252,6 @@ def prominence(xyxy: np.ndarray, frame_hw: tuple[int, int], centre_weight: float
     distance = np.hypot(centre[:, 0] - width / 2, centre[:, 1] - height / 2)
     off_centre = np.clip(distance / (math.hypot(width, height) / 2), 0.0, 1.0)
     return area * (1.0 - centre_weight * off_centre)
-
-
-class MainPersonSelector:
-    """Picks the main person (largest and most central) in each frame of one stream, stably.
-
-    The current choice is kept while one of this frame's boxes overlaps it (IoU at least
-    ``keep_iou``); it follows that box as the person moves. Another person takes over only
-    when they score ``switch_margin`` times higher for ``switch_frames`` consecutive frames
-    (hysteresis: a one-frame flicker of the detector never swaps the person whose features
-    fill the window). When the current person is not found but others are, the best of
-    them is taken at once; on a frame with nobody, the choice is kept for when they return.
-    One instance per stream; not thread-safe.
-    """
-
-    def __init__(self, *, keep_iou: float = 0.3, switch_margin: float = 1.25,
-                 switch_frames: int = 5, centre_weight: float = 0.5) -> None:
-        if switch_margin < 1.0 or switch_frames < 1 or not 0.0 < keep_iou <= 1.0:
-            raise ValueError(
-                f"MainPersonSelector: switch_margin {switch_margin} must be >= 1, switch_frames "
-                f"{switch_frames} >= 1 and keep_iou {keep_iou} in (0, 1]"
-            )
-        self.keep_iou = keep_iou
-        self.switch_margin = switch_margin
-        self.switch_frames = switch_frames
-        self.centre_weight = centre_weight
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the current person (a new stream or a scene cut)."""
-        self.current: np.ndarray | None = None
-        self._challenger: np.ndarray | None = None
-        self._challenger_frames = 0
-
-    def select(self, detections: Detections, frame_shape: Sequence[int]) -> int | None:
-        """Index into ``detections`` of the main person in this frame, or None if nobody."""
-        if len(detections) == 0:
-            return None
-        boxes = np.asarray(detections.xyxy, np.float64)
-        scores = prominence(boxes, (int(frame_shape[0]), int(frame_shape[1])),
-                            self.centre_weight)
-        best = int(np.argmax(scores))
-        tracked = self._match(self.current, boxes)
-        if tracked is None:
-            return self._adopt(best, boxes)
-        if best != tracked and scores[best] > self.switch_margin * scores[tracked]:
-            if self._count_challenger(boxes[best]) >= self.switch_frames:
-                return self._adopt(best, boxes)
-        else:
-            self._challenger, self._challenger_frames = None, 0
-        self.current = boxes[tracked].copy()
-        return tracked
-
-    def _match(self, box: np.ndarray | None, boxes: np.ndarray) -> int | None:
-        """Index of the box overlapping ``box`` most, if at least ``keep_iou``."""
-        if box is None:
-            return None
-        overlaps = box_iou(box, boxes)
-        index = int(np.argmax(overlaps))
-        return index if overlaps[index] >= self.keep_iou else None
-
-    def _count_challenger(self, box: np.ndarray) -> int:
-        """Consecutive frames the same challenger (by IoU) has beaten the current person."""
-        same = self._challenger is not None and self._match(self._challenger, box[None]) == 0
-        self._challenger_frames = self._challenger_frames + 1 if same else 1
-        self._challenger = box.copy()
-        return self._challenger_frames
-
-    def _adopt(self, index: int, boxes: np.ndarray) -> int:
-        self.current = boxes[index].copy()
-        self._challenger, self._challenger_frames = None, 0
-        return index
 
 
 def crop_with_margin(frame: np.ndarray, box: Sequence[float] | np.ndarray,

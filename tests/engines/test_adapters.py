@@ -11,12 +11,12 @@ import pytest
 
 from engines.adapters.detector import (
     Letterbox,
-    MainPersonSelector,
     PersonDetector,
     crop_with_margin,
     decode_yolo,
     fit_letterbox,
     letterbox,
+    prominence,
 )
 from engines.adapters.image_embedder import ImageEmbedder
 from engines.adapters.records import Detections, ImageEmbeddings, TextEmbeddings
@@ -158,58 +158,21 @@ def test_decode_drops_boxes_wholly_in_the_padding_and_handles_nothing() -> None:
         decode_yolo(np.zeros((2, 3, 4), np.float32), fitted, (360, 640))
 
 
-# ---------------------------------------------------------------- main person
-
-FRAME = (480, 640, 3)
-
-
-def dets(*boxes: tuple[float, float, float, float]) -> Detections:
-    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.9),
-                      np.zeros(len(boxes), np.int64))
+# ---------------------------------------------------------------- person order
 
 
 SPEAKER = (240, 100, 400, 480)  # 160 x 380, centred
 CORNER_BIG = (0, 0, 180, 400)  # a little larger, in the corner
-RIVAL = (260, 90, 440, 480)  # a little larger than the speaker, overlapping little
-NEWCOMER = (20, 40, 320, 480)  # much larger and fairly central
+SMALL_CORNER = (0, 0, 60, 120)
 
 
-def test_main_person_is_largest_and_central() -> None:
-    selector = MainPersonSelector()
-    small_corner = (0, 0, 60, 120)
-    assert selector.select(dets(small_corner, SPEAKER), FRAME) == 1
-    # the big corner box has more area, but the centred speaker wins on centrality
-    assert MainPersonSelector().select(dets(CORNER_BIG, SPEAKER), FRAME) == 1
-    assert selector.select(Detections.empty(), FRAME) is None
-
-
-def test_main_person_is_stable_against_a_one_frame_rival() -> None:
-    selector = MainPersonSelector(switch_margin=1.25, switch_frames=3)
-    assert selector.select(dets(SPEAKER), FRAME) == 0
-    moved = (244, 104, 404, 480)
-    twice = (200, 60, 440, 480)  # a flicker: much bigger, for one frame
-    assert selector.select(dets(twice, moved), FRAME) == 1
-    assert selector.select(dets(moved, (50, 50, 60, 60)), FRAME) == 0
-    np.testing.assert_allclose(selector.current, moved)  # follows the tracked person
-
-
-def test_main_person_switches_after_a_persistent_change() -> None:
-    selector = MainPersonSelector(switch_margin=1.25, switch_frames=3)
-    assert selector.select(dets(SPEAKER), FRAME) == 0
-    picks = [selector.select(dets(SPEAKER, NEWCOMER), FRAME) for _ in range(4)]
-    assert picks == [0, 0, 1, 1]
-    # a rival only slightly larger never beats the margin
-    steady = MainPersonSelector(switch_frames=2)
-    steady.select(dets(SPEAKER), FRAME)
-    assert [steady.select(dets(RIVAL, SPEAKER), FRAME) for _ in range(5)] == [1] * 5
-
-
-def test_main_person_lost_takes_the_best_other_at_once() -> None:
-    selector = MainPersonSelector()
-    selector.select(dets(SPEAKER), FRAME)
-    assert selector.select(dets((0, 0, 100, 200)), FRAME) == 0
-    selector.reset()
-    assert selector.current is None
+def test_prominence_puts_the_centred_speaker_first() -> None:
+    """The order the perception core hands persons on (the first is training's person):
+    the bigger corner box has more area, but the centred speaker wins on centrality."""
+    boxes = np.array([SMALL_CORNER, CORNER_BIG, SPEAKER], np.float64)
+    order = np.argsort(-prominence(boxes, (480, 640), 0.5))
+    assert order.tolist() == [2, 1, 0]
+    assert np.argsort(-prominence(boxes, (480, 640), 0.0))[0] == 1, "area alone: the big box"
 
 
 # ---------------------------------------------------------------- crops
