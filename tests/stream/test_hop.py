@@ -126,3 +126,17 @@ def test_drop_counts_saturate_instead_of_breaking_the_header_bound() -> None:
     inbox.offer(message("a", 0, dropped=MAX_COUNT))  # a peer's absurd count
     inbox.offer(message("a", 1))  # pushes it out: its count travels on, saturated
     assert inbox.take(1)[0].header.dropped == MAX_COUNT
+
+
+def test_classify_keeps_a_burst_of_features_frames_within_one_batch_window() -> None:
+    """features can send two frames of a stream within classify's ``max_delay_ms`` (a frame
+    with an image embedding, then a quick one without: ``keypoints: engines``). Classify's
+    inbox must hold both, or the image embedding is lost (measured at depth 1: 0.21 images
+    per second reached the windows instead of 2)."""
+    from stream.config import ClassifyConfig
+
+    inbox = LatestInbox(ClassifyConfig().queue_depth)
+    for seq in range(3):  # a burst of three: all kept, in order, none counted dropped
+        inbox.offer(message("a", seq))
+    assert [m.header.seq for m in inbox.take(ClassifyConfig().max_batch or 8)] == [0, 1, 2]
+    assert inbox.dropped == {}

@@ -2,12 +2,13 @@
 
 ``keypoints: engines`` runs :class:`EstimatorCore` (Holistic on batched engines: persons,
 ids and keypoints in one place); ``mediapipe`` runs :class:`TrackedCore` (detector +
-ByteTrack) and MediaPipe Holistic per person crop afterwards; ``auto`` measures:
+ByteTrack) and MediaPipe Holistic per person crop afterwards; ``auto`` follows measurement:
 :func:`choose_keypoints` takes ``engines`` only when the keypoint engines are built and
 verified in the folder and the backend puts them on a GPU. On a CPU MediaPipe's own graph is
-cheaper per person (measured on a 2-core machine, onnxruntime with 1 thread: pose landmark
-68 ms at batch 1, pose detection 32 ms, hand landmark 27 ms, face landmark 7 ms, iris 6 ms
-per item, against 56-75 ms for MediaPipe Holistic's whole person).
+the cheapest per person (measured with ``hidemo bench engines`` on a 2-core machine, one
+thread, a tracked person of the demo clip: MediaPipe Holistic 53 ms; Holistic on the keypoint
+engines 61 ms on tflite, 142 ms on onnxruntime, 230 ms on torch; batching gains nothing on
+a CPU). The engines pay off where they batch: on a GPU.
 
 Example:
     >>> choice = choose_keypoints("auto", Path("artifacts/engines/edge"), "auto")  # doctest: +SKIP
@@ -38,9 +39,9 @@ log = logging.getLogger(__name__)
 
 KeypointChoice = Literal["mediapipe", "engines", "auto"]
 
-CPU_REASON = ("on a CPU MediaPipe's own graph is cheaper per person (measured, onnxruntime "
-              "1 thread: pose landmark 68 ms, pose detection 32 ms, hand landmark 27 ms, "
-              "face 7 ms, iris 6 ms per item, against 56-75 ms for Holistic's whole person)")
+CPU_REASON = ("on a CPU MediaPipe's own graph is the cheapest per person (hidemo bench "
+              "engines, 2 cores, 1 thread: MediaPipe Holistic 53 ms per person; Holistic on "
+              "the keypoint engines 61 ms on tflite, 142 ms on onnxruntime, 230 ms on torch)")
 
 
 @dataclass(frozen=True)
