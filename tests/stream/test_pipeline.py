@@ -43,8 +43,11 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     # long enough that a loaded machine still sees several strides of it before its end
     video = write_demo_video(tmp_path / "talk.avi", seconds=20.0, fps=10, width=320,
                              height=240)
+    # The ordered stop must bring each file's end of stream through every stage: give the
+    # drain room on a loaded machine (it ends as soon as every stream has ended).
     config = write_config(tmp_path, [{"spec": str(video), "id": "talk"},
-                                     {"spec": "demo", "width": 320, "height": 240}])
+                                     {"spec": "demo", "width": 320, "height": 240}],
+                          supervisor={"backoff_s": 0.2, "drain_s": 20.0})
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -82,8 +85,8 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
         assert len(records) >= 3, (stream, output)
         assert [r["seq"] for r in records] == list(range(len(records)))
         assert all(r["schema"] == "hidemo.prediction/2" and r["random_weights"] for r in records)
-        # keypoints: auto on a CPU is MediaPipe on the crop (cheaper per person there)
-        assert all(r["keypoints"] == "mediapipe" for r in records)
+        # keypoints: auto with the keypoint engines built is the engines (on tflite here)
+        assert all(r["keypoints"] == "engines" for r in records)
         assert {"image", "keypoints"} <= set(records[-1]["modalities"])
         assert set(records[-1]["probs"]) == {"negative", "positive"}
         assert records[-1]["latency_ms"]["total"] > 0
@@ -100,8 +103,8 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     assert summary["streams"]["talk"]["lost"] == 0 and summary["streams"]["demo1"]["lost"] == 0
     assert not any(summary["restarts"].values())
     saved = json.loads((out / "config.json").read_text())
-    assert saved["profile"] == "tiny" and saved["keypoints"] == "mediapipe"  # auto, resolved
-    assert "keypoints mediapipe (auto: the keypoint engines would run on cpu" in output
+    assert saved["profile"] == "tiny" and saved["keypoints"] == "engines"  # auto, resolved
+    assert "keypoints engines (auto: on this CPU the keypoint engines run on tflite" in output
 
 
 def test_keypoint_engines_run_in_detect_and_predictions_say_so(

@@ -2,7 +2,8 @@
 
 The videos animate ``skimage.data.astronaut()`` (a real photo: MediaPipe finds her) sliding
 sideways. The tiny engines have random weights, so their YOLO detector finds nobody: by
-default (``detector: auto``, as in the live run) MediaPipe Pose finds her instead; with
+default (``keypoints: auto``, as in the live run) Holistic on the keypoint engines finds her
+(``keypoints: mediapipe``: MediaPipe Pose does, the YOLO engine being random); with
 ``detector: yolo`` nobody is found (the no-person paths); a stub finder covers a known box.
 """
 
@@ -85,9 +86,10 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def perception(tiny_engine_dir: Path) -> Perception:
-    """As the live run by default: MediaPipe Pose finds persons (YOLO's weights are random),
-    MediaPipe Holistic makes keypoints on the CPU."""
-    loaded = Perception.from_engine_dir(tiny_engine_dir, TINY)
+    """The MediaPipe path (``keypoints: mediapipe``): MediaPipe Pose finds persons (YOLO's
+    weights are random), MediaPipe Holistic makes keypoints on each crop."""
+    loaded = Perception.from_engine_dir(tiny_engine_dir, TINY,
+                                        choice=PerceptionChoice(keypoints="mediapipe"))
     yield loaded
     loaded.close()
 
@@ -96,7 +98,8 @@ def perception(tiny_engine_dir: Path) -> Perception:
 def yolo_perception(tiny_engine_dir: Path) -> Perception:
     """The tiny YOLO engine (random weights: it finds nobody)."""
     loaded = Perception.from_engine_dir(tiny_engine_dir, TINY,
-                                        choice=PerceptionChoice(detector="yolo"))
+                                        choice=PerceptionChoice(detector="yolo",
+                                                                keypoints="mediapipe"))
     assert isinstance(loaded.core, TrackedCore) and isinstance(loaded.core.finder, EngineFinder)
     yield loaded
     loaded.close()
@@ -132,11 +135,11 @@ def test_extract_command_stores_good_videos_and_reports_bad_ones(
     assert info.random_weights and info.extra["settings"]["no_person"] == "full-frame"
     for name in ("image_embedder", "text_embedder"):
         assert info.engines[name] == read_manifest(tiny_engine_dir, name).onnx_sha256
-    # the live run's choice: random YOLO weights, so MediaPipe Pose; keypoints on a CPU from
-    # MediaPipe Holistic on the crop (auto)
-    assert info.engines["perception"] == "mediapipe-pose"
-    assert info.engines["detector"].startswith("mediapipe") and "pose" in info.engines["detector"]
-    assert info.engines["keypoints"].startswith("mediapipe")
+    # the live run's choice (keypoints: auto): the keypoint engines are built, so Holistic
+    # on them finds, tracks and poses the person; the store names each engine it used
+    assert info.engines["perception"] == info.engines["keypoints"] == "holistic-engines"
+    for name in ("kp_pose_detection", "kp_pose_landmark", "kp_face_landmark"):
+        assert info.engines[name] == read_manifest(tiny_engine_dir, name).onnx_sha256
 
     for video_id, label, split in (("a", 1, "train"), ("b", 0, "test")):
         video = store.get(video_id)
@@ -153,7 +156,7 @@ def test_extract_command_stores_good_videos_and_reports_bad_ones(
         nose_x = video.keypoints[:, NOSE, 0]
         assert np.corrcoef(nose_x, shifts)[0, 1] > 0.7
         assert (np.abs(nose_x - shifts - 102) < 12).all()  # her nose: ~102 px into the photo
-        assert video.meta["keypoint_source"] == "mediapipe"
+        assert video.meta["keypoint_source"] == "engines"
     a, b = store.get("a"), store.get("b")
     assert a.transcript == "It was a hard match but we found a way." and a.text.shape == (64,)
     assert b.transcript is None and b.text is None
