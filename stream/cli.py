@@ -44,7 +44,7 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
     run.add_argument("--keypoints", choices=("mediapipe", "engines", "auto"), default=None,
                      help="keypoints from MediaPipe on each person crop, from the keypoint "
                           "engines (batched; built by `hidemo engines build`), or auto: "
-                          "engines on a GPU, else MediaPipe (default: auto, or the config "
+                          "the engines when built, else MediaPipe (default: auto, or the config "
                           "file's)")
     run.add_argument("--fast", action="store_true",
                      help="read files as fast as the pipeline takes them (not real time)")

@@ -279,8 +279,9 @@ class RunConfig(_Strict):
     """Where keypoints come from: ``mediapipe`` (detect finds and tracks persons, features
     runs MediaPipe Holistic on each crop), ``engines`` (detect runs Holistic on the keypoint
     engines, batched over persons and streams, and ships keypoints with each crop) or
-    ``auto``: engines when they are built and the backend puts them on a GPU, else
-    mediapipe (cheaper per person on a CPU). ``hidemo run`` resolves ``auto`` before the
+    ``auto``: engines when they are built and verified (on ``tflite`` without a GPU:
+    measured faster than mediapipe in the pipeline, at 1 stream and more so at 4), else
+    mediapipe. ``hidemo run`` resolves ``auto`` before the
     stages start and keeps the result in the saved configuration."""
     out: Path | None = None
     duration: float | None = None

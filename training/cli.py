@@ -55,7 +55,7 @@ def add_features_parser(jobs: argparse._SubParsersAction) -> argparse.ArgumentPa
     extract.add_argument("--keypoints", choices=("auto", "mediapipe", "engines"),
                          default="auto",
                          help="keypoints as the live run's keypoints setting: MediaPipe on each "
-                              "crop, the keypoint engines, or auto (engines on a GPU) "
+                              "crop, the keypoint engines, or auto (the engines when built) "
                               "(default: %(default)s)")
     extract.add_argument("--batch-size", type=int, default=16,
                          help="frames per detector call (default: %(default)s)")

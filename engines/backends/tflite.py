@@ -24,6 +24,22 @@ from engines.manifest import EngineManifest
 from engines.spec import Signature
 
 
+def _interpreter_api() -> Any:
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError as error:
+        raise ImportError("the tflite backend needs 'ai-edge-litert==2.3.*'") from error
+    return interpreter
+
+
+def _builtin_interpreter(tflite: Path, threads: int = 0) -> Any:
+    """An interpreter on the builtin kernels only (no default delegate)."""
+    api = _interpreter_api()
+    return api.Interpreter(
+        model_path=str(tflite), num_threads=threads if threads > 0 else None,
+        experimental_op_resolver_type=api.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
 def _has_densify(interpreter: Any) -> bool:
     details = getattr(interpreter, "_get_ops_details", None)
     if details is None:  # older interpreters: be safe, no delegate
@@ -31,24 +47,31 @@ def _has_densify(interpreter: Any) -> bool:
     return any(op.get("op_name") == "DENSIFY" for op in details())
 
 
+def output_shapes(tflite: Path) -> dict[str, tuple[int, ...]]:
+    """The ``.tflite`` file's outputs: its own names -> shapes (batch 1)."""
+    details = _builtin_interpreter(tflite).get_output_details()
+    return {d["name"]: tuple(int(v) for v in d["shape"]) for d in details}
+
+
 class TfliteEngine(Engine):
-    """``run`` loops the batch through one interpreter; outputs renamed to the engine's."""
+    """``run`` loops the batch through one interpreter; outputs renamed to the engine's.
+
+    ``reference=True`` keeps to the builtin kernels (no XNNPACK): the parity gate's
+    reference, bit-exact with TFLite's own kernels.
+    """
 
     def __init__(self, name: str, tflite: Path, signature: Signature,
-                 outputs: dict[str, str], *, threads: int = 0) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType
-        except ImportError as error:
-            raise ImportError("the tflite backend needs 'ai-edge-litert==2.3.*'") from error
+                 outputs: dict[str, str], *, threads: int = 0,
+                 reference: bool = False) -> None:
         super().__init__(name, signature, random_weights=False)
-        probe = Interpreter(model_path=str(tflite),
-                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if _has_densify(probe)
-                    else OpResolverType.AUTO)
-        self._delegate = "builtin" if resolver is not OpResolverType.AUTO else "xnnpack"
-        self._interpreter = Interpreter(model_path=str(tflite),
-                                        num_threads=threads if threads > 0 else None,
-                                        experimental_op_resolver_type=resolver)
+        interpreter = _builtin_interpreter(tflite, threads)
+        if reference or _has_densify(interpreter):
+            self._delegate = "builtin"
+        else:
+            self._delegate = "xnnpack"
+            interpreter = _interpreter_api().Interpreter(
+                model_path=str(tflite), num_threads=threads if threads > 0 else None)
+        self._interpreter = interpreter
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         by_name = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}

@@ -26,6 +26,7 @@ from typing import Any
 
 import onnx
 
+from engines.backends.tflite import output_shapes
 from engines.manifest import SourceInfo, sha256_file
 from engines.sources.mediapipe import IMAGE_INPUT, KEYPOINT_ROLE, MediaPipeModel, tflite_path
 from engines.spec import Signature, TensorSpec
@@ -38,7 +39,7 @@ from export.mediapipe.graph import (
     rename_input,
     select_outputs,
 )
-from export.mediapipe.parity import TOLERANCE, TfliteReference, check_converted, litert_version
+from export.mediapipe.parity import TOLERANCE, check_converted, litert_version
 
 KEYPOINT_OPSET = 17
 """The opset tf2onnx converts to (checked for all eight models)."""
@@ -76,7 +77,7 @@ def _mediapipe_release() -> str:
 def tflite_source(spec: MediaPipeModel) -> TfliteSource:
     """The source record of ``spec``: signature read from the ``.tflite`` file itself."""
     path = tflite_path(spec)
-    shapes = TfliteReference(path).output_shapes()
+    shapes = output_shapes(path)
     outputs = tuple(TensorSpec(new, "float32", ("batch", *shapes[old][1:]))
                     for old, new in spec.outputs.items())
     signature = Signature(

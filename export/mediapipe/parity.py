@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from engines.backends.onnxruntime import OnnxRuntimeEngine
+from engines.backends.tflite import TfliteEngine
 from engines.manifest import ParityResult
 from engines.sources.mediapipe import MediaPipeModel
 from engines.spec import Signature
@@ -53,34 +54,6 @@ def model_inputs(model: MediaPipeModel, photos: list[np.ndarray]) -> np.ndarray:
     return (np.stack(scaled).astype(np.float32) / 255.0 * (high - low) + low).astype(np.float32)
 
 
-class TfliteReference:
-    """One ``.tflite`` model on the TFLite interpreter (builtin kernels, no delegate)."""
-
-    def __init__(self, tflite: Path) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType
-        except ImportError as error:
-            raise ImportError("the keypoint parity gate needs 'ai-edge-litert' (pip install "
-                              "ai-edge-litert==2.3.0; scripts/setup.sh installs it)") from error
-        self._interpreter = Interpreter(
-            model_path=str(tflite),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
-
-    def output_shapes(self) -> dict[str, tuple[int, ...]]:
-        details = self._interpreter.get_output_details()
-        return {d["name"]: tuple(int(v) for v in d["shape"]) for d in details}
-
-    def run_one(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """Outputs for one input of shape (1, S, S, 3), by the model's own output names."""
-        self._interpreter.set_tensor(self._input, image)
-        self._interpreter.invoke()
-        return {name: self._interpreter.get_tensor(index).copy()
-                for name, index in self._outputs.items()}
-
-
 def litert_version() -> str:
     try:
         return metadata.version("ai-edge-litert")
@@ -100,7 +73,7 @@ def _scaled_diff(got: np.ndarray, want: np.ndarray) -> float:
 def check_converted(model: MediaPipeModel, tflite: Path, onnx_path: Path,
                     signature: Signature, tolerance: float = TOLERANCE) -> ParityResult:
     """Compare ``onnx_path`` with ``tflite`` (see the module docstring)."""
-    reference = TfliteReference(tflite)
+    reference = TfliteEngine(model.engine, tflite, signature, model.outputs, reference=True)
     engine = OnnxRuntimeEngine(model.engine, onnx_path, signature, random_weights=False,
                                providers=["CPUExecutionProvider"])
     try:
@@ -109,15 +82,16 @@ def check_converted(model: MediaPipeModel, tflite: Path, onnx_path: Path,
         worst: dict[str, float] = {}
         for index in range(len(images)):
             one = images[index:index + 1]
-            expected = reference.run_one(one)
+            expected = reference.run({"image": one})
             single = engine.run({"image": one})
-            for old, new in model.outputs.items():
-                worst[new] = max(worst.get(new, 0.0), _scaled_diff(single[new], expected[old]))
+            for new in model.outputs.values():
+                worst[new] = max(worst.get(new, 0.0), _scaled_diff(single[new], expected[new]))
                 key = f"{new}@batch{BATCH}"
                 worst[key] = max(worst.get(key, 0.0),
                                  _scaled_diff(batched[new][index:index + 1], single[new]))
     finally:
         engine.close()
+        reference.close()
     return ParityResult(
         passed=all(value <= tolerance for value in worst.values()), tolerance=tolerance,
         max_abs_diff=worst,

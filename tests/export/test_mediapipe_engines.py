@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from engines.backends.tflite import TfliteEngine
 from engines.cli import list_engines
 from engines.engine import Backend
 from engines.manifest import EngineStale, read_manifest, sha256_file, verify
@@ -32,7 +33,7 @@ from export.mediapipe.graph import (
     reject_custom_ops,
     select_outputs,
 )
-from export.mediapipe.parity import BATCH, TfliteReference, model_inputs, parity_photos
+from export.mediapipe.parity import BATCH, model_inputs, parity_photos
 
 # ------------------------------------------------------------ graph edits (no conversion)
 
@@ -117,15 +118,16 @@ def test_engine_matches_the_tflite_interpreter_at_batch_one_and_eight(
         tiny_engine_dir: Path, spec) -> None:
     """Checked here again, not read from the manifest: real photos through both runtimes."""
     engine = load_engine(tiny_engine_dir, spec.engine, Backend.ONNXRUNTIME)
-    reference = TfliteReference(tflite_path(spec))
+    reference = TfliteEngine(spec.engine, tflite_path(spec), engine.signature, spec.outputs,
+                             reference=True)
     images = model_inputs(spec, parity_photos(BATCH))
     batched = engine.run({"image": images})
     for index in range(BATCH):
-        expected = reference.run_one(images[index:index + 1])
+        expected = reference.run({"image": images[index:index + 1]})
         single = engine.run({"image": images[index:index + 1]})
-        for old, new in spec.outputs.items():
-            scale = max(1.0, float(np.abs(expected[old]).max()))
-            np.testing.assert_allclose(single[new], expected[old], rtol=0, atol=1e-4 * scale)
+        for new in spec.outputs.values():
+            scale = max(1.0, float(np.abs(expected[new]).max()))
+            np.testing.assert_allclose(single[new], expected[new], rtol=0, atol=1e-4 * scale)
             np.testing.assert_allclose(batched[new][index:index + 1], single[new], rtol=0,
                                        atol=1e-5 * scale)
 

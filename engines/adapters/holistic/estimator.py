@@ -215,25 +215,35 @@ class EngineKeypoints:
         self.search_tiles = search_tiles
         self.random_weights = any(bool(getattr(engine, "random_weights", False))
                                   for engine in self._engines.values())
+        self.engine_ids: dict[str, str] = {}
+        """Engine name -> ONNX sha256, where :meth:`from_engine_dir` loaded them."""
         self._streams: dict[str, _Stream] = {}
         self._closed = False
 
     @classmethod
     def from_engine_dir(cls, engine_dir: Path | str, backend: str = "auto", threads: int = 0,
                         **options: Any) -> EngineKeypoints:
-        """Load (and verify) the keypoint engines from ``engine_dir``; ``options`` go to
-        the constructor. Face and hand engines are optional: missing ones are skipped."""
-        from engines.manifest import EngineMissing
+        """Load (and verify) every keypoint engine from ``engine_dir``; ``options`` go to the
+        constructor. All are required: a missing face or hand engine would silently empty
+        those keypoints. ``engine_ids`` records each engine's ONNX sha256."""
+        from engines.manifest import read_manifest
         from engines.runtime import load_engine
 
         loaded: dict[str, Any] = {}
-        for name in ENGINE_NAMES:
-            try:
-                loaded[name] = load_engine(Path(engine_dir), name, backend, threads=threads)
-            except EngineMissing:
-                if name in REQUIRED_ENGINES:
-                    raise
-        return cls(loaded, **options)
+        ids: dict[str, str] = {}
+        try:
+            for name in ENGINE_NAMES:
+                manifest = read_manifest(Path(engine_dir), name)
+                loaded[name] = load_engine(Path(engine_dir), name, backend, threads=threads,
+                                           manifest=manifest)
+                ids[name] = manifest.onnx_sha256
+            estimator = cls(loaded, **options)
+        except BaseException:
+            for engine in loaded.values():
+                engine.close()
+            raise
+        estimator.engine_ids = ids
+        return estimator
 
     @property
     def backend(self) -> str:

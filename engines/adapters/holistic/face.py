@@ -17,16 +17,17 @@ import numpy as np
 from engines.adapters.holistic.anchors import FACE_SHORT_RANGE_ANCHORS, ssd_anchors
 from engines.adapters.holistic.detections import decode, weighted_nms
 from engines.adapters.holistic.roi import Rect, TrackingRequirements, rotation_between
+from engines.sources.mediapipe import model_named
 
 DETECTION_ENGINE = "kp_face_detection"
 LANDMARK_ENGINE = "kp_face_landmark"
 IRIS_ENGINE = "kp_iris_landmark"
-DETECTION_SIZE = 128
-DETECTION_RANGE = (-1.0, 1.0)
-LANDMARK_SIZE = 192
-LANDMARK_RANGE = (0.0, 1.0)
-IRIS_SIZE = 64
-IRIS_RANGE = (0.0, 1.0)
+DETECTION_SIZE = model_named(DETECTION_ENGINE).size
+DETECTION_RANGE = model_named(DETECTION_ENGINE).value_range
+LANDMARK_SIZE = model_named(LANDMARK_ENGINE).size
+LANDMARK_RANGE = model_named(LANDMARK_ENGINE).value_range
+IRIS_SIZE = model_named(IRIS_ENGINE).size
+IRIS_RANGE = model_named(IRIS_ENGINE).value_range
 MIN_DETECTION_SCORE = 0.5
 MIN_PRESENCE = 0.5
 NUM_MESH = 468

@@ -16,13 +16,14 @@ import math
 import numpy as np
 
 from engines.adapters.holistic.roi import Rect, TrackingRequirements, normalize_radians
+from engines.sources.mediapipe import model_named
 
 RECROP_ENGINE = "kp_hand_recrop"
 LANDMARK_ENGINE = "kp_hand_landmark"
-RECROP_SIZE = 256
-RECROP_RANGE = (0.0, 1.0)
-LANDMARK_SIZE = 224
-LANDMARK_RANGE = (0.0, 1.0)
+RECROP_SIZE = model_named(RECROP_ENGINE).size
+RECROP_RANGE = model_named(RECROP_ENGINE).value_range
+LANDMARK_SIZE = model_named(LANDMARK_ENGINE).size
+LANDMARK_RANGE = model_named(LANDMARK_ENGINE).value_range
 MIN_WRIST_VISIBILITY = 0.1
 MIN_PRESENCE = 0.5
 NUM_LANDMARKS = 21

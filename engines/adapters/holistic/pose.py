@@ -20,13 +20,14 @@ import numpy as np
 from engines.adapters.holistic.anchors import POSE_DETECTION_ANCHORS, ssd_anchors
 from engines.adapters.holistic.detections import RawDetections, decode, weighted_nms
 from engines.adapters.holistic.roi import Rect
+from engines.sources.mediapipe import model_named
 
 DETECTION_ENGINE = "kp_pose_detection"
 LANDMARK_ENGINE = "kp_pose_landmark"
-DETECTION_SIZE = 224
-DETECTION_RANGE = (-1.0, 1.0)
-LANDMARK_SIZE = 256
-LANDMARK_RANGE = (0.0, 1.0)
+DETECTION_SIZE = model_named(DETECTION_ENGINE).size
+DETECTION_RANGE = model_named(DETECTION_ENGINE).value_range
+LANDMARK_SIZE = model_named(LANDMARK_ENGINE).size
+LANDMARK_RANGE = model_named(LANDMARK_ENGINE).value_range
 NMS_IOU = 0.3
 ROI_SCALE = 1.25
 NUM_LANDMARKS = 33

@@ -144,27 +144,15 @@ def open_core(source: KeypointSource, options: CoreOptions) -> PerceptionCore:
 def open_estimator_core(options: CoreOptions, **estimator_options: Any) -> EstimatorCore:
     """:class:`EstimatorCore` on every keypoint engine of the folder (all are required:
     a missing face or hand engine would silently empty those keypoints)."""
-    from engines.manifest import read_manifest
-    from engines.runtime import load_engine
-
     problem = keypoint_engines_problem(options.engine_dir, options.profile)
     if problem is not None:
         raise problem
-    backend = keypoint_backend(options.engine_dir, options.backend, options.threads)
-    engines, ids = {}, {}
-    try:
-        for name in ENGINE_NAMES:
-            manifest = read_manifest(options.engine_dir, name, profile_hint=options.profile)
-            engines[name] = load_engine(options.engine_dir, name, backend,
-                                        threads=options.threads, manifest=manifest)
-            ids[name] = manifest.onnx_sha256
-    except BaseException:
-        for engine in engines.values():
-            engine.close()
-        raise
-    estimator = EngineKeypoints(engines, max_persons=options.max_persons,
-                                crop_margin=options.crop_margin, **estimator_options)
-    return EstimatorCore(estimator, device=engines[ENGINE_NAMES[1]].device, engine_ids=ids)
+    estimator = EngineKeypoints.from_engine_dir(
+        options.engine_dir, keypoint_backend(options.engine_dir, options.backend,
+                                             options.threads),
+        options.threads, max_persons=options.max_persons, crop_margin=options.crop_margin,
+        **estimator_options)
+    return EstimatorCore(estimator, device=estimator.device, engine_ids=estimator.engine_ids)
 
 
 def crop_keypoints_for(source: KeypointSource) -> CropKeypoints:
