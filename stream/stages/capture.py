@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 UNPACED_SNDBUF = 64 * 1024
 
 
+END_BUDGET = 0.8
+"""Share of ``supervisor.stop_timeout_s`` a capture spends getting its end of stream out."""
+
+
 def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
                 context: zmq.Context) -> int:
     """Read source ``index`` until it ends or ``stop``; returns the process exit code."""
@@ -123,10 +127,15 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                      meta=FrameMeta(reason="end of file" if state is SourceState.ENDED
                                     else "stopped"))
         sender.send(Message(end, {}))
-        deadline = time.monotonic() + config.supervisor.stop_timeout_s / 2
+        # the supervisor kills a capture that takes longer than stop_timeout_s to go
+        deadline = time.monotonic() + config.supervisor.stop_timeout_s * END_BUDGET
         while sender.backlog and time.monotonic() < deadline:  # the end must get out
             time.sleep(0.01)
             sender.flush()
+        # A sent end may still wait in ZeroMQ's queue until detect reads (it reads between
+        # batches, and a batch can take seconds under load): closing with a linger keeps it
+        # deliverable until the deadline instead of discarding it with the process.
+        output.close(linger=max(0, int((deadline - time.monotonic()) * 1000)))
         counters.sent = sender.sent
         log.info("capture %s: %s after %d frames", stream_id, end.meta.reason, seq)
     finally:
