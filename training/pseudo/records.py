@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -166,3 +166,34 @@ def text_sha256(text: str) -> str:
 
 def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class StoredLabel:
+    """One row of the label store."""
+
+    key: LabelKey
+    video_id: str
+    outcome: LabelOutcome
+    created: str
+    """UTC ISO time the outcome was stored."""
+
+
+class Labeler(Protocol):
+    """A teacher: a VLM behind a chat provider (two calls, chain of thought then
+    reflection) or a trained hidemo checkpoint (one forward pass over stored features).
+    ``provider``, ``model`` and ``prompt_version`` go into the :class:`LabelKey`."""
+
+    provider: str
+    model: str
+    prompt_version: str
+    needs_images: bool
+    """False for a teacher that reads features instead of frames (no video decoding)."""
+
+    def label(self, item: LabelInput) -> LabelOutcome:
+        """Label one video; never raises for what the teacher says or fails to say (the
+        outcome records refusals and failures)."""
+        ...
+
+    def close(self) -> None:
+        ...
