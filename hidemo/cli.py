@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_features_parser(jobs)
 
+    from training.pseudo.label_cli import add_label_parser  # argparse only
+
+    add_label_parser(jobs)
+
     from stream.cli import add_run_parser  # argparse only
 
     add_run_parser(jobs)
@@ -157,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             from training.cli import features_command
 
             return features_command(args)
+        if args.job == "label":
+            from training.pseudo.label_cli import label_command
+
+            return label_command(args)
         if args.job == "keys":
             from stream.curve import keys_command
 

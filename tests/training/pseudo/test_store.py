@@ -1,0 +1,155 @@
+"""The label store: round trip, the final-outcome rule, schema refusal, and (as a property)
+that any sequence of puts behaves like a dict keyed by LabelKey under that rule."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from training.pseudo.records import LabelKey, LabelOutcome, Status, Usage, Verdict
+from training.pseudo.store import SCHEMA_VERSION, LabelStore, StoreError
+
+
+def key(n: int = 0, provider: str = "gemini", prompt: str = "v1-abcdef12") -> LabelKey:
+    return LabelKey(f"{n:064x}", prompt, provider, "gemini-2.5-pro", "frames=8,size=448")
+
+
+def labelled(label: str = "positive", confidence: float = 0.8) -> LabelOutcome:
+    first = Verdict(label="negative", confidence=0.6, reasoning="tight lips at 3.1 s")
+    return LabelOutcome(
+        Status.LABELLED, verdict=Verdict(label=label, confidence=confidence,
+                                         reasoning="smiles; \"quotes\" and ünïcode"),
+        provisional=first, responses=('{"raw": 1}', '{"raw": 2}'),
+        usage=Usage(1200, 340, 0.0123), attempts=3, seconds=4.5)
+
+
+def failed(error: str = "chain of thought: gave up after 5 attempts") -> LabelOutcome:
+    return LabelOutcome(Status.FAILED, responses=("<html>",), usage=Usage(10, 0, None),
+                        attempts=5, error=error, seconds=1.0)
+
+
+def refused() -> LabelOutcome:
+    return LabelOutcome(Status.REFUSED, responses=('{"blocked": true}',), attempts=1,
+                        error="chain of thought: refused: SAFETY")
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "labels.sqlite"
+    with LabelStore.open(path) as store:
+        assert store.get(key()) is None
+        assert store.put(key(), "vid_1", labelled())
+    with LabelStore.open(path) as store:
+        stored = store.get(key())
+    assert stored is not None
+    assert stored.key == key() and stored.video_id == "vid_1"
+    assert stored.outcome == labelled()
+    assert stored.created.endswith("+00:00")
+
+
+def test_failed_and_refused_round_trip(tmp_path: Path) -> None:
+    with LabelStore.open(tmp_path / "s.sqlite") as store:
+        store.put(key(1), "a", failed())
+        store.put(key(2), "b", refused())
+        assert store.get(key(1)).outcome == failed()
+        assert store.get(key(2)).outcome == refused()
+
+
+def test_a_failure_is_replaced_and_a_final_outcome_kept(tmp_path: Path) -> None:
+    with LabelStore.open(tmp_path / "s.sqlite") as store:
+        assert store.put(key(), "v", failed("first"))
+        assert store.put(key(), "v", failed("second"))
+        assert store.get(key()).outcome.error == "second"
+        assert store.put(key(), "v", labelled("negative"))
+        assert not store.put(key(), "v", labelled("positive"))
+        assert not store.put(key(), "v", failed())
+        assert store.get(key()).outcome.verdict.label == "negative"
+        assert store.put(key(), "v", labelled("positive"), force=True)
+        assert store.get(key()).outcome.verdict.label == "positive"
+        store.put(key(9), "w", refused())
+        assert not store.put(key(9), "w", labelled())
+        assert store.get(key(9)).outcome.status is Status.REFUSED
+
+
+def test_an_inconsistent_outcome_is_refused(tmp_path: Path) -> None:
+    with LabelStore.open(tmp_path / "s.sqlite") as store:
+        with pytest.raises(ValueError, match="must carry a verdict"):
+            store.put(key(), "v", LabelOutcome(Status.LABELLED))
+        with pytest.raises(ValueError, match="must not carry"):
+            store.put(key(), "v", LabelOutcome(Status.FAILED, verdict=labelled().verdict))
+
+
+def test_labels_filter(tmp_path: Path) -> None:
+    with LabelStore.open(tmp_path / "s.sqlite") as store:
+        store.put(key(1), "a", labelled())
+        store.put(key(2, provider="openai"), "b", labelled())
+        store.put(key(3, prompt="v2-00000000"), "c", failed())
+        assert [s.video_id for s in store.labels()] == ["a", "b", "c"]
+        assert [s.video_id for s in store.labels(provider="openai")] == ["b"]
+        assert [s.video_id for s in store.labels(prompt_version="v2-00000000")] == ["c"]
+        assert [s.video_id for s in store.labels(status="labelled")] == ["a", "b"]
+        assert [s.video_id for s in store.labels(status=Status.FAILED)] == ["c"]
+        assert store.labels(model="other") == []
+
+
+def test_a_newer_schema_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    LabelStore.open(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'",
+                   (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StoreError, match=f"{path}.*schema version {SCHEMA_VERSION + 1}"):
+        LabelStore.open(path)
+
+
+def test_other_files_are_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="not a label store"):
+        LabelStore.open(other)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a database at all" * 100)
+    with pytest.raises(StoreError, match=f"{text} is not a label store"):
+        LabelStore.open(text)
+    with pytest.raises(StoreError, match="is a folder"):
+        LabelStore.open(tmp_path)
+
+
+def test_two_connections_see_each_others_puts(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with LabelStore.open(path) as one, LabelStore.open(path) as two:
+        one.put(key(), "v", labelled())
+        assert two.get(key()) is not None
+        assert not two.put(key(), "v", failed())
+
+
+OUTCOMES = {"labelled": labelled(), "refused": refused(), "failed": failed()}
+operations = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(sorted(OUTCOMES)),
+                                st.booleans()), max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(operations)
+def test_any_sequence_of_puts_behaves_like_a_dict(ops: list[tuple[int, str, bool]]) -> None:
+    model: dict[LabelKey, tuple[str, LabelOutcome]] = {}
+    with tempfile.TemporaryDirectory() as folder, \
+            LabelStore.open(Path(folder) / "s.sqlite") as store:
+        for n, status, force in ops:
+            current = model.get(key(n))
+            final = current is not None and current[1].status is not Status.FAILED
+            wrote = store.put(key(n), f"v{n}-{status}", OUTCOMES[status], force=force)
+            assert wrote == (force or not final)
+            if wrote:
+                model[key(n)] = (f"v{n}-{status}", OUTCOMES[status])
+            for probe in range(4):
+                stored = store.get(key(probe))
+                expected = model.get(key(probe))
+                assert (stored is None) == (expected is None)
+                if stored is not None and expected is not None:
+                    assert (stored.video_id, stored.outcome) == expected
+        assert len(store.labels()) == len(model)

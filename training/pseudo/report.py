@@ -1,0 +1,423 @@
+"""How good and how costly a set of pseudo-labels is, before training on them.
+
+A teacher's labels are only worth merging into training when they agree with the gold
+labels where those exist and when its confidence means what it says; this report puts
+both next to what the labelling cost. It reads stored rows (:class:`StoredLabel`), so it
+never calls a teacher: ``build_report`` takes any iterable of rows (a test builds them by
+hand), ``report_from_store`` reads them from the label store.
+
+Every row counts once, so a video labelled by two models counts twice: pick one
+provider/model/prompt version (the filters of :func:`report_from_store`) to compare
+teachers. Agreement and calibration use the labelled rows whose video has a gold label;
+a confidence falls in bin ``floor(10 * confidence)`` (1.0 in the last bin), and the
+expected calibration error (ECE) is the count-weighted mean gap between a bin's accuracy
+and its mean confidence.
+
+Example:
+    >>> report = build_report(rows, {"v1": 1, "v2": None})  # doctest: +SKIP
+    >>> print(report.to_text())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from training.data.manifest import ManifestRow
+from training.pseudo.records import LABEL_NAMES, Status, StoredLabel, Verdict
+
+BINS = 10
+
+
+@dataclass(frozen=True)
+class StatusCounts:
+    rows: int
+    labelled: int
+    refused: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What the rows cost; refused and failed calls are paid for too."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    """None when no row has a known cost (a local server, a checkpoint teacher)."""
+    cost_per_labelled_usd: float | None
+    mean_seconds: float | None
+    """Mean wall time of a labelling (all rows); None without rows."""
+
+
+@dataclass(frozen=True)
+class ClassAgreement:
+    name: str
+    support: int
+    """Labelled rows whose gold label is this class."""
+    predicted: int
+    """Labelled rows (with gold) the teacher put in this class."""
+    recall: float | None
+    """None without support."""
+    precision: float | None
+    """None when the teacher never chose the class."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The teacher's labels against the gold labels, on labelled rows that have one."""
+
+    rows: int
+    accuracy: float
+    balanced_accuracy: float
+    """Mean recall over the classes present in the gold labels."""
+    per_class: tuple[ClassAgreement, ...]
+    confusion: tuple[tuple[int, ...], ...]
+    """``confusion[gold][label]`` counts, classes in :data:`LABEL_NAMES` order."""
+
+
+@dataclass(frozen=True)
+class ConfidenceBin:
+    low: float
+    high: float
+    count: int
+    """Labelled rows whose confidence falls in the bin."""
+    right: int
+    wrong: int
+    """Of those with a gold label, how many agree / disagree with it."""
+    no_gold: int
+    mean_confidence: float | None
+    """Mean confidence of the rows with a gold label (None: none)."""
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Reflection:
+    """How often reflection (the second call) changed the provisional label."""
+
+    with_provisional: int
+    """Labelled rows that have a provisional verdict (0 for a one-call teacher)."""
+    changed: int
+    changed_to_right: int
+    changed_to_wrong: int
+    changed_no_gold: int
+    provisional_accuracy: float | None
+    """Accuracy of the provisional labels on rows with both a provisional and a gold label,
+    next to :attr:`final_accuracy` on the same rows (None without such rows)."""
+    final_accuracy: float | None
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    counts: StatusCounts
+    spend: Spend
+    gold_videos: int
+    """Videos with a gold label in the mapping given (whether labelled or not)."""
+    agreement: Agreement | None
+    """None when no labelled row has a gold label."""
+    bins: tuple[ConfidenceBin, ...]
+    """:data:`BINS` confidence bins over [0, 1] of the labelled rows."""
+    ece: float | None
+    """Expected calibration error over the rows with gold (None without)."""
+    reflection: Reflection
+    selection: dict[str, str] = field(default_factory=dict)
+    """The filters the rows were chosen by (provider, model, prompt_version)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (every field, nested records as dicts)."""
+        return asdict(self)
+
+    def to_text(self) -> str:
+        """A compact console table."""
+        return "\n".join(_text_lines(self))
+
+
+def build_report(labels: Iterable[StoredLabel], gold: Mapping[str, int | None],
+                 selection: Mapping[str, str] | None = None) -> LabelReport:
+    """Summarise stored rows; ``gold`` maps video id to its true class (None: unknown)."""
+    bad = {video: value for video, value in gold.items() if value not in (None, 0, 1)}
+    if bad:
+        raise ValueError(f"gold labels must be 0 (negative), 1 (positive) or None; got "
+                         f"{dict(list(bad.items())[:5])}")
+    rows = list(labels)
+    labelled = [Judged(r.video_id, r.outcome.verdict, r.outcome.provisional,
+                       gold.get(r.video_id))
+                for r in rows
+                if r.outcome.status == Status.LABELLED and r.outcome.verdict is not None]
+    counts = StatusCounts(
+        rows=len(rows), labelled=len(labelled),
+        refused=sum(r.outcome.status == Status.REFUSED for r in rows),
+        failed=sum(r.outcome.status == Status.FAILED for r in rows))
+    scored = [j for j in labelled if j.gold is not None]
+    bins = _bins(labelled)
+    return LabelReport(
+        counts=counts, spend=_spend(rows, len(labelled)),
+        gold_videos=sum(v is not None for v in gold.values()),
+        agreement=_agreement(scored) if scored else None, bins=bins,
+        ece=_ece(bins) if scored else None, reflection=_reflection(labelled),
+        selection=dict(selection or {}))
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One labelled row, ready to score."""
+
+    video_id: str
+    verdict: Verdict
+    provisional: Verdict | None
+    gold: int | None
+
+    @property
+    def label(self) -> int:
+        return self.verdict.class_id
+
+    @property
+    def right(self) -> bool | None:
+        return None if self.gold is None else self.label == self.gold
+
+
+class LabelSource(Protocol):
+    """The part of ``training.pseudo.store.LabelStore`` a report reads."""
+
+    def labels(self, provider: str | None = None, model: str | None = None,
+               prompt_version: str | None = None,
+               status: Status | str | None = None) -> list[StoredLabel]:
+        ...
+
+
+def report_from_store(store: LabelSource, manifest_rows: Iterable[ManifestRow],
+                      provider: str | None = None, model: str | None = None,
+                      prompt_version: str | None = None) -> LabelReport:
+    """The report of one teacher's rows in a label store, scored against the manifest's
+    labels (rows whose video is not in the manifest count, but have no gold)."""
+    selection = {k: v for k, v in (("provider", provider), ("model", model),
+                                   ("prompt_version", prompt_version)) if v is not None}
+    gold = {row.video_id: row.label for row in manifest_rows}
+    return build_report(store.labels(provider=provider, model=model,
+                                     prompt_version=prompt_version), gold, selection)
+
+
+def _spend(rows: Sequence[StoredLabel], labelled: int) -> Spend:
+    costs = [r.outcome.usage.cost_usd for r in rows if r.outcome.usage.cost_usd is not None]
+    total = float(sum(costs)) if costs else None
+    return Spend(
+        input_tokens=sum(r.outcome.usage.input_tokens for r in rows),
+        output_tokens=sum(r.outcome.usage.output_tokens for r in rows),
+        cost_usd=total,
+        cost_per_labelled_usd=total / labelled if total is not None and labelled else None,
+        mean_seconds=sum(r.outcome.seconds for r in rows) / len(rows) if rows else None)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _agreement(scored: Sequence[Judged]) -> Agreement:
+    size = len(LABEL_NAMES)
+    confusion = [[0] * size for _ in range(size)]
+    for item in scored:
+        assert item.gold is not None  # scored rows have gold
+        confusion[item.gold][item.label] += 1
+    per_class = []
+    for cls, name in enumerate(LABEL_NAMES):
+        support = sum(confusion[cls])
+        predicted = sum(confusion[g][cls] for g in range(size))
+        per_class.append(ClassAgreement(name, support, predicted,
+                                        _ratio(confusion[cls][cls], support),
+                                        _ratio(confusion[cls][cls], predicted)))
+    recalls = [c.recall for c in per_class if c.recall is not None]
+    right = sum(confusion[c][c] for c in range(size))
+    return Agreement(rows=len(scored), accuracy=right / len(scored),
+                     balanced_accuracy=sum(recalls) / len(recalls),
+                     per_class=tuple(per_class),
+                     confusion=tuple(tuple(line) for line in confusion))
+
+
+def confidence_bin(confidence: float) -> int:
+    """The bin of ``confidence``: ``floor(10 c)``, with 1.0 in the last bin."""
+    return min(BINS - 1, max(0, math.floor(confidence * BINS)))
+
+
+def _bins(labelled: Sequence[Judged]) -> tuple[ConfidenceBin, ...]:
+    members: list[list[Judged]] = [[] for _ in range(BINS)]
+    for item in labelled:
+        members[confidence_bin(item.verdict.confidence)].append(item)
+    out = []
+    for index, items in enumerate(members):
+        judged = [j for j in items if j.right is not None]
+        right = sum(bool(j.right) for j in judged)
+        out.append(ConfidenceBin(
+            low=index / BINS, high=(index + 1) / BINS, count=len(items), right=right,
+            wrong=len(judged) - right, no_gold=len(items) - len(judged),
+            mean_confidence=(sum(j.verdict.confidence for j in judged) / len(judged)
+                             if judged else None),
+            accuracy=right / len(judged) if judged else None))
+    return tuple(out)
+
+
+def _ece(bins: Sequence[ConfidenceBin]) -> float:
+    judged = sum(b.right + b.wrong for b in bins)
+    gap = sum((b.right + b.wrong) * abs(b.accuracy - b.mean_confidence) for b in bins
+              if b.accuracy is not None and b.mean_confidence is not None)
+    return gap / judged
+
+
+def _reflection(labelled: Sequence[Judged]) -> Reflection:
+    with_provisional = [j for j in labelled if j.provisional is not None]
+    changed = right = wrong = unknown = 0
+    provisional_right = final_right = both = 0
+    for item in with_provisional:
+        assert item.provisional is not None
+        before = item.provisional.class_id
+        if item.gold is not None:
+            both += 1
+            provisional_right += before == item.gold
+            final_right += item.label == item.gold
+        if before == item.label:
+            continue
+        changed += 1
+        if item.gold is None:
+            unknown += 1
+        elif item.label == item.gold:
+            right += 1
+        else:
+            wrong += 1
+    return Reflection(len(with_provisional), changed, right, wrong, unknown,
+                      _ratio(provisional_right, both), _ratio(final_right, both))
+
+
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.4f}"
+
+
+def _text_lines(report: LabelReport) -> list[str]:
+    counts, spend = report.counts, report.spend
+    scope = ", ".join(f"{k} {v}" for k, v in report.selection.items()) or "all rows"
+    lines = [f"pseudo-labels ({scope})",
+             f"  rows {counts.rows}: labelled {counts.labelled}, refused {counts.refused}, "
+             f"failed {counts.failed}"]
+    if not counts.rows:
+        lines.append("  no stored labels match: nothing to report (run `hidemo label` first, "
+                     "or check the provider/model/prompt filters)")
+        return lines
+    seconds = "" if spend.mean_seconds is None else f"; {spend.mean_seconds:.2f} s per call"
+    lines.append(f"  tokens {spend.input_tokens:,} in, {spend.output_tokens:,} out; cost "
+                 f"{_money(spend.cost_usd)} ({_money(spend.cost_per_labelled_usd)} per "
+                 f"labelled video){seconds}")
+    if not counts.labelled:
+        lines.append("  no labelled rows: agreement, confidence and calibration need at least "
+                     "one label")
+        return lines
+    lines += _agreement_lines(report)
+    lines += _bin_lines(report)
+    lines += _reflection_lines(report.reflection)
+    return lines
+
+
+def _agreement_lines(report: LabelReport) -> list[str]:
+    agreement = report.agreement
+    if agreement is None:
+        return [f"  agreement: none of the {report.counts.labelled} labelled videos has a "
+                f"gold label ({report.gold_videos} gold labels given): fill the manifest's "
+                "label column for some of them to measure it"]
+    lines = [f"  agreement with gold on {agreement.rows} labelled videos "
+             f"({report.gold_videos} gold labels given): accuracy {agreement.accuracy:.3f}, "
+             f"balanced accuracy {agreement.balanced_accuracy:.3f}",
+             f"    {'gold class':<10} {'support':>7} {'recall':>7} {'precision':>9}   "
+             f"labelled as: " + " ".join(f"{n:>8}" for n in LABEL_NAMES)]
+    for cls in agreement.per_class:
+        line = agreement.confusion[LABEL_NAMES.index(cls.name)]
+        lines.append(f"    {cls.name:<10} {cls.support:>7} {_num(cls.recall):>7} "
+                     f"{_num(cls.precision):>9}   {'':12} "
+                     + " ".join(f"{n:>8}" for n in line))
+    return lines
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _bin_lines(report: LabelReport) -> list[str]:
+    lines = ["  confidence of the labels (right / wrong against gold where there is one):",
+             f"    {'confidence':<10} {'labels':>6} {'right':>6} {'wrong':>6} "
+             f"{'no gold':>7} {'mean conf':>9} {'accuracy':>8}"]
+    for b in report.bins:
+        if not b.count:
+            continue
+        lines.append(f"    {b.low:.1f}-{b.high:.1f}    {b.count:>6} {b.right:>6} "
+                     f"{b.wrong:>6} {b.no_gold:>7} {_num(b.mean_confidence):>9} "
+                     f"{_num(b.accuracy):>8}")
+    if report.ece is None:
+        lines.append("  calibration: needs gold labels")
+    else:
+        lines.append(f"  expected calibration error (ECE) {report.ece:.3f}")
+    return lines
+
+
+def _reflection_lines(reflection: Reflection) -> list[str]:
+    if not reflection.with_provisional:
+        return ["  reflection: no provisional labels (a one-call teacher)"]
+    line = (f"  reflection changed {reflection.changed} of {reflection.with_provisional} "
+            f"provisional labels: {reflection.changed_to_right} to right, "
+            f"{reflection.changed_to_wrong} to wrong, {reflection.changed_no_gold} without gold")
+    if reflection.provisional_accuracy is not None and reflection.final_accuracy is not None:
+        line += (f"; accuracy {reflection.provisional_accuracy:.3f} before, "
+                 f"{reflection.final_accuracy:.3f} after")
+    return [line]
+
+
+def write_reliability_plot(report: LabelReport, path: Path) -> Path:
+    """Write a PNG: the reliability diagram (accuracy per confidence bin against the
+    diagonal of perfect calibration) over the confidence histogram (right / wrong / no
+    gold, stacked). Panels without data say why instead of drawing empty axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.6, 6.0), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.4]})
+    width = 1.0 / BINS
+    centers = [(b.low + b.high) / 2 for b in report.bins]
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    if report.ece is not None:
+        judged = [(c, b) for c, b in zip(centers, report.bins, strict=True)
+                  if b.accuracy is not None]
+        top.bar([c for c, _ in judged], [b.accuracy for _, b in judged], width=width * 0.9,
+                edgecolor="black", alpha=0.7, label="accuracy")
+        top.plot([b.mean_confidence for _, b in judged], [b.accuracy for _, b in judged],
+                 marker="o", linestyle="", color="black", label="bin mean confidence")
+        top.set_title(f"reliability (ECE {report.ece:.3f}, {report.agreement.rows} with gold)"
+                      if report.agreement else "reliability")
+    else:
+        reason = "no labelled rows" if not report.counts.labelled else "no gold labels"
+        top.text(0.5, 0.5, f"{reason}: nothing to calibrate", ha="center", va="center")
+        top.set_title("reliability")
+    top.set_ylabel("accuracy")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(fontsize=7, loc="upper left")
+    if report.counts.labelled:
+        layers = (("right", [b.right for b in report.bins]),
+                  ("wrong", [b.wrong for b in report.bins]),
+                  ("no gold", [b.no_gold for b in report.bins]))
+        base = [0] * len(report.bins)
+        for name, heights in layers:
+            if any(heights):
+                bottom.bar(centers, heights, width=width * 0.9, bottom=base, label=name)
+                base = [a + b for a, b in zip(base, heights, strict=True)]
+        bottom.legend(fontsize=7, loc="upper left")
+    else:
+        bottom.text(0.5, 0.5, "no labelled rows", ha="center", va="center",
+                    transform=bottom.transAxes)
+    bottom.set_xlabel("confidence")
+    bottom.set_ylabel("labels")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,218 @@
+"""The label store: every teacher answer, kept in one SQLite file so no call is paid twice.
+
+A labelling run is long (hundreds of videos, two paid calls each) and may be killed at
+any moment, so each outcome is written in its own transaction (WAL journal): after a kill
+every finished video is in the file and no half row is. The primary key is the
+:class:`LabelKey` (content hash, prompt version, provider, model, sampling), the exact
+identity of a call; a rerun looks each key up before calling.
+
+Final outcomes (labelled, refused) are kept: a later :meth:`LabelStore.put` for the same
+key leaves them alone unless ``force``; a failed outcome is replaced by the next try.
+The store holds what the records hold: answers, token counts, costs, errors; never an API
+key (the records carry none).
+
+Example:
+    >>> with LabelStore.open(Path("labels.sqlite")) as store:  # doctest: +SKIP
+    ...     store.put(key, "v1", outcome)
+    ...     store.get(key).outcome.status
+    <Status.LABELLED: 'labelled'>
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from training.pseudo.records import (
+    LabelKey,
+    LabelOutcome,
+    Status,
+    StoredLabel,
+    Usage,
+    Verdict,
+)
+
+SCHEMA_VERSION = 1
+FINAL = (Status.LABELLED, Status.REFUSED)
+"""Outcomes a rerun keeps (a refusal is an answer too: asking again is paying again)."""
+KEY_COLUMNS = ("content_hash", "prompt_version", "provider", "model", "sampling")
+_COLUMNS = (*KEY_COLUMNS, "video_id", "status", "label", "confidence", "reasoning",
+            "provisional", "responses", "input_tokens", "output_tokens", "cost_usd",
+            "attempts", "error", "seconds", "created")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS labels (
+    content_hash TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    video_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('labelled', 'refused', 'failed')),
+    label TEXT CHECK (label IN ('negative', 'positive')),
+    confidence REAL,
+    reasoning TEXT,
+    provisional TEXT,
+    responses TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd REAL,
+    attempts INTEGER NOT NULL,
+    error TEXT,
+    seconds REAL NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (content_hash, prompt_version, provider, model, sampling),
+    CHECK ((status = 'labelled') = (label IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS labels_video ON labels (video_id);
+"""
+
+
+class StoreError(ValueError):
+    """A file that is not a label store this version can use; the message names it."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class LabelStore:
+    """One SQLite label store. Not shared across threads; several processes may write it
+    (SQLite locks; each put is one statement)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    @classmethod
+    def open(cls, path: Path | str) -> LabelStore:
+        """Open the store at ``path``, creating it (and its folder) when absent.
+
+        Raises :class:`StoreError` when the file is not an SQLite database, not a label
+        store, or a store of a schema this version does not know.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"label store {path} is a folder; pass a file path such as "
+                             f"{path / 'labels.sqlite'}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses
+            # no committed transaction (only a power cut might lose the last ones)
+            cls._prepare(path, db)
+        except sqlite3.OperationalError as error:
+            db.close()
+            if "locked" not in str(error):
+                raise StoreError(f"label store {path} cannot be opened ({error})") from None
+            raise StoreError(f"label store {path} stayed locked by another process for "
+                             "30 s; wait for it or pass another --out") from None
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise StoreError(f"{path} is not a label store ({error}): pass another --out, "
+                             "or move that file away") from None
+        except BaseException:
+            db.close()
+            raise
+        return cls(path, db)
+
+    @staticmethod
+    def _prepare(path: Path, db: sqlite3.Connection) -> None:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE "
+                                               "type = 'table'")}
+        if tables and "meta" not in tables:
+            raise StoreError(f"{path} is an SQLite file but not a label store (tables: "
+                             f"{sorted(tables)}): pass another --out")
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            found = row[0] if row else None
+            if found != str(SCHEMA_VERSION):
+                raise StoreError(f"label store {path} has schema version {found}; this "
+                                 f"hidemo reads version {SCHEMA_VERSION}: use the hidemo "
+                                 "that wrote it (or a newer one), or pass another --out")
+            return
+        # One transaction: a store is either created whole or not at all.
+        db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta (name, value) "
+                         f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+
+    def get(self, key: LabelKey) -> StoredLabel | None:
+        """The stored outcome for ``key``, or None."""
+        where = " AND ".join(f"{name} = ?" for name in KEY_COLUMNS)
+        row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM labels WHERE {where}",
+                               key.as_tuple()).fetchone()
+        return None if row is None else _from_row(row)
+
+    def put(self, key: LabelKey, video_id: str, outcome: LabelOutcome,
+            force: bool = False) -> bool:
+        """Store ``outcome`` for ``key`` in one transaction; True when it was written.
+
+        A key with a final outcome (labelled, refused) keeps it unless ``force``; a failed
+        one is replaced. Raises ValueError for an inconsistent outcome (labelled without a
+        verdict, or a verdict on a refusal or failure).
+        """
+        if (outcome.status is Status.LABELLED) != (outcome.verdict is not None):
+            raise ValueError(f"a {outcome.status} outcome for video {video_id!r} must "
+                             f"{'' if outcome.status is Status.LABELLED else 'not '}carry a "
+                             "verdict")
+        verdict = outcome.verdict
+        values = (*key.as_tuple(), video_id, str(outcome.status),
+                  verdict.label if verdict else None,
+                  verdict.confidence if verdict else None,
+                  verdict.reasoning if verdict else None,
+                  outcome.provisional.model_dump_json() if outcome.provisional else None,
+                  json.dumps(list(outcome.responses)), outcome.usage.input_tokens,
+                  outcome.usage.output_tokens, outcome.usage.cost_usd, outcome.attempts,
+                  outcome.error, outcome.seconds, _now())
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS
+                            if name not in KEY_COLUMNS)
+        final = ", ".join(f"'{status}'" for status in FINAL)
+        keep = "" if force else f" WHERE labels.status NOT IN ({final})"
+        cursor = self._db.execute(
+            f"INSERT INTO labels ({', '.join(_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(_COLUMNS))}) ON CONFLICT "
+            f"({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}{keep}", values)
+        return cursor.rowcount > 0
+
+    def labels(self, provider: str | None = None, model: str | None = None,
+               prompt_version: str | None = None,
+               status: Status | str | None = None) -> list[StoredLabel]:
+        """Every stored outcome matching the filters (None = any), oldest first."""
+        filters = {"provider": provider, "model": model, "prompt_version": prompt_version,
+                   "status": None if status is None else str(Status(status))}
+        chosen = {name: value for name, value in filters.items() if value is not None}
+        where = (" WHERE " + " AND ".join(f"{name} = ?" for name in chosen)) if chosen else ""
+        rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM labels{where} "
+                                "ORDER BY created, rowid", tuple(chosen.values()))
+        return [_from_row(row) for row in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+def _from_row(row: tuple) -> StoredLabel:
+    record = dict(zip(_COLUMNS, row, strict=True))
+    verdict = None
+    if record["label"] is not None:
+        verdict = Verdict(label=record["label"], confidence=record["confidence"],
+                          reasoning=record["reasoning"])
+    provisional = record["provisional"]
+    outcome = LabelOutcome(
+        status=Status(record["status"]), verdict=verdict,
+        provisional=Verdict.model_validate_json(provisional) if provisional else None,
+        responses=tuple(json.loads(record["responses"])),
+        usage=Usage(record["input_tokens"], record["output_tokens"], record["cost_usd"]),
+        attempts=record["attempts"], error=record["error"], seconds=record["seconds"])
+    key = LabelKey(*(record[name] for name in KEY_COLUMNS))
+    return StoredLabel(key, record["video_id"], outcome, record["created"])
