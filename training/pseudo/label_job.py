@@ -1,7 +1,8 @@
 """A labelling run over a manifest: each selected video hashed, looked up, and labelled
 only when the store has no final outcome for its exact call.
 
-The cache key is the video's content (sha256 of its bytes) with the prompt version, the
+The cache key is the content shown (sha256 of the video's bytes, combined with the
+transcript's when there is one: :func:`content_hash`) with the prompt version, the
 provider, the model and the sampling, so a rerun, a renamed file or a killed run never
 pays for a call twice; a rerun after a kill simply carries on (every finished video was
 stored in its own transaction). A video that cannot be read is reported and skipped,
@@ -121,6 +122,15 @@ def select_rows(rows: Sequence[ManifestRow], select: Select) -> list[ManifestRow
     return [row for row in rows if row.video_id in chosen]
 
 
+def content_hash(video_sha256: str, transcript: str) -> str:
+    """What the teacher is shown besides the prompt: the video's bytes, and the transcript
+    when there is one (the same video with other words is another question). A video
+    without a transcript keys by its own sha256."""
+    if not transcript:
+        return video_sha256
+    return text_sha256(f"{video_sha256}\ntranscript sha256 {text_sha256(transcript)}")
+
+
 def label_key(content_hash: str, labeler: Labeler, sampling: Sampling) -> LabelKey:
     """The call's identity; a teacher that reads no images has sampling ``none``."""
     return LabelKey(content_hash, labeler.prompt_version, labeler.provider, labeler.model,
@@ -199,6 +209,10 @@ def _label_row(row: ManifestRow, labeler: Labeler, store: LabelStore, sampling: 
                core: _LazyCore, summary: LabelRunSummary, force: bool) -> str:
     """Process one row into ``summary``; a note on what happened, or :class:`_Skip`."""
     path = Path(row.path)
+    try:
+        transcript = load_transcript(row) or ""
+    except OSError as error:
+        raise _Skip(str(error)) from None
     if not labeler.needs_images:  # reads stored features by video id, never the file
         key = label_key(text_sha256(row.video_id), labeler, sampling)
     elif not row.path:
@@ -207,17 +221,16 @@ def _label_row(row: ManifestRow, labeler: Labeler, store: LabelStore, sampling: 
         raise _Skip(f"video {path} not found: fix the manifest's path")
     else:
         try:
-            key = label_key(file_sha256(path), labeler, sampling)
+            key = label_key(content_hash(file_sha256(path), transcript), labeler, sampling)
         except OSError as error:
             raise _Skip(f"video {path} cannot be read ({error})") from None
     stored = store.get(key)
     if stored is not None and stored.outcome.status in FINAL and not force:
         summary.cached += 1
+        if stored.video_id != row.video_id:  # the same content under another name
+            store.add_alias(key, row.video_id)
+            return f"cached as {stored.video_id} ({_describe(stored.outcome)})"
         return f"cached ({_describe(stored.outcome)})"
-    try:
-        transcript = load_transcript(row) or ""
-    except OSError as error:
-        raise _Skip(str(error)) from None
     images = ()
     if labeler.needs_images:
         try:

@@ -11,6 +11,11 @@ key leaves them alone unless ``force``; a failed outcome is replaced by the next
 The store holds what the records hold: answers, token counts, costs, errors; never an API
 key (the records carry none).
 
+The same content under a second video id (a duplicated file in a dataset) is not paid
+for again: the run records the second id as an alias of the stored call
+(:meth:`LabelStore.add_alias`), and :meth:`LabelStore.labels` lists the outcome once per
+id, so training finds the label under either name.
+
 Example:
     >>> with LabelStore.open(Path("labels.sqlite")) as store:  # doctest: +SKIP
     ...     store.put(key, "v1", outcome)
@@ -69,6 +74,15 @@ CREATE TABLE IF NOT EXISTS labels (
     CHECK ((status = 'labelled') = (label IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS labels_video ON labels (video_id);
+CREATE TABLE IF NOT EXISTS aliases (
+    content_hash TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    video_id TEXT NOT NULL,
+    PRIMARY KEY (content_hash, prompt_version, provider, model, sampling, video_id)
+);
 """
 
 
@@ -178,17 +192,35 @@ class LabelStore:
             f"({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}{keep}", values)
         return cursor.rowcount > 0
 
+    def add_alias(self, key: LabelKey, video_id: str) -> None:
+        """Record ``video_id`` as another name of the call stored under ``key`` (same
+        content, same prompt, provider, model and sampling), so :meth:`labels` lists its
+        outcome under that id too. No-op for the id the row already has."""
+        self._db.execute(
+            f"INSERT OR IGNORE INTO aliases ({', '.join(KEY_COLUMNS)}, video_id) "
+            f"SELECT {', '.join(KEY_COLUMNS)}, ? FROM labels WHERE "
+            + " AND ".join(f"{name} = ?" for name in KEY_COLUMNS) + " AND video_id != ?",
+            (video_id, *key.as_tuple(), video_id))
+
     def labels(self, provider: str | None = None, model: str | None = None,
                prompt_version: str | None = None,
                status: Status | str | None = None) -> list[StoredLabel]:
-        """Every stored outcome matching the filters (None = any), oldest first."""
+        """Every stored outcome matching the filters (None = any), oldest first; an
+        outcome with aliases once per video id (its own first, then its aliases)."""
         filters = {"provider": provider, "model": model, "prompt_version": prompt_version,
                    "status": None if status is None else str(Status(status))}
         chosen = {name: value for name, value in filters.items() if value is not None}
-        where = (" WHERE " + " AND ".join(f"{name} = ?" for name in chosen)) if chosen else ""
-        rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM labels{where} "
-                                "ORDER BY created, rowid", tuple(chosen.values()))
-        return [_from_row(row) for row in rows]
+        where = (" WHERE " + " AND ".join(f"labels.{name} = ?" for name in chosen)) \
+            if chosen else ""
+        own = ", ".join(f"labels.{name}" for name in _COLUMNS)
+        aliased = ", ".join("aliases.video_id" if name == "video_id" else f"labels.{name}"
+                            for name in _COLUMNS)
+        join = " AND ".join(f"aliases.{name} = labels.{name}" for name in KEY_COLUMNS)
+        rows = self._db.execute(
+            f"SELECT {own}, labels.rowid AS row_order, 0 AS alias FROM labels{where} "
+            f"UNION ALL SELECT {aliased}, labels.rowid, 1 FROM labels JOIN aliases ON {join}"
+            f"{where} ORDER BY created, row_order, alias", (*chosen.values(), *chosen.values()))
+        return [_from_row(row[:len(_COLUMNS)]) for row in rows]
 
     def close(self) -> None:
         self._db.close()

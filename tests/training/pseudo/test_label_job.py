@@ -251,3 +251,39 @@ def test_target_indices_spread_evenly() -> None:
     assert target_indices(10, 8) == [0, 1, 3, 4, 5, 6, 8, 9]
     assert target_indices(2, 8) == [0, 1]
     assert target_indices(1, 3) == [0]
+
+
+def test_a_duplicate_file_is_labelled_once_and_listed_under_both_ids(tmp_path: Path) -> None:
+    """The same bytes under a second id cost no call, and training finds the label under
+    either id (the store lists it once per id)."""
+    import shutil
+
+    first = make_videos(tmp_path, 1)[0]
+    copy = shutil.copy(first.path, tmp_path / "copy.avi")
+    rows = [first, ManifestRow("copy", str(copy), split="train")]
+    with OpenAIServer([Answer(ANSWER)]) as server, \
+            LabelStore.open(tmp_path / "s.sqlite") as store:
+        summary = run_labelling(rows, vlm(server), store, FRAME, say=lambda _: None)
+        assert len(server.requests) == 2  # chain of thought + reflection, once
+        assert (summary.labelled, summary.cached) == (1, 1)
+        listed = store.labels(status=Status.LABELLED)
+        assert sorted(s.video_id for s in listed) == ["copy", "v0"]
+        assert len({s.key for s in listed}) == 1
+        run_labelling(rows, vlm(server), store, FRAME, say=lambda _: None)
+        assert len(server.requests) == 2 and len(store.labels()) == 2  # no new alias rows
+
+
+def test_the_same_video_with_another_transcript_is_another_call(tmp_path: Path) -> None:
+    """The transcript is part of what the teacher is shown, so it is part of the key."""
+    video = make_videos(tmp_path, 1)[0]
+    rows = [ManifestRow("a", video.path, split="train", transcript="we won easily"),
+            ManifestRow("b", video.path, split="train", transcript="a painful loss"),
+            ManifestRow("c", video.path, split="train", transcript="we won easily")]
+    with OpenAIServer([Answer(ANSWER)]) as server, \
+            LabelStore.open(tmp_path / "s.sqlite") as store:
+        summary = run_labelling(rows, vlm(server), store, FRAME, say=lambda _: None)
+        assert (summary.labelled, summary.cached) == (2, 1)
+        assert len(server.requests) == 4
+        sent = [" ".join(request.texts()) for request in server.requests[::2]]
+        assert "we won easily" in sent[0] and "a painful loss" in sent[1]
+        assert sorted(s.video_id for s in store.labels()) == ["a", "b", "c"]
