@@ -6,6 +6,13 @@ seconds since a live source was opened. :class:`SourceReader` is the state machi
 capture stage drives: it opens the source, reports the end of a file, and reopens a live
 source that dropped, with exponential backoff, starting a new session generation each time.
 
+Reading is split in two, as OpenCV splits it: ``grab`` advances to the next frame and says
+its media time, ``retrieve`` converts and copies the grabbed frame. A reader given a
+:class:`FramePolicy` (the capture's :class:`~engines.adapters.rates.RateSampler`) asks it
+after the grab whether the frame is kept, and retrieves only the kept ones: at 10 of 50
+frames a second the other 40 never pay for the colour conversion and the copy (for the
+demo clip: the rendering). :class:`DecodeCost` counts what grabbing and retrieving cost.
+
 Example:
     >>> reader = SourceReader(DemoSource(fps=30), live=True)
     >>> event = reader.next()  # doctest: +SKIP
@@ -18,6 +25,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -35,6 +43,7 @@ class FrameSource(ABC):
     live: bool = True
     frame_count: int = 0
     frames_read: int = 0
+    _grabbed: np.ndarray | None = None
 
     @abstractmethod
     def open(self) -> bool:
@@ -44,12 +53,44 @@ class FrameSource(ABC):
     def read(self) -> tuple[np.ndarray, float] | None:
         """The next BGR frame and its media time, or None at the end or on a failure."""
 
+    def grab(self) -> float | None:
+        """Advance to the next frame and return its media time (None: the end, or a
+        failure); :meth:`retrieve` then gives its pixels. This fallback reads (decodes and
+        converts) the whole frame: a source that can skip cheaper overrides both."""
+        got = self.read()
+        self._grabbed = None if got is None else got[0]
+        return None if got is None else got[1]
+
+    def retrieve(self) -> np.ndarray | None:
+        """The BGR frame the last :meth:`grab` reached (None: it cannot be decoded)."""
+        frame, self._grabbed = self._grabbed, None
+        return frame
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the source."""
 
 
-class DemoSource(FrameSource):
-    """The animated demo clip, endless; frames are produced on demand at ``fps``."""
+class SkippingSource(FrameSource):
+    """A source whose :meth:`grab` is cheaper than a read: it implements ``grab`` and
+    ``retrieve``, and ``read`` is the two together."""
+
+    @abstractmethod
+    def grab(self) -> float | None:
+        """Advance to the next frame without converting it; its media time, or None."""
+
+    @abstractmethod
+    def retrieve(self) -> np.ndarray | None:
+        """Convert and copy the grabbed frame (BGR); None when it cannot be decoded."""
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        media_time = self.grab()
+        frame = None if media_time is None else self.retrieve()
+        return None if frame is None or media_time is None else (frame, media_time)
+
+
+class DemoSource(SkippingSource):
+    """The animated demo clip, endless; frames are produced on demand at ``fps`` (a grab
+    only advances the clock: a skipped frame is never rendered)."""
 
     live = True
 
@@ -58,6 +99,7 @@ class DemoSource(FrameSource):
         self._size = (width, height)
         self._clip: DemoClip | None = None
         self._index = 0
+        self._time = 0.0
 
     def open(self) -> bool:
         if self._clip is None:
@@ -65,19 +107,31 @@ class DemoSource(FrameSource):
         self._index = 0
         return True
 
-    def read(self) -> tuple[np.ndarray, float] | None:
+    def grab(self) -> float | None:
         assert self._clip is not None, "open() first"
-        media_time = self._index / self.fps
+        self._time = self._index / self.fps
         self._index += 1
-        return self._clip.frame(media_time), media_time
+        return self._time
+
+    def retrieve(self) -> np.ndarray | None:
+        assert self._clip is not None, "open() first"
+        return self._clip.frame(self._time)
 
 
-class OpenCVSource(FrameSource):
+class OpenCVSource(SkippingSource):
     """A camera index, a video file or a URL through ``cv2.VideoCapture``.
 
     A URL opens through OpenCV's FFmpeg backend with ``timeouts_s`` (open, read): a stream
     that stalls without closing then reads as ended, and the reader reconnects, instead of
     blocking the capture for FFmpeg's 30 s default.
+
+    ``grab`` is ``VideoCapture.grab``: the FFmpeg backend demuxes and decodes there (a
+    compressed stream cannot skip decoding a frame the next ones refer to), and
+    ``retrieve`` does the conversion to BGR and the copy, the part a skipped frame saves.
+    On a camera or stream a grab still takes the frame off the device or socket, so
+    skipping never lets a backlog of old frames build up. A file frame's time is its index
+    over the container's frame rate, as :mod:`training.features.video` reads files (the
+    frame index is right after a grab as after a read).
     """
 
     def __init__(self, target: int | str, *, live: bool, fps_hint: float = 30.0,
@@ -114,15 +168,15 @@ class OpenCVSource(FrameSource):
         self._opened_at = time.monotonic()
         return True
 
-    def read(self) -> tuple[np.ndarray, float] | None:
+    def grab(self) -> float | None:
         if self._capture is None:
             return None
-        ok, frame = self._capture.read()
+        ok = self._capture.grab()
         if not ok and not self.live and self.loop:
             self._loop_offset = self._last_media + 1.0 / max(self.fps, 1.0)
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self._capture.read()
-        if not ok or frame is None:
+            ok = self._capture.grab()
+        if not ok:
             return None
         self.frames_read += 1
         if self.live:
@@ -131,7 +185,13 @@ class OpenCVSource(FrameSource):
             index = self._capture.get(cv2.CAP_PROP_POS_FRAMES) - 1
             media_time = self._loop_offset + index / max(self.fps, 1e-6)
         self._last_media = media_time
-        return frame, media_time
+        return media_time
+
+    def retrieve(self) -> np.ndarray | None:
+        if self._capture is None:
+            return None
+        ok, frame = self._capture.retrieve()
+        return frame if ok else None
 
     def close(self) -> None:
         if self._capture is not None:
@@ -231,12 +291,58 @@ class SourceState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class SourceEvent:
-    """What one :meth:`SourceReader.next` call gave: a frame, or a state with no frame."""
+    """What one :meth:`SourceReader.next` call gave: a frame, a frame grabbed but
+    ``skipped`` (its media time, no pixels), or a state with no frame."""
 
     state: SourceState
     frame: np.ndarray | None = None
     media_time: float = 0.0
     generation: int = 0
+    skipped: bool = False
+
+
+class FramePolicy(Protocol):
+    """Decides, frame by frame in time order, whether a frame is kept; :meth:`reset` at
+    each new session (a reconnected source starts its clock again).
+    :class:`engines.adapters.rates.RateSampler` is one."""
+
+    def reset(self) -> None: ...
+
+    def take(self, time: float) -> bool: ...
+
+
+class KeepAll:
+    """The null :class:`FramePolicy`: every frame is kept (and retrieved)."""
+
+    def reset(self) -> None:
+        pass
+
+    def take(self, time: float) -> bool:
+        return True
+
+
+@dataclass
+class DecodeCost:
+    """What reading cost: frames grabbed and retrieved, and the process CPU seconds spent
+    in each (FFmpeg's decoder threads included; a live source blocked waiting for its next
+    frame costs no CPU, so wall time would mislead there). A skipped frame costs one grab;
+    a kept one a grab and a retrieve: :meth:`report` says so per frame."""
+
+    grabbed: int = 0
+    retrieved: int = 0
+    grab_s: float = 0.0
+    retrieve_s: float = 0.0
+
+    def report(self) -> dict[str, int | float]:
+        """The counts, and CPU milliseconds per grab, per retrieve and per kept frame (all
+        the grabs it took to reach it plus its retrieve): what a status report carries."""
+        per_kept = (self.grab_s + self.retrieve_s) / self.retrieved if self.retrieved else 0.0
+        return {"grabbed": self.grabbed, "retrieved": self.retrieved,
+                "skipped": self.grabbed - self.retrieved,
+                "grab_cpu_s": round(self.grab_s, 4), "retrieve_cpu_s": round(self.retrieve_s, 4),
+                "grab_ms": round(1000 * self.grab_s / max(1, self.grabbed), 3),
+                "retrieve_ms": round(1000 * self.retrieve_s / max(1, self.retrieved), 3),
+                "ms_per_kept": round(1000 * per_kept, 3)}
 
 
 class SourceReader:
@@ -246,20 +352,26 @@ class SourceReader:
     giving frames goes ``RECONNECTING``: the reader waits (without blocking the caller
     for longer than ``max_wait_s`` per call) and retries with backoff doubling from
     ``backoff_min_s`` to ``backoff_max_s``. Each successful open starts a new
-    ``generation`` (downstream resets its windows and trackers for the stream).
+    ``generation`` (downstream resets its windows and trackers for the stream) and resets
+    ``policy``. Every frame is grabbed; only those ``policy`` keeps are retrieved, the
+    others come out as ``skipped`` events (one per grab, so the caller can keep
+    reporting while a low rate skips many). A kept frame that cannot be retrieved ends
+    the session as a failed read always did.
     """
 
     def __init__(self, source: FrameSource, *, live: bool | None = None,
-                 backoff_min_s: float = 0.5, backoff_max_s: float = 8.0,
-                 max_wait_s: float = 0.2) -> None:
+                 policy: FramePolicy | None = None, backoff_min_s: float = 0.5,
+                 backoff_max_s: float = 8.0, max_wait_s: float = 0.2) -> None:
         self.source = source
         self.live = source.live if live is None else live
+        self.policy: FramePolicy = KeepAll() if policy is None else policy
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self.max_wait_s = max_wait_s
         self.state = SourceState.OPENING
         self.generation = 0
         self.reconnects = 0
+        self.cost = DecodeCost()
         self._backoff = backoff_min_s
         self._retry_at = 0.0
 
@@ -269,16 +381,40 @@ class SourceReader:
         opening = self.state in (SourceState.OPENING, SourceState.RECONNECTING)
         if opening and not self._try_open():
             return SourceEvent(self.state, generation=self.generation)
-        got = self.source.read()
-        if got is None:
-            self.source.close()
-            if not self.live:
-                self.state = SourceState.ENDED
-            else:
-                self._schedule_retry()
-            return SourceEvent(self.state, generation=self.generation)
+        media_time = self._grab()
+        if media_time is None:
+            return self._lost()
         self._backoff = self.backoff_min_s
-        return SourceEvent(SourceState.STREAMING, got[0], got[1], self.generation)
+        if not self.policy.take(media_time):
+            return SourceEvent(SourceState.STREAMING, None, media_time, self.generation,
+                               skipped=True)
+        frame = self._retrieve()
+        if frame is None:
+            return self._lost()
+        return SourceEvent(SourceState.STREAMING, frame, media_time, self.generation)
+
+    def _grab(self) -> float | None:
+        started = time.process_time()
+        media_time = self.source.grab()
+        self.cost.grab_s += time.process_time() - started
+        self.cost.grabbed += media_time is not None
+        return media_time
+
+    def _retrieve(self) -> np.ndarray | None:
+        started = time.process_time()
+        frame = self.source.retrieve()
+        self.cost.retrieve_s += time.process_time() - started
+        self.cost.retrieved += frame is not None
+        return frame
+
+    def _lost(self) -> SourceEvent:
+        """The source gave no frame: a file has ended, a live source will be reopened."""
+        self.source.close()
+        if not self.live:
+            self.state = SourceState.ENDED
+        else:
+            self._schedule_retry()
+        return SourceEvent(self.state, generation=self.generation)
 
     def _try_open(self) -> bool:
         now = time.monotonic()
@@ -289,6 +425,7 @@ class SourceReader:
             if self.state is SourceState.RECONNECTING:
                 self.reconnects += 1
             self.generation += 1
+            self.policy.reset()
             self.state = SourceState.STREAMING
             return True
         if not self.live:

@@ -2,7 +2,10 @@
 
 The source is read at its own rate (a file or the demo is paced to real time unless
 ``realtime`` is off; a live source paces itself) and decimated to ``capture_fps`` with the
-same slot rule the features stage and training use (:class:`RateSampler`). Each emitted
+same slot rule the features stage and training use (:class:`RateSampler`). The decision
+is made after the grab and before the frame is converted (:class:`SourceReader`'s
+policy): a skipped frame is never retrieved, and the status's ``decode`` figures say what
+grabbing and retrieving cost per frame. Pacing waits only for kept frames. Each emitted
 frame gets the next sequence number of its session generation and its capture time on the
 monotonic clock. At the end of a file the stage sends an end-of-stream marker and exits 0;
 a live source that drops is reopened with backoff by :class:`SourceReader`.
@@ -47,7 +50,8 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     # a file or the demo is paced to its frame rate unless ``realtime`` is off (saturated:
     # as fast as the pipeline takes frames); a camera or URL paces itself
     paced = source_config.realtime and (not source.live or isinstance(source, DemoSource))
-    reader = SourceReader(source, backoff_min_s=source_config.reconnect_min_s,
+    sampler = RateSampler(capture_fps)  # reset by the reader at each new generation
+    reader = SourceReader(source, policy=sampler, backoff_min_s=source_config.reconnect_min_s,
                           backoff_max_s=source_config.reconnect_max_s)
     # unpaced (saturated): frames wait in this process until detect has room, not in
     # ZeroMQ or kernel buffers, so the source reads only about as fast as detect takes
@@ -65,7 +69,6 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                               stall_after_s=config.supervisor.stall_after_s)
     sender = Sender(output)
     counters = reporter.counters
-    sampler = RateSampler(capture_fps)
     generation, seq, origin = -1, 0, 0.0
     state = SourceState.OPENING
     early: dict[str, int] | None = None  # a file that ended well short of its frame count
@@ -74,7 +77,8 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
         return {"stream": stream_id, "source": source_config.spec, "source_state": str(state),
                 "generation": generation, "reconnects": reader.reconnects,
                 "source_fps": source.fps, "capture_fps": capture_fps, "next_seq": seq,
-                "credit_timeouts": window.timeouts, "ended_early": early}
+                "credit_timeouts": window.timeouts, "ended_early": early,
+                "decode": reader.cost.report()}
 
     reporter.ready()
     try:
@@ -83,23 +87,23 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
             state = event.state
             if event.state is SourceState.ENDED:
                 break
-            if event.frame is None:
+            if event.frame is None and not event.skipped:
                 reporter.maybe_send(extra())
                 continue
             if event.generation != generation:
                 generation, seq = event.generation, 0
                 origin = time.monotonic() - event.media_time
-                sampler.reset()
+            counters.received += 1
+            if event.skipped:
+                reporter.saw_input(time.monotonic())
+                reporter.maybe_send(extra())
+                continue
             if paced:
                 delay = origin + event.media_time - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             now = time.monotonic()
-            counters.received += 1
             reporter.saw_input(now)
-            if not sampler.take(event.media_time):
-                reporter.maybe_send(extra())
-                continue
             if not paced:  # as fast as the pipeline takes them, not as fast as we can read;
                 window.wait(generation, seq, lambda: bool(stop))  # at most in_flight ahead
                 # captured when there is room, as a camera would; still reporting (the
