@@ -46,6 +46,11 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
                           "engines (batched; built by `hidemo engines build`), or auto: "
                           "the engines when built, else MediaPipe (default: auto, or the config "
                           "file's)")
+    run.add_argument("--placement", choices=("auto", "split", "fused"), default=None,
+                     help="processes: split (one per stage, features replicas), fused "
+                          "(detect, features and classify in one process, frames handed on "
+                          "in memory) or auto (fused below 4 CPU cores with the engines on "
+                          "the CPU, else split) (default: the config file's, else split)")
     run.add_argument("--fast", action="store_true",
                      help="read files as fast as the pipeline takes them (not real time)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -59,6 +64,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides: dict[str, Any] = {
         "profile": args.profile, "engine_dir": args.run_engine_dir, "duration": args.duration,
         "out": args.out, "view": args.view, "keypoints": args.keypoints,
+        "placement": args.placement,
     }
     if args.source:
         overrides["sources"] = [{"spec": spec, "realtime": not args.fast}
@@ -90,13 +96,16 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
     this too, so what it measures is exactly what ``hidemo run`` runs.
 
-    Before any stage starts, ``keypoints: auto`` is resolved (measured, and said why), and
+    Before any stage starts, ``keypoints: auto`` is resolved (measured, and said why),
     :func:`stream.preflight.preflight` checks the engines, the sources and the endpoints,
     and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``: ``hidemo``
-    prints it and exits 2) with every problem and its fix."""
+    prints it and exits 2) with every problem and its fix, and ``placement: auto`` is
+    resolved (:mod:`stream.placement`, said why). Both reasons are saved in ``config.json``
+    (``reasons``)."""
     from stream import strictjson
     from stream.endpoints import Endpoints
     from stream.perception import resolve_keypoints
+    from stream.placement import resolve_placement
     from stream.preflight import preflight
     from stream.supervisor import Supervisor
 
@@ -108,7 +117,14 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         if asked == "auto":
             print(f"hidemo run: keypoints {resolved.source.value} ({resolved.reason})",
                   file=sys.stderr)
+        config = config.model_copy(update={"reasons": config.reasons.model_copy(
+            update={"keypoints": resolved.reason})})
         preflight(config, endpoints)
+        asked = config.placement
+        config, placed = resolve_placement(config)
+        if asked == "auto":
+            print(f"hidemo run: placement {placed.placement} ({placed.reason})",
+                  file=sys.stderr)
         out = config.out
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
@@ -148,6 +164,11 @@ def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
               f"{info['dropped']} dropped, {info['lost']} lost, e2e latency p50 "
               f"{latency.get('p50', 0):.0f} ms p95 {latency.get('p95', 0):.0f} ms, rates "
               f"{info.get('rates')}", file=sys.stderr)
+    placement = summary.get("placement", {})
+    wasted = summary.get("processed_then_dropped", {})
+    print(f"  placement {placement.get('placement')} ({placement.get('reason')}); frames "
+          f"processed then dropped: " + ", ".join(f"{k} {v}" for k, v in wasted.items()),
+          file=sys.stderr)
     restarted = {k: v for k, v in summary["restarts"].items() if v}
     if restarted:
         print(f"  restarts: {restarted} (stage logs in {log_dir})", file=sys.stderr)

@@ -71,7 +71,9 @@ class SourceConfig(_Strict):
     in_flight: int = Field(2, ge=1)
     """Unpaced sources (``realtime: false``) only: frames sent but not yet accounted by
     classify (:mod:`stream.credits`). 2 keeps the slowest stage busy with one frame while
-    the next waits; more only adds frames its latest-wins inbox then drops."""
+    the next waits; more only adds frames its latest-wins inbox then drops. Unless set,
+    fused placement takes 1: there the next frame would wait a whole chain's time
+    (:mod:`stream.placement`)."""
 
     @property
     def kind(self) -> SourceKind:
@@ -266,6 +268,15 @@ class SupervisorConfig(_Strict):
     hang_after_s: float = Field(30.0, gt=0)
 
 
+class Reasons(_Strict):
+    """Why ``hidemo run`` resolved each automatic choice as it did, saved with the resolved
+    configuration in ``config.json`` so a run's outputs say how its graph was laid out.
+    Written by the run (a value given in a config file is replaced); None: not resolved."""
+
+    keypoints: str | None = None
+    placement: str | None = None
+
+
 class RunConfig(_Strict):
     """Everything ``hidemo run`` needs; see the README's ``hidemo run`` section."""
 
@@ -283,6 +294,14 @@ class RunConfig(_Strict):
     measured faster than mediapipe in the pipeline, at 1 stream and more so at 4), else
     mediapipe. ``hidemo run`` resolves ``auto`` before the
     stages start and keeps the result in the saved configuration."""
+    placement: Literal["auto", "split", "fused"] = "auto"
+    """How the logical stages map onto processes (:mod:`stream.placement`): ``split`` (one
+    process per stage, ``features.replicas`` side by side: the stages overlap when there are
+    cores or a GPU for them), ``fused`` (detect, features and classify in one process, frames
+    handed on in memory; the captures stay apart) or ``auto`` (fused on a small CPU-only
+    machine, split otherwise; the choice and its reason are printed and saved in
+    ``reasons.placement``)."""
+    reasons: Reasons = Field(default_factory=Reasons)
     out: Path | None = None
     duration: float | None = None
     view: Literal["auto", "rich", "log", "none"] = "auto"
@@ -301,6 +320,11 @@ class RunConfig(_Strict):
             raise ValueError(f"stream ids must be unique, got {ids}")
         if too_long := [i for i in ids if not 1 <= len(i) <= 64]:
             raise ValueError(f"stream ids are 1 to 64 characters (the wire's bound): {too_long}")
+        if self.placement == "fused" and self.features.replicas > 1:
+            raise ValueError(
+                f"placement: fused runs features in the one fused process, but "
+                f"features.replicas is {self.features.replicas}: set placement: split (or "
+                f"auto) to run replicas, or features.replicas: 1")
         hang = self.supervisor.hang_after_s
         for stream, source in zip(ids, self.sources, strict=True):
             blocking = max(source.open_timeout_s, source.read_timeout_s)

@@ -1,20 +1,25 @@
 """The supervisor: starts every stage as its own process, watches it, restarts it, stops it.
 
-Order matters at both ends. Start: classify, features, detect, and only when they report
-ready, the captures (frames sent into a stage still loading its engines would only be
-dropped). Watch: status reports arrive on a bound PULL socket; a stage that exits
-unexpectedly is restarted after a backoff that doubles up to ``backoff_max_s``, at most
-``max_restarts`` times, after which the run fails. A stage that exits with
+Placement (:mod:`stream.placement`) decides the processes: ``split`` runs classify, each
+features replica and detect as their own; ``fused`` runs one ``fused`` process that holds
+all three and reports each one's status under its own name (``detect[0]``...), so
+everything below reads the same figures either way.
+
+Order matters at both ends. Start: classify, features, detect (or the fused process), and
+only when they report ready, the captures (frames sent into a stage still loading its
+engines would only be dropped). Watch: status reports arrive on a bound PULL socket; a stage
+that exits unexpectedly is restarted after a backoff that doubles up to ``backoff_max_s``,
+at most ``max_restarts`` times, after which the run fails. A stage that exits with
 :data:`~stream.exitcodes.EX_CONFIG` refused its engines or configuration: it is not
 restarted, the run fails at once and the console shows the stage's own message. A running
 stage whose reports (its heartbeat) stop for ``hang_after_s`` is hung: it is killed and
-restarted the same way (event ``hung``). A capture that exits 0 has finished its
-file. Stop (Ctrl-C, SIGTERM, ``--duration``, or every source ended): stop the captures
-(each sends an end-of-stream marker), let the pipeline drain until classify has seen every
-end or ``drain_s`` passes, then stop detect, features and classify in pipeline order,
-killing any that ignore ``stop_timeout_s``. A summary of the run goes to ``summary.json``,
-with ``failures`` (why the run exits non-zero: a stage gave up or refused to start, no
-source gave a frame, a sink failed) and ``warnings`` (a file that ended early).
+restarted the same way (event ``hung``). A capture that exits 0 has finished its file. Stop
+(Ctrl-C, SIGTERM, ``--duration``, or every source ended): stop the captures (each sends an
+end-of-stream marker), let the pipeline drain until classify has seen every end or
+``drain_s`` passes, then stop detect, features and classify in pipeline order, killing any
+that ignore ``stop_timeout_s``. A summary of the run goes to ``summary.json``, with
+``failures`` (why the run exits non-zero: a stage gave up or refused to start, no source
+gave a frame, a sink failed) and ``warnings`` (a file that ended early).
 """
 
 from __future__ import annotations
@@ -61,10 +66,17 @@ class Child:
     finished: bool = False
     hangs: int = 0
     exit_codes: list[int] = field(default_factory=list)
+    reports_as: tuple[str, ...] = ()
+    """The status labels this process reports under when not its own (the fused process:
+    ``detect[0]``, ``features[0]``, ``classify[0]``)."""
 
     @property
     def label(self) -> str:
         return f"{self.stage}[{self.index}]"
+
+    @property
+    def status_labels(self) -> tuple[str, ...]:
+        return self.reports_as or (self.label,)
 
     @property
     def alive(self) -> bool:
@@ -154,9 +166,7 @@ class Supervisor:
         self.exit_code = 0
         self.captures_started = False
         self.failed: str | None = None
-        self.children = [Child("classify", 0)]
-        self.children += [Child("features", i) for i in range(config.features.replicas)]
-        self.children += [Child("detect", 0)]
+        self.children = stage_children(config)
         self.captures = [Child("capture", i) for i in range(len(config.sources))]
         self._logs: list[IO[bytes]] = []
         self.resources = ResourceMeter()
@@ -166,8 +176,7 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         env = dict(os.environ)
-        threads = str(max(1, getattr(self.config, child.stage, self.config.detect).threads)
-                      if child.stage != "capture" else 1)
+        threads = str(child_threads(self.config, child.stage))
         env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
                    MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -230,13 +239,16 @@ class Supervisor:
         main loop is stuck (a deadlock, a runaway computation, SIGSTOP). The exit is then
         seen by :meth:`_check` and restarted like any other death."""
         process = child.process
-        status = self.statuses.get(child.label)
-        heard = self.heard.get(child.label)
-        if process is None or status is None or heard is None or status.pid != process.pid:
+        if process is None:
             return
-        if status.state in (Health.STARTING, Health.STOPPING) or process.poll() is not None:
+        labels = [label for label in child.status_labels
+                  if (s := self.statuses.get(label)) is not None and s.pid == process.pid
+                  and label in self.heard]
+        if not labels or process.poll() is not None or any(
+                self.statuses[label].state in (Health.STARTING, Health.STOPPING)
+                for label in labels):
             return
-        silent = now - heard
+        silent = now - max(self.heard[label] for label in labels)
         if silent <= self.config.supervisor.hang_after_s:
             return
         process.kill()
@@ -287,16 +299,21 @@ class Supervisor:
                     self.view.prediction(json.loads(body))
                 except json.JSONDecodeError:
                     continue
-        self.view.update(self.statuses, self._restarts())
+        self.view.update(self.statuses, self._view_restarts())
 
     def _restarts(self) -> dict[str, int]:
         return {c.label: c.restarts for c in [*self.children, *self.captures]}
 
+    def _view_restarts(self) -> dict[str, int]:
+        """Restarts by status label (a fused process's restarts show on each of its stages)."""
+        return {label: c.restarts for c in [*self.children, *self.captures]
+                for label in c.status_labels}
+
     def _ready(self, children: list[Child]) -> bool:
         return all(
-            (s := self.statuses.get(c.label)) is not None and s.pid == c.process.pid
+            (s := self.statuses.get(label)) is not None and s.pid == c.process.pid
             and s.state is not Health.STARTING
-            for c in children if c.process is not None)
+            for c in children if c.process is not None for label in c.status_labels)
 
     # -- the run ------------------------------------------------------------------------
 
@@ -371,8 +388,14 @@ class Supervisor:
         if not isinstance(errors, dict):
             return []
         return [f"sink {name} failed: {count} record(s) not written (predictions still went "
-                f"out on the PUB socket; the error is in {self.log_dir}/classify-0.log)"
+                f"out on the PUB socket; the error is in {self._log_of('classify[0]')})"
                 for name, count in sorted(errors.items()) if isinstance(count, int) and count]
+
+    def _log_of(self, label: str) -> Path:
+        """The log of the process that reports as ``label`` (classify's is the fused
+        process's log when placement fused it)."""
+        child = next(c for c in self.children if label in c.status_labels)
+        return self.log_dir / f"{child.stage}-{child.index}.log"
 
     def _early_ends(self) -> list[str]:
         out = []
@@ -395,10 +418,13 @@ class Supervisor:
     def _from_child(self, label: str, pid: int) -> bool:
         """Whether a report signed ``label``/``pid`` is from the process running as that
         stage now, or (its last words) from one that ran as it and has since exited."""
-        current = self._pids().get(label)
-        if current is not None:
-            return pid == current
-        return pid in self.spawned.get(label, ())
+        child = next((c for c in [*self.children, *self.captures]
+                      if label in c.status_labels), None)
+        if child is None:
+            return False
+        if child.process is not None:
+            return pid == child.process.pid
+        return pid in self.spawned.get(child.label, ())
 
     def _pids(self) -> dict[str, int]:
         return {c.label: c.process.pid for c in [*self.children, *self.captures]
@@ -429,7 +455,7 @@ class Supervisor:
         while time.monotonic() < deadline and not self.stop.urgent and not self._drained():
             self._pump()
         code = 0
-        for child in reversed(self.children):  # detect, features, classify
+        for child in reversed(self.children):  # detect, features, classify (or fused)
             code = max(code, self._stop_children([child], sup.stop_timeout_s))
         self._pump(0)
         self.view.close()
@@ -490,5 +516,52 @@ class Supervisor:
                               "counters": s.counters.__dict__, "extra": s.extra}
                        for name, s in sorted(self.statuses.items())},
             "streams": {} if classify is None else classify.extra.get("streams", {}),
+            "placement": {"placement": self.config.placement,
+                          "reason": self.config.reasons.placement,
+                          "processes": [c.label for c in self.children]},
+            "processed_then_dropped": processed_then_dropped(self.statuses),
             "rejected": {"status": dict(self.status_rejections.counts)},
         }
+
+
+def stage_children(config: RunConfig) -> list[Child]:
+    """The stage processes of ``config``'s placement, in start order (stopped in reverse):
+    split, classify, the features replicas, detect; fused, the one process of all three."""
+    if config.placement == "fused":
+        return [Child("fused", 0, reports_as=("detect[0]", "features[0]", "classify[0]"))]
+    if config.placement != "split":
+        raise ValueError(f"placement {config.placement!r} is not resolved: call "
+                         "stream.placement.resolve_placement before starting the stages")
+    return [Child("classify", 0),
+            *(Child("features", i) for i in range(config.features.replicas)),
+            Child("detect", 0)]
+
+
+def child_threads(config: RunConfig, stage: str) -> int:
+    """Math-library threads (OMP/BLAS) of a stage process: its stage's ``threads``, the most
+    of its stages' for the fused process, 1 for a capture."""
+    if stage == "capture":
+        return 1
+    if stage == "fused":
+        return max(1, config.detect.threads, config.features.threads, config.classify.threads)
+    return max(1, getattr(config, stage).threads)
+
+
+NEXT_STAGE = {"capture": "detect", "detect": "features", "features": "classify"}
+"""Who takes each stage's output: a frame a stage finished and the next dropped unworked
+is work thrown away."""
+
+
+def processed_then_dropped(statuses: dict[str, StageStatus]) -> dict[str, int]:
+    """Per stage, frames it finished that were then dropped before the next stage worked on
+    them: those it could not send (``dropped_out``) plus those the next stage's latest-wins
+    inbox replaced (the next stage's ``dropped_in``). For a capture "finished" means read.
+    In fused placement detect, features and classify hand on in memory: 0 by construction,
+    computed all the same from the same counters."""
+    totals: dict[str, dict[str, int]] = {}
+    for status in statuses.values():
+        figures = totals.setdefault(status.stage, {"in": 0, "out": 0})
+        figures["in"] += status.counters.dropped_in
+        figures["out"] += status.counters.dropped_out
+    return {stage: totals[stage]["out"] + totals.get(after, {}).get("in", 0)
+            for stage, after in NEXT_STAGE.items() if stage in totals}

@@ -5,6 +5,7 @@ How the subcommands compose::
     hidemo bench --quick --out DIR            # = bench all: engines + pipeline + baseline
     hidemo bench all --profile edge --streams 1 4 --duration 30
     hidemo bench pipeline --streams 4 --modes saturated --set features.replicas=2
+    hidemo bench all --profile edge --streams 1 4 --placement fused   # one process, in memory
     hidemo bench baseline --streams 1 4
     hidemo bench --soak 10 --profile edge     # only a 10-minute paced run, with its trends
     hidemo bench engines --profile edge       # each engine alone (unchanged)
@@ -60,6 +61,9 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="a hidemo run config file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a run config field, e.g. features.replicas=2")
+    parser.add_argument("--placement", choices=("auto", "split", "fused"), default=None,
+                        help="the pipeline's processes (run config `placement`): split, "
+                             "fused or auto (default: the config's)")
     parser.add_argument("--soak", type=float, default=None, metavar="MINUTES",
                         help="instead of the scenarios: one paced run this long, with the "
                              "per-minute trends of latency and RSS")
@@ -177,9 +181,10 @@ def bench_command(args: argparse.Namespace) -> int:
 def _setup(plan: Plan, args: argparse.Namespace) -> Any:
     from stream.bench.pipeline import PipelineSetup
 
+    placement = [] if args.placement is None else [f"placement={args.placement}"]
     return PipelineSetup(profile=plan.profile, engine_dir=plan.engine_dir,
                          sources=plan.sources, config_file=args.config,
-                         overrides=tuple(args.set))
+                         overrides=(*args.set, *placement))
 
 
 def _header(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:

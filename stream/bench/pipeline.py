@@ -191,6 +191,9 @@ def pipeline_figures(scenario: Scenario, config: RunConfig, summary: dict[str, A
         "detector": _detector_name(summary),
         "running_s": summary.get("running_s"), "measured_s": round(span, 2),
         "reason": summary.get("reason"),
+        "placement": summary.get("placement", {}).get("placement"),
+        "placement_reason": summary.get("placement", {}).get("reason"),
+        "processed_then_dropped": summary.get("processed_then_dropped", {}),
         "frames": len(kept), "throughput_fps": round(len(kept) / span, 3),
         "predictions": len(kept_predictions),
         "per_frame": {  # work per frame, observed: what efficiency divides by

@@ -117,7 +117,8 @@ def pipeline_table(report: dict[str, Any]) -> Table:
         table.add_column(column, justify="left" if column in ("run", "mode") else "right")
     for run in report.get("pipeline", []):
         s = run["scenario"]
-        table.add_row("pipeline", str(s["streams"]), s["mode"],
+        name = f"pipeline ({run['placement']})" if run.get("placement") else "pipeline"
+        table.add_row(name, str(s["streams"]), s["mode"],
                       "" if run["offered_fps"] is None else f"{run['offered_fps']:g}",
                       f"{run['throughput_fps']:.2f}", _ms(run["e2e_latency_ms"], "p50"),
                       _ms(run["e2e_latency_ms"], "p95"), _ms(run["e2e_latency_ms"], "p99"),
@@ -146,8 +147,19 @@ def split_table(run: dict[str, Any]) -> Table:
         table.add_row(stage, *(f"{parts[f'{p}_mean_ms']:.0f} / {parts[f'{p}_p95_ms']:.0f}"
                                for p in PARTS),
                       "" if stage == "capture" else f"{status.get('mean_batch', '')}",
-                      f"{cpu:.0f}")
+                      f"{cpu:.0f}" if cpu or not _fused(run) else "(fused)")
+    if _fused(run):  # one process for detect, features and classify: its CPU as one row
+        cpu = sum(v["cpu_percent"] for k, v in run["cpu"].items() if k.startswith("fused"))
+        table.add_row("fused process", "", "", "", "", "", f"{cpu:.0f}")
+    wasted = run.get("processed_then_dropped")
+    if wasted:
+        table.caption = "processed then dropped: " + ", ".join(
+            f"{stage} {count}" for stage, count in wasted.items())
     return table
+
+
+def _fused(run: dict[str, Any]) -> bool:
+    return any(label.startswith("fused") for label in run.get("cpu", {}))
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

@@ -4,7 +4,9 @@ The supervisor writes the resolved run (configuration, endpoints, output folder)
 ``SPEC`` JSON file and starts each stage with it; this module opens the engines the stage
 needs, its sockets, and runs its loop until SIGTERM. Engines are verified on load
 (:func:`engines.runtime.load_engine`): a stale or missing engine stops the stage with a
-message naming the command that fixes it.
+message naming the command that fixes it. ``STAGE`` ``fused`` (``placement: fused``) builds
+detect, features and classify with the same builders into one process
+(:mod:`stream.stages.fused`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
@@ -31,9 +34,14 @@ from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.status import StatusReporter
 from stream.wire import WireRules
 
+if TYPE_CHECKING:
+    from stream.stages.fused import FusedChain, FusedIO
+
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "detect", "features", "classify")
+STAGES = ("capture", "detect", "features", "classify", "fused")
+FUSED = ("detect", "features", "classify")
+"""The stages the ``fused`` process runs, in order (``placement: fused``)."""
 EXIT_LINGER_MS = 500
 STATE_FILE = "classify-state.json"
 
@@ -192,6 +200,41 @@ def build_stage(stage_name: str, index: int, config: RunConfig, endpoints: Endpo
                                         endpoint=inputs[stage_name])
 
 
+def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path | None,
+                context: zmq.Context, state_dir: Path | None = None) -> tuple[FusedChain, FusedIO]:
+    """The fused process (:mod:`stream.stages.fused`): detect, features and classify built
+    as their own processes would build them, one status reporter each (they report as
+    ``detect[INDEX]``, ``features[INDEX]``, ``classify[INDEX]``), and detect's input
+    endpoint, bound, for the captures. Classify binds its outside endpoints as in split."""
+    from stream.stages.fused import FusedChain, FusedIO, Link
+
+    builders: dict[str, Callable[[], tuple[BatchStage, StageConfig]]] = {
+        "detect": lambda: build_detect(config),
+        "features": lambda: build_features(config),
+        "classify": lambda: build_classify(config, endpoints, out, context, state_dir),
+    }
+    status = open_endpoint(context, endpoints, "status", "connect", config.endpoints)
+    links: list[Link] = []
+    try:
+        for name in FUSED:
+            stage, stage_config = builders[name]()
+            reporter = StatusReporter(status, name, index,
+                                      interval_s=config.supervisor.status_interval_s,
+                                      stall_after_s=config.supervisor.stall_after_s)
+            links.append(Link(stage, stage_config, reporter))
+        inbound = open_endpoint(context, endpoints, "detect_in", "bind", config.endpoints)
+    except BaseException:
+        for link in reversed(links):
+            link.stage.close()
+        raise
+    rules = WireRules(streams=frozenset(config.stream_ids()),
+                      max_bytes=config.endpoints.max_frame_bytes)
+    offline = {stream: source.in_flight
+               for stream, source in zip(config.stream_ids(), config.sources, strict=True)
+               if not source.realtime}
+    return FusedChain(links), FusedIO(inbound, rules, "detect_in", offline)
+
+
 def _batch_hwm(config: RunConfig, stage_config: StageConfig) -> int:
     return max(config.endpoints.high_water_mark, stage_config.batch)
 
@@ -207,8 +250,11 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             config = RunConfig.model_validate(spec["config"])
             endpoints = Endpoints(**spec["endpoints"])
             out = Path(spec["out"]) if spec.get("out") else None
-            if stage_name != "capture":
-                state_dir = Path(spec["state_dir"]) if spec.get("state_dir") else None
+            state_dir = Path(spec["state_dir"]) if spec.get("state_dir") else None
+            if stage_name == "fused":
+                chain, fused_io = build_fused(index, config, endpoints, out, context,
+                                              state_dir)
+            elif stage_name != "capture":
                 stage, stage_config, io = build_stage(stage_name, index, config, endpoints,
                                                       out, context, state_dir)
         except BUILD_ERRORS as error:
@@ -218,6 +264,14 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             from stream.stages.capture import run_capture
 
             return run_capture(config, index, endpoints, stop, context)
+        if stage_name == "fused":
+            from stream.stages.fused import run_fused
+
+            try:
+                run_fused(chain, fused_io, stop)
+            finally:
+                chain.close()
+            return 0
         try:
             run_batch_stage(stage, io, stage_config, stop)
         finally:

@@ -22,9 +22,11 @@ import yaml
 
 def write_config(tmp_path: Path, sources: list[dict[str, Any]], **sections: Any) -> Path:
     """A tiny-profile run config with the outside endpoints on ipc in ``tmp_path``;
-    ``sections`` replace top-level sections."""
+    ``sections`` replace top-level sections. Placement is ``split`` unless a test asks for
+    another: these tests kill, slow down and count the split stage processes (the fused
+    placement has its own tests)."""
     config = {
-        "profile": "tiny", "view": "log", "sources": sources,
+        "profile": "tiny", "view": "log", "sources": sources, "placement": "split",
         "endpoints": {"predictions": f"ipc://{tmp_path}/predictions",
                       "text": f"ipc://{tmp_path}/text"},
         "supervisor": {"backoff_s": 0.2, "drain_s": 2.0},

@@ -1,0 +1,230 @@
+"""Fused placement: detect, features and classify in one process, frames handed on in memory.
+
+On a small CPU the split stages only take turns on the same cores, and every hop costs a
+serialisation, a copy, a poll and sometimes a frame one stage finished and the next then
+dropped (:mod:`stream.placement`). Here one loop takes frames from the captures on detect's
+own input endpoint (latest-wins, as detect's inbox: a frame waits there, unworked, or is
+dropped unworked) and runs each batch through the whole chain, detect -> features ->
+classify, before it takes the next: work starts only on a frame the chain will finish, so
+nothing is processed and then dropped between stages. End-of-stream markers go through
+each stage's ``on_control`` in the same order, after the frames that came before them.
+
+The stage objects are the split stages' own (built by :mod:`stream.stages.main`), and so
+are classify's outputs: the predictions PUB, the JSONL sinks, the credits for unpaced
+sources and the text topic. The process reports three statuses, ``detect[0]``,
+``features[0]`` and ``classify[0]``, each with that stage's own counters (busy time,
+batches, items, failures) and figures: the supervisor's drain (classify's ``streams``),
+the run summary and the bench's stage breakdown read them exactly as in split mode. Each
+hand-off stamps the message's arrival, so a frame's trace shows the stages back to back
+(transfer and queue near zero).
+
+Example:
+    >>> chain = FusedChain([Link(detect, detect_config, detect_reporter),
+    ...                     Link(features, features_config, features_reporter),
+    ...                     Link(classify, classify_config, classify_reporter)])  # doctest: +SKIP
+    >>> run_fused(chain, FusedIO(inbound, rules), stop)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import zmq
+
+from stream.config import StageConfig
+from stream.hop import BatchPolicy, LatestInbox, drain
+from stream.stage import IDLE_POLL_MS, BatchStage, StopFlag, _guarded
+from stream.status import FailedItems, Rejections, StatusReporter
+from stream.wire import ANY_STREAM, Message, WireRules
+
+
+@dataclass
+class Link:
+    """One logical stage inside the fused process: the stage, its resolved batching (only
+    ``slow_ms`` and, for the head, the input's batching are used) and its own status."""
+
+    stage: BatchStage
+    config: StageConfig
+    reporter: StatusReporter
+
+    def __post_init__(self) -> None:
+        self.failures = FailedItems(self.reporter.counters, self.stage.name)
+
+    def frames(self, batch: list[Message], *, head: bool) -> list[Message]:
+        """``batch`` through this stage; its results, each stamped as arriving now at the
+        next stage. One item that raises costs only itself (counted), as in split mode."""
+        counters = self.reporter.counters
+        started = time.monotonic()
+        if not head:  # the head counts what arrives on the socket instead
+            counters.received += len(batch)
+            self.reporter.saw_input(started)
+        if self.config.slow_ms:
+            time.sleep(self.config.slow_ms / 1000.0)
+        results = _guarded(lambda: self.stage.process(batch),
+                           self.failures if len(batch) == 1 else None)
+        if results is None and len(batch) > 1:
+            results = []
+            for item in batch:
+                results.extend(_guarded(lambda m=item: self.stage.process([m]),
+                                        self.failures) or [])
+        done = time.monotonic()
+        counters.busy_s += done - started
+        counters.batches += 1
+        counters.processed += len(batch)
+        counters.sent += len(results or [])
+        return [replace(m, arrived=done) for m in results or []]
+
+    def control(self, messages: list[Message]) -> list[Message]:
+        """What this stage passes on for ``messages`` (ends of stream), in order."""
+        out: list[Message] = []
+        for message in messages:
+            out.extend(_guarded(lambda m=message: self.stage.on_control(m),
+                                self.failures) or [])
+        return out
+
+
+class FusedChain:
+    """The logical stages in pipeline order, run one after another on each batch."""
+
+    def __init__(self, links: list[Link]) -> None:
+        if not links:
+            raise ValueError("a fused chain needs at least one stage")
+        self.links = links
+        self.input_rejections = Rejections("detect_in", links[0].stage.name)
+        """What the head's input socket refused, by reason (set by :func:`run_fused`)."""
+
+    @property
+    def head(self) -> Link:
+        return self.links[0]
+
+    @property
+    def tail(self) -> Link:
+        return self.links[-1]
+
+    def frames(self, batch: list[Message]) -> None:
+        """``batch`` through every stage; the last one's results go to its own sinks."""
+        for index, link in enumerate(self.links):
+            if not batch:
+                return
+            batch = link.frames(batch, head=index == 0)
+
+    def control(self, messages: list[Message]) -> None:
+        for link in self.links:
+            messages = link.control(messages)
+
+    def ready(self) -> None:
+        for link in self.links:
+            link.reporter.ready()
+
+    def report(self, force: bool = False) -> None:
+        """Each stage's status (every ``status_interval_s``, or now with ``force``)."""
+        for link in self.links:
+            Rejections.report_to(link.reporter.counters, self._rejections(link))
+            link.reporter.maybe_send(link.stage.extra_status(), force=force)
+
+    def stopping(self) -> None:
+        for link in self.links:
+            Rejections.report_to(link.reporter.counters, self._rejections(link))
+            link.reporter.stopping(link.stage.extra_status())
+
+    def _rejections(self, link: Link) -> list[Rejections]:
+        own = [self.input_rejections] if link is self.head else []
+        return own + link.stage.extra_rejections()
+
+    def extra_sockets(self) -> list[tuple[zmq.Socket, Callable[[], None], Link]]:
+        """Sockets the stages poll themselves (classify's text topic, CURVE monitors)."""
+        return [(socket, handler, link) for link in self.links
+                for socket, handler in link.stage.extra_sockets()]
+
+    def close(self) -> None:
+        """Close every stage, the last first (classify's sinks flush before the engines
+        upstream go), each even when another's close fails."""
+        errors: list[BaseException] = []
+        for link in reversed(self.links):
+            try:
+                link.stage.close()
+            except Exception as error:  # noqa: BLE001 - close the others, then report
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
+class OfflineInbox(LatestInbox):
+    """Latest-wins for live streams; an offline stream (``realtime: false``, paced by
+    classify's credits) keeps up to its ``in_flight`` frames instead of ``depth``.
+
+    Its capture never has more than ``in_flight`` frames unacknowledged, so keeping that
+    many never grows latency, and dropping one would only lose a frame of a file that is
+    meant to be analysed whole: with several streams served in turn, an offline stream's
+    waiting frame would otherwise be pushed out by the next one its credit let through
+    while another stream's frame was in the chain (measured: 16 of a file's frames)."""
+
+    def __init__(self, depth: int, offline: dict[str, int] | None = None) -> None:
+        super().__init__(depth)
+        self.live_depth = depth
+        self.offline = dict(offline or {})
+
+    def offer(self, message: Message, now: float | None = None) -> None:
+        self.depth = max(self.live_depth, self.offline.get(message.header.stream, 0))
+        super().offer(message, now)
+
+
+@dataclass
+class FusedIO:
+    """The fused process's input: detect's endpoint, its wire rules and name, and the
+    offline streams with their ``in_flight`` (see :class:`OfflineInbox`)."""
+
+    input: zmq.Socket
+    rules: WireRules = ANY_STREAM
+    endpoint: str = "detect_in"
+    offline: dict[str, int] = field(default_factory=dict)
+
+
+def run_fused(chain: FusedChain, io: FusedIO, stop: StopFlag) -> None:
+    """The fused loop, until ``stop`` is set: drain the input into a latest-wins inbox,
+    close a batch by the head's (detect's) policy, run it through the chain."""
+    head = chain.head
+    inbox = OfflineInbox(head.config.queue_depth, io.offline)
+    policy = BatchPolicy(head.config.batch, head.config.max_delay_ms)
+    counters = head.reporter.counters
+    chain.input_rejections = Rejections(io.endpoint, head.stage.name)
+    poller = zmq.Poller()
+    poller.register(io.input, zmq.POLLIN)
+    handlers = chain.extra_sockets()
+    for socket, _, _ in handlers:
+        poller.register(socket, zmq.POLLIN)
+
+    def decode(parts: list) -> Message:
+        message = io.rules.decode(parts)
+        if not message.is_control:
+            head.stage.admit(message)
+        return message
+
+    def malformed(error: Exception) -> None:
+        chain.input_rejections.add(getattr(error, "reason", "schema"), error)
+
+    chain.ready()
+    while not stop:
+        now = time.monotonic()
+        events = dict(poller.poll(policy.wait_ms(inbox, now, IDLE_POLL_MS)))
+        for socket, handler, link in handlers:
+            if socket in events:
+                _guarded(handler, link.failures)
+        before = sum(inbox.dropped.values())
+        got = drain(io.input, inbox, decode, malformed)
+        now = time.monotonic()
+        if got:
+            counters.received += got
+            head.reporter.saw_input(now)
+        counters.dropped_in += sum(inbox.dropped.values()) - before
+        if inbox.has_control:  # frames that came before an end of stream go first
+            while inbox.frames:
+                chain.frames(inbox.take(policy.max_batch))
+            chain.control(inbox.take_control())
+        if policy.ready(inbox, now):
+            chain.frames(inbox.take(policy.max_batch))
+        chain.report()
+    chain.stopping()
+

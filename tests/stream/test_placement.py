@@ -1,0 +1,392 @@
+"""Placement: the rule of ``auto``, the fused chain and loop, and fused runs end to end.
+
+Structural only: what runs where, what reaches whom, what is counted. No durations: a
+loaded machine only takes longer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import zmq
+from pipeline_runs import (
+    by_stream,
+    finish,
+    read_jsonl,
+    stage_process,
+    start_run,
+    wait_for,
+    write_config,
+)
+from pydantic import ValidationError
+
+from stream.config import RunConfig, StageConfig, load_config
+from stream.demo import write_demo_video
+from stream.placement import (
+    FUSED_BELOW_CORES,
+    FUSED_IN_FLIGHT,
+    choose,
+    resolve_placement,
+    usable_cores,
+)
+from stream.stage import BatchStage, StopFlag
+from stream.stages.fused import FusedChain, FusedIO, Link, OfflineInbox, run_fused
+from stream.status import Counters, Health, StageStatus, StatusReporter
+from stream.supervisor import processed_then_dropped, stage_children
+from stream.text_client import publish
+from stream.wire import Header, Kind, Message, encode
+
+# -- the rule of auto -------------------------------------------------------------------
+
+
+def never(*_: Any) -> str:
+    raise AssertionError("the device was probed although the rule did not need it")
+
+
+def test_auto_fuses_on_a_small_cpu_only_machine_and_says_why() -> None:
+    placed = choose("auto", replicas=1, cores=2, device=lambda: "cpu")
+    assert placed.placement == "fused"
+    assert placed.reason.startswith("auto:") and "2 CPU cores" in placed.reason
+
+
+@pytest.mark.parametrize(("replicas", "cores", "device", "why"), [
+    (2, 2, never, "features.replicas is 2"),
+    (1, FUSED_BELOW_CORES, never, f"{FUSED_BELOW_CORES} CPU cores"),
+    (1, 16, never, "16 CPU cores"),
+    (1, 2, lambda: "cuda:0", "runs on cuda:0"),
+])
+def test_auto_splits_where_replicas_cores_or_a_gpu_pay(replicas: int, cores: int,
+                                                        device: Any, why: str) -> None:
+    placed = choose("auto", replicas=replicas, cores=cores, device=device)
+    assert placed.placement == "split" and why in placed.reason, placed
+
+
+@pytest.mark.parametrize("asked", ["split", "fused"])
+def test_an_explicit_placement_is_kept(asked: str) -> None:
+    placed = choose(asked, replicas=1, cores=64, device=never)
+    assert placed.placement == asked and "asked for" in placed.reason
+
+
+def test_resolving_records_the_choice_and_its_reason_in_the_config() -> None:
+    config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
+                                "placement": "auto", "features": {"replicas": 3}})
+    resolved, placed = resolve_placement(config, cores=2)
+    assert resolved.placement == "split" == placed.placement
+    assert resolved.reasons.placement == placed.reason
+    saved = json.loads(json.dumps(resolved.model_dump(mode="json")))
+    assert RunConfig.model_validate(saved).reasons.placement == placed.reason  # round trip
+
+
+def test_fused_keeps_one_offline_frame_in_flight_unless_the_source_says_otherwise() -> None:
+    sources = [{"spec": "demo", "realtime": False}, {"spec": "demo", "realtime": False,
+                                                     "in_flight": 3}, {"spec": "demo"}]
+    for asked, expected in (("fused", [FUSED_IN_FLIGHT, 3, 2]), ("split", [2, 3, 2])):
+        config = load_config(None, {"sources": sources, "placement": asked})
+        resolved, _ = resolve_placement(config, cores=2)
+        assert [s.in_flight for s in resolved.sources] == expected, asked
+
+
+def test_fused_with_feature_replicas_is_a_config_error_naming_the_fix() -> None:
+    with pytest.raises(ValidationError, match=r"features.replicas.*placement: split"):
+        load_config(None, {"sources": [{"spec": "demo"}], "placement": "fused",
+                           "features": {"replicas": 2}})
+    with pytest.raises(ValidationError, match="placement"):
+        load_config(None, {"sources": [{"spec": "demo"}], "placement": "together"})
+
+
+def test_usable_cores_honours_a_cgroup_quota(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")
+    assert usable_cores(quota) == min(affinity, 2)
+    quota.write_text("max 100000\n")
+    assert usable_cores(quota) == affinity
+    assert usable_cores(tmp_path / "absent") == affinity
+
+
+def test_the_supervisor_starts_one_process_for_fused_and_one_per_stage_for_split() -> None:
+    base = {"sources": [{"spec": "demo"}], "profile": "tiny"}
+    fused = stage_children(load_config(None, {**base, "placement": "fused"}))
+    assert [c.label for c in fused] == ["fused[0]"]
+    assert fused[0].status_labels == ("detect[0]", "features[0]", "classify[0]")
+    split = stage_children(load_config(None, {**base, "placement": "split",
+                                              "features": {"replicas": 2}}))
+    assert [c.label for c in split] == ["classify[0]", "features[0]", "features[1]",
+                                        "detect[0]"]
+    with pytest.raises(ValueError, match="resolve_placement"):
+        stage_children(load_config(None, {**base, "placement": "auto"}))
+
+
+def status(stage: str, replica: int, pid: int, dropped_in: int = 0,
+           dropped_out: int = 0) -> StageStatus:
+    return StageStatus(stage, replica, pid, Health.RUNNING,
+                       counters=Counters(dropped_in=dropped_in, dropped_out=dropped_out))
+
+
+def test_processed_then_dropped_counts_what_the_next_stage_threw_away() -> None:
+    split = {"capture[0]": status("capture", 0, 1, dropped_out=2),
+             "detect[0]": status("detect", 0, 2, dropped_in=3, dropped_out=1),
+             "features[0]": status("features", 0, 3, dropped_in=4),
+             "features[1]": status("features", 1, 4, dropped_in=1),
+             "classify[0]": status("classify", 0, 5, dropped_in=6)}
+    assert processed_then_dropped(split) == {"capture": 5, "detect": 6, "features": 6}
+    fused = {"capture[0]": status("capture", 0, 1),
+             "detect[0]": status("detect", 0, 2, dropped_in=3),
+             "features[0]": status("features", 0, 2), "classify[0]": status("classify", 0, 2)}
+    assert processed_then_dropped(fused) == {"capture": 3, "detect": 0, "features": 0}
+
+
+# -- the fused chain and loop, in process -------------------------------------------------
+
+
+def frame(seq: int, stream: str = "a", kind: Kind = Kind.FRAME) -> Message:
+    return Message(Header(stream=stream, seq=seq, generation=1, capture_time=1.0,
+                          media_time=seq / 10, kind=kind), {})
+
+
+class Recorder(BatchStage):
+    """Echoes frames (stamped with its name) and records what it saw, in order; raises on
+    the sequence numbers in ``fail_on``."""
+
+    def __init__(self, name: str, fail_on: frozenset[int] = frozenset(),
+                 passes: bool = True) -> None:
+        self.name = name
+        self.fail_on = fail_on
+        self.passes = passes
+        self.seen: list[tuple[str, int]] = []
+        self.closed = False
+
+    def process(self, batch: list[Message]) -> list[Message]:
+        if any(m.header.seq in self.fail_on for m in batch):
+            raise KeyError("bad item")
+        self.seen += [("frame", m.header.seq) for m in batch]
+        return [Message(m.header.stamped(self.name, 1.0, 1.0, m.arrived), m.arrays)
+                for m in batch] if self.passes else []
+
+    def on_control(self, message: Message) -> list[Message]:
+        self.seen.append(("end", message.header.seq))
+        return [message] if self.passes else []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def chain_of(*stages: Recorder, batch: int = 8) -> FusedChain:
+    return FusedChain([Link(stage, StageConfig(max_batch=batch, max_delay_ms=0),
+                            StatusReporter(None, stage.name, 0)) for stage in stages])
+
+
+def test_the_chain_hands_every_frame_on_and_one_bad_item_costs_only_itself() -> None:
+    detect, features = Recorder("detect"), Recorder("features", fail_on=frozenset({2}))
+    classify = Recorder("classify", passes=False)
+    chain = chain_of(detect, features, classify)
+    chain.frames([frame(i) for i in range(4)])
+    chain.control([frame(4, kind=Kind.EOS)])
+    assert detect.seen == [("frame", i) for i in range(4)] + [("end", 4)]
+    assert classify.seen == [("frame", 0), ("frame", 1), ("frame", 3), ("end", 4)]
+    counters = [link.reporter.counters for link in chain.links]
+    assert [c.processed for c in counters] == [4, 4, 3]
+    assert [c.sent for c in counters] == [4, 3, 0]
+    assert counters[1].failed == {"KeyError": 1} and not counters[2].failed
+    assert all(c.dropped_in == c.dropped_out == 0 for c in counters)
+    chain.close()
+    assert detect.closed and features.closed and classify.closed
+
+
+def test_the_fused_loop_runs_frames_then_the_end_of_stream_through_every_stage() -> None:
+    context = zmq.Context()
+    inbound, outbound = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    inbound.bind("inproc://fused-in")
+    outbound.connect("inproc://fused-in")
+    stages = [Recorder("detect"), Recorder("features"), Recorder("classify", passes=False)]
+    chain = chain_of(*stages, batch=1)
+    stop = StopFlag()
+    loop = threading.Thread(target=run_fused, args=(chain, FusedIO(inbound), stop))
+    loop.start()
+    try:
+        for seq in range(3):  # paced, one at a time: nothing for latest-wins to drop
+            outbound.send_multipart(encode(frame(seq).header))
+            wait_for(lambda s=seq: ("frame", s) in stages[2].seen, 30, f"frame {seq}")
+        outbound.send_multipart(encode(frame(3, kind=Kind.EOS).header))
+        outbound.send_multipart([b"not a message"])
+        wait_for(lambda: ("end", 3) in stages[2].seen, 30, "the end of stream")
+        wait_for(lambda: chain.head.reporter.counters.malformed == 1, 30, "the rejection")
+    finally:
+        stop.set()
+        loop.join(30)
+        context.destroy(linger=0)
+    assert not loop.is_alive()
+    for stage in stages:
+        assert stage.seen == [("frame", 0), ("frame", 1), ("frame", 2), ("end", 3)]
+    head = chain.head.reporter.counters
+    assert head.received == 5 and head.processed == 3 and head.dropped_in == 0
+    assert head.malformed == 1 and set(head.rejected) == {"detect_in"}
+    assert all(link.reporter.status.state is Health.STOPPING for link in chain.links)
+
+
+def test_an_offline_stream_keeps_its_in_flight_frames_while_live_ones_keep_the_latest() -> None:
+    inbox = OfflineInbox(1, {"file": 2})
+    for seq in range(3):
+        inbox.offer(frame(seq, "live"))
+    for seq in range(2):  # credits let no more than in_flight through
+        inbox.offer(frame(seq, "file"))
+    assert inbox.dropped == {"live": 2}
+    taken = inbox.take(8) + inbox.take(8)
+    assert sorted((m.header.stream, m.header.seq) for m in taken) == [
+        ("file", 0), ("file", 1), ("live", 2)]
+
+
+# -- fused runs, end to end (tiny engines) ----------------------------------------------
+
+
+def stage_processes(run: Any) -> list[str]:
+    """The stage of each stage process under the run (``stream.stages.main STAGE ...``)."""
+    names = []
+    for child in psutil.Process(run.pid).children(recursive=True):
+        try:
+            command = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "stream.stages.main" in command:
+            names.append(command[command.index("stream.stages.main") + 1])
+    return sorted(names)
+
+
+def _enough(log: Path) -> bool:
+    logged = by_stream(read_jsonl(log))
+    return (all(len(logged.get(s, [])) >= 3 for s in ("talk", "demo1"))
+            and any("text" in r["modalities"] for r in logged["demo1"]))
+
+
+@pytest.mark.slow
+def test_a_fused_run_of_a_file_and_the_demo_predicts_and_drains_in_one_process(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    video = write_demo_video(tmp_path / "talk.avi", seconds=20.0, fps=10, width=320,
+                             height=240)
+    # the file unpaced: classify's credits pace it through the fused process
+    config = write_config(tmp_path, [{"spec": str(video), "id": "talk", "realtime": False},
+                                     {"spec": "demo", "width": 320, "height": 240}],
+                          placement="fused", analysis={"capture_fps": 10.0},
+                          supervisor={"backoff_s": 0.2, "drain_s": 20.0})
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"ipc://{tmp_path}/predictions")
+    text = context.socket(zmq.PUB)
+    text.connect(f"ipc://{tmp_path}/text")
+    published: list[dict[str, Any]] = []
+    processes: list[str] = []
+    next_line = 0.0
+    log = tmp_path / "out" / "predictions.jsonl"
+    try:
+        process = start_run(tmp_path, tiny_engine_dir, config, 120.0)
+        while process.poll() is None and not _enough(log):
+            if time.monotonic() > next_line:
+                publish(text, "demo1", "I am really happy with how I played today")
+                next_line = time.monotonic() + 0.5
+            if sub.poll(100):
+                published.append(json.loads(sub.recv_multipart()[1]))
+            if not processes and read_jsonl(log):
+                processes = stage_processes(process)
+        process.send_signal(signal.SIGINT)
+        while process.poll() is None:
+            if sub.poll(100):
+                published.append(json.loads(sub.recv_multipart()[1]))
+        output = finish(process)
+    finally:
+        context.destroy(linger=0)
+    assert process.returncode == 0, output
+    assert processes == ["capture", "capture", "fused"], (processes, output)
+    out = tmp_path / "out"
+    logged = by_stream(read_jsonl(out / "predictions.jsonl"))
+    assert set(logged) == {"talk", "demo1"}, output
+    for stream, records in logged.items():
+        assert len(records) >= 3, (stream, output)
+        assert [r["seq"] for r in records] == list(range(len(records)))
+        assert {"image", "keypoints"} <= set(records[-1]["modalities"])
+    assert any("text" in r["modalities"] for r in logged["demo1"])
+    pub = by_stream(published)
+    assert set(pub) == {"talk", "demo1"}
+    for stream, records in pub.items():
+        seqs = [r["seq"] for r in records]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert seqs[-1] == logged[stream][-1]["seq"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["streams"]["talk"]["ended"], output  # the drain read fused's classify
+    assert summary["streams"]["talk"]["lost"] == 0 and summary["streams"]["demo1"]["lost"] == 0
+    assert summary["streams"]["talk"]["dropped"] <= 2  # unpaced: credits, not drops
+    assert not any(summary["restarts"].values())
+    assert summary["placement"]["processes"] == ["fused[0]"]
+    stages = summary["stages"]
+    pids = {stages[f"{name}[0]"]["pid"] for name in ("detect", "features", "classify")}
+    assert len(pids) == 1  # three stages' figures, one process
+    for name in ("detect", "features", "classify"):
+        counters = stages[f"{name}[0]"]["counters"]
+        assert counters["processed"] > 0 and counters["busy_s"] > 0, name
+    wasted = summary["processed_then_dropped"]
+    assert wasted["detect"] == 0 and wasted["features"] == 0, wasted
+    assert "frames processed then dropped: capture" in output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["placement"] == "fused"
+    assert saved["reasons"]["placement"] == "placement: fused was asked for"
+
+
+@pytest.mark.slow
+def test_auto_placement_is_resolved_printed_and_saved_with_its_reason(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
+                          placement="auto")
+    process = start_run(tmp_path, tiny_engine_dir, config, 6.0)
+    output = finish(process, timeout=120)
+    assert process.returncode == 0, output
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    placement, reason = saved["placement"], saved["reasons"]["placement"]
+    assert placement in ("split", "fused") and reason.startswith("auto: "), saved
+    assert f"hidemo run: placement {placement} ({reason})" in output
+    expected = choose("auto", replicas=1, cores=usable_cores(), device=lambda: "cpu")
+    if "runs on" not in reason:  # the rule, unless a GPU took the embedder
+        assert placement == expected.placement, (reason, expected)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["placement"]["placement"] == placement
+    assert summary["placement"]["processes"] == (
+        ["fused[0]"] if placement == "fused" else ["classify[0]", "features[0]", "detect[0]"])
+
+
+@pytest.mark.slow
+def test_a_killed_fused_process_is_restarted_and_seq_stays_contiguous(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
+                          placement="fused", features={"slow_ms": 250},
+                          keypoints="mediapipe")
+    log = tmp_path / "out" / "predictions.jsonl"
+    process = start_run(tmp_path, tiny_engine_dir, config, 120.0)
+    try:
+        wait_for(lambda: len(read_jsonl(log)) >= 2, 100, "first predictions", process)
+        victim = stage_process(process, "fused")
+        killed_at = time.monotonic()
+        os.kill(victim.pid, signal.SIGKILL)
+        wait_for(lambda: sum(r["capture_time"] > killed_at for r in read_jsonl(log)) >= 2,
+                 100, "predictions after the restart", process)
+        process.send_signal(signal.SIGINT)
+        output = finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["restarts"]["fused[0]"] == 1, output
+    died = [e for e in summary["events"] if e["event"] == "died"]
+    assert died and died[0]["stage"] == "fused" and died[0]["exit_code"] == -signal.SIGKILL
+    records = read_jsonl(log)
+    assert [r["seq"] for r in records] == list(range(len(records)))  # across the restart
+    stream = summary["streams"]["demo0"]
+    assert records[-1]["frames"]["lost"] == stream["lost"]
+    assert summary["stages"]["classify[0]"]["pid"] != victim.pid  # the new process reports
