@@ -15,7 +15,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from training.pseudo.merge import PseudoLabelConfig
 
 
 class SyntheticData(BaseModel):
@@ -30,6 +32,9 @@ class SyntheticData(BaseModel):
     duration: tuple[float, float] = (14.0, 22.0)
     """Seconds per video. Many short videos beat few long ones at the same cost per epoch
     (the windows are what costs): more subjects, less memorising of any one video."""
+    unlabelled_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of the training subjects stored unlabelled (a pool for pseudo-labels; their
+    true labels stay in the store's metadata for simulated teachers, never for training)."""
 
 
 class TrainConfig(BaseModel):
@@ -77,6 +82,15 @@ class TrainConfig(BaseModel):
     """Copy the chosen stage-2 model to WEIGHTS_DIR/classifier/PROFILE for `engines build`."""
     threads: int = 0
     """torch intra-op threads (0: torch's default)."""
+    pseudo_labels: PseudoLabelConfig | None = None
+    """Teacher labels from a label store joining stage 2 (stage 1 stays gold-only)."""
+
+    @model_validator(mode="after")
+    def _pseudo_labels_need_real_labels(self) -> TrainConfig:
+        if self.pseudo_labels is not None and self.shuffle_labels:
+            raise ValueError("shuffle_labels is a chance check of the gold labels; run it "
+                             "without pseudo-labels")
+        return self
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any]) -> TrainConfig:

@@ -18,6 +18,12 @@ Layout of ``DIR``::
 
 Runs with a ``result.json`` are done and are loaded, not retrained: a killed
 ``hidemo train`` started again with the same folder continues where it stopped.
+
+With ``pseudo_labels`` (:mod:`training.pseudo.merge`), stage 1 still trains on gold labels
+only; stage 2 trains on the gold windows plus the windows of the selected pseudo-labelled
+videos, weighted, and ``metrics.json`` states the mode (inductive or transductive), the
+threshold, the weight, whether reasoning fed the text modality, the counts and the
+teacher's agreement with the labels known. Evaluation always scores gold labels.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,7 @@ from training.metrics import summarize
 from training.models import HiddenEmotionClassifier
 from training.models.checkpoint import load_checkpoint, save_checkpoint
 from training.models.config import ClassifierConfig
+from training.pseudo import merge
 from training.trainer import ALL_MODALITIES, FitSettings, evaluate, fit
 from training.windows import WindowSet, WindowSpec, cut_windows
 
@@ -82,10 +89,13 @@ def run_training(config: TrainConfig, say: Say = log.info) -> dict[str, Any]:
     profile = get_profile(config.profile)
     store = _load_store(config, profile, say)
     spec = _window_spec(profile, store)
-    splits = _split(store.load_all(), spec, store.info, config)
+    videos = store.load_all()
+    splits = _split(videos, spec, store.info, config)
     say(f"windows: {len(splits.train)} train, {len(splits.val or [])} val, "
         f"{len(splits.test)} test ({spec.window_seconds:g} s, image {spec.image_rate:g} fps, "
         f"keypoints {spec.keypoint_rate:g} fps)")
+    stage2_splits, pseudo = _with_pseudo_labels(config, profile, store, videos, spec, splits,
+                                                say)
     model_config = ClassifierConfig.from_profile(
         profile, keypoint_encoder=config.keypoint_encoder, **config.model)
 
@@ -100,12 +110,13 @@ def run_training(config: TrainConfig, say: Say = log.info) -> dict[str, Any]:
             encoders[modality] = model
             stage1[modality][str(seed)] = result
             histories.setdefault(f"stage 1: {modality}", {})[seed] = result["history"]
-        model, result = _run(out / f"seed{seed}" / "stage2-all", model_config, splits, config,
-                             seed, ALL_MODALITIES, encoders, say)
+        model, result = _run(out / f"seed{seed}" / "stage2-all", model_config, stage2_splits,
+                             config, seed, ALL_MODALITIES, encoders, say)
         stage2[str(seed)] = result
         histories.setdefault("stage 2: all", {})[seed] = result["history"]
 
     metrics = _metrics(config, profile, store, splits, model_config, stage1, stage2)
+    metrics["pseudo_labels"] = pseudo
     if config.install and not config.shuffle_labels:
         metrics["installed"] = _install(config, profile, out, stage2, spec, say)
     _plot(out / "learning_curves.png", histories)
@@ -149,16 +160,21 @@ def _load_store(config: TrainConfig, profile: Profile, say: Say) -> FeatureStore
     return _generate_synthetic(config, profile, root, say)
 
 
+def _engine_dir(config: TrainConfig, profile: Profile) -> Path:
+    return config.engine_dir or Path("artifacts") / "engines" / profile.name
+
+
 def _generate_synthetic(config: TrainConfig, profile: Profile, root: Path,
                         say: Say) -> FeatureStore:
     from engines.adapters.text_embedder import TextEmbedder
 
-    engine_dir = config.engine_dir or Path("artifacts") / "engines" / profile.name
+    engine_dir = _engine_dir(config, profile)
     embedder = TextEmbedder.from_engine_dir(engine_dir)
     spec = synthetic.SyntheticSpec(videos=config.synthetic.videos, seed=config.synthetic.seed,
                                    duration=tuple(config.synthetic.duration),
                                    label_noise=config.synthetic.label_noise,
-                                   positive_fraction=config.synthetic.positive_fraction)
+                                   positive_fraction=config.synthetic.positive_fraction,
+                                   unlabelled_fraction=config.synthetic.unlabelled_fraction)
     say(f"generating {spec.videos} synthetic videos (text embedded by {engine_dir})")
     try:
         videos = synthetic.generate(
@@ -208,6 +224,62 @@ def _split(videos: Sequence[VideoFeatures], spec: WindowSpec, info: StoreInfo,
     majority = int(np.bincount(train.video_labels, minlength=2).argmax())
     return Splits(train, windows("val", eval_stride) if by_split["val"] else None,
                   windows("test", eval_stride), by_split["test"], majority)
+
+
+def _with_pseudo_labels(config: TrainConfig, profile: Profile, store: FeatureStore,
+                        videos: Sequence[VideoFeatures], spec: WindowSpec, splits: Splits,
+                        say: Say) -> tuple[Splits, dict[str, Any] | None]:
+    """Stage 2's splits: the gold training windows plus the selected pseudo-labelled ones
+    (weighted); val and test stay as they are (gold labels). Unchanged without a store."""
+    settings = config.pseudo_labels
+    if settings is None:
+        return splits, None
+    selection = merge.select(merge.read_store(settings),
+                             [merge.VideoRef.of(v) for v in videos], settings)
+    summary = selection.summary
+    embed = _ReasoningEmbedder(_engine_dir(config, profile), store) \
+        if settings.reasoning_text and selection.videos else None
+    try:
+        relabelled = merge.pseudo_videos(videos, selection, embed)
+    finally:
+        if embed is not None:
+            embed.close()
+    section = merge.describe(settings, summary, 0)
+    say(f"{merge.mode_line(section)}; {summary.gold_kept} gold videos kept their labels, "
+        f"{summary.evaluation_excluded} evaluation videos left out, "
+        f"{summary.below_threshold} below the threshold")
+    if not relabelled:
+        return splits, section
+    gold = [v for v in videos if v.split == "train" and v.label is not None]
+    train = cut_windows([*gold, *relabelled], spec, store.info.image_dim, store.info.text_dim,
+                        stride=config.train_stride)
+    train = train.with_video_weights(np.r_[np.ones(len(gold)),
+                                           np.full(len(relabelled), settings.weight)])
+    section["windows_added"] = int(np.sum(train.video_index >= len(gold)))
+    return replace(splits, train=train), section
+
+
+class _ReasoningEmbedder:
+    """The profile's text engine as a ``texts -> vectors`` function (closed after use)."""
+
+    def __init__(self, engine_dir: Path, store: FeatureStore) -> None:
+        from engines.adapters.text_embedder import TextEmbedder
+
+        self.embedder = TextEmbedder.from_engine_dir(engine_dir)
+        expected = store.info.engines.get("text_embedder")
+        if expected is not None and expected != self.embedder.manifest.onnx_sha256:
+            self.embedder.close()
+            raise ValueError(
+                f"--pseudo-reasoning-text: the text engine in {engine_dir} "
+                f"({self.embedder.manifest.onnx_sha256[:12]}) is not the one the features' "
+                f"transcripts were embedded with ({expected[:12]}); pass that engine's "
+                "--engine-dir so reasoning and transcripts share one embedding space")
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.embed(list(texts)).vectors
+
+    def close(self) -> None:
+        self.embedder.close()
 
 
 def _run(folder: Path, model_config: ClassifierConfig, splits: Splits, config: TrainConfig,

@@ -48,7 +48,48 @@ def add_train_parser(jobs: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument("--embedding-jitter", type=float, default=None,
                        help="per-window random offset of image/text embeddings in training, "
                             "relative to their norm (default 1.0; 0: off)")
+    train.add_argument("--synthetic-unlabelled-fraction", type=float, default=None,
+                       help="share of the synthetic training subjects stored unlabelled "
+                            "(a pool for pseudo-labels; default 0)")
+    pseudo = train.add_argument_group(
+        "pseudo-labels", "stage 2 also trains on teacher labels from a label store "
+                         "(`hidemo label`); stage 1 stays gold-only")
+    pseudo.add_argument("--pseudo-labels", type=Path, default=None, metavar="STORE",
+                        help="the SQLite label store")
+    pseudo.add_argument("--pseudo-threshold", type=float, default=None,
+                        help="minimum teacher confidence (default 0: all labels)")
+    pseudo.add_argument("--pseudo-weight", type=float, default=None,
+                        help="sample weight of a pseudo-labelled window relative to a gold "
+                             "one (default 1)")
+    pseudo.add_argument("--pseudo-reasoning-text", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="train pseudo-labelled videos on the teacher's reasoning as their "
+                             "text (test time always uses the transcript; default off)")
+    pseudo.add_argument("--pseudo-mode", default=None, choices=["inductive", "transductive"],
+                        help="inductive (default): only training-split videos; transductive: "
+                             "the val and test videos too, with the teacher's labels")
+    pseudo.add_argument("--pseudo-provider", default=None, help="only this provider's labels")
+    pseudo.add_argument("--pseudo-model", default=None, help="only this model's labels")
+    pseudo.add_argument("--pseudo-prompt-version", default=None,
+                        help="only labels from this prompt version")
     return train
+
+
+PSEUDO_OPTIONS = {"threshold": "pseudo_threshold", "weight": "pseudo_weight",
+                  "reasoning_text": "pseudo_reasoning_text", "mode": "pseudo_mode",
+                  "provider": "pseudo_provider", "model": "pseudo_model",
+                  "prompt_version": "pseudo_prompt_version"}
+"""PseudoLabelConfig field -> argparse destination."""
+
+
+def _pseudo_overrides(args: argparse.Namespace) -> dict:
+    """``pseudo_labels.*`` overrides; options without --pseudo-labels (and no config file
+    naming a store) are refused rather than ignored."""
+    given = {field: getattr(args, dest) for field, dest in PSEUDO_OPTIONS.items()
+             if getattr(args, dest, None) is not None}
+    out = {"pseudo_labels.store": args.pseudo_labels}
+    out.update({f"pseudo_labels.{field}": value for field, value in given.items()})
+    return out
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -64,6 +105,8 @@ def train_command(args: argparse.Namespace) -> int:
         "synthetic.videos": args.synthetic_videos, "shuffle_labels": args.shuffle_labels,
         "install": args.install, "threads": args.threads, "device": args.device,
         "embedding_jitter": args.embedding_jitter,
+        "synthetic.unlabelled_fraction": args.synthetic_unlabelled_fraction,
+        **_pseudo_overrides(args),
     })
     metrics = run_training(config, say=log.info)
     print(format_summary(metrics))
@@ -89,6 +132,10 @@ def format_summary(metrics: dict) -> str:
     for modality, summary in metrics["stage1"].items():
         lines.append(row(f"stage 1 {modality}", summary))
     lines.append(row("stage 2 all", metrics["stage2"]["all"]))
+    if metrics.get("pseudo_labels") is not None:
+        from training.pseudo.merge import mode_line
+
+        lines.append(mode_line(metrics["pseudo_labels"]))
     best = metrics.get("best_possible")
     if best:
         ceiling = best["video_accuracy"]

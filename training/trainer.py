@@ -4,7 +4,10 @@ A modality is switched off by zeroing its mask, the same way a missing modality 
 the engine at serving time; stage 1 trains each modality alone this way. Class imbalance
 is handled by a class-weighted loss, balanced sampling, or both (``imbalance``); the
 trained model then gets the log class prior added to its logits (logit adjustment), so it
-keeps the balanced features but its probabilities match the real class frequencies. After
+keeps the balanced features but its probabilities match the real class frequencies. Windows
+may carry sample weights (pseudo-labelled videos counting less than gold ones); class
+frequencies are then the weighted ones, for the loss weights, the sampler and the prior
+alike, and a set without weights trains exactly as before. After
 every epoch the model, optimiser, epoch and history go to ``state.pt`` (written atomically),
 so a run that is killed resumes from its last finished epoch.
 
@@ -150,19 +153,27 @@ def balanced_log_loss(labels: np.ndarray, positive_prob: np.ndarray,
     return float(np.sum(-np.log(probs) * w) / np.sum(w))
 
 
-def class_weights(labels: np.ndarray) -> torch.Tensor:
+def class_counts(labels: np.ndarray, sample_weights: np.ndarray | None = None) -> np.ndarray:
+    """Windows per class, or their summed sample weights when windows are weighted."""
+    return np.bincount(labels, weights=sample_weights, minlength=2)
+
+
+def class_weights(labels: np.ndarray, sample_weights: np.ndarray | None = None) -> torch.Tensor:
     """Inverse-frequency weights, normalised so a balanced set gets weight 1 per class."""
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    counts = class_counts(labels, sample_weights).astype(np.float64)
     if (counts == 0).any():
         raise ValueError(f"training windows hold one class only (counts {counts.tolist()}); "
                          "a classifier cannot learn from that")
     return torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
 
 
-def _epoch_order(labels: np.ndarray, balanced: bool, generator: torch.Generator) -> torch.Tensor:
+def _epoch_order(labels: np.ndarray, balanced: bool, generator: torch.Generator,
+                 sample_weights: np.ndarray | None = None) -> torch.Tensor:
+    """A shuffled epoch; balanced: drawn with each class's (weighted) mass equal, so that
+    with the sample weights applied in the loss each class contributes the same."""
     if not balanced:
         return torch.randperm(len(labels), generator=generator)
-    counts = np.bincount(labels, minlength=2)
+    counts = class_counts(labels, sample_weights)
     weights = torch.tensor(1.0 / counts[labels], dtype=torch.float64)
     return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
 
@@ -182,9 +193,12 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, settings.epochs))
     weighted = settings.imbalance in ("weighted-loss", "both")
     balanced = settings.imbalance in ("balanced-sampling", "both")
+    samples = train.weights
+    weights = class_weights(train.labels, samples) if weighted or balanced else torch.ones(2)
     loss_fn = nn.CrossEntropyLoss(
-        weight=class_weights(train.labels).to(device) if weighted else None,
-        label_smoothing=settings.label_smoothing)
+        weight=weights.to(device) if weighted else None,
+        label_smoothing=settings.label_smoothing,
+        reduction="mean" if samples is None else "none")
     generator = torch.Generator().manual_seed(settings.seed)
     history: list[dict[str, Any]] = []
     start = 0
@@ -199,20 +213,23 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, start, best = state["history"], state["epoch"], state["best"]
-    weights = class_weights(train.labels) if weighted or balanced else torch.ones(2)
     feeds = {k: v.to(device) for k, v in restrict(window_tensors(train), modalities).items()}
     labels = torch.from_numpy(train.labels).to(device)
+    sample_weights = None if samples is None else torch.from_numpy(samples).to(device)
+    per_class = weights.to(device) if weighted else torch.ones(2, device=device)
     bar = tqdm(range(start, settings.epochs), desc=description, initial=start,
                total=settings.epochs, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
         model.train()
-        order = _epoch_order(train.labels, balanced, generator)
+        order = _epoch_order(train.labels, balanced, generator, samples)
         total, seen = 0.0, 0
         for lo in range(0, len(order), settings.batch_size):
             index = order[lo:lo + settings.batch_size].to(device)
             batch = jitter({k: v[index] for k, v in feeds.items()}, settings.embedding_jitter)
             logits = _forward(model, batch)
             loss = loss_fn(logits, labels[index])
+            if sample_weights is not None:
+                loss = _weighted_mean(loss, sample_weights[index], per_class[labels[index]])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -250,8 +267,17 @@ def fit(model: nn.Module, train: WindowSet, settings: FitSettings, modalities: S
         history[best["epoch"] - 1]["selected"] = True
     strength = PRIOR_STRENGTH[settings.imbalance]
     if strength and hasattr(model, "set_prior"):
-        model.set_prior(np.bincount(train.labels, minlength=2).tolist(), strength)
+        model.set_prior(class_counts(train.labels, samples).tolist(), strength)
     return history
+
+
+def _weighted_mean(losses: torch.Tensor, sample_weights: torch.Tensor,
+                   class_weight: torch.Tensor) -> torch.Tensor:
+    """Per-window losses (already times their class weight) times their sample weight,
+    divided by the summed weights: the class-weighted mean of ``CrossEntropyLoss`` with
+    each window counting ``sample_weight`` times."""
+    return (losses * sample_weights).sum() / (sample_weights * class_weight).sum().clamp(
+        min=1e-12)
 
 
 PRIOR_STRENGTH = {"none": 0.0, "weighted-loss": 1.0, "balanced-sampling": 1.0, "both": 2.0}

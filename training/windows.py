@@ -43,6 +43,9 @@ class WindowSet:
     """(N,) index into ``video_ids``."""
     video_ids: list[str]
     video_labels: np.ndarray
+    weights: np.ndarray | None = None
+    """(N,) float32 sample weight of each window in the training loss; None: all 1 (a
+    pseudo-labelled video's windows may count less than a gold one's)."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,7 +54,16 @@ class WindowSet:
         """The same windows with other video labels (e.g. shuffled, for a chance check)."""
         video_labels = np.asarray(video_labels, np.int64)
         return WindowSet(self.batch, video_labels[self.video_index], self.video_index,
-                         self.video_ids, video_labels)
+                         self.video_ids, video_labels, self.weights)
+
+    def with_video_weights(self, video_weights: np.ndarray) -> WindowSet:
+        """The same windows, each weighted as its video (one weight per ``video_ids``)."""
+        video_weights = np.asarray(video_weights, np.float32)
+        if video_weights.shape != (len(self.video_ids),) or (video_weights <= 0).any():
+            raise ValueError(f"video weights {video_weights.shape}: expected one positive "
+                             f"weight for each of {len(self.video_ids)} videos")
+        return WindowSet(self.batch, self.labels, self.video_index, self.video_ids,
+                         self.video_labels, video_weights[self.video_index])
 
 
 def window_ends(duration: float, window_seconds: float, stride: float) -> np.ndarray:

@@ -21,6 +21,15 @@ otherwise answers the training majority, so its accuracy on the observed labels 
 exactly per video (:func:`best_possible`), for all modalities and for each one alone.
 Subjects (and their style) are disjoint between train, val and test: a cross-subject split.
 
+An unlabelled pool (for pseudo-labelling): ``unlabelled_fraction`` of the training
+subjects have all their videos stored with ``label=None``, as a real unlabelled video would
+be, and the generator's observed label kept in ``meta["hidden_label"]``. Training never
+reads that key (it trains on ``label`` only); a simulated teacher and the teacher-agreement
+numbers do. Whole subjects, not single videos, so the pool holds people the gold set does
+not (a teacher's labels then have to carry over to new people, as they would in practice).
+The choice draws from its own random stream, so the features are the same for every
+fraction: runs with and without a pool differ only in which labels training sees.
+
 Example:
     >>> spec = SyntheticSpec(videos=12)
     >>> videos = generate(spec, image_dim=8, text_dim=4, image_rate=2.0, keypoint_rate=5.0,
@@ -79,6 +88,8 @@ class SyntheticSpec:
     positive_hz: float = 1.5
     negative_hz: float = 0.6
     seed: int = 0
+    unlabelled_fraction: float = 0.0
+    """Share of the training subjects whose videos are stored unlabelled (the pool)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -87,6 +98,8 @@ class SyntheticSpec:
 def generate(spec: SyntheticSpec, *, image_dim: int, text_dim: int, image_rate: float,
              keypoint_rate: float, embed_texts: TextEmbedFn) -> list[VideoFeatures]:
     """Make ``spec.videos`` videos of features at the given analysis rates."""
+    if not 0.0 <= spec.unlabelled_fraction <= 1.0:
+        raise ValueError(f"unlabelled_fraction is {spec.unlabelled_fraction}; expected 0 to 1")
     rng = np.random.default_rng(spec.seed)
     components = _unit_rows(rng.normal(size=(len(_COMPONENT_SETS["neutral"]) + 5, image_dim)))
     subjects = _subjects(spec, rng, image_dim)
@@ -96,21 +109,44 @@ def generate(spec: SyntheticSpec, *, image_dim: int, text_dim: int, image_rate: 
     if text.shape != (len(plans), text_dim):
         raise ValueError(f"embed_texts returned {text.shape}; expected ({len(plans)}, "
                          f"{text_dim})")
+    pool = unlabelled_subjects(spec, subjects)
     videos = []
     for plan, transcript, vector in zip(plans, transcripts, text, strict=True):
         image_times = np.arange(0.0, plan.duration, 1.0 / image_rate)
         keypoint_times = np.arange(0.0, plan.duration, 1.0 / keypoint_rate)
+        meta: dict = {"clean_label": plan.clean_label, "informative": plan.informative}
+        if plan.subject in pool:
+            meta["hidden_label"] = plan.label
         videos.append(VideoFeatures(
-            video_id=f"syn{plan.index:04d}", label=plan.label, subject=plan.subject,
+            video_id=f"syn{plan.index:04d}",
+            label=None if plan.subject in pool else plan.label, subject=plan.subject,
             split=plan.split, duration=plan.duration,
             image_times=image_times,
             image=_image_embeddings(rng, plan, image_times, components, subjects),
             keypoint_times=keypoint_times,
             keypoints=_keypoints(rng, plan, keypoint_times, spec, subjects),
-            transcript=transcript, text=vector,
-            meta={"clean_label": plan.clean_label, "informative": plan.informative},
+            transcript=transcript, text=vector, meta=meta,
         ))
     return videos
+
+
+_POOL_STREAM = 1
+"""Second seed word of the pool's random stream (the main stream is seeded by the seed alone)."""
+
+
+def unlabelled_subjects(spec: SyntheticSpec, subjects: dict[str, _Subject]) -> set[str]:
+    """The training subjects whose videos form the unlabelled pool.
+
+    Drawn from a random stream of its own (seeded by ``spec.seed``), so that the pool's
+    size never changes the features generated from the main stream.
+    """
+    if spec.unlabelled_fraction <= 0:
+        return set()
+    train = sorted(name for name, subject in subjects.items() if subject.split == "train")
+    count = round(len(train) * spec.unlabelled_fraction)
+    chosen = np.random.default_rng([spec.seed, _POOL_STREAM]).choice(len(train), count,
+                                                                      replace=False)
+    return {train[i] for i in chosen}
 
 
 @dataclass(frozen=True)

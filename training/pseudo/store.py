@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS labels (
     CHECK ((status = 'labelled') = (label IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS labels_video ON labels (video_id);
+"""
+
+_ALIASES = """
 CREATE TABLE IF NOT EXISTS aliases (
     content_hash TEXT NOT NULL,
     prompt_version TEXT NOT NULL,
@@ -149,10 +152,13 @@ class LabelStore:
                 raise StoreError(f"label store {path} has schema version {found}; this "
                                  f"hidemo reads version {SCHEMA_VERSION}: use the hidemo "
                                  "that wrote it (or a newer one), or pass another --out")
+            if "aliases" not in tables:  # stores made before aliases existed gain the table
+                db.executescript(f"BEGIN IMMEDIATE; {_ALIASES} COMMIT;")
             return
         # One transaction: a store is either created whole or not at all.
-        db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta (name, value) "
-                         f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+        db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {_ALIASES} INSERT OR IGNORE INTO meta "
+                         f"(name, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); "
+                         "COMMIT;")
 
     def get(self, key: LabelKey) -> StoredLabel | None:
         """The stored outcome for ``key``, or None."""

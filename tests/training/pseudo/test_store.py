@@ -153,3 +153,16 @@ def test_any_sequence_of_puts_behaves_like_a_dict(ops: list[tuple[int, str, bool
                 if stored is not None and expected is not None:
                     assert (stored.video_id, stored.outcome) == expected
         assert len(store.labels()) == len(model)
+
+
+def test_a_store_made_before_aliases_gains_the_table_and_keeps_its_rows(
+        tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with LabelStore.open(path) as store:
+        store.put(key(), "v", labelled())
+    with sqlite3.connect(path) as db:  # what the first version of the store wrote
+        db.execute("DROP TABLE aliases")
+    with LabelStore.open(path) as store:
+        assert [s.video_id for s in store.labels()] == ["v"]
+        store.add_alias(key(), "w")
+        assert sorted(s.video_id for s in store.labels()) == ["v", "w"]
