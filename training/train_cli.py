@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: --help stays light
+    from training.config import TrainConfig
 
 log = logging.getLogger("hidemo.train")
 
@@ -93,10 +97,28 @@ def _pseudo_overrides(args: argparse.Namespace) -> dict:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from training.config import TrainConfig
+    from pydantic import ValidationError
+
     from training.recipe import run_training
 
-    config = TrainConfig.load(args.config, {
+    try:
+        config = _load_config(args)
+    except ValidationError as error:
+        if any(e["loc"] == ("pseudo_labels", "store") and e["type"] == "missing"
+               for e in error.errors()):
+            raise ValueError("the --pseudo-* options need --pseudo-labels STORE (the label "
+                             "store of `hidemo label`), or pseudo_labels.store in --config"
+                             ) from None
+        raise
+    metrics = run_training(config, say=log.info)
+    print(format_summary(metrics))
+    return 0
+
+
+def _load_config(args: argparse.Namespace) -> TrainConfig:
+    from training.config import TrainConfig
+
+    return TrainConfig.load(args.config, {
         "out": args.out, "data": args.data, "profile": args.profile,
         "engine_dir": args.engine_dir, "weights_dir": args.weights_dir, "seeds": args.seeds,
         "stage1_epochs": args.stage1_epochs, "stage2_epochs": args.stage2_epochs,
@@ -108,9 +130,6 @@ def train_command(args: argparse.Namespace) -> int:
         "synthetic.unlabelled_fraction": args.synthetic_unlabelled_fraction,
         **_pseudo_overrides(args),
     })
-    metrics = run_training(config, say=log.info)
-    print(format_summary(metrics))
-    return 0
 
 
 def format_summary(metrics: dict) -> str:

@@ -452,3 +452,15 @@ def test_train_with_pseudo_labels_end_to_end(tiny_engine_dir: Path, tmp_path: Pa
         "--pseudo-reasoning-text", "--pseudo-mode", "transductive"])
     assert resumed_otherwise != 0
     assert "other settings (pseudo_labels)" in capsys.readouterr().err
+
+
+def test_pseudo_options_without_a_store_are_refused_with_the_fix(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hidemo", "train", "--out",
+                           str(tmp_path / "run"), "--pseudo-threshold", "0.5"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "need --pseudo-labels STORE" in done.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written
