@@ -136,12 +136,32 @@ def fused_source(source: SourceConfig) -> SourceConfig:
 
 
 def image_embedder_device(config: RunConfig) -> str:
-    """Where the run's backend puts the image embedder (``cpu``, ``cuda:0``...): the
-    engine is loaded once, as the features stage would, then closed."""
+    """Where the run's backend puts the image embedder (``cpu``, ``cuda:0``...): ``cpu``
+    at once on a machine where no runtime sees a GPU; otherwise the engine is loaded once,
+    as the features stage would, then closed (a GPU may still be refused by the engine's
+    backend, so only loading it tells)."""
     from stream.stages.main import open_engine
+
+    if not gpu_visible():
+        return "cpu"
 
     engine, _ = open_engine(config, "image_embedder", config.features.threads)
     try:
         return engine.device
     finally:
         engine.close()
+
+
+def gpu_visible() -> bool:
+    """Whether onnxruntime offers a GPU provider or torch sees a CUDA device: without
+    either, every backend runs on the CPU and no engine need be loaded to know it."""
+    import onnxruntime
+
+    gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+    if gpu_providers & set(onnxruntime.get_available_providers()):
+        return True
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

@@ -258,7 +258,7 @@ def test_a_stage_refusing_its_engine_fails_the_run_at_once_without_restarts(
     engines = corrupted_copy(tiny_engine_dir, tmp_path)
     config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
                                 "engine_dir": engines, "duration": 30, "out": tmp_path / "out",
-                                "view": "none"},
+                                "view": "none", "placement": "split"},
                          [f"endpoints.predictions=ipc://{tmp_path}/predictions"])
     code, summary = run_pipeline(config, make_view("none"), StopRequest())
     assert code == 1
@@ -273,7 +273,7 @@ def test_a_stage_refusing_its_engine_fails_the_run_at_once_without_restarts(
 
 def make_supervisor(tmp_path: Path) -> Supervisor:
     config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
-                                "supervisor": {"drain_s": 0}})
+                                "placement": "split", "supervisor": {"drain_s": 0}})
     endpoints = replace(Endpoints.for_config(config.endpoints, tmp_path),
                         predictions=f"ipc://{tmp_path}/predictions")
     return Supervisor(config, endpoints, tmp_path / "spec.json", tmp_path / "logs",

@@ -31,6 +31,7 @@ def supervisor_with_sleeper(tmp_path: Path, state: Health, silent_s: float) -> S
     """A supervisor whose features[0] is a sleeping process that last reported ``state``
     ``silent_s`` seconds ago (nothing else is started)."""
     config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
+                                "placement": "split",
                                 "supervisor": {"hang_after_s": 5.0, "drain_s": 0}})
     endpoints = replace(Endpoints.for_config(config.endpoints, tmp_path),
                         predictions=f"ipc://{tmp_path}/predictions")
