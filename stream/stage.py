@@ -119,51 +119,20 @@ class StageIO:
 def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
                     stop: StopFlag) -> None:
     """The loop of an inference stage, until ``stop`` is set."""
-    inbox = LatestInbox(config.queue_depth)
-    policy = BatchPolicy(config.batch, config.max_delay_ms)
     sender = Sender(io.output) if io.output is not None else None
     counters = io.reporter.counters
-    poller = zmq.Poller()
-    poller.register(io.input, zmq.POLLIN)
-    handlers = dict(stage.extra_sockets())
-    for socket in handlers:
-        poller.register(socket, zmq.POLLIN)
-
     rejections = Rejections(io.endpoint, stage.name)
     failures = FailedItems(counters, stage.name)
 
-    def decode(parts: list) -> Message:
-        message = io.rules.decode(parts)
-        if not message.is_control:
-            stage.admit(message)
-        return message
+    def frames(batch: list[Message]) -> None:
+        _process(stage, batch, config, counters, sender, failures)
 
-    def malformed(error: Exception) -> None:
-        rejections.add(getattr(error, "reason", "schema"), error)
+    def control(messages: list[Message]) -> None:
+        for message in messages:
+            _send_all(_guarded(lambda m=message: stage.on_control(m), failures) or [],
+                      sender)
 
-    io.reporter.ready()
-    while not stop:
-        now = time.monotonic()
-        events = dict(poller.poll(policy.wait_ms(inbox, now, IDLE_POLL_MS)))
-        for socket, handler in handlers.items():
-            if socket in events:
-                _guarded(handler, failures)
-        before = sum(inbox.dropped.values())
-        got = drain(io.input, inbox, decode, malformed)
-        now = time.monotonic()
-        if got:
-            counters.received += got
-            io.reporter.saw_input(now)
-        counters.dropped_in += sum(inbox.dropped.values()) - before
-        if inbox.has_control:  # frames that came before an end of stream go first
-            while inbox.frames:
-                _process(stage, inbox.take(policy.max_batch), config, counters, sender,
-                         failures)
-            for message in inbox.take_control():
-                _send_all(_guarded(lambda m=message: stage.on_control(m), failures) or [],
-                          sender)
-        if policy.ready(inbox, now):
-            _process(stage, inbox.take(policy.max_batch), config, counters, sender, failures)
+    def after_turn() -> None:
         if sender is not None:
             sender.flush()
             counters.sent = sender.sent
@@ -171,8 +140,70 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
             io.reporter.last_blocked = sender.last_blocked
         Rejections.report_to(counters, [rejections, *stage.extra_rejections()])
         io.reporter.maybe_send(stage.extra_status())
+
+    io.reporter.ready()
+    run_inbox_loop(
+        io.input, LatestInbox(config.queue_depth), BatchPolicy(config.batch, config.max_delay_ms),
+        admit=stage.admit, rules=io.rules, rejections=rejections, reporter=io.reporter,
+        handlers=[(socket, handler, failures) for socket, handler in stage.extra_sockets()],
+        on_frames=frames, on_control=control, after_turn=after_turn, stop=stop)
     Rejections.report_to(counters, [rejections, *stage.extra_rejections()])
     io.reporter.stopping(stage.extra_status())
+
+
+SocketHandler = tuple[zmq.Socket, Callable[[], None], FailedItems]
+"""A socket a stage polls itself, what to call when it is readable, and where that
+call's failures are counted."""
+
+
+def run_inbox_loop(input_socket: zmq.Socket, inbox: LatestInbox, policy: BatchPolicy, *,
+                   admit: Callable[[Message], None], rules: WireRules,
+                   rejections: Rejections, reporter: StatusReporter,
+                   handlers: list[SocketHandler],
+                   on_frames: Callable[[list[Message]], None],
+                   on_control: Callable[[list[Message]], None],
+                   after_turn: Callable[[], None], stop: StopFlag) -> None:
+    """The turn every stage process repeats until ``stop``: poll, serve the extra sockets,
+    drain the input into ``inbox`` (decoded, checked by the wire ``rules`` and ``admit``;
+    a refused message is counted in ``rejections``), hand frames that came before an end
+    of stream on first, then the ends, close a batch by ``policy``, then ``after_turn``
+    (send, report). One loop for a split stage and the fused chain, so both count and
+    order the same way."""
+    counters = reporter.counters
+    poller = zmq.Poller()
+    poller.register(input_socket, zmq.POLLIN)
+    for socket, _, _ in handlers:
+        poller.register(socket, zmq.POLLIN)
+
+    def decode(parts: list) -> Message:
+        message = rules.decode(parts)
+        if not message.is_control:
+            admit(message)
+        return message
+
+    def malformed(error: Exception) -> None:
+        rejections.add(getattr(error, "reason", "schema"), error)
+
+    while not stop:
+        now = time.monotonic()
+        events = dict(poller.poll(policy.wait_ms(inbox, now, IDLE_POLL_MS)))
+        for socket, handler, failures in handlers:
+            if socket in events:
+                _guarded(handler, failures)
+        before = sum(inbox.dropped.values())
+        got = drain(input_socket, inbox, decode, malformed)
+        now = time.monotonic()
+        if got:
+            counters.received += got
+            reporter.saw_input(now)
+        counters.dropped_in += sum(inbox.dropped.values()) - before
+        if inbox.has_control:  # frames that came before an end of stream go first
+            while inbox.frames:
+                on_frames(inbox.take(policy.max_batch))
+            on_control(inbox.take_control())
+        if policy.ready(inbox, now):
+            on_frames(inbox.take(policy.max_batch))
+        after_turn()
 
 
 def _process(stage: BatchStage, batch: list[Message], config: StageConfig, counters: Counters,

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field, replace
 import zmq
 
 from stream.config import StageConfig
-from stream.hop import BatchPolicy, LatestInbox, drain
-from stream.stage import IDLE_POLL_MS, BatchStage, StopFlag, _guarded
+from stream.hop import BatchPolicy, LatestInbox
+from stream.stage import BatchStage, StopFlag, _guarded, run_inbox_loop
 from stream.status import FailedItems, Rejections, StatusReporter
 from stream.wire import ANY_STREAM, Message, WireRules
 
@@ -183,48 +183,17 @@ class FusedIO:
 
 
 def run_fused(chain: FusedChain, io: FusedIO, stop: StopFlag) -> None:
-    """The fused loop, until ``stop`` is set: drain the input into a latest-wins inbox,
-    close a batch by the head's (detect's) policy, run it through the chain."""
+    """The fused loop, until ``stop`` is set: the stage loop (:func:`run_inbox_loop`) with
+    the head's (detect's) inbox and batch policy, each batch run through the chain."""
     head = chain.head
-    inbox = OfflineInbox(head.config.queue_depth, io.offline)
-    policy = BatchPolicy(head.config.batch, head.config.max_delay_ms)
-    counters = head.reporter.counters
     chain.input_rejections = Rejections(io.endpoint, head.stage.name)
-    poller = zmq.Poller()
-    poller.register(io.input, zmq.POLLIN)
-    handlers = chain.extra_sockets()
-    for socket, _, _ in handlers:
-        poller.register(socket, zmq.POLLIN)
-
-    def decode(parts: list) -> Message:
-        message = io.rules.decode(parts)
-        if not message.is_control:
-            head.stage.admit(message)
-        return message
-
-    def malformed(error: Exception) -> None:
-        chain.input_rejections.add(getattr(error, "reason", "schema"), error)
-
     chain.ready()
-    while not stop:
-        now = time.monotonic()
-        events = dict(poller.poll(policy.wait_ms(inbox, now, IDLE_POLL_MS)))
-        for socket, handler, link in handlers:
-            if socket in events:
-                _guarded(handler, link.failures)
-        before = sum(inbox.dropped.values())
-        got = drain(io.input, inbox, decode, malformed)
-        now = time.monotonic()
-        if got:
-            counters.received += got
-            head.reporter.saw_input(now)
-        counters.dropped_in += sum(inbox.dropped.values()) - before
-        if inbox.has_control:  # frames that came before an end of stream go first
-            while inbox.frames:
-                chain.frames(inbox.take(policy.max_batch))
-            chain.control(inbox.take_control())
-        if policy.ready(inbox, now):
-            chain.frames(inbox.take(policy.max_batch))
-        chain.report()
+    run_inbox_loop(
+        io.input, OfflineInbox(head.config.queue_depth, io.offline),
+        BatchPolicy(head.config.batch, head.config.max_delay_ms),
+        admit=head.stage.admit, rules=io.rules, rejections=chain.input_rejections,
+        reporter=head.reporter,
+        handlers=[(socket, handler, link.failures)
+                  for socket, handler, link in chain.extra_sockets()],
+        on_frames=chain.frames, on_control=chain.control, after_turn=chain.report, stop=stop)
     chain.stopping()
-
