@@ -69,11 +69,14 @@ class SourceConfig(_Strict):
     open_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(5.0, gt=0)
     in_flight: int = Field(2, ge=1)
-    """Unpaced sources (``realtime: false``) only: frames sent but not yet accounted by
-    classify (:mod:`stream.credits`). 2 keeps the slowest stage busy with one frame while
-    the next waits; more only adds frames its latest-wins inbox then drops. Unless set,
-    fused placement takes 1: there the next frame would wait a whole chain's time
-    (:mod:`stream.placement`)."""
+    """Frames sent but not yet accounted by classify (:mod:`stream.credits`). Offline
+    (``realtime: false``): 2 keeps the slowest stage busy with one frame while the next
+    waits; more only adds frames its latest-wins inbox then drops. Unless set, fused
+    placement takes 1: there the next frame would wait a whole chain's time. Live
+    (``realtime: true``; a camera or URL always is): the capture sends while fewer are
+    unacknowledged and otherwise holds only the newest frame, so drops happen at capture,
+    before any work; unless set, 2 in split with one stream, 1 in split with several and in
+    fused: the most no stage has to push out of its inbox (:mod:`stream.placement`)."""
 
     @property
     def kind(self) -> SourceKind:

@@ -1,4 +1,4 @@
-"""End-to-end flow control for sources read as fast as the pipeline takes them.
+"""End-to-end flow control: classify's acknowledgements pace what captures send.
 
 A paced source (a camera, a file in real time) must never wait for the pipeline: the hops
 drop the older frame instead (latest-wins). An unpaced source (``realtime: false``: a file
@@ -12,6 +12,12 @@ An acknowledgement can be lost (PUB/SUB joins late, a frame dies with a restarte
 so a capture that hears nothing for ``CREDIT_TIMEOUT_S`` sends the next frame anyway: the
 window slows a source down, it never stalls it.
 
+A live source (a camera, a URL, the demo, a file in real time) must not wait either: its
+capture keeps reading on time, but sends a frame only while :class:`LiveWindow` has room
+(fewer than ``in_flight`` sent frames unacknowledged) and otherwise holds just the newest
+one, so frames are dropped at capture, before any stage has worked on them, instead of in
+a latest-wins inbox after detect or features paid for them.
+
 Example:
     >>> window = CreditWindow(None, "demo0", in_flight=2)
     >>> window.allows(generation=1, seq=1)   # frames 0 and 1 may be in flight
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 
 import zmq
@@ -119,3 +126,75 @@ class CreditWindow:
                 if self.generation != generation:
                     self.generation, self.acked = generation, -1
                 self.acked = max(self.acked, ack_seq)
+
+
+class LiveWindow(CreditWindow):
+    """A live capture's side: is there room for one more frame, given what classify
+    acknowledged? Counted in frames sent, not in sequence numbers: a live capture drops
+    frames before sending them (each keeps its number, so classify sees the gap, explained
+    by ``Header.dropped``), and a dropped number must not hold a credit.
+
+    A window full for ``timeout_s`` without an acknowledgement (classify restarted, a frame
+    died with a stage) presumes its oldest frame lost and lets one more go (counted in
+    ``timeouts``): a live source slows down, it never stalls. A new generation (the source
+    reconnected) starts with an empty window, and in slow start: one frame in flight until
+    classify has acknowledged one of the generation. Until then the hops may not be
+    connected yet (a stage still starting), and ZeroMQ would queue every frame sent for the
+    next stage to drain at once, where its depth-1 inbox keeps only the last.
+
+    Example:
+        >>> window = LiveWindow(None, "cam0", in_flight=1)
+        >>> window.has_room(generation=0, now=0.0)
+        True
+        >>> window.sent(generation=0, seq=0, now=0.0)
+        >>> window.has_room(generation=0, now=0.5)
+        False
+    """
+
+    def __init__(self, socket: zmq.Socket | None, stream: str, *, in_flight: int,
+                 timeout_s: float = CREDIT_TIMEOUT_S) -> None:
+        super().__init__(socket, stream, in_flight=in_flight, timeout_s=timeout_s)
+        self.outstanding: deque[int] = deque()
+        """Sequence numbers sent in ``generation`` and not yet acknowledged, oldest first."""
+        self._since = 0.0
+
+    def sent(self, generation: int, seq: int, now: float) -> None:
+        """Record frame ``seq`` of ``generation`` as sent at ``now`` (monotonic)."""
+        if generation != self.generation:
+            self.generation, self.acked = generation, -1
+            self.outstanding.clear()
+        self.outstanding.append(seq)
+        self._since = now
+
+    def has_room(self, generation: int, now: float) -> bool:
+        """Whether a frame of ``generation`` may go out now; reads waiting acknowledgements
+        without blocking."""
+        self._receive(generation, 0)
+        if generation != self.generation:
+            return True
+        self._settle(now)
+        if len(self.outstanding) < (self.in_flight if self.acked >= 0 else 1):
+            return True
+        if now - self._since < self.timeout_s:
+            return False
+        self.timeouts += 1  # nothing heard: the oldest frame is presumed lost
+        self.outstanding.popleft()
+        self._since = now
+        return True
+
+    def listen(self, generation: int, poll_ms: int) -> None:
+        """Wait up to ``poll_ms`` for an acknowledgement (returning as one arrives), so a
+        capture with a held frame can send it at once instead of after its next read."""
+        if self.socket is None:
+            time.sleep(poll_ms / 1000.0)
+            return
+        self._receive(generation, poll_ms)
+
+    def _settle(self, now: float) -> None:
+        """Forget the frames acknowledged; an acknowledgement restarts the timeout."""
+        freed = False
+        while self.outstanding and self.outstanding[0] <= self.acked:
+            self.outstanding.popleft()
+            freed = True
+        if freed:
+            self._since = now

@@ -9,6 +9,15 @@ grabbing and retrieving cost per frame. Pacing waits only for kept frames. Each 
 frame gets the next sequence number of its session generation and its capture time on the
 monotonic clock. At the end of a file the stage sends an end-of-stream marker and exits 0;
 a live source that drops is reopened with backoff by :class:`SourceReader`.
+
+What goes out is paced by classify's acknowledgements (:mod:`stream.credits`). An offline
+source (``realtime: false``) simply waits for a credit before reading on. A live one (a
+camera, a URL, the demo, a file in real time) keeps reading on time, since a camera's
+buffer must be drained and its pacing kept, and sends through :class:`LiveSend`: at once
+while fewer than ``in_flight`` of its frames are unacknowledged, else only the newest
+waits, and the frames it replaces are the stream's drops, made here, before any stage has
+worked on them (``dropped_in`` of capture's status, and ``Header.dropped`` of the next
+frame sent).
 """
 
 from __future__ import annotations
@@ -16,12 +25,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import zmq
 
 from engines.adapters.rates import RateSampler
 from stream.config import RunConfig
-from stream.credits import CreditWindow
+from stream.credits import CreditWindow, LiveWindow
 from stream.endpoints import Endpoints, open_endpoint
 from stream.hop import Sender
 from stream.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
@@ -49,25 +59,29 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
         source.fps = min(source.fps, capture_fps)
     # a file or the demo is paced to its frame rate unless ``realtime`` is off (saturated:
     # as fast as the pipeline takes frames); a camera or URL paces itself
-    paced = source_config.realtime and (not source.live or isinstance(source, DemoSource))
+    self_paced = source.live and not isinstance(source, DemoSource)
+    paced = source_config.realtime and not self_paced
+    offline = not source_config.realtime and not self_paced
     sampler = RateSampler(capture_fps)  # reset by the reader at each new generation
     reader = SourceReader(source, policy=sampler, backoff_min_s=source_config.reconnect_min_s,
                           backoff_max_s=source_config.reconnect_max_s)
-    # unpaced (saturated): frames wait in this process until detect has room, not in
-    # ZeroMQ or kernel buffers, so the source reads only about as fast as detect takes
+    # offline: frames wait in this process until detect has room, not in ZeroMQ or kernel
+    # buffers, so the source reads only about as fast as detect takes
     output = open_endpoint(context, endpoints, "detect_in", "connect", config.endpoints,
-                           hwm=config.endpoints.high_water_mark if paced else 1,
-                           sndbuf=None if paced else UNPACED_SNDBUF)
-    credits = None
-    if not paced:  # as fast as the pipeline classifies, not as fast as detect drains
-        credits = open_endpoint(context, endpoints, "credits", "connect", config.endpoints)
-        credits.setsockopt(zmq.SUBSCRIBE, stream_id.encode())
-    window = CreditWindow(credits, stream_id, in_flight=source_config.in_flight)
+                           hwm=1 if offline else config.endpoints.high_water_mark,
+                           sndbuf=UNPACED_SNDBUF if offline else None)
+    # as fast as the pipeline classifies, not as fast as detect drains
+    credits = open_endpoint(context, endpoints, "credits", "connect", config.endpoints)
+    credits.setsockopt(zmq.SUBSCRIBE, stream_id.encode())
+    in_flight = source_config.in_flight
+    window = (CreditWindow(credits, stream_id, in_flight=in_flight) if offline
+              else LiveWindow(credits, stream_id, in_flight=in_flight))
     status = open_endpoint(context, endpoints, "status", "connect", config.endpoints)
     reporter = StatusReporter(status, "capture", index,
                               interval_s=config.supervisor.status_interval_s,
                               stall_after_s=config.supervisor.stall_after_s)
     sender = Sender(output)
+    live = LiveSend(window, sender) if isinstance(window, LiveWindow) else None
     counters = reporter.counters
     generation, seq, origin = -1, 0, 0.0
     state = SourceState.OPENING
@@ -77,7 +91,10 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
         return {"stream": stream_id, "source": source_config.spec, "source_state": str(state),
                 "generation": generation, "reconnects": reader.reconnects,
                 "source_fps": source.fps, "capture_fps": capture_fps, "next_seq": seq,
-                "credit_timeouts": window.timeouts, "ended_early": early,
+                "in_flight": window.in_flight, "credit_timeouts": window.timeouts,
+                "held": live is not None and live.held is not None,
+                "dropped_before_send": 0 if live is None else live.dropped,
+                "ended_early": early,
                 "decode": reader.cost.report()}
 
     reporter.ready()
@@ -87,6 +104,8 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
             state = event.state
             if event.state is SourceState.ENDED:
                 break
+            if live is not None:  # an acknowledgement may have come while reading
+                live.release(time.monotonic())
             if event.frame is None and not event.skipped:
                 reporter.maybe_send(extra())
                 continue
@@ -99,12 +118,10 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                 reporter.maybe_send(extra())
                 continue
             if paced:
-                delay = origin + event.media_time - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                _pace(origin + event.media_time, live, lambda: reporter.maybe_send(extra()))
             now = time.monotonic()
             reporter.saw_input(now)
-            if not paced:  # as fast as the pipeline takes them, not as fast as we can read;
+            if offline:  # as fast as the pipeline takes them, not as fast as we can read;
                 window.wait(generation, seq, lambda: bool(stop))  # at most in_flight ahead
                 # captured when there is room, as a camera would; still reporting (the
                 # supervisor reads reports as a heartbeat, and a wait is not a hang)
@@ -114,13 +131,21 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                             capture_time=now, media_time=max(0.0, event.media_time),
                             source_fps=min(source.fps or capture_fps, capture_fps, 1000.0),
                             meta=FrameMeta(source=source_config.spec[:4096]))
-            header = header.stamped("capture", now, time.monotonic())
-            sender.send(Message(header, {"frame": event.frame}))
+            message = Message(header, {"frame": event.frame})
+            if live is not None:
+                live.offer(message, now)
+            else:
+                sender.send(replace(message, header=header.stamped("capture", now,
+                                                                   time.monotonic())))
             seq += 1
             counters.processed += 1
             counters.sent, counters.dropped_out = sender.sent, sender.blocked
+            counters.dropped_in = 0 if live is None else live.dropped
             reporter.last_blocked = sender.last_blocked
             reporter.maybe_send(extra())
+        if live is not None:  # a frame still held: dropped, its count rides on the end
+            live.discard()
+            counters.dropped_in = live.dropped
         if state is SourceState.ENDED and ended_early(source):
             early = {"read": source.frames_read, "expected": source.frame_count}
             log.warning("capture %s: %s ended early, after %d of its %d frames (truncated or "
@@ -154,3 +179,77 @@ def _wait_for_room(socket: zmq.Socket, stop: StopFlag, heartbeat: Callable[[], N
     reads only as fast as detect drains, instead of spinning a core on frames it drops."""
     while not stop and not socket.poll(poll_ms, zmq.POLLOUT):
         heartbeat()
+
+
+def _pace(until: float, live: LiveSend | None, heartbeat: Callable[[], None],
+          poll_ms: int = 100) -> None:
+    """Wait until ``until`` (monotonic), the media time of the next frame; a held frame
+    meanwhile goes out as soon as an acknowledgement frees a slot (it is still the newest
+    frame: the next one is not due yet)."""
+    while (left := until - time.monotonic()) > 0:
+        if live is None or live.held is None:
+            time.sleep(left)
+            return
+        live.window.listen(live.held.header.generation, max(1, min(int(left * 1000), poll_ms)))
+        live.release(time.monotonic())
+        heartbeat()
+
+
+class LiveSend:
+    """A live capture's sending side: demand-driven, newest first, drops before work.
+
+    A kept frame goes out at once while the credit window has room. Otherwise it waits
+    here, alone: a newer frame replaces it, and the replaced one is a drop made before any
+    stage worked on it, counted in ``dropped`` and carried in ``Header.dropped`` of the
+    stream's next message (classify tells it from a lost frame by that count; its sequence
+    number is the gap). The held frame goes as soon as an acknowledgement frees a slot, so
+    the frame that enters the pipeline is the newest read at that moment; its
+    ``capture_time`` stays the time it was read, and the hold is capture's queue wait
+    (its stamp's arrival to start).
+
+    Example:
+        >>> live = LiveSend(LiveWindow(None, "cam0", in_flight=1), sender)  # doctest: +SKIP
+        >>> live.offer(message, now=time.monotonic())  # sent, or held  # doctest: +SKIP
+    """
+
+    def __init__(self, window: LiveWindow, sender: Sender) -> None:
+        self.window = window
+        self.sender = sender
+        self.held: Message | None = None
+        self.dropped = 0
+
+    def offer(self, message: Message, now: float) -> None:
+        """Take the newest kept frame: send it if there is room, else hold it."""
+        if self.held is not None:  # an older generation's frame is not carried into a new one
+            self._drop(carry=self.held.header.generation == message.header.generation)
+        self.held = message
+        self.release(now)
+
+    def release(self, now: float) -> bool:
+        """Send the held frame if the window has room now; whether it left (a frame the
+        Sender could not place, detect being gone or full, is its counted drop)."""
+        held = self.held
+        if held is None or not self.window.has_room(held.header.generation, now):
+            return False
+        self.held = None
+        header = held.header
+        sending = time.monotonic()  # the hold shows as capture's queue wait
+        if self.sender.send(replace(held, header=header.stamped(
+                "capture", sending, sending, t_arrive=header.capture_time))):
+            self.window.sent(header.generation, header.seq, now)
+        return True
+
+    def discard(self) -> None:
+        """At the end: a held frame is dropped, its count carried by the end of stream."""
+        if self.held is not None:
+            self._drop(carry=True)
+
+    def _drop(self, carry: bool) -> None:
+        old, self.held = self.held, None
+        if old is None:
+            return
+        self.dropped += 1
+        if carry:
+            stream = old.header.stream
+            pending = self.sender.pending_dropped
+            pending[stream] = pending.get(stream, 0) + old.header.dropped + 1

@@ -88,7 +88,7 @@ def test_resolving_records_the_choice_and_its_reason_in_the_config() -> None:
 def test_fused_keeps_one_offline_frame_in_flight_unless_the_source_says_otherwise() -> None:
     sources = [{"spec": "demo", "realtime": False}, {"spec": "demo", "realtime": False,
                                                      "in_flight": 3}, {"spec": "demo"}]
-    for asked, expected in (("fused", [FUSED_IN_FLIGHT, 3, 2]), ("split", [2, 3, 2])):
+    for asked, expected in (("fused", [FUSED_IN_FLIGHT, 3, 1]), ("split", [2, 3, 1])):
         config = load_config(None, {"sources": sources, "placement": asked})
         resolved, _ = resolve_placement(config, cores=2)
         assert [s.in_flight for s in resolved.sources] == expected, asked
