@@ -76,7 +76,9 @@ class SourceConfig(_Strict):
     (``realtime: true``; a camera or URL always is): the capture sends while fewer are
     unacknowledged and otherwise holds only the newest frame, so drops happen at capture,
     before any work; unless set, 2 in split with one stream, 1 in split with several and in
-    fused: the most no stage has to push out of its inbox (:mod:`stream.placement`)."""
+    fused: the most no stage has to push out of its inbox (:mod:`stream.placement`). In
+    fused placement the head grants these credits at each stream's turn
+    (:mod:`stream.turns`) instead of classify as each frame finishes."""
 
     @property
     def kind(self) -> SourceKind:

@@ -299,6 +299,9 @@ class SourceEvent:
     media_time: float = 0.0
     generation: int = 0
     skipped: bool = False
+    deferred: bool = False
+    """Kept, but not yet retrieved (``next(defer=True)``): :meth:`SourceReader.retrieve`
+    gives its pixels until the next grab."""
 
 
 class FramePolicy(Protocol):
@@ -372,10 +375,15 @@ class SourceReader:
         self.generation = 0
         self.reconnects = 0
         self.cost = DecodeCost()
+        self.grabs = 0
+        """Grabs so far: names the frame a deferred retrieve is for."""
         self._backoff = backoff_min_s
         self._retry_at = 0.0
 
-    def next(self) -> SourceEvent:
+    def next(self, defer: bool = False) -> SourceEvent:
+        """Grab the next frame; retrieve it if the policy keeps it, unless ``defer`` (then
+        the event is ``deferred`` and :meth:`retrieve` gives the pixels if still wanted: a
+        live capture that may replace the frame before sending it pays no conversion)."""
         if self.state is SourceState.ENDED:
             return SourceEvent(SourceState.ENDED, generation=self.generation)
         opening = self.state in (SourceState.OPENING, SourceState.RECONNECTING)
@@ -388,12 +396,27 @@ class SourceReader:
         if not self.policy.take(media_time):
             return SourceEvent(SourceState.STREAMING, None, media_time, self.generation,
                                skipped=True)
+        if defer:
+            return SourceEvent(SourceState.STREAMING, None, media_time, self.generation,
+                               deferred=True)
         frame = self._retrieve()
         if frame is None:
             return self._lost()
         return SourceEvent(SourceState.STREAMING, frame, media_time, self.generation)
 
+    def retrieve(self, grab: int) -> np.ndarray | None:
+        """The pixels of a ``deferred`` frame, if ``grab`` (:attr:`grabs` when it came) is
+        still the last grab; None when a later grab replaced it, or when it cannot be
+        decoded (then the session ends, as a failed read of a kept frame does)."""
+        if grab != self.grabs or self.state is not SourceState.STREAMING:
+            return None
+        frame = self._retrieve()
+        if frame is None:
+            self._lost()
+        return frame
+
     def _grab(self) -> float | None:
+        self.grabs += 1
         started = time.process_time()
         media_time = self.source.grab()
         self.cost.grab_s += time.process_time() - started

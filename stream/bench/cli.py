@@ -82,9 +82,10 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="engine threads in the engine bench (default: the pipeline "
                              "stages' setting, so efficiency compares like with like)")
-    parser.add_argument("--baseline-threads", type=int, default=0,
-                        help="engine threads of the one-process baseline (default 0: the "
-                             "runtime's default, as a notebook would)")
+    parser.add_argument("--baseline-threads", type=int, nargs="+", default=[0],
+                        help="engine threads of the one-process baseline, one baseline per "
+                             "value (default 0: the runtime's default, as a notebook would; "
+                             "e.g. 0 1 also runs it on the pipeline stages' one thread)")
 
 
 def add_bench_commands(bench: argparse.ArgumentParser, commands: Any) -> None:
@@ -276,18 +277,20 @@ def _baseline_runs(plan: Plan, args: argparse.Namespace, console: Any) -> list[d
                                Scenario(1, cast(Mode, mode), plan.duration_s, plan.fps),
                                plan.out / "runs" / "baseline")
 
-    baseline = Baseline.from_run_config(config("paced"), threads=args.baseline_threads)
     runs = []
-    try:
-        for streams in plan.streams:
-            for mode in plan.modes:
-                console.print(f"bench baseline: {streams} stream(s), {mode}")
-                baseline.use_rates(config(mode))
-                figures = baseline.run(streams, mode, plan.duration_s, plan.warmup_s)
-                figures["threads"] = args.baseline_threads
-                runs.append(figures)
-    finally:
-        baseline.close()
+    for threads in dict.fromkeys(args.baseline_threads):  # each value once, in order
+        baseline = Baseline.from_run_config(config("paced"), threads=threads)
+        try:
+            for streams in plan.streams:
+                for mode in plan.modes:
+                    console.print(f"bench baseline: {streams} stream(s), {mode}, "
+                                  f"threads {threads or 'default'}")
+                    baseline.use_rates(config(mode))
+                    figures = baseline.run(streams, mode, plan.duration_s, plan.warmup_s)
+                    figures["threads"] = threads
+                    runs.append(figures)
+        finally:
+            baseline.close()
     return runs
 
 

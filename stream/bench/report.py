@@ -37,24 +37,28 @@ def load_average() -> list[float] | None:
 
 
 def ratios(pipeline: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[dict]:
-    """Pipeline against baseline for each (streams, mode) both ran: throughput (above 1:
-    the pipeline does more frames per second) and latency (below 1: it answers sooner)."""
+    """Pipeline against baseline for each (streams, mode) both ran, once per baseline
+    (one per engine thread count): throughput (above 1: the pipeline does more frames per
+    second) and latency (below 1: it answers sooner)."""
     out = []
     for run in pipeline:
         key = (run["scenario"]["streams"], run["scenario"]["mode"])
-        match = next((b for b in baseline if (b["streams"], b["mode"]) == key), None)
-        if match is None:
-            continue
-        out.append({
-            "streams": key[0], "mode": key[1],
-            "pipeline_fps": run["throughput_fps"], "baseline_fps": match["throughput_fps"],
-            "throughput_ratio": ratio(run["throughput_fps"], match["throughput_fps"]),
-            "frame_latency_p50_ratio": ratio(run["frame_latency_ms"].get("p50"),
-                                             match["frame_latency_ms"].get("p50")),
-            "e2e_latency_p50_ratio": ratio(run["e2e_latency_ms"].get("p50"),
-                                           match["e2e_latency_ms"].get("p50")),
-        })
+        for match in (b for b in baseline if (b["streams"], b["mode"]) == key):
+            out.append(_ratio_row(run, match, key))
     return out
+
+
+def _ratio_row(run: dict[str, Any], match: dict[str, Any], key: tuple[int, str]
+               ) -> dict[str, Any]:
+    return {
+        "streams": key[0], "mode": key[1], "baseline_threads": match.get("threads", 0),
+        "pipeline_fps": run["throughput_fps"], "baseline_fps": match["throughput_fps"],
+        "throughput_ratio": ratio(run["throughput_fps"], match["throughput_fps"]),
+        "frame_latency_p50_ratio": ratio(run["frame_latency_ms"].get("p50"),
+                                         match["frame_latency_ms"].get("p50")),
+        "e2e_latency_p50_ratio": ratio(run["e2e_latency_ms"].get("p50"),
+                                       match["e2e_latency_ms"].get("p50")),
+    }
 
 
 def soak_slopes(run: dict[str, Any], skip_fraction: float = 0.1) -> dict[str, Any]:
@@ -127,7 +131,7 @@ def pipeline_table(report: dict[str, Any]) -> Table:
                       f"{run['total_peak_rss_mb'] or 0:.0f}")
     for run in report.get("baseline", []):
         offered = run["capture_fps"] * run["streams"] if run["mode"] == "paced" else None
-        table.add_row("baseline", str(run["streams"]), run["mode"],
+        table.add_row(_baseline_name(run), str(run["streams"]), run["mode"],
                       "" if offered is None else f"{offered:g}",
                       f"{run['throughput_fps']:.2f}", _ms(run["e2e_latency_ms"], "p50"),
                       _ms(run["e2e_latency_ms"], "p95"), _ms(run["e2e_latency_ms"], "p99"),
@@ -158,6 +162,11 @@ def split_table(run: dict[str, Any]) -> Table:
     return table
 
 
+def _baseline_name(run: dict[str, Any]) -> str:
+    """``baseline`` and its engine threads (``default``: the runtime's own choice)."""
+    return f"baseline (threads {run.get('threads') or 'default'})"
+
+
 def _fused(run: dict[str, Any]) -> bool:
     return any(label.startswith("fused") for label in run.get("cpu", {}))
 
@@ -165,7 +174,9 @@ def _fused(run: dict[str, Any]) -> bool:
 def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     for r in report.get("ratios", []):
-        lines.append(f"pipeline / baseline, {r['streams']} stream(s) {r['mode']}: throughput "
+        threads = r.get("baseline_threads") or "default"
+        lines.append(f"pipeline / baseline (threads {threads}), {r['streams']} stream(s) "
+                     f"{r['mode']}: throughput "
                      f"x{r['throughput_ratio']}, frame latency p50 x"
                      f"{r['frame_latency_p50_ratio']}, e2e p50 x{r['e2e_latency_p50_ratio']}")
     for e in report.get("efficiency", []):

@@ -25,8 +25,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 
+import numpy as np
 import zmq
 
 from engines.adapters.rates import RateSampler
@@ -83,7 +85,7 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     sender = Sender(output)
     live = LiveSend(window, sender) if isinstance(window, LiveWindow) else None
     counters = reporter.counters
-    generation, seq, origin = -1, 0, 0.0
+    generation, seq, origin, last_media = -1, 0, 0.0, 0.0
     state = SourceState.OPENING
     early: dict[str, int] | None = None  # a file that ended well short of its frame count
 
@@ -100,18 +102,22 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     reporter.ready()
     try:
         while not stop:
-            event = reader.next()
+            if live is not None and live.held is not None:  # before a grab takes its pixels
+                source_fps = source.fps or capture_fps
+                _before_grab(live, paced=paced, due=origin + last_media + 1.0 / source_fps,
+                             every_frame_kept=source_fps <= capture_fps + 1e-6,
+                             heartbeat=lambda: reporter.maybe_send(extra()))
+            event = reader.next(defer=live is not None)
             state = event.state
             if event.state is SourceState.ENDED:
                 break
-            if live is not None:  # an acknowledgement may have come while reading
-                live.release(time.monotonic())
-            if event.frame is None and not event.skipped:
+            if event.frame is None and not event.skipped and not event.deferred:
                 reporter.maybe_send(extra())
                 continue
             if event.generation != generation:
                 generation, seq = event.generation, 0
                 origin = time.monotonic() - event.media_time
+            last_media = event.media_time
             counters.received += 1
             if event.skipped:
                 reporter.saw_input(time.monotonic())
@@ -131,12 +137,11 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                             capture_time=now, media_time=max(0.0, event.media_time),
                             source_fps=min(source.fps or capture_fps, capture_fps, 1000.0),
                             meta=FrameMeta(source=source_config.spec[:4096]))
-            message = Message(header, {"frame": event.frame})
             if live is not None:
-                live.offer(message, now)
+                live.offer(Held(header, partial(reader.retrieve, reader.grabs)), now)
             else:
-                sender.send(replace(message, header=header.stamped("capture", now,
-                                                                   time.monotonic())))
+                sender.send(Message(header.stamped("capture", now, time.monotonic()),
+                                    {"frame": event.frame}))
             seq += 1
             counters.processed += 1
             counters.sent, counters.dropped_out = sender.sent, sender.blocked
@@ -195,49 +200,91 @@ def _pace(until: float, live: LiveSend | None, heartbeat: Callable[[], None],
         heartbeat()
 
 
+def _before_grab(live: LiveSend, *, paced: bool, due: float, every_frame_kept: bool,
+                 heartbeat: Callable[[], None]) -> None:
+    """Give the held frame its chance before the next grab replaces its pixels. A paced
+    source (the demo, a file in real time) waits for the next frame's due time listening
+    for a credit (the held frame is the newest until then). If it is still held then, and
+    the next frame will be kept anyway, it is left to be replaced unconverted; otherwise
+    (a camera, whose grab waits for the device; frames the rate skips) it is converted now
+    so that it survives the grab."""
+    live.release(time.monotonic())
+    if paced:
+        _pace(due, live, heartbeat)
+    if live.held is not None and not (paced and every_frame_kept):
+        live.materialize()
+
+
+@dataclass(frozen=True)
+class Held:
+    """A kept frame waiting for a credit: its header, and how to get its pixels (the
+    source's retrieve of the last grab: None once a later grab replaced it)."""
+
+    header: Header
+    pixels: Callable[[], np.ndarray | None]
+
+
 class LiveSend:
     """A live capture's sending side: demand-driven, newest first, drops before work.
 
     A kept frame goes out at once while the credit window has room. Otherwise it waits
-    here, alone: a newer frame replaces it, and the replaced one is a drop made before any
-    stage worked on it, counted in ``dropped`` and carried in ``Header.dropped`` of the
-    stream's next message (classify tells it from a lost frame by that count; its sequence
-    number is the gap). The held frame goes as soon as an acknowledgement frees a slot, so
-    the frame that enters the pipeline is the newest read at that moment; its
-    ``capture_time`` stays the time it was read, and the hold is capture's queue wait
-    (its stamp's arrival to start).
+    here, alone and not yet converted (:class:`Held`): a newer frame replaces it, and the
+    replaced one is a drop made before any work, even the conversion to BGR, counted in
+    ``dropped`` and carried in ``Header.dropped`` of the stream's next message (classify
+    tells it from a lost frame by that count; its sequence number is the gap). The held
+    frame goes as soon as a credit frees a slot (fused placement grants one just before
+    the stream's turn: :mod:`stream.turns`), so the frame that enters the pipeline is the
+    newest read at that moment; its ``capture_time`` stays the time it was read, and the
+    hold shows as capture's queue wait (its stamp's arrival to start).
 
     Example:
         >>> live = LiveSend(LiveWindow(None, "cam0", in_flight=1), sender)  # doctest: +SKIP
-        >>> live.offer(message, now=time.monotonic())  # sent, or held  # doctest: +SKIP
+        >>> live.offer(Held(header, reader_retrieve), now=time.monotonic())  # doctest: +SKIP
     """
 
     def __init__(self, window: LiveWindow, sender: Sender) -> None:
         self.window = window
         self.sender = sender
-        self.held: Message | None = None
+        self.held: Held | None = None
         self.dropped = 0
 
-    def offer(self, message: Message, now: float) -> None:
+    def offer(self, held: Held, now: float) -> None:
         """Take the newest kept frame: send it if there is room, else hold it."""
         if self.held is not None:  # an older generation's frame is not carried into a new one
-            self._drop(carry=self.held.header.generation == message.header.generation)
-        self.held = message
+            self._drop(carry=self.held.header.generation == held.header.generation)
+        self.held = held
         self.release(now)
 
     def release(self, now: float) -> bool:
         """Send the held frame if the window has room now; whether it left (a frame the
-        Sender could not place, detect being gone or full, is its counted drop)."""
+        Sender could not place, detect being gone or full, is its counted drop; one whose
+        pixels are gone, replaced by a later grab or undecodable, is a drop here)."""
         held = self.held
         if held is None or not self.window.has_room(held.header.generation, now):
+            return False
+        frame = held.pixels()
+        if frame is None:
+            self._drop(carry=True)
             return False
         self.held = None
         header = held.header
         sending = time.monotonic()  # the hold shows as capture's queue wait
-        if self.sender.send(replace(held, header=header.stamped(
-                "capture", sending, sending, t_arrive=header.capture_time))):
+        if self.sender.send(Message(header.stamped("capture", sending, sending,
+                                                   t_arrive=header.capture_time),
+                                    {"frame": frame})):
             self.window.sent(header.generation, header.seq, now)
         return True
+
+    def materialize(self) -> None:
+        """Convert the held frame now, so it outlives the next grab."""
+        held = self.held
+        if held is None:
+            return
+        frame = held.pixels()
+        if frame is None:
+            self._drop(carry=True)
+            return
+        self.held = replace(held, pixels=lambda: frame)
 
     def discard(self) -> None:
         """At the end: a held frame is dropped, its count carried by the end of stream."""

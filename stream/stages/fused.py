@@ -9,9 +9,14 @@ classify, before it takes the next: work starts only on a frame the chain will f
 nothing is processed and then dropped between stages. End-of-stream markers go through
 each stage's ``on_control`` in the same order, after the frames that came before them.
 
+Which frame comes next is decided here: the captures send only on credit, and in fused
+placement the credits are granted by this loop, one stream at a time, just before that
+stream's turn (:mod:`stream.turns`), instead of by classify as each frame finishes; so a
+frame starts its chain as soon as it arrives, and frames are dropped only at capture.
+
 The stage objects are the split stages' own (built by :mod:`stream.stages.main`), and so
-are classify's outputs: the predictions PUB, the JSONL sinks, the credits for unpaced
-sources and the text topic. The process reports three statuses, ``detect[0]``,
+are classify's outputs: the predictions PUB, the JSONL sinks, the credits socket and the
+text topic. The process reports three statuses, ``detect[0]``,
 ``features[0]`` and ``classify[0]``, each with that stage's own counters (busy time,
 batches, items, failures) and figures: the supervisor's drain (classify's ``streams``),
 the run summary and the bench's stage breakdown read them exactly as in split mode. Each
@@ -30,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import zmq
 
@@ -37,6 +43,7 @@ from stream.config import StageConfig
 from stream.hop import BatchPolicy, LatestInbox
 from stream.stage import BatchStage, StopFlag, _guarded, run_inbox_loop
 from stream.status import FailedItems, Rejections, StatusReporter
+from stream.turns import TurnGrants
 from stream.wire import ANY_STREAM, Message, WireRules
 
 
@@ -92,6 +99,11 @@ class FusedChain:
         if not links:
             raise ValueError("a fused chain needs at least one stage")
         self.links = links
+        self.before_tail: Callable[[], None] = _nothing
+        """Called as the last stage is about to run on a batch (:mod:`stream.turns`: the
+        next stream is asked for its frame then, so it arrives as this one finishes)."""
+        self.head_status: Callable[[], dict[str, Any]] = dict
+        """More figures for the head's (detect's) status: the grants."""
         self.input_rejections = Rejections("detect_in", links[0].stage.name)
         """What the head's input socket refused, by reason (set by :func:`run_fused`)."""
 
@@ -108,6 +120,8 @@ class FusedChain:
         for index, link in enumerate(self.links):
             if not batch:
                 return
+            if link is self.tail:
+                self.before_tail()
             batch = link.frames(batch, head=index == 0)
 
     def control(self, messages: list[Message]) -> None:
@@ -122,12 +136,18 @@ class FusedChain:
         """Each stage's status (every ``status_interval_s``, or now with ``force``)."""
         for link in self.links:
             Rejections.report_to(link.reporter.counters, self._rejections(link))
-            link.reporter.maybe_send(link.stage.extra_status(), force=force)
+            link.reporter.maybe_send(self._extra(link), force=force)
 
     def stopping(self) -> None:
         for link in self.links:
             Rejections.report_to(link.reporter.counters, self._rejections(link))
-            link.reporter.stopping(link.stage.extra_status())
+            link.reporter.stopping(self._extra(link))
+
+    def _extra(self, link: Link) -> dict[str, Any]:
+        extra = link.stage.extra_status()
+        if link is self.head:
+            extra = {**extra, "turns": self.head_status()}
+        return extra
 
     def _rejections(self, link: Link) -> list[Rejections]:
         own = [self.input_rejections] if link is self.head else []
@@ -151,6 +171,10 @@ class FusedChain:
             raise errors[0]
 
 
+def _nothing() -> None:
+    return None
+
+
 class OfflineInbox(LatestInbox):
     """Latest-wins for live streams; an offline stream (``realtime: false``, paced by
     classify's credits) keeps up to its ``in_flight`` frames instead of ``depth``.
@@ -161,13 +185,22 @@ class OfflineInbox(LatestInbox):
     waiting frame would otherwise be pushed out by the next one its credit let through
     while another stream's frame was in the chain (measured: 16 of a file's frames)."""
 
-    def __init__(self, depth: int, offline: dict[str, int] | None = None) -> None:
+    def __init__(self, depth: int, offline: dict[str, int] | None = None,
+                 grants: TurnGrants | None = None) -> None:
         super().__init__(depth)
         self.live_depth = depth
         self.offline = dict(offline or {})
+        self.grants = grants
+        """Told of every arrival, so a stream's grant counts as answered."""
 
     def offer(self, message: Message, now: float | None = None) -> None:
-        self.depth = max(self.live_depth, self.offline.get(message.header.stream, 0))
+        header = message.header
+        if self.grants is not None:
+            if message.is_control:
+                self.grants.ended(header.stream)
+            else:
+                self.grants.arrived(header.stream, header.generation, header.seq)
+        self.depth = max(self.live_depth, self.offline.get(header.stream, 0))
         super().offer(message, now)
 
 
@@ -180,6 +213,9 @@ class FusedIO:
     rules: WireRules = ANY_STREAM
     endpoint: str = "detect_in"
     offline: dict[str, int] = field(default_factory=dict)
+    grants: TurnGrants | None = None
+    """The captures' credits, granted at each stream's turn (:mod:`stream.turns`); None:
+    classify acknowledges each frame as it finishes, as in split placement."""
 
 
 def run_fused(chain: FusedChain, io: FusedIO, stop: StopFlag) -> None:
@@ -187,13 +223,26 @@ def run_fused(chain: FusedChain, io: FusedIO, stop: StopFlag) -> None:
     the head's (detect's) inbox and batch policy, each batch run through the chain."""
     head = chain.head
     chain.input_rejections = Rejections(io.endpoint, head.stage.name)
+    inbox = OfflineInbox(head.config.queue_depth, io.offline, io.grants)
+    grants = io.grants
+
+    def grant() -> None:
+        if grants is not None:
+            grants.grant(inbox.frames, time.monotonic())
+
+    def after_turn() -> None:
+        grant()  # an idle turn: the stream asked last may not have a frame yet
+        chain.report()
+
+    chain.before_tail = grant
+    if grants is not None:
+        chain.head_status = grants.report
     chain.ready()
     run_inbox_loop(
-        io.input, OfflineInbox(head.config.queue_depth, io.offline),
-        BatchPolicy(head.config.batch, head.config.max_delay_ms),
+        io.input, inbox, BatchPolicy(head.config.batch, head.config.max_delay_ms),
         admit=head.stage.admit, rules=io.rules, rejections=chain.input_rejections,
         reporter=head.reporter,
         handlers=[(socket, handler, link.failures)
                   for socket, handler, link in chain.extra_sockets()],
-        on_frames=chain.frames, on_control=chain.control, after_turn=chain.report, stop=stop)
+        on_frames=chain.frames, on_control=chain.control, after_turn=after_turn, stop=stop)
     chain.stopping()

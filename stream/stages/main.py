@@ -29,6 +29,7 @@ from stream.config import RunConfig, StageConfig
 from stream.credits import CreditPublisher
 from stream.endpoints import Endpoints, Side, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
+from stream.placement import FUSED_STAGES
 from stream.sinks import JsonlSink, PubSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.status import StatusReporter
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGES = ("capture", "detect", "features", "classify", "fused")
-FUSED = ("detect", "features", "classify")
+FUSED = FUSED_STAGES
 """The stages the ``fused`` process runs, in order (``placement: fused``)."""
 EXIT_LINGER_MS = 500
 STATE_FILE = "classify-state.json"
@@ -206,7 +207,9 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path |
     as their own processes would build them, one status reporter each (they report as
     ``detect[INDEX]``, ``features[INDEX]``, ``classify[INDEX]``), and detect's input
     endpoint, bound, for the captures. Classify binds its outside endpoints as in split."""
+    from stream.stages.classify import ClassifyStage
     from stream.stages.fused import FusedChain, FusedIO, Link
+    from stream.turns import TurnGrants
 
     builders: dict[str, Callable[[], tuple[BatchStage, StageConfig]]] = {
         "detect": lambda: build_detect(config),
@@ -232,7 +235,13 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path |
     offline = {stream: source.in_flight
                for stream, source in zip(config.stream_ids(), config.sources, strict=True)
                if not source.realtime}
-    return FusedChain(links), FusedIO(inbound, rules, "detect_in", offline)
+    # the head grants the captures' credits at each stream's turn instead of classify
+    # acknowledging each frame as it finishes (stream.turns)
+    classify = links[-1].stage
+    grants = TurnGrants(getattr(classify, "credits", None))
+    if isinstance(classify, ClassifyStage):
+        classify.credits = None
+    return FusedChain(links), FusedIO(inbound, rules, "detect_in", offline, grants)
 
 
 def _batch_hwm(config: RunConfig, stage_config: StageConfig) -> int:

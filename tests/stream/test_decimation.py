@@ -206,11 +206,13 @@ def test_kept_count_matches_the_sampler_on_the_same_times(
 
 
 def test_the_capture_stage_reports_grabbed_and_retrieved_frames(tmp_path: Path) -> None:
-    """run_capture (in a thread, paced: 1 s) on a 30 fps file at capture_fps 5: 5 frames
-    out, and its last status report's ``decode`` figures say 30 grabbed, 5 retrieved."""
+    """run_capture (in a thread, unpaced, with credits for all its frames) on a 30 fps file
+    at capture_fps 5: 5 frames out, and its last status report's ``decode`` figures say 30
+    grabbed, 5 retrieved."""
     path = write_demo_video(tmp_path / "clip.avi", seconds=1.0, fps=30, width=64, height=48)
-    config = load_config(None, {"sources": [{"spec": str(path), "in_flight": 8}], "profile": "tiny",
-                                "analysis": {"capture_fps": 5.0}})
+    config = load_config(None, {"sources": [{"spec": str(path), "in_flight": 8,
+                                             "realtime": False}],
+                                "profile": "tiny", "analysis": {"capture_fps": 5.0}})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     endpoints = Endpoints.for_config(config.endpoints, run_dir)

@@ -175,6 +175,8 @@ def test_without_acks_a_live_capture_sends_one_frame_then_only_holds(rig: Rig) -
     assert last.counters.processed == last.counters.sent + last.counters.dropped_in + 1
     assert last.extra["credit_timeouts"] == 0 and last.extra["in_flight"] == 2
     assert last.state != "stalled"  # reports (the supervisor's heartbeat) kept flowing
+    decode = last.extra["decode"]  # held frames that a newer one replaced were never rendered
+    assert decode["retrieved"] == 1 and decode["grabbed"] >= 1 + last.counters.dropped_in
 
 
 def test_each_ack_releases_exactly_the_newest_held_frame(rig: Rig) -> None:
@@ -194,6 +196,7 @@ def test_each_ack_releases_exactly_the_newest_held_frame(rig: Rig) -> None:
         # every frame kept between the two was dropped here, and said so: the released
         # one was the newest read when it went
         assert released.seq - previous.seq - 1 == released.dropped > 0
+        assert rig.reports[-1].extra["decode"]["retrieved"] == len(rig.frames_sent())
         stamp = released.stamps[-1]  # the hold is capture's queue wait
         assert stamp.stage == "capture" and stamp.t_arrive == released.capture_time
         assert released.capture_time < stamp.t_in <= stamp.t_out
