@@ -4,7 +4,8 @@
   works offline.
 - ``WS /ws``: one connection per page. Text messages are JSON (``hello`` with the current
   state, then ``prediction``, ``transcript``, ``monitor``); binary ones are frames
-  (:func:`stream.ui.hub.frame_message`). The page only ever sends pings.
+  (:func:`stream.ui.hub.frame_message`). The page sends ``ack`` when it has drawn a frame
+  (frames are paced by the browser: :class:`stream.ui.hub.Client`).
 - ``GET /api/state``: what ``hello`` carries. ``GET /api/stats``: the view's own counters
   (per topic received and refused; per client sent and dropped).
 
@@ -116,7 +117,8 @@ def build_app(hub: Hub, *, token: str | None, host: str,
         sender = asyncio.create_task(send_loop(websocket, client))
         try:
             while True:
-                await websocket.receive_text()  # pings; returns on disconnect
+                if await websocket.receive_text() == "ack":  # raises on disconnect
+                    client.ack()
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

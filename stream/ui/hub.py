@@ -8,9 +8,12 @@ hands a message for the page to every connected :class:`Client`.
 
 Handing on never waits: each client has its own bounded queue (the newest frame per stream,
 latest-wins; at most ``max_data`` data messages, oldest dropped first) and its own sender
-task. A browser that stops reading blocks only its own sender; its queue then drops, and
-counts, what it could not take (``dropped_frames``, ``dropped_data``), and nobody else
-notices, least of all the pipeline.
+task. Frames are paced by the browser: the page acknowledges each frame once it has drawn
+it, and a client gets a new frame only while fewer than ``MAX_FRAMES_IN_FLIGHT`` are
+unacknowledged (socket buffers alone would take megabytes of frames a frozen tab never
+shows). A browser that stops reading or drawing holds at most that many frames; its queue
+then drops, and counts, what it could not take (``dropped_frames``, ``dropped_data``), and
+nobody else notices, least of all the pipeline.
 
 Times: the pipeline stamps ``time.monotonic()`` (system-wide on Linux); the page gets wall
 times (``*_wall``, epoch seconds) so a browser on this machine can tell a frame's age.
@@ -40,6 +43,9 @@ from stream.wire import WireError, refusal
 
 KEEP_LINES = 50
 MAX_DATA = 256
+MAX_FRAMES_IN_FLIGHT = 2
+"""Frames sent to one browser and not yet acknowledged as drawn: two keep a frame coming
+while the page draws the last one."""
 TOPICS = ("preview", "predictions", "transcript", "monitor")
 _LINE = TypeAdapter(TextLine)
 
@@ -53,8 +59,11 @@ def wall_clock() -> Callable[[float], float]:
 class Client:
     """One browser connection's queue: the newest frame per stream and recent data."""
 
-    def __init__(self, name: str, max_data: int = MAX_DATA) -> None:
+    def __init__(self, name: str, max_data: int = MAX_DATA,
+                 max_in_flight: int = MAX_FRAMES_IN_FLIGHT) -> None:
         self.name = name
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.frames: dict[str, bytes] = {}
         self.data: deque[str] = deque()
         self.max_data = max_data
@@ -63,6 +72,7 @@ class Client:
         self.sent_data = 0
         self.dropped_frames = 0
         self.dropped_data = 0
+        self.acked = 0
 
     def put_frame(self, stream: str, payload: bytes) -> None:
         if stream in self.frames:
@@ -77,15 +87,32 @@ class Client:
         self.data.append(text)
         self.ready.set()
 
-    async def take(self) -> list[str | bytes]:
-        """Everything waiting (data first, then frames), once there is something."""
-        await self.ready.wait()
-        self.ready.clear()
+    def ack(self) -> None:
+        """The page drew a frame: one more may go."""
+        self.in_flight = max(0, self.in_flight - 1)
+        self.acked += 1
+        if self.frames:
+            self.ready.set()
+
+    def ready_items(self) -> list[str | bytes]:
+        """What may be sent now: every data message, then frames while the page has room."""
         items: list[str | bytes] = list(self.data)
         self.data.clear()
-        items.extend(self.frames.values())
-        self.frames.clear()
+        for stream in list(self.frames):
+            if self.in_flight >= self.max_in_flight:
+                break
+            items.append(self.frames.pop(stream))
+            self.in_flight += 1
         return items
+
+    async def take(self) -> list[str | bytes]:
+        """What may be sent, once there is something."""
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            items = self.ready_items()
+            if items:
+                return items
 
     def sent(self, item: str | bytes) -> None:
         if isinstance(item, bytes):
@@ -96,7 +123,8 @@ class Client:
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "sent_frames": self.sent_frames,
                 "sent_data": self.sent_data, "dropped_frames": self.dropped_frames,
-                "dropped_data": self.dropped_data,
+                "dropped_data": self.dropped_data, "acked": self.acked,
+                "in_flight": self.in_flight,
                 "waiting": len(self.data) + len(self.frames)}
 
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s ui %(name)s: %(message)s")
     spec = UiSpec.model_validate_json(Path(args[0]).read_text())
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found: a quiet one here, so the counters below still get written
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     hub = asyncio.run(serve(spec, os.environ.get(TOKEN_ENV) or None))
     if spec.stats_path is not None:
         spec.stats_path.write_text(json.dumps(hub.stats(), indent=2))

@@ -37,7 +37,7 @@ function streamView(stream) {
 
 // -- frames ---------------------------------------------------------------------------
 
-async function showFrame(buffer) {
+async function showFrame(buffer, ws) {
   const length = new DataView(buffer).getUint32(0);
   const meta = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, length)));
   const bitmap = await createImageBitmap(new Blob([new Uint8Array(buffer, 4 + length)],
@@ -71,6 +71,7 @@ async function showFrame(buffer) {
                                       colours: meta.persons.map((p) => colour(p.track_id)) };
     hidemo.frameAgesMs.push(ageMs); hidemo.pipelineMsAtShow.push(pipelineMs);
     if (hidemo.frameAgesMs.length > 1000) { hidemo.frameAgesMs.shift(); hidemo.pipelineMsAtShow.shift(); }
+    if (ws.readyState === WebSocket.OPEN) ws.send("ack");  // drawn: the server may send the next
     text(view.frameInfo, `frame ${meta.seq} · ${meta.persons.length} person(s) · ` +
       `age when shown ${ageMs.toFixed(0)} ms (analysed after ${pipelineMs.toFixed(0)} ms) · ` +
       `${meta.detector || ""}`);
@@ -217,7 +218,7 @@ function connect() {
     setTimeout(connect, 1000);
   };
   ws.onmessage = (event) => {
-    if (typeof event.data !== "string") { showFrame(event.data); return; }
+    if (typeof event.data !== "string") { showFrame(event.data, ws); return; }
     const message = JSON.parse(event.data);
     if (message.type === "hello") onHello(message);
     else if (message.type === "prediction") onPrediction(message.record);
