@@ -120,6 +120,7 @@ def stalled_connection(port: int) -> socket.socket:
 
 def reading_client(port: int, stop: threading.Event, frames: list[int]) -> threading.Thread:
     """A browser that keeps up: reads every message, counts the frames."""
+    from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
     def read() -> None:
@@ -129,6 +130,8 @@ def reading_client(port: int, stop: threading.Event, frames: list[int]) -> threa
                     message = ws.recv(timeout=0.5)
                 except TimeoutError:
                     continue
+                except ConnectionClosed:  # the run ended and the view with it
+                    return
                 if isinstance(message, bytes):
                     frames.append(len(message))
                     ws.send("ack")  # drawn, as the page says
