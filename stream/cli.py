@@ -53,6 +53,16 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
                           "the CPU, else split) (default: the config file's, else split)")
     run.add_argument("--fast", action="store_true",
                      help="read files as fast as the pipeline takes them (not real time)")
+    run.add_argument("--ui", action="store_true",
+                     help="serve a live web view of the run (frames with persons, labels, "
+                          "timelines, transcript, stage health) on --ui-bind")
+    run.add_argument("--ui-bind", default=None, metavar="HOST:PORT",
+                     help="where the web view listens (implies --ui; default 127.0.0.1:8080); "
+                          "a host other than loopback needs a token: HIDEMO_UI_TOKEN or "
+                          "--ui-token-file")
+    run.add_argument("--ui-token-file", type=Path, default=None, metavar="FILE",
+                     help="a file holding the web view's token (the page is then opened as "
+                          "/?token=...); or set HIDEMO_UI_TOKEN")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config field, e.g. classify.stride_s=0.5 (repeatable)")
     return run
@@ -70,12 +80,34 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["sources"] = [{"spec": spec, "realtime": not args.fast}
                                 for spec in args.source]
     config = load_config(args.config, overrides, args.set)
+    config = with_ui_args(config, args)
     if not config.sources:
         raise ValueError("no source: pass --source 0|PATH|URL|demo (or list sources in --config)")
     for source in config.sources:
         if source.kind == "file" and not Path(source.spec).is_file():
             raise FileNotFoundError(f"--source {source.spec}: no such file")
     return config
+
+
+def with_ui_args(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """``--ui``, ``--ui-bind`` (implies ``--ui``) and ``--ui-token-file`` over the
+    configuration's ``ui`` section, validated; a bad bind or a missing token is an error
+    (exit 2) before anything starts."""
+    from stream.config import UiConfig
+    from stream.ui.access import parse_bind, resolve_token
+
+    ui = config.ui.model_dump()
+    if getattr(args, "ui", False) or getattr(args, "ui_bind", None):
+        ui["enabled"] = True
+    if getattr(args, "ui_bind", None):
+        ui["bind"] = args.ui_bind
+    if getattr(args, "ui_token_file", None) is not None:
+        ui["token_file"] = args.ui_token_file
+    resolved = UiConfig.model_validate(ui)
+    if resolved.enabled:
+        parse_bind(resolved.bind)
+        resolve_token(resolved.bind, resolved.token_file)
+    return config.model_copy(update={"ui": resolved})
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -108,7 +140,15 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     from stream.placement import resolve_placement
     from stream.preflight import preflight
     from stream.supervisor import Supervisor
+    from stream.view import TeeView
 
+    if config.ui.enabled:
+        from stream.ui.access import parse_bind
+        from stream.ui.launcher import check_port
+
+        problem = check_port(*parse_bind(config.ui.bind))
+        if problem is not None:
+            raise ValueError(problem)
     with tempfile.TemporaryDirectory(prefix="hidemo-run-") as scratch:
         run_dir = Path(scratch)
         endpoints = Endpoints.for_config(config.endpoints, run_dir)
@@ -139,12 +179,57 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         print(f"hidemo run: {len(config.sources)} source(s) {config.stream_ids()}, profile "
               f"{config.profile}; predictions on {endpoints.predictions}, text topic "
               f"{endpoints.text}", file=sys.stderr)
+        ui = None
+        if config.ui.enabled:
+            from stream.ui.monitor import open_monitor
+
+            ui = start_ui(config, endpoints, run_dir, log_dir)
+            view = TeeView(view, open_monitor(endpoints, config.endpoints))
         supervisor = Supervisor(config, endpoints, spec_path, log_dir, view, stop)
-        code = supervisor.run()
+        try:
+            code = supervisor.run()
+        finally:
+            if ui is not None:
+                ui.stop()
         summary = supervisor.summary()
+        if ui is not None:
+            summary["ui"] = ui_summary(config, ui, run_dir)
         if out is not None:
             (out / "summary.json").write_text(strictjson.dumps(summary, indent=2))
     return code, summary
+
+
+def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) -> Any:
+    """Start the web view's process (:mod:`stream.ui.launcher`) and say where it is."""
+    from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token
+    from stream.ui.launcher import UiProcess, UiSpec
+
+    host, port = parse_bind(config.ui.bind)
+    token = resolve_token(config.ui.bind, config.ui.token_file)
+    spec = UiSpec(host=host, port=port, streams=config.stream_ids(),
+                  history_s=config.ui.history_s, max_clients=config.ui.max_clients,
+                  endpoints=endpoints.to_json(), endpoint_config=config.endpoints,
+                  stats_path=run_dir / "ui-stats.json")
+    spec_path = run_dir / "ui-spec.json"
+    spec_path.write_text(spec.model_dump_json())
+    ui = UiProcess(spec_path, log_dir / "ui.log", token, max_restarts=config.ui.max_restarts)
+    ui.start()
+    shown = f"[{host}]" if ":" in host else host
+    query = "" if token is None else f"?token=${TOKEN_ENV}"
+    print(f"hidemo run: web view on http://{shown}:{port}/{query}", file=sys.stderr)
+    return ui
+
+
+def ui_summary(config: RunConfig, ui: Any, run_dir: Path) -> dict[str, Any]:
+    """The web view's part of ``summary.json``: where it was, its restarts, its counters."""
+    import json
+
+    stats_path = run_dir / "ui-stats.json"
+    try:
+        stats = json.loads(stats_path.read_text())
+    except (OSError, ValueError):
+        stats = None
+    return {"bind": config.ui.bind, **ui.report(), "stats": stats}
 
 
 def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:

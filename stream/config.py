@@ -273,6 +273,29 @@ class SupervisorConfig(_Strict):
     hang_after_s: float = Field(30.0, gt=0)
 
 
+class UiConfig(_Strict):
+    """The live web view (``hidemo run --ui``, :mod:`stream.ui`).
+
+    ``bind`` is ``HOST:PORT`` of the page; a host other than loopback needs a token (the
+    ``HIDEMO_UI_TOKEN`` environment variable or ``token_file``; never kept in the saved
+    configuration). With the view on, detect publishes a preview of at most
+    ``preview_fps`` analysed frames per second per stream (a JPEG ``preview_width`` pixels
+    wide at ``jpeg_quality``, plus boxes, track ids and keypoints); the page draws the
+    probability of each person over the last ``history_s`` seconds and serves at most
+    ``max_clients`` browsers at once.
+    """
+
+    enabled: bool = False
+    bind: str = "127.0.0.1:8080"
+    token_file: Path | None = None
+    preview_fps: float = Field(4.0, gt=0, le=30)
+    preview_width: int = Field(480, ge=64, le=1920)
+    jpeg_quality: int = Field(70, ge=10, le=95)
+    history_s: float = Field(300.0, gt=0, le=3600)
+    max_clients: int = Field(8, ge=1, le=64)
+    max_restarts: int = Field(5, ge=0)
+
+
 class Reasons(_Strict):
     """Why ``hidemo run`` resolved each automatic choice as it did, saved with the resolved
     configuration in ``config.json`` so a run's outputs say how its graph was laid out.
@@ -316,6 +339,7 @@ class RunConfig(_Strict):
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     endpoints: EndpointConfig = Field(default_factory=EndpointConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -34,7 +34,8 @@ import zmq
 from stream.config import EndpointConfig
 from stream.curve import ClientKeys, CurveServer, Secure, client_security
 
-INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits")
+INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits", "preview",
+            "monitor", "transcript")
 
 KiB = 2**10
 MiB = 2**20
@@ -73,6 +74,8 @@ class Hop:
 
 STAGES = ("capture", "detect", "features", "classify")
 OUTSIDE = "outside client"
+UI = "ui"
+"""The web view's process (:mod:`stream.ui`): a subscriber of the pipeline's outputs."""
 
 LAYOUT: Mapping[str, Hop] = MappingProxyType({
     "detect_in": Hop(SocketEnd(("detect",), zmq.PULL, None),
@@ -90,6 +93,14 @@ LAYOUT: Mapping[str, Hop] = MappingProxyType({
                        outside=True),
     "text": Hop(SocketEnd(("classify",), zmq.SUB, 1000),
                 SocketEnd((OUTSIDE,), zmq.PUB, 1000), max_bytes=64 * KiB, outside=True),
+    # the web view's topics (bound only with ``ui.enabled``): PUB, queue of 1-2, never waited
+    # on (NOBLOCK), so a slow or absent view costs the publisher nothing
+    "preview": Hop(SocketEnd(("detect",), zmq.PUB, 1),
+                   SocketEnd((UI,), zmq.SUB, 2), max_bytes=4 * MiB),
+    "monitor": Hop(SocketEnd(("supervisor",), zmq.PUB, 2),
+                   SocketEnd((UI,), zmq.SUB, 2), max_bytes=1 * MiB),
+    "transcript": Hop(SocketEnd(("classify",), zmq.PUB, 100),
+                      SocketEnd((UI,), zmq.SUB, 100), max_bytes=64 * KiB),
 })
 """Every endpoint of a run: who binds, who connects, socket types, queues, message bounds."""
 
@@ -103,6 +114,9 @@ class Endpoints:
     credits: str
     predictions: str
     text: str
+    preview: str
+    monitor: str
+    transcript: str
 
     @classmethod
     def for_config(cls, config: EndpointConfig, run_dir: Path) -> Endpoints:

@@ -58,11 +58,14 @@ class TextTopic:
     ``embed_factory`` (so a run without any text never loads the text engine). Messages are
     untrusted: exactly ``[stream id, JSON]``, a stream of this run (``streams``; None:
     any), a :class:`TextLine` body; anything else is counted in ``rejections`` and dropped.
+    ``on_line(stream, spoken, text)`` is told of each accepted line (the web view's
+    transcript topic, :mod:`stream.ui.transcript`); it must not block.
     """
 
     def __init__(self, socket: zmq.Socket,
                  embed_factory: Callable[[], Callable[[Sequence[str]], np.ndarray]], *,
-                 streams: Collection[str] | None = None, endpoint: str = "text") -> None:
+                 streams: Collection[str] | None = None, endpoint: str = "text",
+                 on_line: Callable[[str, float, str], None] | None = None) -> None:
         self.socket = socket
         self.embed_factory = embed_factory
         self.known_streams = None if streams is None else frozenset(streams)
@@ -71,6 +74,7 @@ class TextTopic:
         self._lines: dict[str, deque[tuple[float, str]]] = {}
         self._cache: tuple[str, np.ndarray] | None = None
         self.received = 0
+        self.on_line = on_line
 
     @property
     def malformed(self) -> int:
@@ -97,6 +101,8 @@ class TextTopic:
             while lines and lines[0][0] < spoken - KEEP_S:
                 lines.popleft()
             self.received += 1
+            if self.on_line is not None:
+                self.on_line(stream, spoken, line.text)
 
     def _parse(self, parts: list[bytes]) -> tuple[str, TextLine]:
         if len(parts) != 2:

@@ -141,6 +141,36 @@ def stage_table(statuses: dict[str, StageStatus], restarts: dict[str, int]) -> T
     return table
 
 
+class TeeView:
+    """Several views fed the same calls (the terminal view and the web view's monitor
+    topic); one view's error in ``close`` does not keep the others open."""
+
+    def __init__(self, *views: View) -> None:
+        self.views = views
+
+    def prediction(self, record: dict[str, Any]) -> None:
+        for view in self.views:
+            view.prediction(record)
+
+    def event(self, event: dict[str, Any]) -> None:
+        for view in self.views:
+            view.event(event)
+
+    def update(self, statuses: dict[str, StageStatus], restarts: dict[str, int]) -> None:
+        for view in self.views:
+            view.update(statuses, restarts)
+
+    def close(self) -> None:
+        errors = []
+        for view in self.views:
+            try:
+                view.close()
+            except Exception as error:  # noqa: BLE001 - close the others, then raise
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
 def make_view(kind: str) -> View:
     """``auto``: the live tables on a terminal, log lines otherwise."""
     if kind == "auto":

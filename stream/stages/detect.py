@@ -8,6 +8,10 @@ engines batch across streams. The full frame stays here; each person goes on as 
 (buffer ``crop{i}``) plus its box and, when present, its keypoints (row ``i`` of buffer
 ``keypoints``). A frame with nobody still goes on (with no crops) so sequence numbers stay
 contiguous downstream.
+
+With the web view on (``--ui``), each analysed frame is also offered to a preview publisher
+(:mod:`stream.ui.preview`): it encodes and sends only when its rate cap says so, never
+waits, and costs nothing when the view is off (:class:`~stream.ui.preview.NullPreview`).
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import numpy as np
 
 from engines.adapters.perception import Percept, PerceptionCore, PerceptionFrame
 from stream.stage import BatchStage
+from stream.ui.preview import NullPreview, Previews
 from stream.wire import MAX_DIM, Message, Person, WireError
 
 
 class DetectStage(BatchStage):
     name = "detect"
 
-    def __init__(self, core: PerceptionCore) -> None:
+    def __init__(self, core: PerceptionCore, preview: Previews | None = None) -> None:
         self.core = core
+        self.preview: Previews = preview or NullPreview()
         self.persons_seen = 0
 
     def admit(self, message: Message) -> None:
@@ -44,6 +50,7 @@ class DetectStage(BatchStage):
         frames = [PerceptionFrame(m.header.stream, m.header.generation, m.arrays["frame"])
                   for m in batch]
         found = self.core.perceive(frames)
+        analysed = time.monotonic()
         out = []
         for message, frame, percepts in zip(batch, frames, found, strict=True):
             persons, arrays = wire_persons(percepts)
@@ -57,6 +64,7 @@ class DetectStage(BatchStage):
                 random_weights=tuple(sorted(random_weights)),
             ).stamped(self.name, t_in, time.monotonic(), message.arrived)
             out.append(Message(header, arrays))
+            self.preview.offer(message.header, frame.image, percepts, analysed, self.core.name)
         return out
 
     def on_control(self, message: Message) -> list[Message]:
@@ -66,9 +74,14 @@ class DetectStage(BatchStage):
         return [message]
 
     def extra_status(self) -> dict[str, Any]:
-        return {"detector": self.core.name, "persons": self.persons_seen}
+        extra: dict[str, Any] = {"detector": self.core.name, "persons": self.persons_seen}
+        preview = self.preview.status()
+        if preview:
+            extra["preview"] = preview
+        return extra
 
     def close(self) -> None:
+        self.preview.close()
         self.core.close()
 
 

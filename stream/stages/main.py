@@ -68,16 +68,26 @@ def engine_backend(backend: str, manifest: EngineManifest) -> str:
     return backend
 
 
-def build_detect(config: RunConfig) -> tuple[BatchStage, StageConfig]:
+def build_detect(config: RunConfig, context: zmq.Context | None = None,
+                 endpoints: Endpoints | None = None) -> tuple[BatchStage, StageConfig]:
     """Detect on the run's perception core (``keypoints`` resolved before the stages
-    start; resolved here only when a caller skipped that), warmed up for the run's streams."""
+    start; resolved here only when a caller skipped that), warmed up for the run's streams.
+    With ``ui.enabled`` (and sockets to bind) it publishes the web view's preview topic."""
     from stream.perception import open_run_core
     from stream.stages.detect import DetectStage
 
+    preview = None
+    if config.ui.enabled and context is not None and endpoints is not None:
+        from stream.ui.preview import PreviewPublisher
+
+        preview = PreviewPublisher(
+            open_endpoint(context, endpoints, "preview", "bind", config.endpoints),
+            fps=config.ui.preview_fps, width=config.ui.preview_width,
+            quality=config.ui.jpeg_quality)
     core = open_run_core(config)
     size = max(((s.height, s.width) for s in config.sources), default=(480, 640))
     core.warm_up(config.stream_ids(), size)
-    return DetectStage(core), config.detect.for_device(core.device)
+    return DetectStage(core, preview), config.detect.for_device(core.device)
 
 
 def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
@@ -122,6 +132,12 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
                                                 config.endpoints))
         text_socket = open_endpoint(context, endpoints, "text", "bind", config.endpoints,
                                     curve=curve)
+        echo = None
+        if config.ui.enabled:  # the web view's transcript topic
+            from stream.ui.transcript import TranscriptEcho
+
+            echo = TranscriptEcho(open_endpoint(context, endpoints, "transcript", "bind",
+                                                config.endpoints))
         sinks: list[Any] = [PubSink(pub)]
         trace = None
         if out is not None:
@@ -153,7 +169,9 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     memory = None if state_dir is None else ClassifyMemory(state_dir / STATE_FILE)
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
                           text=TextTopic(text_socket, text_embedder,
-                                         streams=config.stream_ids()), trace=trace,
+                                         streams=config.stream_ids(),
+                                         on_line=None if echo is None else echo.publish),
+                          trace=trace,
                           credits=credits,
                           memory=memory,
                           watched=[] if curve is None else curve.monitors)
@@ -178,7 +196,7 @@ def build_stage(stage_name: str, index: int, config: RunConfig, endpoints: Endpo
 
     status = endpoint("status", "connect")
     if stage_name == "detect":
-        stage, stage_config = build_detect(config)
+        stage, stage_config = build_detect(config, context, endpoints)
         inbound = endpoint("detect_in", "bind")
         # outputs hold a whole batch: a stage's own results are never dropped by its own
         # queue; the receiver's latest-wins drain bounds latency whatever waits in buffers
@@ -212,7 +230,7 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path |
     from stream.turns import TurnGrants
 
     builders: dict[str, Callable[[], tuple[BatchStage, StageConfig]]] = {
-        "detect": lambda: build_detect(config),
+        "detect": lambda: build_detect(config, context, endpoints),
         "features": lambda: build_features(config),
         "classify": lambda: build_classify(config, endpoints, out, context, state_dir),
     }

@@ -1,0 +1,223 @@
+"""The web view's parts without a pipeline: the preview publisher's rate cap and wire
+record, the server's refusals, per-client queues, tokens, and the page's routes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+from starlette.testclient import TestClient
+
+from engines.adapters.perception import Percept
+from stream.config import EndpointConfig
+from stream.endpoints import Endpoints, open_endpoint
+from stream.status import Counters, Health, StageStatus
+from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token, token_ok
+from stream.ui.app import build_app
+from stream.ui.hub import Client, Hub
+from stream.ui.monitor import MonitorView
+from stream.ui.preview import PreviewPublisher
+from stream.ui.records import decode_monitor, decode_preview
+from stream.wire import Header, WireError
+
+TOKEN = "a-long-enough-test-token"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def percept(track_id: int = 3, keypoints: bool = True) -> Percept:
+    points = np.zeros((137, 3), np.float32)
+    points[:, 0], points[:, 1], points[:, 2] = 200.0, 100.0, 0.9
+    return Percept(track_id=track_id, score=0.8, xyxy=np.array([100, 50, 300, 400]),
+                   crop=np.zeros((8, 8, 3), np.uint8), offset=(100, 50),
+                   keypoints=points if keypoints else None)
+
+
+@pytest.fixture()
+def pub_sub(tmp_path: Path):
+    context = zmq.Context()
+    config = EndpointConfig(predictions=f"ipc://{tmp_path}/p", text=f"ipc://{tmp_path}/t")
+    endpoints = Endpoints.for_config(config, tmp_path)
+    sub = open_endpoint(context, endpoints, "preview", "connect", config)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    pub = open_endpoint(context, endpoints, "preview", "bind", config)
+    yield pub, sub
+    context.destroy(linger=0)
+
+
+def test_the_preview_is_capped_per_stream_scaled_and_decodes_as_sent(pub_sub) -> None:
+    pub, sub = pub_sub
+    clock = Clock()
+    preview = PreviewPublisher(pub, fps=4.0, width=320, quality=70, clock=clock)
+    image = np.full((480, 640, 3), 128, np.uint8)
+    header = Header(stream="demo0", seq=7, generation=1, capture_time=99.5, media_time=1.0)
+    sub.poll(200)  # let the subscription reach the publisher
+    for _ in range(100):
+        if sub.poll(0):
+            break
+        preview.offer(header, image, [percept()], 99.9, "yolo")
+        clock.now += 1.0
+    sub.recv_multipart()  # the probes until the subscription took
+    preview = PreviewPublisher(pub, fps=4.0, width=320, quality=70, clock=clock)
+    for step in range(10):  # 10 frames 0.1 s apart: a preview at most every 0.25 s
+        preview.offer(header, image, [percept(), percept(4, keypoints=False)],
+                      99.9 + step, "yolo")
+        clock.now += 0.1
+    assert preview.published == 4 and preview.skipped == 6 and preview.unsent == 0
+    assert preview.status()["published"] == 4
+    parts = sub.recv_multipart()
+    got = decode_preview(parts, ["demo0"])
+    assert got.header.size_hw == (240, 320) and got.header.frame_hw == (480, 640)
+    first, second = got.header.persons
+    assert first.box == (50.0, 25.0, 150.0, 200.0) and first.keypoints == 0
+    assert second.keypoints == -1 and got.keypoints is not None
+    assert got.keypoints.shape == (1, 137, 3)
+    assert got.keypoints[0, 0, 0] == pytest.approx(100.0)  # scaled with the image
+    decoded = cv2.imdecode(np.frombuffer(got.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (240, 320, 3)
+
+
+def test_a_preview_that_is_not_one_is_refused_with_its_reason() -> None:
+    header = json.dumps({"stream": "demo0", "seq": 1, "generation": 1, "capture_time": 1.0,
+                         "analysed_time": 1.0, "frame_hw": [10, 10], "size_hw": [10, 10],
+                         "keypoint_rows": 1}).encode()
+    cases = {
+        "parts": [b"demo0", header],
+        "not-json": [b"demo0", b"{", b"\xff\xd8x"],
+        "unknown-stream": [b"other", header.replace(b"demo0", b"other"), b"\xff\xd8xx"],
+        "buffers": [b"demo0", header, b"\xff\xd8xx", b"\x00" * 12],  # not 137 x 3 floats
+    }
+    for reason, parts in cases.items():
+        with pytest.raises(WireError) as refused:
+            decode_preview(parts, ["demo0"])
+        assert refused.value.reason == reason, (reason, refused.value)
+    nan = np.full((1, 137, 3), np.nan, np.float32).tobytes()
+    with pytest.raises(WireError, match="NaN"):
+        decode_preview([b"demo0", header, b"\xff\xd8xx", nan], ["demo0"])
+
+
+def test_the_hub_counts_refusals_per_topic_and_never_raises() -> None:
+    hub = Hub(["demo0"], history_s=60.0)
+    hub.receive("predictions", [b"demo0", b'{"label": "happy"}'])
+    hub.receive("transcript", [b"nobody", b'{"text": "hi"}'])
+    hub.receive("monitor", [b"[]"])
+    hub.receive("transcript", [b"demo0", b'{"text": "I am fine", "time": 5.0}'])
+    stats = hub.stats()
+    assert stats["received"]["transcript"] == 2
+    assert stats["rejected"]["predictions"] == {"schema": 1}
+    assert stats["rejected"]["transcript"] == {"unknown-stream": 1}
+    assert stats["rejected"]["monitor"] == {"schema": 1}
+    assert [line["text"] for line in hub.state()["transcript"]["demo0"]] == ["I am fine"]
+
+
+def test_a_client_that_stops_reading_keeps_only_the_newest_and_counts_the_rest() -> None:
+    client = Client("stalled", max_data=4)
+    for index in range(10):
+        client.put_frame("demo0", b"frame%d" % index)
+        client.put_data(f"data {index}")
+    assert client.dropped_frames == 9 and client.dropped_data == 6
+    assert client.frames == {"demo0": b"frame9"}
+    assert list(client.data) == ["data 6", "data 7", "data 8", "data 9"]
+
+
+def test_frames_wait_for_the_page_to_draw_the_ones_it_has() -> None:
+    client = Client("page", max_in_flight=2)
+    sent = []
+    for index in range(6):  # one frame per stream each round; the page never acknowledges
+        for stream in ("a", "b", "c"):
+            client.put_frame(stream, f"{stream}{index}".encode())
+        sent += [item for item in client.ready_items() if isinstance(item, bytes)]
+    assert sent == [b"a0", b"b0"]  # two in flight, then nothing until an ack
+    assert client.dropped_frames == 18 - 2 - 3  # put, less sent, less the newest waiting
+    client.ack()
+    assert client.ready_items() == [b"c5"]  # the newest of the stream that waited longest
+    client.ack()
+    client.ack()
+    assert client.ready_items() == [b"a5", b"b5"]
+
+
+def test_the_monitor_snapshot_round_trips_stage_statuses() -> None:
+    class Socket:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def send(self, data: bytes, flags: int = 0) -> None:
+            self.sent.append(data)
+
+    socket = Socket()
+    view = MonitorView(socket, interval_s=0.0)  # type: ignore[arg-type]
+    view.event({"time": 5.0, "event": "died", "stage": "features", "index": 0, "exit_code": 1})
+    status = StageStatus("detect", 0, 42, Health.RUNNING,
+                         counters=Counters(received=5, processed=5, dropped_in=1),
+                         extra={"preview": {"published": 2}})
+    view.update({"detect[0]": status}, {"detect[0]": 1})
+    snapshot = decode_monitor([socket.sent[-1]])
+    assert snapshot.stages["detect[0]"].counters.dropped_in == 1
+    assert snapshot.restarts == {"detect[0]": 1}
+    assert snapshot.events[0].detail == "exit_code=1"
+
+
+def test_a_network_bind_needs_a_token_and_the_error_says_how(tmp_path: Path) -> None:
+    assert parse_bind("[::1]:8080") == ("::1", 8080)
+    with pytest.raises(ValueError, match="--ui-bind"):
+        parse_bind("8080")
+    assert resolve_token("127.0.0.1:8080", None, {}) is None
+    with pytest.raises(ValueError, match=f"--ui-bind 0.0.0.0:8080.*{TOKEN_ENV}.*--ui-token-file"):
+        resolve_token("0.0.0.0:8080", None, {})
+    assert resolve_token("0.0.0.0:8080", None, {TOKEN_ENV: TOKEN}) == TOKEN
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    assert resolve_token("192.168.1.5:80", token_file, {}) == TOKEN
+    with pytest.raises(ValueError, match="at least"):
+        resolve_token("0.0.0.0:8080", None, {TOKEN_ENV: "short"})
+    assert token_ok(TOKEN, TOKEN) and not token_ok(TOKEN, TOKEN[:-1] + "x")
+    assert not token_ok(TOKEN, None) and token_ok(None, None)
+
+
+def test_hidemo_run_refuses_a_network_bind_without_a_token() -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k != TOKEN_ENV}
+    done = subprocess.run([sys.executable, "-m", "hidemo", "run", "--source", "demo",
+                           "--ui-bind", "0.0.0.0:8080", "--duration", "1"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "--ui-bind 0.0.0.0:8080" in done.stderr and TOKEN_ENV in done.stderr
+
+
+def test_the_page_and_its_socket_need_the_token_the_right_host_and_origin() -> None:
+    hub = Hub(["demo0"], history_s=60.0)
+    app = build_app(hub, token=TOKEN, host="127.0.0.1")
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        assert client.get("/").status_code == 401
+        page = client.get(f"/?token={TOKEN}")
+        assert page.status_code == 200 and "hidemo live" in page.text
+        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/api/stats", headers={"Authorization": f"Bearer {TOKEN}"}).json()[
+            "clients"] == 0
+        # a DNS name pointed at 127.0.0.1 by another site is not this page's host
+        assert client.get(f"/?token={TOKEN}", headers={"host": "evil.example"}).status_code == 400
+        from starlette.websockets import WebSocketDisconnect
+
+        host = {"host": "127.0.0.1:8080"}
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws", headers=host):
+            pass
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect(
+                f"/ws?token={TOKEN}", headers={**host, "origin": "http://evil.example"}):
+            pass
+        with client.websocket_connect(f"/ws?token={TOKEN}", headers={
+                **host, "origin": "http://127.0.0.1:8080"}) as ws:
+            hello = ws.receive_json()
+            assert hello["type"] == "hello" and hello["streams"] == ["demo0"]
+            hub.receive("transcript", [b"demo0", b'{"text": "hello there"}'])
+            assert ws.receive_json()["line"]["text"] == "hello there"
