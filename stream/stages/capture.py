@@ -33,7 +33,7 @@ import zmq
 
 from engines.adapters.rates import RateSampler
 from stream.config import RunConfig
-from stream.credits import CreditWindow, LiveWindow
+from stream.credits import CREDIT_TIMEOUT_S, CreditWindow, LiveWindow
 from stream.endpoints import Endpoints, open_endpoint
 from stream.hop import Sender
 from stream.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
@@ -76,8 +76,12 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     credits = open_endpoint(context, endpoints, "credits", "connect", config.endpoints)
     credits.setsockopt(zmq.SUBSCRIBE, stream_id.encode())
     in_flight = source_config.in_flight
-    window = (CreditWindow(credits, stream_id, in_flight=in_flight) if offline
-              else LiveWindow(credits, stream_id, in_flight=in_flight))
+    # fused: the head grants credits stream by stream (stream.turns), so a stream's next
+    # credit comes once per round of the streams, not once per chain run
+    timeout_s = CREDIT_TIMEOUT_S * (len(config.sources) if config.placement == "fused" else 1)
+    window = (CreditWindow(credits, stream_id, in_flight=in_flight, timeout_s=timeout_s)
+              if offline else LiveWindow(credits, stream_id, in_flight=in_flight,
+                                         timeout_s=timeout_s))
     status = open_endpoint(context, endpoints, "status", "connect", config.endpoints)
     reporter = StatusReporter(status, "capture", index,
                               interval_s=config.supervisor.status_interval_s,
