@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "detect", "features", "classify", "fused")
+STAGES = ("capture", "detect", "features", "classify", "fused", "asr")
 FUSED = ("detect", "features", "classify")
 """The stages the ``fused`` process runs, in order (``placement: fused``)."""
 EXIT_LINGER_MS = 500
@@ -150,13 +150,27 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
         return embed
 
     memory = None if state_dir is None else ClassifyMemory(state_dir / STATE_FILE)
+    topic = TextTopic(text_socket, text_embedder, streams=config.stream_ids())
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
-                          text=TextTopic(text_socket, text_embedder,
-                                         streams=config.stream_ids()), trace=trace,
+                          text=topic, trace=trace,
                           credits=credits,
                           memory=memory,
                           watched=[] if curve is None else curve.monitors)
+    topic.clock = _media_clock(stage)
     return stage, stage_config
+
+
+def _media_clock(stage: Any) -> Callable[[str], float | None]:
+    """Each stream's ``capture_time - media_time`` as classify last saw it: the offset it
+    converts a window's media span with, which media-timed text lines (the ASR of a file)
+    need to land in the same windows. Reads the stage's per-stream record until
+    ClassifyStage offers this itself."""
+
+    def offset(stream: str) -> float | None:
+        state = stage._streams.get(stream)
+        return None if state is None else state.clock_offset
+
+    return offset
 
 
 BUILD_ERRORS: tuple[type[BaseException], ...] = (
@@ -254,7 +268,7 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             if stage_name == "fused":
                 chain, fused_io = build_fused(index, config, endpoints, out, context,
                                               state_dir)
-            elif stage_name != "capture":
+            elif stage_name not in ("capture", "asr"):
                 stage, stage_config, io = build_stage(stage_name, index, config, endpoints,
                                                       out, context, state_dir)
         except BUILD_ERRORS as error:
@@ -264,6 +278,10 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             from stream.stages.capture import run_capture
 
             return run_capture(config, index, endpoints, stop, context)
+        if stage_name == "asr":
+            from stream.stages.asr import run_asr
+
+            return run_asr(config, index, endpoints, stop, context, state_dir, out)
         if stage_name == "fused":
             from stream.stages.fused import run_fused
 
