@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engines.profiles import get_profile
 
@@ -299,6 +299,12 @@ class AsrConfig(_Strict):
     max_utterance_s: float = Field(20.0, gt=1, le=30)
     lead_s: float = Field(30.0, ge=0)
     streams: list[int] = Field(default_factory=list)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_bool(cls, value: Any) -> Any:
+        # YAML 1.1 (files and --set) reads a bare on/off as true/false
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _lead_covers_an_utterance(self) -> AsrConfig:

@@ -62,9 +62,11 @@ def speak(text: str, path: Path) -> tuple[np.ndarray, int]:
 def make_speech_video(folder: Path, sentences: tuple[str, ...] = SENTENCES, *,
                       lead_s: float = 1.0, gap_s: float = 2.0, tail_s: float = 2.0,
                       fps: float = 10.0, size: tuple[int, int] = (320, 240),
-                      audio_codec: str = "aac", name: str = "talk.mkv") -> SpeechVideo:
+                      audio_codec: str = "aac", name: str = "talk.mkv",
+                      silence_after: tuple[int, float] | None = None) -> SpeechVideo:
     """The demo clip with ``sentences`` spoken one after another (``gap_s`` of silence
-    between them), muxed into Matroska with ``audio_codec`` (aac, pcm_s16le, ...)."""
+    between them; ``silence_after`` (i, s): s seconds after sentence i instead), muxed
+    into Matroska with ``audio_codec`` (aac, pcm_s16le, ...)."""
     folder.mkdir(parents=True, exist_ok=True)
     parts: list[np.ndarray] = []
     spoken: list[Spoken] = []
@@ -72,7 +74,10 @@ def make_speech_video(folder: Path, sentences: tuple[str, ...] = SENTENCES, *,
     at = 0.0
     for index, text in enumerate(sentences):
         samples, rate = speak(text, folder / f"s{index}.wav")
-        silence = np.zeros(round((lead_s if index == 0 else gap_s) * rate), np.int16)
+        pause = lead_s if index == 0 else gap_s
+        if silence_after is not None and index == silence_after[0] + 1:
+            pause = silence_after[1]
+        silence = np.zeros(round(pause * rate), np.int16)
         parts += [silence, samples]
         at += len(silence) / rate
         spoken.append(Spoken(text, at, at + len(samples) / rate))

@@ -1,0 +1,102 @@
+"""Word error rate, real-time factor and CPU of the ASR stage on espeak-ng speech.
+
+Makes a video that speaks known sentences (tests/stream/speech_video.py: espeak-ng and
+ffmpeg), then runs the ASR stage's own parts on it in this process, exactly as
+``stream.stages.asr`` chains them (PyAV decode -> Silero VAD utterances -> faster-whisper),
+as fast as they go, and reports:
+
+- WER per sentence and over all (case and punctuation ignored);
+- load: CPU and wall seconds to import faster-whisper and load the model (once per
+  process);
+- RTF: CPU seconds of decode + VAD + transcription per second of audio (what a stream
+  costs one core on average), and the same in wall time; per second of speech too.
+
+Usage::
+
+    PYTHONPATH=$PWD nice -n 19 .venv/bin/python scripts/measure_asr.py [--repeat 3]
+        [--threads 1] [--model-path DIR] [--codec aac]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "stream"))
+
+from speech_video import SENTENCES, make_speech_video, missing_tools, word_errors
+
+from engines.adapters.vad import SileroVad
+from stream.audio import AudioInput, AudioReader
+from stream.config import AsrConfig
+from stream.speech import SpeechSegmenter
+from stream.stages.asr import load_transcriber
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="times the sentences are said")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model-path", type=Path, default=None)
+    parser.add_argument("--codec", default="aac")
+    args = parser.parse_args()
+    if (why := missing_tools()) is not None:
+        print(f"measure_asr: {why}", file=sys.stderr)
+        return 2
+    config = AsrConfig(threads=args.threads, model_path=args.model_path)
+    with tempfile.TemporaryDirectory(prefix="asr-measure-") as folder:
+        video = make_speech_video(Path(folder), SENTENCES * args.repeat, gap_s=1.5,
+                                  audio_codec=args.codec)
+        cpu, wall = time.process_time(), time.perf_counter()
+        transcriber = load_transcriber(config)
+        segmenter = SpeechSegmenter(SileroVad(min_silence_s=config.min_silence_s),
+                                    step_s=config.step_s, min_silence_s=config.min_silence_s,
+                                    max_utterance_s=config.max_utterance_s)
+        load = {"cpu_s": round(time.process_time() - cpu, 2),
+                "wall_s": round(time.perf_counter() - wall, 2)}
+        reader = AudioReader(AudioInput(str(video.path), live=False))
+        lines: list[tuple[float, float, str]] = []
+        cpu, wall = time.process_time(), time.perf_counter()
+        speech_s = 0.0
+        for block in reader.blocks():
+            for speech in segmenter.feed(block):
+                speech_s += speech.end - speech.start
+                lines += [(speech.start + u.start, speech.start + u.end, u.text)
+                          for u in transcriber.transcribe(speech.samples)]
+        for speech in segmenter.flush():
+            speech_s += speech.end - speech.start
+            lines += [(speech.start + u.start, speech.start + u.end, u.text)
+                      for u in transcriber.transcribe(speech.samples)]
+        cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - wall
+    audio_s = reader.figures.seconds
+    per_sentence = []
+    total_errors = total_words = 0
+    for spoken in video.spoken:  # the lines whose middle lies in the sentence's span
+        heard = " ".join(text for start, end, text in lines
+                         if spoken.start - 0.5 <= (start + end) / 2 <= spoken.end + 0.5)
+        errors, words = word_errors(spoken.text, heard)
+        total_errors, total_words = total_errors + errors, total_words + words
+        per_sentence.append({"said": spoken.text, "heard": heard,
+                             "wer": round(errors / words, 3)})
+    report = {
+        "model": transcriber.name, "threads": args.threads, "codec": args.codec,
+        "audio_s": round(audio_s, 1), "speech_s": round(speech_s, 1),
+        "lines": len(lines), "vad_passes": segmenter.passes,
+        "wer": round(total_errors / total_words, 3), "words": total_words,
+        "load": load,
+        "cpu_s": round(cpu_s, 2), "wall_s": round(wall_s, 2),
+        "rtf_cpu": round(cpu_s / audio_s, 3), "rtf_wall": round(wall_s / audio_s, 3),
+        "cpu_per_speech_s": round(cpu_s / speech_s, 3) if speech_s else None,
+        "sentences": per_sentence[:len(SENTENCES)],
+        "wer_by_sentence": [s["wer"] for s in per_sentence],
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
