@@ -1,9 +1,9 @@
 """Word error rate, real-time factor and CPU of the ASR stage on espeak-ng speech.
 
 Makes a video that speaks known sentences (tests/stream/speech_video.py: espeak-ng and
-ffmpeg), then runs the ASR stage's own parts on it in this process, exactly as
-``stream.stages.asr`` chains them (PyAV decode -> Silero VAD utterances -> faster-whisper),
-as fast as they go, and reports:
+ffmpeg), then runs the ASR stage (``stream.stages.asr.AsrStage``: PyAV decode -> Silero VAD
+utterances -> faster-whisper, lines kept instead of published) on it in this process, as
+fast as it goes (``realtime: false``), and reports:
 
 - WER per sentence and over all (case and punctuation ignored);
 - load: CPU and wall seconds to import faster-whisper and load the model (once per
@@ -14,7 +14,7 @@ as fast as they go, and reports:
 Usage::
 
     PYTHONPATH=$PWD nice -n 19 .venv/bin/python scripts/measure_asr.py [--repeat 3]
-        [--threads 1] [--model-path DIR] [--codec aac]
+        [--threads 1] [--model-path DIR] [--codec aac] [--batch-s 10]
 """
 
 from __future__ import annotations
@@ -31,10 +31,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "stream")
 from speech_video import SENTENCES, make_speech_video, missing_tools, word_errors
 
 from engines.adapters.vad import SileroVad
-from stream.audio import AudioInput, AudioReader
+from stream.audio import AudioInput
 from stream.config import AsrConfig
 from stream.speech import SpeechSegmenter
-from stream.stages.asr import load_transcriber
+from stream.stage import StopFlag
+from stream.stages.asr import AsrMemory, AsrStage, LinePublisher, load_transcriber
+from stream.status import StatusReporter
+
+
+class Recorder(LinePublisher):
+    """Keeps the lines instead of publishing them."""
+
+    def __init__(self) -> None:
+        super().__init__(None, "file0", live=False)  # type: ignore[arg-type]
+        self.lines: list[tuple[float, float, str]] = []
+
+    def send(self, start: float, end: float, text: str) -> None:
+        self.lines.append((start, end, text))
 
 
 def main() -> int:
@@ -43,11 +56,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-path", type=Path, default=None)
     parser.add_argument("--codec", default="aac")
+    parser.add_argument("--batch-s", type=float, default=10.0,
+                        help="asr.batch_s (0: one Whisper call per utterance)")
     args = parser.parse_args()
     if (why := missing_tools()) is not None:
         print(f"measure_asr: {why}", file=sys.stderr)
         return 2
-    config = AsrConfig(threads=args.threads, model_path=args.model_path)
+    config = AsrConfig(threads=args.threads, model_path=args.model_path, batch_s=args.batch_s)
     with tempfile.TemporaryDirectory(prefix="asr-measure-") as folder:
         video = make_speech_video(Path(folder), SENTENCES * args.repeat, gap_s=1.5,
                                   audio_codec=args.codec)
@@ -58,21 +73,16 @@ def main() -> int:
                                     max_utterance_s=config.max_utterance_s)
         load = {"cpu_s": round(time.process_time() - cpu, 2),
                 "wall_s": round(time.perf_counter() - wall, 2)}
-        reader = AudioReader(AudioInput(str(video.path), live=False))
-        lines: list[tuple[float, float, str]] = []
+        publisher = Recorder()
+        stage = AsrStage(AudioInput(str(video.path), live=False), "file0", transcriber,
+                         segmenter, publisher, StatusReporter(None, "asr", 0), StopFlag(),
+                         paced=False, lead_s=config.lead_s, memory=AsrMemory(None),
+                         batch_s=config.batch_s)
         cpu, wall = time.process_time(), time.perf_counter()
-        speech_s = 0.0
-        for block in reader.blocks():
-            for speech in segmenter.feed(block):
-                speech_s += speech.end - speech.start
-                lines += [(speech.start + u.start, speech.start + u.end, u.text)
-                          for u in transcriber.transcribe(speech.samples)]
-        for speech in segmenter.flush():
-            speech_s += speech.end - speech.start
-            lines += [(speech.start + u.start, speech.start + u.end, u.text)
-                      for u in transcriber.transcribe(speech.samples)]
+        stage.run()
         cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - wall
-    audio_s = reader.figures.seconds
+        lines = publisher.lines
+    audio_s, speech_s = stage.figures.audio_s, stage.figures.speech_s
     per_sentence = []
     total_errors = total_words = 0
     for spoken in video.spoken:  # the lines whose middle lies in the sentence's span
@@ -85,17 +95,27 @@ def main() -> int:
     report = {
         "model": transcriber.name, "threads": args.threads, "codec": args.codec,
         "audio_s": round(audio_s, 1), "speech_s": round(speech_s, 1),
-        "lines": len(lines), "vad_passes": segmenter.passes,
+        "lines": len(lines), "utterances": stage.figures.utterances,
+        "vad_passes": segmenter.passes, "batch_s": config.batch_s,
         "wer": round(total_errors / total_words, 3), "words": total_words,
         "load": load,
         "cpu_s": round(cpu_s, 2), "wall_s": round(wall_s, 2),
         "rtf_cpu": round(cpu_s / audio_s, 3), "rtf_wall": round(wall_s / audio_s, 3),
         "cpu_per_speech_s": round(cpu_s / speech_s, 3) if speech_s else None,
+        "wer_whole": round(_whole_wer(video.spoken, lines), 3),
         "sentences": per_sentence[:len(SENTENCES)],
+        "lines_heard": [[round(a, 2), round(b, 2), text] for a, b, text in lines],
         "wer_by_sentence": [s["wer"] for s in per_sentence],
     }
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _whole_wer(spoken: list, lines: list[tuple[float, float, str]]) -> float:
+    """WER of the whole transcript against the whole script (a line may span sentences)."""
+    errors, words = word_errors(" ".join(s.text for s in spoken),
+                                " ".join(text for _, _, text in lines))
+    return errors / words
 
 
 if __name__ == "__main__":

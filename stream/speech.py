@@ -106,3 +106,48 @@ class SpeechSegmenter:
         self._length = len(rest)
         self._start += cut / SAMPLE_RATE
         return out
+
+
+JOIN_GAP_S = 0.2
+"""Silence put between joined utterances, so Whisper hears where one ends."""
+
+
+class JoinedSpeech:
+    """Several utterances joined into one stretch for one Whisper call, and the way back
+    from a time in that stretch to media time.
+
+    Whisper encodes a fixed 30 s window whatever it is given, so each call costs about the
+    same (tiny.en, one thread: 0.9 s of CPU for 4 s of speech, 1.1 s for 9 s): a file's
+    utterances are transcribed a few at a time (``asr.batch_s``), not one by one.
+    """
+
+    def __init__(self, pieces: list[Speech], gap_s: float = JOIN_GAP_S) -> None:
+        if not pieces:
+            raise ValueError("nothing to join")
+        gap = np.zeros(round(gap_s * SAMPLE_RATE), np.float32)
+        parts: list[np.ndarray] = []
+        self.pieces = pieces
+        self.offsets: list[float] = []
+        at = 0
+        for index, piece in enumerate(pieces):
+            if index:
+                parts.append(gap)
+                at += len(gap)
+            self.offsets.append(at / SAMPLE_RATE)
+            parts.append(piece.samples)
+            at += len(piece.samples)
+        self.samples = np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def media_time(self, t: float, *, end: bool = False) -> float:
+        """The media time of ``t`` seconds into the joined stretch (inside the gap after a
+        piece: that piece's end, or with ``end`` False the next piece's start)."""
+        index = 0
+        for i, offset in enumerate(self.offsets):
+            if offset < t or (offset <= t and not end):
+                index = i
+        piece = self.pieces[index]
+        into = t - self.offsets[index]
+        length = piece.end - piece.start
+        if into > length and not end and index + 1 < len(self.pieces):
+            return self.pieces[index + 1].start
+        return piece.start + min(max(0.0, into), length)

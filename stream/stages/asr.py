@@ -53,7 +53,7 @@ from stream.config import AsrConfig, RunConfig
 from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.sinks import JsonlSink
-from stream.speech import Speech, SpeechSegmenter
+from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
 from stream.stage import StopFlag
 from stream.status import FailedItems, StatusReporter
 
@@ -158,7 +158,8 @@ class AsrStage:
     def __init__(self, input: AudioInput, stream: str, transcriber: Transcriber,
                  segmenter: SpeechSegmenter, publisher: LinePublisher,
                  reporter: StatusReporter, stop: StopFlag, *, paced: bool, lead_s: float,
-                 memory: AsrMemory, backoff_s: tuple[float, float] = (0.5, 8.0)) -> None:
+                 memory: AsrMemory, batch_s: float = 10.0,
+                 backoff_s: tuple[float, float] = (0.5, 8.0)) -> None:
         self.input = input
         self.stream = stream
         self.transcriber = transcriber
@@ -169,7 +170,9 @@ class AsrStage:
         self.paced = paced
         self.lead_s = lead_s
         self.memory = memory
+        self.batch_s = 0.0 if input.live else batch_s  # live: every utterance at once
         self.backoff_s = backoff_s
+        self._batch: list[Speech] = []
         self.figures = AsrFigures()
         self.failed = FailedItems(reporter.counters, "asr")
         self.problem: str | None = None
@@ -194,7 +197,7 @@ class AsrStage:
                 self.problem = f"audio of {self.input.describe()}: {error}"
                 log.warning("asr %s: %s; the video goes on without its text", self.stream,
                             self.problem)
-            self._utterances(self.segmenter.flush())
+            self._take(self.segmenter.flush(), final=True)
             if not self.input.live:
                 break
             self.reporter.maybe_send(self.extra())  # a live input dropped: reopen it
@@ -218,7 +221,7 @@ class AsrStage:
             self.figures.audio_s += len(block.samples) / SAMPLE_RATE
             self.reporter.saw_input(time.monotonic())
             self.reporter.counters.received += 1
-            self._utterances(self.segmenter.feed(block))
+            self._take(self.segmenter.feed(block), now=block.end)
             self.reporter.maybe_send(self.extra())
 
     def _pace(self, media: float) -> None:
@@ -243,30 +246,39 @@ class AsrStage:
             self.origin = time.monotonic()
             self.reporter.ready()
 
-    def _utterances(self, speech: list[Speech]) -> None:
+    def _take(self, speech: list[Speech], *, now: float = 0.0, final: bool = False) -> None:
+        """Queue ended utterances; transcribe the queue once it spans ``batch_s`` of media
+        time up to ``now`` (the newest audio), at the end, or at once for a live input."""
         for one in speech:
             if not self.input.live and one.end <= self.memory.until:
                 self.figures.skipped += 1  # published before a restart
-                continue
-            started = time.process_time()
-            try:
-                utterances = self.transcriber.transcribe(one.samples)
-            except (RuntimeError, ValueError) as error:
-                self.failed.add(error)
-                continue
-            finally:
-                self.figures.transcribe_cpu_s += time.process_time() - started
-            self.figures.utterances += 1
-            self.figures.speech_s += one.end - one.start
-            self.reporter.counters.processed += 1
-            for utterance in utterances:
-                start = one.start + utterance.start
-                end = min(one.end, one.start + utterance.end)
-                self.publisher.send(start, max(start, end), utterance.text)
-                self.figures.lines += 1
-                self.reporter.counters.sent += 1
-            if not self.input.live:
-                self.memory.save(one.end)
+            else:
+                self._batch.append(one)
+        if self._batch and (final or now - self._batch[0].start >= self.batch_s):
+            batch, self._batch = self._batch, []
+            self._transcribe(batch)
+
+    def _transcribe(self, batch: list[Speech]) -> None:
+        joined = JoinedSpeech(batch)
+        started = time.process_time()
+        try:
+            utterances = self.transcriber.transcribe(joined.samples)
+        except (RuntimeError, ValueError) as error:
+            self.failed.add(error)
+            return
+        finally:
+            self.figures.transcribe_cpu_s += time.process_time() - started
+        self.figures.utterances += len(batch)
+        self.figures.speech_s += sum(one.end - one.start for one in batch)
+        self.reporter.counters.processed += len(batch)
+        for utterance in utterances:
+            start = joined.media_time(utterance.start)
+            end = joined.media_time(utterance.end, end=True)
+            self.publisher.send(start, max(start, end), utterance.text)
+            self.figures.lines += 1
+            self.reporter.counters.sent += 1
+        if not self.input.live:
+            self.memory.save(batch[-1].end)
 
 
 def run_asr(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
@@ -301,6 +313,7 @@ def run_asr(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
     publisher = LinePublisher(text, stream, live=input.live, transcript=transcript)
     stage = AsrStage(input, stream, transcriber, segmenter, publisher, reporter, stop,
                      paced=source.realtime, lead_s=asr.lead_s, memory=memory,
+                     batch_s=asr.batch_s,
                      backoff_s=(source.reconnect_min_s, source.reconnect_max_s))
     time.sleep(max(0.0, connected + SUBSCRIBE_WAIT_S - time.monotonic()))
     log.info("asr %s: %s with %s (%d thread(s)), %s", stream, input.describe(),
