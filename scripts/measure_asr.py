@@ -5,7 +5,7 @@ ffmpeg), then runs the ASR stage (``stream.stages.asr.AsrStage``: PyAV decode ->
 utterances -> faster-whisper, lines kept instead of published) on it in this process, as
 fast as it goes (``realtime: false``), and reports:
 
-- WER per sentence and over all (case and punctuation ignored);
+- WER of the whole transcript (case and punctuation ignored), and per sentence;
 - load: CPU and wall seconds to import faster-whisper and load the model (once per
   process);
 - RTF: CPU seconds of decode + VAD + transcription per second of audio (what a stream
@@ -14,7 +14,7 @@ fast as it goes (``realtime: false``), and reports:
 Usage::
 
     PYTHONPATH=$PWD nice -n 19 .venv/bin/python scripts/measure_asr.py [--repeat 3]
-        [--threads 1] [--model-path DIR] [--codec aac] [--batch-s 10]
+        [--threads 1] [--model-path DIR] [--codec aac] [--batch-s 10] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-path", type=Path, default=None)
     parser.add_argument("--codec", default="aac")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="make the video in DIR and keep it (e.g. to run hidemo run on it)")
     parser.add_argument("--batch-s", type=float, default=10.0,
                         help="asr.batch_s (0: one Whisper call per utterance)")
     args = parser.parse_args()
@@ -63,9 +65,9 @@ def main() -> int:
         print(f"measure_asr: {why}", file=sys.stderr)
         return 2
     config = AsrConfig(threads=args.threads, model_path=args.model_path, batch_s=args.batch_s)
-    with tempfile.TemporaryDirectory(prefix="asr-measure-") as folder:
-        video = make_speech_video(Path(folder), SENTENCES * args.repeat, gap_s=1.5,
-                                  audio_codec=args.codec)
+    with tempfile.TemporaryDirectory(prefix="asr-measure-") as scratch:
+        video = make_speech_video(args.keep or Path(scratch), SENTENCES * args.repeat,
+                                  gap_s=1.5, audio_codec=args.codec)
         cpu, wall = time.process_time(), time.perf_counter()
         transcriber = load_transcriber(config)
         segmenter = SpeechSegmenter(SileroVad(min_silence_s=config.min_silence_s),
@@ -97,12 +99,14 @@ def main() -> int:
         "audio_s": round(audio_s, 1), "speech_s": round(speech_s, 1),
         "lines": len(lines), "utterances": stage.figures.utterances,
         "vad_passes": segmenter.passes, "batch_s": config.batch_s,
-        "wer": round(total_errors / total_words, 3), "words": total_words,
+        "wer": round(_whole_wer(video.spoken, lines), 3), "words": total_words,
         "load": load,
         "cpu_s": round(cpu_s, 2), "wall_s": round(wall_s, 2),
         "rtf_cpu": round(cpu_s / audio_s, 3), "rtf_wall": round(wall_s / audio_s, 3),
         "cpu_per_speech_s": round(cpu_s / speech_s, 3) if speech_s else None,
-        "wer_whole": round(_whole_wer(video.spoken, lines), 3),
+        # lines given to the sentence their middle lies in: with batch_s > 0 a line may
+        # hold several sentences and then counts for none (batch-s 0 to compare sentences)
+        "wer_by_sentence_midpoint": round(total_errors / total_words, 3),
         "sentences": per_sentence[:len(SENTENCES)],
         "lines_heard": [[round(a, 2), round(b, 2), text] for a, b, text in lines],
         "wer_by_sentence": [s["wer"] for s in per_sentence],

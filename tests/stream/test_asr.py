@@ -164,7 +164,8 @@ def _stage(input: AudioInput, tmp_path: Path, memory: AsrMemory | None = None,
     transcriber = FakeTranscriber()
     stage = AsrStage(input, "file0", transcriber,
                      SpeechSegmenter(energy_vad, step_s=1.0, min_silence_s=0.5),
-                     LinePublisher(pub, "file0", live=False), StatusReporter(None, "asr", 0),
+                     LinePublisher(pub, "file0", live=input.live),
+                     StatusReporter(None, "asr", 0),
                      StopFlag(), paced=False, lead_s=30.0,
                      memory=memory or AsrMemory(None), batch_s=batch_s)
     return context, sub, stage, transcriber
@@ -335,3 +336,36 @@ def test_hidemo_run_transcribes_a_speaking_video_into_its_windows(
     assert asr["lines"] == len(lines) and asr["problem"] is None
     saved = json.loads((out / "config.json").read_text())
     assert saved["asr"]["streams"] == [0] and "file0: on" in saved["reasons"]["asr"]
+
+
+def test_a_live_input_is_timed_on_the_monotonic_clock_and_reopened_when_it_ends(
+        tmp_path: Path) -> None:
+    """A live input (here a file read as one: it 'drops' at its end) publishes each line
+    with the monotonic time its utterance ended, one Whisper call per utterance, and is
+    reopened after its backoff until stopped."""
+    path = _tone_video(tmp_path)
+    before = time.monotonic()
+    context, sub, stage, transcriber = _stage(AudioInput(str(path), live=True), tmp_path)
+    stage.backoff_s = (0.05, 0.05)
+    sent = stage.publisher.send
+
+    def send_then_stop(start: float, end: float, text: str) -> None:
+        sent(start, end, text)
+        if stage.figures.lines == 3:  # the second pass's first utterance: stop there
+            stage.stop.set()
+
+    stage.publisher.send = send_then_stop  # type: ignore[method-assign]
+    try:
+        assert stage.run() == 0
+        lines = _lines(sub)
+        # stopped after the reopened pass's first utterance; its second is flushed on the way
+        assert len(lines) == 4 and all(set(x) == {"text", "time"} for x in lines)
+        times = [x["time"] for x in lines]
+        # each pass is anchored where its first audio arrived (a file read as live runs
+        # faster than real time, so the passes' clocks overlap; a real input's do not)
+        assert all(before <= t <= before + 60 for t in times)
+        for first, second in ((0, 1), (2, 3)):  # the tones end 2 s and 5 s into each pass
+            assert times[second] - times[first] == pytest.approx(3.0, abs=0.1)
+        assert transcriber.calls == [pytest.approx(1.0, abs=0.45)] * 4  # VAD-padded tones
+    finally:
+        context.destroy(linger=0)
