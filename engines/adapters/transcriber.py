@@ -93,9 +93,11 @@ class WhisperTranscriber:
 
     @classmethod
     def from_path(cls, path: Path, *, threads: int = 1, compute_type: str = "int8",
-                  language: str | None = "en", beam_size: int = 1) -> WhisperTranscriber:
-        """Load the model folder at ``path`` on the CPU with ``threads`` threads; raises
-        :class:`TranscriberUnavailable` with the fix when it cannot."""
+                  language: str | None = "en", beam_size: int = 1,
+                  name: str | None = None) -> WhisperTranscriber:
+        """Load the model folder at ``path`` on the CPU with ``threads`` threads (``name``
+        for reports: default the folder's name); raises :class:`TranscriberUnavailable`
+        with the fix when it cannot."""
         problem = model_problem(path)
         if problem is not None:
             raise TranscriberUnavailable(problem)
@@ -107,8 +109,7 @@ class WhisperTranscriber:
         except (RuntimeError, ValueError, OSError) as error:
             raise TranscriberUnavailable(f"model {path} does not load ({error}): "
                                          f"{INSTALL_FIX}") from error
-        return cls(model, name=path.name if path.name != "model" else PACKAGED_NAME,
-                   language=language, beam_size=beam_size)
+        return cls(model, name=name or path.name, language=language, beam_size=beam_size)
 
     def transcribe(self, audio: np.ndarray) -> list[Utterance]:
         segments, _ = self.model.transcribe(  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ from typing import Any
 import zmq
 
 from engines.adapters.transcriber import (
+    PACKAGED_NAME,
     SAMPLE_RATE,
     Transcriber,
     TranscriberUnavailable,
@@ -67,10 +68,11 @@ PACE_POLL_S = 0.1
 
 def load_transcriber(config: AsrConfig) -> WhisperTranscriber:
     """The configured Whisper model (``model_path``, else the packaged tiny.en)."""
-    path = config.model_path if config.model_path is not None else packaged_model_path()
-    return WhisperTranscriber.from_path(path, threads=config.threads,
+    given = config.model_path
+    return WhisperTranscriber.from_path(given or packaged_model_path(), threads=config.threads,
                                         compute_type=config.compute_type,
-                                        language=config.language, beam_size=config.beam_size)
+                                        language=config.language, beam_size=config.beam_size,
+                                        name=None if given else PACKAGED_NAME)
 
 
 class AsrMemory:
