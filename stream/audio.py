@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -134,7 +134,6 @@ class DecodeFigures:
     seconds: float = 0.0
     bad_packets: int = 0
     runs: int = 0
-    problems: list[str] = field(default_factory=list)
 
 
 class AudioCorrupt(RuntimeError):
