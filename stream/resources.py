@@ -73,7 +73,9 @@ class ResourceMeter:
     def report(self) -> dict[str, Any]:
         stages = {}
         for label, usage in sorted(self._usage.items()):
-            span = max(usage.last - usage.first, 1e-9)
+            # one sample (a process that lived less than an interval) spans no time: its
+            # CPU is set against one interval, not against zero
+            span = max(usage.last - usage.first, self.interval_s)
             stages[label] = {"cpu_s": round(usage.cpu_s, 2),
                              "cpu_percent": round(100.0 * usage.cpu_s / span, 1),
                              "peak_rss_mb": round(usage.peak_rss / 2**20, 1)}

@@ -40,7 +40,7 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
 Reasons = Annotated[dict[Name, Count], Field(max_length=64)]
 
-STAGE_NAMES = ("capture", "detect", "features", "classify")
+STAGE_NAMES = ("capture", "detect", "features", "classify", "asr")
 
 
 class StreamFigures(TypedDict, total=False):
@@ -97,7 +97,7 @@ class Counters:
 
 @dataclass(config=STATUS_CONFIG)
 class StageStatus:
-    stage: Literal["capture", "detect", "features", "classify"]
+    stage: Literal["capture", "detect", "features", "classify", "asr"]
     replica: Annotated[int, Field(ge=0, le=1024)]
     pid: Annotated[int, Field(ge=1, le=2**32)]
     state: Health

@@ -168,6 +168,9 @@ class Supervisor:
         self.failed: str | None = None
         self.children = stage_children(config)
         self.captures = [Child("capture", i) for i in range(len(config.sources))]
+        self.asrs = [Child("asr", i) for i in config.asr.streams]
+        """ASR processes (:mod:`stream.stages.asr`): optional, their loss is a warning."""
+        self.asr_warnings: list[str] = []
         self._logs: list[IO[bytes]] = []
         self.resources = ResourceMeter()
         self.watch_s = 0.0
@@ -206,21 +209,28 @@ class Supervisor:
             code = process.returncode
             child.exit_codes.append(code)
             child.process = None
-            if child.stage == "capture" and code == 0:
+            if child.stage in ("capture", "asr") and code == 0:
                 child.finished = True
                 self._event("finished", child, exit_code=code)
                 return
             if code == EX_CONFIG:  # a restart would be refused the same way
                 log_path = self.log_dir / f"{child.stage}-{child.index}.log"
                 message = fatal_message(log_path) or f"exit code {code}, see {log_path}"
-                self.failed = f"{child.label} {FATAL_MARKER} {message}"
+                if child.stage == "asr":  # the video goes on without its transcript
+                    self.asr_warnings.append(f"{child.label} {FATAL_MARKER} {message}")
+                else:
+                    self.failed = f"{child.label} {FATAL_MARKER} {message}"
                 self._event("refused", child, exit_code=code, message=message)
                 return
             if not restart:
                 self._event("exited", child, exit_code=code)
                 return
             if child.restarts >= self.config.supervisor.max_restarts:
-                self.failed = f"{child.label} exited ({code}) after {child.restarts} restarts"
+                gave_up = f"{child.label} exited ({code}) after {child.restarts} restarts"
+                if child.stage == "asr":
+                    self.asr_warnings.append(gave_up + "; the run went on without its text")
+                else:
+                    self.failed = gave_up
                 self._event("gave-up", child, exit_code=code)
                 return
             sup = self.config.supervisor
@@ -301,13 +311,15 @@ class Supervisor:
                     continue
         self.view.update(self.statuses, self._view_restarts())
 
+    def _everyone(self) -> list[Child]:
+        return [*self.children, *self.captures, *self.asrs]
+
     def _restarts(self) -> dict[str, int]:
-        return {c.label: c.restarts for c in [*self.children, *self.captures]}
+        return {c.label: c.restarts for c in self._everyone()}
 
     def _view_restarts(self) -> dict[str, int]:
         """Restarts by status label (a fused process's restarts show on each of its stages)."""
-        return {label: c.restarts for c in [*self.children, *self.captures]
-                for label in c.status_labels}
+        return {label: c.restarts for c in self._everyone() for label in c.status_labels}
 
     def _ready(self, children: list[Child]) -> bool:
         return all(
@@ -333,6 +345,8 @@ class Supervisor:
                 if time.monotonic() - started > STARTUP_TIMEOUT_S:
                     self.failed = "stages did not become ready in time (see the stage logs)"
                     break
+            if not self.failed and not self.stop.requested:
+                self._start_asr()
             if not self.failed and not self.stop.requested:
                 for child in self.captures:
                     self._spawn(child)
@@ -364,7 +378,39 @@ class Supervisor:
                          for stream, count in frames.items() if not count]
         failures += self._sink_failures()
         warnings += self._early_ends()
+        warnings += self.asr_warnings + self._asr_problems()
         return Verdict(failures, warnings)
+
+    def _start_asr(self) -> None:
+        """Start the ASR processes before the captures and wait until each is ready (its
+        model loaded; a file's first ``asr.lead_s`` seconds published) or done: the first
+        windows then already have their words. One that does not get ready in time is a
+        warning; the video starts anyway."""
+        for child in self.asrs:
+            self._spawn(child)
+        started = time.monotonic()
+        while not self._ready(self.asrs):
+            self._pump()
+            self.resources.sample(self._pids())
+            for child in self.asrs:
+                self._check(child, time.monotonic(), restart=True)
+            if self.failed or self.stop.requested:
+                return
+            if time.monotonic() - started > STARTUP_TIMEOUT_S:
+                self.asr_warnings.append("an ASR process was not ready in time; the video "
+                                         "started without waiting for its first lines")
+                return
+
+    def _asr_problems(self) -> list[str]:
+        """What the ASR processes reported they could not do (audio that does not decode)."""
+        out = []
+        for child in self.asrs:
+            status = self.statuses.get(child.label)
+            problem = None if status is None else status.extra.get("problem")
+            if isinstance(problem, str):
+                out.append(f"{child.label} ({self.config.sources[child.index].spec}): "
+                           f"{problem}; no transcript past that point")
+        return out
 
     def _frames_by_stream(self) -> dict[str, int]:
         """Frames each source gave: what its capture sent or classify received, the more."""
@@ -418,8 +464,7 @@ class Supervisor:
     def _from_child(self, label: str, pid: int) -> bool:
         """Whether a report signed ``label``/``pid`` is from the process running as that
         stage now, or (its last words) from one that ran as it and has since exited."""
-        child = next((c for c in [*self.children, *self.captures]
-                      if label in c.status_labels), None)
+        child = next((c for c in self._everyone() if label in c.status_labels), None)
         if child is None:
             return False
         if child.process is not None:
@@ -427,8 +472,7 @@ class Supervisor:
         return pid in self.spawned.get(child.label, ())
 
     def _pids(self) -> dict[str, int]:
-        return {c.label: c.process.pid for c in [*self.children, *self.captures]
-                if c.process is not None}
+        return {c.label: c.process.pid for c in self._everyone() if c.process is not None}
 
     def _watch_until_stop(self, ready_at: float) -> str:
         duration = self.config.duration
@@ -436,7 +480,7 @@ class Supervisor:
             self._pump()
             self.resources.sample(self._pids())
             now = time.monotonic()
-            for child in [*self.children, *self.captures]:
+            for child in self._everyone():
                 self._check(child, now, restart=True)
             if self.failed:
                 return "failed"
@@ -450,7 +494,7 @@ class Supervisor:
     def _shutdown(self) -> int:
         sup = self.config.supervisor
         self.resources.sample(self._pids(), force=True)
-        self._stop_children(self.captures, sup.stop_timeout_s)
+        self._stop_children([*self.captures, *self.asrs], sup.stop_timeout_s)
         deadline = time.monotonic() + sup.drain_s
         while time.monotonic() < deadline and not self.stop.urgent and not self._drained():
             self._pump()
@@ -506,7 +550,7 @@ class Supervisor:
             "exit_code": self.exit_code,
             "failures": self.verdict.failures,
             "warnings": self.verdict.warnings,
-            "hangs": {c.label: c.hangs for c in [*self.children, *self.captures]},
+            "hangs": {c.label: c.hangs for c in self._everyone()},
             "wall_s": round(getattr(self, "wall_s", 0.0), 2),
             "running_s": round(self.watch_s, 2),
             "resources": self.resources.report(),

@@ -8,6 +8,14 @@ arrival). Each window gets the text of its time span, embedded by the text engin
 stream with no text in its window has the text modality masked. See
 :mod:`stream.text_client` for a minimal publisher.
 
+A line may instead be timed on the stream's media clock, the clock the frames' windows
+are cut on: ``"media_start"`` and ``"media_end"``, seconds from the start of the file (the
+ASR stage times a file's lines this way, :mod:`stream.stages.asr`; it reads the audio on
+its own, so it cannot know when the capture read the frames). Such a line belongs to every
+window its span overlaps, however far ahead of the video it was published; the topic
+needs ``clock``, each stream's offset from media time to the monotonic time classify
+converts its windows with.
+
 Example:
     >>> topic = TextTopic(socket, embed=lambda texts: vectors)  # doctest: +SKIP
 """
@@ -22,7 +30,7 @@ from typing import Annotated
 
 import numpy as np
 import zmq
-from pydantic import StringConstraints, TypeAdapter, ValidationError
+from pydantic import StringConstraints, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
 from stream.status import Rejections
@@ -37,6 +45,12 @@ MAX_LINES_PER_STREAM = 512
 """Lines kept per stream, whatever their times say: memory stays bounded."""
 MAX_WINDOW_CHARS = 8192
 """A window's text is cut to its newest this many characters before embedding."""
+MAX_MEDIA_LINES_PER_STREAM = 4096
+"""Media-timed lines kept per stream (an ASR publishes a file's ahead of its video: about
+3 hours of speech at one line per 3 s); the oldest go first."""
+
+StreamClock = Callable[[str], float | None]
+"""A stream's current ``capture_time - media_time`` (None: no frame seen yet)."""
 
 
 @dataclass(frozen=True, config=WIRE_CONFIG)
@@ -46,6 +60,20 @@ class TextLine:
 
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_LINE_CHARS)]
     time: Seconds | None = None
+    media_start: Seconds | None = None
+    media_end: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> TextLine:
+        if self.media_start is None:
+            if self.media_end is not None:
+                raise ValueError("media_end without media_start")
+            return self
+        if self.time is not None:
+            raise ValueError("a line is timed by time or by media_start, not both")
+        if self.media_end is not None and self.media_end < self.media_start:
+            raise ValueError("media_end is before media_start")
+        return self
 
 
 _LINE = TypeAdapter(TextLine)
@@ -65,13 +93,16 @@ class TextTopic:
     def __init__(self, socket: zmq.Socket,
                  embed_factory: Callable[[], Callable[[Sequence[str]], np.ndarray]], *,
                  streams: Collection[str] | None = None, endpoint: str = "text",
-                 on_line: Callable[[str, float, str], None] | None = None) -> None:
+                 on_line: Callable[[str, float, str], None] | None = None,
+                 clock: StreamClock | None = None) -> None:
         self.socket = socket
         self.embed_factory = embed_factory
         self.known_streams = None if streams is None else frozenset(streams)
+        self.clock = clock
         self.rejections = Rejections(endpoint, "classify")
         self._embed: Callable[[Sequence[str]], np.ndarray] | None = None
         self._lines: dict[str, deque[tuple[float, str]]] = {}
+        self._media: dict[str, deque[tuple[float, float, str]]] = {}
         self._cache: tuple[str, np.ndarray] | None = None
         self.received = 0
         self.on_line = on_line
@@ -93,6 +124,9 @@ class TextTopic:
             except ValueError as error:
                 self.rejections.add(getattr(error, "reason", "schema"), error)
                 continue
+            if line.media_start is not None:
+                self._add_media(stream, line)
+                continue
             lines = self._lines.get(stream)
             if lines is None:
                 lines = self._lines[stream] = deque(maxlen=MAX_LINES_PER_STREAM)
@@ -103,6 +137,19 @@ class TextTopic:
             self.received += 1
             if self.on_line is not None:
                 self.on_line(stream, spoken, line.text)
+
+    def _add_media(self, stream: str, line: TextLine) -> None:
+        assert line.media_start is not None
+        lines = self._media.get(stream)
+        if lines is None:
+            lines = self._media[stream] = deque(maxlen=MAX_MEDIA_LINES_PER_STREAM)
+        end = line.media_start if line.media_end is None else line.media_end
+        lines.append((line.media_start, end, line.text))
+        self.received += 1
+        if self.on_line is not None:  # shown at once; said at media_start on the frames' clock
+            offset = None if self.clock is None else self.clock(stream)
+            self.on_line(stream, time.monotonic() if offset is None
+                         else line.media_start + offset, line.text)
 
     def _parse(self, parts: list[bytes]) -> tuple[str, TextLine]:
         if len(parts) != 2:
@@ -119,9 +166,23 @@ class TextTopic:
             raise refusal(error, "text line") from None
 
     def window_text(self, stream: str, start: float, end: float) -> str | None:
-        """The lines of ``stream`` spoken in [start, end] (monotonic seconds), joined."""
-        lines = [text for spoken, text in self._lines.get(stream, ()) if start <= spoken <= end]
-        return " ".join(lines)[-MAX_WINDOW_CHARS:] if lines else None
+        """The lines of ``stream`` spoken in [start, end] (monotonic seconds), joined in
+        time order: lines timed on the monotonic clock inside it, and media-timed lines
+        whose span overlaps it once the stream's ``clock`` offset maps it to media time."""
+        timed = [(spoken, text) for spoken, text in self._lines.get(stream, ())
+                 if start <= spoken <= end]
+        offset = None if self.clock is None or stream not in self._media else self.clock(stream)
+        if offset is not None:
+            media = self._media[stream]
+            low, high = start - offset, end - offset
+            timed += [(begin + offset, text) for begin, finish, text in media
+                      if begin <= high and finish >= low]
+            while media and media[0][1] < low - KEEP_S:  # long behind every window now
+                media.popleft()
+        if not timed:
+            return None
+        timed.sort(key=lambda item: item[0])
+        return " ".join(text for _, text in timed)[-MAX_WINDOW_CHARS:]
 
     def vector(self, stream: str, start: float, end: float) -> np.ndarray | None:
         text = self.window_text(stream, start, end)
@@ -137,5 +198,5 @@ class TextTopic:
 
     @property
     def streams(self) -> list[str]:
-        return sorted(self._lines)
+        return sorted({*self._lines, *self._media})
 

@@ -16,10 +16,11 @@ The grant is an ordinary acknowledgement (:class:`stream.credits.Ack`) of the la
 received from the stream, so captures need no other protocol, and a lost grant is covered
 by their ack timeout (in fused placement ``CREDIT_TIMEOUT_S`` times the number of streams:
 a stream's credit comes once per round of the streams, and a capture that sent unasked
-while its last frame still waited would push that frame out). A grant not answered within ``patience_s`` (a camera between frames
-or reconnecting, a file being reopened) does not hold up the other streams: the next one is
-granted too. A stream's first frame needs no grant (the windows start with one frame in
-flight), and a stream whose end arrived leaves the rotation until a frame of it comes again.
+while its last frame still waited would push that frame out). A grant not answered
+within ``patience_s`` (a camera between frames or reconnecting, a file being reopened)
+does not hold up the other streams: the next one is granted too. A stream's first frame
+needs no grant (the windows start with one frame in flight), and a stream whose end
+arrived leaves the rotation until a frame of it comes again.
 
 Example:
     >>> grants = TurnGrants(None, patience_s=0.1)

@@ -181,6 +181,13 @@ class ClassifyStage(BatchStage):
                 state.predictions, state.book = self.memory.streams[name]
         return self._streams[name]
 
+    def clock_offset(self, stream: str) -> float | None:
+        """``capture_time - media_time`` of ``stream`` as last seen (None: no frame yet): the
+        offset a window's media span is converted with, which media-timed text lines (the
+        ASR of a file, :mod:`stream.text_topic`) need to land in the same windows."""
+        state = self._streams.get(stream)
+        return None if state is None else state.clock_offset
+
     def admit(self, message: Message) -> None:
         """Only ``image`` (N x image_dim) and ``keypoints`` (M x 137 x 3) float32 arrays,
         and every person's row index inside them."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "detect", "features", "classify", "fused")
+STAGES = ("capture", "detect", "features", "classify", "fused", "asr")
 FUSED = FUSED_STAGES
 """The stages the ``fused`` process runs, in order (``placement: fused``)."""
 EXIT_LINGER_MS = 500
@@ -167,14 +167,14 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
         return embed
 
     memory = None if state_dir is None else ClassifyMemory(state_dir / STATE_FILE)
+    topic = TextTopic(text_socket, text_embedder, streams=config.stream_ids(),
+                      on_line=None if echo is None else echo.publish)
     stage = ClassifyStage(classifier, Sinks(sinks), config.classify,
-                          text=TextTopic(text_socket, text_embedder,
-                                         streams=config.stream_ids(),
-                                         on_line=None if echo is None else echo.publish),
-                          trace=trace,
+                          text=topic, trace=trace,
                           credits=credits,
                           memory=memory,
                           watched=[] if curve is None else curve.monitors)
+    topic.clock = stage.clock_offset  # media-timed lines land in the windows' span
     return stage, stage_config
 
 
@@ -281,7 +281,7 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             if stage_name == "fused":
                 chain, fused_io = build_fused(index, config, endpoints, out, context,
                                               state_dir)
-            elif stage_name != "capture":
+            elif stage_name not in ("capture", "asr"):
                 stage, stage_config, io = build_stage(stage_name, index, config, endpoints,
                                                       out, context, state_dir)
         except BUILD_ERRORS as error:
@@ -291,6 +291,10 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             from stream.stages.capture import run_capture
 
             return run_capture(config, index, endpoints, stop, context)
+        if stage_name == "asr":
+            from stream.stages.asr import run_asr
+
+            return run_asr(config, index, endpoints, stop, context, state_dir, out)
         if stage_name == "fused":
             from stream.stages.fused import run_fused
 
