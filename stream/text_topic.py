@@ -8,6 +8,11 @@ arrival). Each window gets the text of its time span, embedded by the text engin
 stream with no text in its window has the text modality masked. See
 :mod:`stream.text_client` for a minimal publisher.
 
+A line from hidemo's own ASR stage says ``"origin": "asr"``. The user's own publisher
+comes first: from the first line of a stream without that tag, the ASR's lines for that
+stream are dropped (counted in ``superseded``), so a user who publishes their own text
+gets their words alone, as before the ASR existed.
+
 A line may instead be timed on the stream's media clock, the clock the frames' windows
 are cut on: ``"media_start"`` and ``"media_end"``, seconds from the start of the file (the
 ASR stage times a file's lines this way, :mod:`stream.stages.asr`; it reads the audio on
@@ -26,7 +31,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import zmq
@@ -60,6 +65,8 @@ class TextLine:
 
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_LINE_CHARS)]
     time: Seconds | None = None
+    origin: Literal["asr"] | None = None
+    """``asr``: hidemo's ASR stage; None: an outside publisher, which supersedes it."""
     media_start: Seconds | None = None
     media_end: Seconds | None = None
 
@@ -103,6 +110,10 @@ class TextTopic:
         self._embed: Callable[[Sequence[str]], np.ndarray] | None = None
         self._lines: dict[str, deque[tuple[float, str]]] = {}
         self._media: dict[str, deque[tuple[float, float, str]]] = {}
+        self._outside: set[str] = set()
+        """Streams an outside publisher has sent a line for: the ASR's are dropped."""
+        self.superseded = 0
+        """ASR lines dropped because the user publishes their own for the stream."""
         self._cache: tuple[str, np.ndarray] | None = None
         self.received = 0
         self.on_line = on_line
@@ -124,6 +135,13 @@ class TextTopic:
             except ValueError as error:
                 self.rejections.add(getattr(error, "reason", "schema"), error)
                 continue
+            if line.origin == "asr" and stream in self._outside:
+                self.superseded += 1
+                continue
+            if line.origin is None and stream not in self._outside:
+                self._outside.add(stream)  # the user's own text from now on, alone
+                self._lines.pop(stream, None)
+                self._media.pop(stream, None)
             if line.media_start is not None:
                 self._add_media(stream, line)
                 continue

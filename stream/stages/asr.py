@@ -137,9 +137,11 @@ class LinePublisher:
 
     def send(self, start: float, end: float, text: str) -> None:
         if self.live:
-            body: dict[str, Any] = {"text": text, "time": (self.anchor or 0.0) + end}
+            body: dict[str, Any] = {"text": text, "time": (self.anchor or 0.0) + end,
+                                    "origin": "asr"}
         else:
-            body = {"text": text, "media_start": round(start, 3), "media_end": round(end, 3)}
+            body = {"text": text, "media_start": round(start, 3), "media_end": round(end, 3),
+                    "origin": "asr"}
         self.socket.send_multipart([self.stream.encode(), json.dumps(body).encode()])
         if self.transcript is not None:
             record = {"stream": self.stream, "media_start": round(start, 3),

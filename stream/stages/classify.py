@@ -408,7 +408,8 @@ class ClassifyStage(BatchStage):
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
                 "persons": len(self._rings), "sink_errors": dict(self.sinks.errors),
                 "non_finite_predictions": self.non_finite,
-                "text_lines": 0 if self.text is None else self.text.received}
+                "text_lines": 0 if self.text is None else self.text.received,
+                "text_superseded": 0 if self.text is None else self.text.superseded}
 
     def close(self) -> None:
         self.sinks.close()

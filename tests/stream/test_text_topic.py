@@ -50,3 +50,40 @@ def test_published_lines_are_embedded_per_window(tmp_path: Path) -> None:
         assert len(calls) == 1  # the same text is embedded once
     finally:
         context.destroy(linger=0)
+
+
+def test_the_users_own_publisher_supersedes_the_asr_for_its_stream(tmp_path: Path) -> None:
+    """ASR lines (``origin: asr``) count until an outside line arrives for the stream; from
+    then on that stream has the user's words alone, and later ASR lines are dropped and
+    counted. Another stream keeps its ASR lines."""
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.bind(f"ipc://{tmp_path}/text")
+    pub = context.socket(zmq.PUB)
+    pub.connect(f"ipc://{tmp_path}/text")
+    topic = TextTopic(sub, lambda: lambda texts: np.ones((len(texts), 4), np.float32),
+                      clock=lambda stream: 1000.0)
+    bodies = [
+        (b"cam0", b'{"text": "asr before", "media_start": 1.0, "media_end": 2.0, '
+                  b'"origin": "asr"}'),
+        (b"cam0", b'{"text": "asr live", "time": 1001.5, "origin": "asr"}'),
+        (b"cam1", b'{"text": "asr other", "media_start": 1.0, "media_end": 2.0, '
+                  b'"origin": "asr"}'),
+        (b"cam0", b'{"text": "mine", "time": 1001.0}'),
+        (b"cam0", b'{"text": "asr after", "media_start": 1.2, "media_end": 1.8, '
+                  b'"origin": "asr"}'),
+    ]
+    try:
+        sub.poll(300)  # slow joiner (see above)
+        for stream, body in bodies:
+            pub.send_multipart([stream, body])
+        deadline = time.monotonic() + 5
+        while topic.received + topic.superseded < len(bodies) and time.monotonic() < deadline:
+            if sub.poll(100):
+                topic.poll()
+        assert topic.superseded == 1 and topic.received == 4
+        assert topic.window_text("cam0", 1000.0, 1003.0) == "mine"
+        assert topic.window_text("cam1", 1000.0, 1003.0) == "asr other"
+    finally:
+        context.destroy(linger=0)
