@@ -163,8 +163,10 @@ def split_table(run: dict[str, Any]) -> Table:
 
 
 def _baseline_name(run: dict[str, Any]) -> str:
-    """``baseline`` and its engine threads (``default``: the runtime's own choice)."""
-    return f"baseline (threads {run.get('threads') or 'default'})"
+    """``baseline`` (engines on the runtime's default threading) or ``baseline Nt`` (on
+    N threads)."""
+    threads = run.get("threads") or 0
+    return f"baseline {threads}t" if threads else "baseline"
 
 
 def _fused(run: dict[str, Any]) -> bool:
