@@ -359,7 +359,8 @@ def test_a_live_input_is_timed_on_the_monotonic_clock_and_reopened_when_it_ends(
         assert stage.run() == 0
         lines = _lines(sub)
         # stopped after the reopened pass's first utterance; its second is flushed on the way
-        assert len(lines) == 4 and all(set(x) == {"text", "time"} for x in lines)
+        assert len(lines) == 4 and all(set(x) == {"text", "time", "origin"} for x in lines)
+        assert {x["origin"] for x in lines} == {"asr"}  # so an outside publisher supersedes it
         times = [x["time"] for x in lines]
         # each pass is anchored where its first audio arrived (a file read as live runs
         # faster than real time, so the passes' clocks overlap; a real input's do not)
