@@ -28,7 +28,7 @@ from stream.sources import (
 )
 from stream.stage import StopFlag
 from stream.stages.capture import run_capture
-from stream.status import StageStatus
+from stream.status import Health, StageStatus
 from stream.wire import Kind, decode
 
 
@@ -233,8 +233,11 @@ def test_the_capture_stage_reports_grabbed_and_retrieved_frames(tmp_path: Path) 
             headers.append(decode(frames.recv_multipart()).header)
         thread.join(10)
         assert codes == [0]
-        reports = []
-        while status.poll(0):
+        reports: list[StageStatus] = []
+        # the last report (stopping) was sent as the thread ended; ZeroMQ may still be
+        # delivering it, so wait for it rather than take what has arrived
+        while not reports or reports[-1].state is not Health.STOPPING:
+            assert status.poll(10_000), "no stopping report from capture within 10 s"
             reports.append(StageStatus.from_json(status.recv()))
     finally:
         stop.set()

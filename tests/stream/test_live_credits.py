@@ -31,7 +31,7 @@ from stream.placement import (
 )
 from stream.stage import StopFlag
 from stream.stages import capture
-from stream.status import StageStatus
+from stream.status import Health, StageStatus
 from stream.wire import Header, Kind, decode
 from tests.stream.pipeline_runs import finish, read_jsonl, start_run, write_config
 
@@ -209,7 +209,9 @@ def test_an_ack_timeout_frees_the_window_and_every_drop_is_carried(rig: Rig) -> 
     rig.stop.set()
     rig.until(lambda: any(h.kind is Kind.EOS for h in rig.received), "the end of stream")
     rig.thread.join(20)
-    rig.pump()
+    # its last report (stopping) went as the thread ended: wait for it to be delivered
+    rig.until(lambda: bool(rig.reports) and rig.reports[-1].state is Health.STOPPING,
+              "capture's stopping report")
     last = rig.reports[-1]
     sent = rig.frames_sent()
     timeouts = last.extra["credit_timeouts"]
