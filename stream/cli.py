@@ -50,12 +50,13 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
                      help="processes: split (one per stage, features replicas), fused "
                           "(detect, features and classify in one process, frames handed on "
                           "in memory) or auto (fused below 4 CPU cores with the engines on "
-                          "the CPU, else split) (default: the config file's, else split)")
+                          "the CPU, else split) (default: the config file's, else auto)")
     run.add_argument("--asr", choices=("auto", "on", "off"), default=None,
                      help="live transcripts from each source's own audio on the text topic: "
                           "auto (sources with audio, when the speech model is installed), on "
-                          "(the same; a missing model is an error) or off (e.g. when you "
-                          "publish your own text) (default: the config file's, else auto)")
+                          "(the same; a missing model is an error) or off (none; a stream "
+                          "whose text you publish yourself drops its ASR lines anyway) "
+                          "(default: the config file's, else auto)")
     run.add_argument("--fast", action="store_true",
                      help="read files as fast as the pipeline takes them (not real time)")
     run.add_argument("--ui", action="store_true",

@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGES = ("capture", "detect", "features", "classify", "fused", "asr")
-FUSED = FUSED_STAGES
-"""The stages the ``fused`` process runs, in order (``placement: fused``)."""
 EXIT_LINGER_MS = 500
 STATE_FILE = "classify-state.json"
 
@@ -237,7 +235,7 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path |
     status = open_endpoint(context, endpoints, "status", "connect", config.endpoints)
     links: list[Link] = []
     try:
-        for name in FUSED:
+        for name in FUSED_STAGES:
             stage, stage_config = builders[name]()
             reporter = StatusReporter(status, name, index,
                                       interval_s=config.supervisor.status_interval_s,
@@ -256,9 +254,8 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path |
     # the head grants the captures' credits at each stream's turn instead of classify
     # acknowledging each frame as it finishes (stream.turns)
     classify = links[-1].stage
-    grants = TurnGrants(getattr(classify, "credits", None))
-    if isinstance(classify, ClassifyStage):
-        classify.credits = None
+    assert isinstance(classify, ClassifyStage)
+    grants, classify.credits = TurnGrants(classify.credits), None
     return FusedChain(links), FusedIO(inbound, rules, "detect_in", offline, grants)
 
 

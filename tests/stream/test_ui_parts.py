@@ -3,6 +3,7 @@ record, the server's refusals, per-client queues, tokens, and the page's routes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from engines.adapters.perception import Percept
@@ -111,6 +114,35 @@ def test_a_preview_that_is_not_one_is_refused_with_its_reason() -> None:
     nan = np.full((1, 137, 3), np.nan, np.float32).tobytes()
     with pytest.raises(WireError, match="NaN"):
         decode_preview([b"demo0", header, b"\xff\xd8xx", nan], ["demo0"])
+
+
+TOPICS = ("preview", "predictions", "transcript", "monitor")
+JUNK = st.one_of(st.binary(max_size=64), st.sampled_from([
+    b"demo0", b"{", b"[]", b"null", b"\xff\xd8", b'{"stream": "demo0"}',
+    b'{"text": "hi", "time": -1}', b'{"text": "' + b"x" * 5000 + b'"}',
+    b'{"label": "happy", "probability": NaN}']))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TOPICS), st.lists(JUNK, max_size=5)), max_size=20))
+def test_hostile_messages_never_raise_out_of_the_hub_and_are_all_counted(
+        messages: list[tuple[str, list[bytes]]]) -> None:
+    """Whatever arrives on the view's topics (the pipeline's sockets are reachable by other
+    local processes), the hub neither raises nor loses count: every message is
+    counted as received, the refused ones also by reason, and a preview is refused with a
+    WireError, nothing else."""
+    hub = Hub(["demo0"], history_s=60.0)
+    for topic, parts in messages:
+        hub.receive(topic, parts)
+        if topic == "preview":
+            with contextlib.suppress(WireError):
+                decode_preview(parts, ["demo0"])
+    stats = hub.stats()
+    for topic in TOPICS:
+        sent = sum(1 for t, _ in messages if t == topic)
+        refused = sum(stats["rejected"].get(topic, {}).values())
+        assert stats["received"].get(topic, 0) == sent and refused <= sent, (topic, stats)
+    json.dumps(hub.state())  # what the page gets stays serialisable
 
 
 def test_the_hub_counts_refusals_per_topic_and_never_raises() -> None:
