@@ -48,9 +48,11 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
                           "file's)")
     run.add_argument("--placement", choices=("auto", "split", "fused"), default=None,
                      help="processes: split (one per stage, features replicas), fused "
-                          "(detect, features and classify in one process, frames handed on "
-                          "in memory) or auto (fused below 4 CPU cores with the engines on "
-                          "the CPU, else split) (default: the config file's, else auto)")
+                          "(detect and features in worker processes, one per core, that "
+                          "share the streams out and hand frames on in memory; classify "
+                          "apart; `--set fused.workers=N`) or auto (fused below 4 CPU cores "
+                          "with the engines on the CPU, else split) (default: the config "
+                          "file's, else auto)")
     run.add_argument("--asr", choices=("auto", "on", "off"), default=None,
                      help="live transcripts from each source's own audio on the text topic: "
                           "auto (sources with audio, when the speech model is installed), on "
@@ -217,7 +219,8 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
     spec = UiSpec(host=host, port=port, streams=config.stream_ids(),
                   history_s=config.ui.history_s, max_clients=config.ui.max_clients,
                   endpoints=endpoints.to_json(), endpoint_config=config.endpoints,
-                  stats_path=run_dir / "ui-stats.json")
+                  stats_path=run_dir / "ui-stats.json",
+                  preview_publishers=config.fused.workers if config.placement == "fused" else 1)
     spec_path = run_dir / "ui-spec.json"
     spec_path.write_text(spec.model_dump_json())
     ui = UiProcess(spec_path, log_dir / "ui.log", token, max_restarts=config.ui.max_restarts)

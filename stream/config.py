@@ -349,6 +349,16 @@ class AsrConfig(_Strict):
         return self
 
 
+class FusedConfig(_Strict):
+    """Fused placement's worker processes (:mod:`stream.placement`). Each worker runs detect
+    and features for its share of the streams (stream ``i`` on worker ``i mod workers``),
+    frames handed on in memory; classify is one process for all. ``workers`` 0 (auto): one
+    per usable core, at most one per stream; each worker's engines then take
+    ``cores // workers`` threads (unless a stage sets its own ``threads``)."""
+
+    workers: int = Field(0, ge=0)
+
+
 class Reasons(_Strict):
     """Why ``hidemo run`` resolved each automatic choice as it did, saved with the resolved
     configuration in ``config.json`` so a run's outputs say how its graph was laid out.
@@ -379,8 +389,9 @@ class RunConfig(_Strict):
     placement: Literal["auto", "split", "fused"] = "auto"
     """How the logical stages map onto processes (:mod:`stream.placement`): ``split`` (one
     process per stage, ``features.replicas`` side by side: the stages overlap when there are
-    cores or a GPU for them), ``fused`` (detect, features and classify in one process, frames
-    handed on in memory; the captures stay apart) or ``auto`` (fused on a small CPU-only
+    cores or a GPU for them), ``fused`` (detect and features in one worker process per share
+    of the streams, frames handed on in memory, ``fused.workers``; classify and the captures
+    stay apart) or ``auto`` (fused on a small CPU-only
     machine, split otherwise; the choice and its reason are printed and saved in
     ``reasons.placement``)."""
     reasons: Reasons = Field(default_factory=Reasons)
@@ -391,6 +402,7 @@ class RunConfig(_Strict):
     detect: DetectConfig = Field(default_factory=DetectConfig)
     features: StageConfig = Field(default_factory=StageConfig)
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
+    fused: FusedConfig = Field(default_factory=FusedConfig)
     endpoints: EndpointConfig = Field(default_factory=EndpointConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
@@ -406,9 +418,10 @@ class RunConfig(_Strict):
             raise ValueError(f"stream ids are 1 to 64 characters (the wire's bound): {too_long}")
         if self.placement == "fused" and self.features.replicas > 1:
             raise ValueError(
-                f"placement: fused runs features in the one fused process, but "
+                f"placement: fused runs features inside its worker processes, but "
                 f"features.replicas is {self.features.replicas}: set placement: split (or "
-                f"auto) to run replicas, or features.replicas: 1")
+                f"auto) to run replicas, or features.replicas: 1 (fused.workers sets how many "
+                f"fused processes share the streams)")
         hang = self.supervisor.hang_after_s
         for stream, source in zip(ids, self.sources, strict=True):
             blocking = max(source.open_timeout_s, source.read_timeout_s)

@@ -5,8 +5,9 @@ an address: detect binds its input (captures connect) and its output (feature re
 connect); classify binds its input, the predictions PUB, the credits PUB (unpaced captures
 connect, :mod:`stream.credits`) and the text SUB (the ASR stages and outside publishers
 connect, so no stranger can stand in for the topic); the supervisor binds the status
-socket every stage reports to. Internal hops use ipc in one private folder by default (no
-port clashes between runs, no network exposure).
+socket every stage reports to. In fused placement each worker binds its own input, credits
+and preview (:meth:`Endpoints.for_worker`), and classify no credits. Internal hops use ipc
+in one private folder by default (no port clashes between runs, no network exposure).
 
 Every socket that receives has ``ZMQ_MAXMSGSIZE``: a peer that sends a bigger message is
 disconnected by ZeroMQ before the message is buffered (it may reconnect), so one hostile or
@@ -23,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -36,6 +37,9 @@ from stream.curve import ClientKeys, CurveServer, Secure, client_security
 
 INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits", "preview",
             "monitor", "transcript")
+
+PER_WORKER = ("detect_in", "credits", "preview")
+"""The endpoints each fused worker binds for itself (:meth:`Endpoints.for_worker`)."""
 
 KiB = 2**10
 MiB = 2**20
@@ -128,6 +132,24 @@ class Endpoints:
             internal = {name: f"tcp://127.0.0.1:{config.tcp_base_port + i}"
                         for i, name in enumerate(INTERNAL)}
         return cls(**internal, predictions=config.predictions, text=config.text)
+
+    def for_worker(self, worker: int, config: EndpointConfig) -> Endpoints:
+        """The endpoints fused worker ``worker`` binds, and its captures connect to: its
+        own input (``detect_in``), credits and preview; worker 0 keeps the run's own.
+        Over ipc the address takes the worker's number; over tcp, ports after the
+        internal block (:data:`INTERNAL`), :data:`PER_WORKER` for each further worker."""
+        if worker == 0:
+            return self
+        own: dict[str, str] = {}
+        for offset, name in enumerate(PER_WORKER):
+            address = getattr(self, name)
+            if address.startswith("ipc://"):
+                own[name] = f"{address}-{worker}"
+            else:
+                port = (config.tcp_base_port + len(INTERNAL)
+                        + (worker - 1) * len(PER_WORKER) + offset)
+                own[name] = f"tcp://127.0.0.1:{port}"
+        return replace(self, **own)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,13 +2,25 @@
 
 The graph is always capture -> detect -> features -> classify. ``split`` runs one process
 per stage (``features.replicas`` of features): stages overlap, which pays when each has a
-core (or the engines a GPU) of its own. ``fused`` runs detect, features and classify in one
-process (:mod:`stream.stages.fused`), each frame handed from one to the next in memory;
+core (or the engines a GPU) of its own. ``fused`` runs detect and features together in
+worker processes (:mod:`stream.stages.fused`), each frame handed from one to the next in
+memory, and classify (cheap: about a millisecond a window) in one process for all;
 captures stay separate (a camera must be read on time whatever the models do). On a small
 CPU the split processes only take turns on the same cores and pay for every hand-off
 (serialising, copying, polling) and for frames one stage finished and the next then
 dropped; fused pays for none of that, and work starts only on a frame the whole chain
 will finish.
+
+**Workers** (``fused.workers``, 0: auto, :func:`fused_workers`): the streams are shared
+out, stream ``i`` to worker ``i mod workers``, and a worker serves its streams in turn.
+Auto takes one worker per usable core, at most one per stream, and each worker's engines
+then take ``cores // workers`` threads. Two frames on two cores, one thread each, go
+faster than one frame after another on two threads: an engine's threads wait for each
+other at every operator, and detect's TFLite graphs run on one thread anyway. Measured
+(edge, 4 streams saturated, idle 2 cores, the loop of :mod:`stream.bench.baseline` in
+threads): 5.30 frames/s one frame at a time on the runtime's default threading, 8.13 with
+two workers on one thread each; a frame then takes 225 ms instead of 169 ms (its embedder
+runs on one core). With one stream there is one worker, on every core.
 
 ``auto`` is an explicit rule, applied once before the stages start (:func:`choose`):
 
@@ -18,13 +30,14 @@ will finish.
    CPU stages, and features batches across streams);
 4. otherwise -> fused.
 
-The choice and its reason are printed and saved in ``config.json`` (``placement`` and
-``reasons.placement``).
+The choice, the workers and the reason are printed and saved in ``config.json``
+(``placement``, ``fused.workers`` and ``reasons.placement``).
 
-Fused changes two defaults. Its engines take every usable core (``threads``, unless a
-stage sets its own: :func:`fused_stage`): they run one after another, so each has the cores
-to itself. And an offline source (``realtime: false``) whose ``in_flight``
-is not set keeps 1 frame in flight instead of 2 (:data:`FUSED_IN_FLIGHT`). In split, the
+Fused changes two defaults. Its engines take the worker's share of the cores (``threads``,
+unless a stage sets its own: :func:`fused_stage`): within a worker they run one after
+another, so each has those cores to itself. And an offline source (``realtime: false``)
+whose ``in_flight`` is not set keeps 1 frame in flight instead of 2
+(:data:`FUSED_IN_FLIGHT`). In split, the
 second frame waits at the slowest stage while the first is in the stages after it; fused
 has no stage after it, so the second frame only waits a whole chain's time (measured, edge,
 1 stream saturated, loaded 2 cores: 3.75 frames/s, e2e p50 494 ms with 2; 3.69 and 253 ms
@@ -44,9 +57,9 @@ one being worked on). Unless the source sets ``in_flight`` (:func:`live_in_fligh
   receive both of this stream's frames and push the older out (the stages serve the
   streams in turn); the other streams' frames keep the slowest stage busy instead.
 
-In fused placement the credits come from the head, not from classify: it asks one stream
-at a time for its next frame, just before that stream's turn (:mod:`stream.turns`), so a
-frame never waits in the inbox behind the other streams' frames.
+In fused placement the credits come from each worker, not from classify: it asks one of its
+streams at a time for its next frame, as the current frame's chain ends
+(:mod:`stream.turns`), so a frame never waits in the inbox behind the other streams' frames.
 
 Each window starts with one frame until it was acknowledged (slow start): frames sent
 before the stages are connected would reach detect together. Measured (edge, 1 demo stream,
@@ -58,6 +71,8 @@ Example:
     'fused'
     >>> choose("auto", replicas=1, cores=16, device=lambda: "cpu").placement
     'split'
+    >>> fused_workers(0, cores=2, streams=4), fused_workers(0, cores=2, streams=1)
+    (2, 1)
 """
 
 from __future__ import annotations
@@ -70,7 +85,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from stream.config import RunConfig, SourceConfig, StageConfig
+from stream.config import ClassifyConfig, RunConfig, SourceConfig, StageConfig
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +95,8 @@ FUSED_BELOW_CORES = 4
 """``auto`` fuses below this many usable CPU cores: with four stage processes (and a
 capture per source) on fewer cores, the stages cannot overlap, they take turns."""
 
-FUSED_STAGES = ("detect", "features", "classify")
-"""The logical stages the fused process runs, in order."""
+FUSED_STAGES = ("detect", "features")
+"""The logical stages a fused worker runs, in order (classify is one process for all)."""
 
 FUSED_IN_FLIGHT = 1
 """``in_flight`` of a source under fused placement, unless the source sets it."""
@@ -136,8 +151,8 @@ def choose(asked: str, *, replicas: int, cores: int, device: Callable[[], str]) 
                                "with the CPU stages")
     return Placed("fused", f"auto: {cores} CPU core{'s' if cores != 1 else ''} "
                            f"(< {FUSED_BELOW_CORES}) and the engines on the CPU: split stages "
-                           "would only take turns on them; one process hands frames on in "
-                           "memory and drops none it has worked on")
+                           "would only take turns on them; a fused worker hands frames from "
+                           "detect to features in memory and drops none it has worked on")
 
 
 def resolve_placement(config: RunConfig, cores: int | None = None) -> tuple[RunConfig, Placed]:
@@ -149,29 +164,72 @@ def resolve_placement(config: RunConfig, cores: int | None = None) -> tuple[RunC
     cores = usable_cores() if cores is None else cores
     placed = choose(config.placement, replicas=config.features.replicas, cores=cores,
                     device=device)
-    if config.placement == "auto":
+    sources = config.sources
+    update: dict[str, object] = {}
+    if placed.placement == "fused":
+        workers = fused_workers(config.fused.workers, cores=cores, streams=len(sources))
+        share = max(1, cores // workers)
+        why = workers_reason(config.fused.workers, workers, cores, share)
+        placed = Placed("fused", f"{placed.reason}; {why}")
+        sources = [fused_source(source) for source in sources]
+        update = {name: fused_stage(getattr(config, name), share) for name in FUSED_STAGES}
+        update["classify"] = fused_classify(config.classify)
+        update["fused"] = config.fused.model_copy(update={"workers": workers})
+    if config.placement == "auto" or placed.placement == "fused":
         log.info("placement: %s (%s)", placed.placement, placed.reason)
     reasons = config.reasons.model_copy(update={"placement": placed.reason})
-    sources = config.sources
-    stages: dict[str, StageConfig] = {}
-    if placed.placement == "fused":
-        sources = [fused_source(source) for source in sources]
-        stages = {name: fused_stage(getattr(config, name), cores) for name in FUSED_STAGES}
     sources = [live_source(source, placed.placement, len(sources)) for source in sources]
     return config.model_copy(update={"placement": placed.placement, "reasons": reasons,
-                                     "sources": sources, **stages}), placed
+                                     "sources": sources, **update}), placed
 
 
-def fused_stage(stage: StageConfig, cores: int) -> StageConfig:
-    """``stage`` as fused placement runs it: its engines take every usable core
-    (``threads``) unless it sets its own. The fused stages run one after another, so each
-    engine has the cores to itself while it runs; with one thread each, the second core of
-    a 2-core machine idled while a frame went through (measured, edge, idle 2 cores:
-    fused 4.24 frames/s at 1 thread against the one-process loop's 5.38 at the runtime's
-    default threading)."""
+def fused_workers(asked: int, *, cores: int, streams: int) -> int:
+    """How many fused workers share ``streams`` streams: ``asked`` when set (0: one per
+    usable core), never more than the streams (a worker without a stream would idle)."""
+    return max(1, min(asked or cores, max(1, streams)))
+
+
+def workers_reason(asked: int, workers: int, cores: int, share: int) -> str:
+    """Why ``workers`` fused workers, for ``reasons.placement``."""
+    why = ("fused.workers was asked for" if asked
+           else f"one per usable core ({cores}), at most one per stream")
+    plural = "s" if share != 1 else ""
+    return (f"{workers} worker{'s' if workers != 1 else ''} ({why}), the streams shared out, "
+            f"engines on {share} thread{plural} each")
+
+
+def worker_of(index: int, workers: int) -> int:
+    """The fused worker that serves the source at ``index``."""
+    return index % max(1, workers)
+
+
+def worker_streams(config: RunConfig, worker: int) -> list[str]:
+    """The stream ids fused worker ``worker`` serves (resolved ``fused.workers``)."""
+    return [stream for index, stream in enumerate(config.stream_ids())
+            if worker_of(index, config.fused.workers) == worker]
+
+
+def fused_stage(stage: StageConfig, share: int) -> StageConfig:
+    """``stage`` as a fused worker runs it: its engines take the worker's ``share`` of the
+    usable cores (``threads``) unless it sets its own. A worker's stages run one after
+    another, so each engine has those cores to itself while it runs; with one worker on 2
+    cores and one thread each, the second core idled while a frame went through (measured,
+    edge, idle 2 cores: 4.24 frames/s at 1 thread against the one-process loop's 5.38 at
+    the runtime's default threading)."""
     if "threads" in stage.model_fields_set:
         return stage
-    return stage.model_copy(update={"threads": cores})
+    return stage.model_copy(update={"threads": share})
+
+
+def fused_classify(classify: ClassifyConfig) -> ClassifyConfig:
+    """Classify as fused placement runs it: it takes what has arrived without waiting
+    ``max_delay_ms`` for more (unless set). Its frames come from the workers one at a time
+    per stream, and a window costs about a millisecond: waiting to batch only added the
+    wait to every prediction (measured, edge, 1 stream saturated: 11 ms of queue wait at
+    classify, a tenth of the frame's e2e over the one-process loop's)."""
+    if "max_delay_ms" in classify.model_fields_set:
+        return classify
+    return classify.model_copy(update={"max_delay_ms": 0.0})
 
 
 def fused_source(source: SourceConfig) -> SourceConfig:

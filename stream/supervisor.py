@@ -1,11 +1,12 @@
 """The supervisor: starts every stage as its own process, watches it, restarts it, stops it.
 
 Placement (:mod:`stream.placement`) decides the processes: ``split`` runs classify, each
-features replica and detect as their own; ``fused`` runs one ``fused`` process that holds
-all three and reports each one's status under its own name (``detect[0]``...), so
+features replica and detect as their own; ``fused`` runs classify and ``fused.workers``
+``fused`` processes, each holding detect and features for its share of the streams and
+reporting each one's status under its own name (``detect[i]``, ``features[i]``), so
 everything below reads the same figures either way.
 
-Order matters at both ends. Start: classify, features, detect (or the fused process), and
+Order matters at both ends. Start: classify, features, detect (or the fused workers), and
 only when they report ready, the captures (frames sent into a stage still loading its
 engines would only be dropped). Watch: status reports arrive on a bound PULL socket; a stage
 that exits unexpectedly is restarted after a backoff that doubles up to ``backoff_max_s``,
@@ -67,8 +68,8 @@ class Child:
     hangs: int = 0
     exit_codes: list[int] = field(default_factory=list)
     reports_as: tuple[str, ...] = ()
-    """The status labels this process reports under when not its own (the fused process:
-    ``detect[0]``, ``features[0]``, ``classify[0]``)."""
+    """The status labels this process reports under when not its own (fused worker ``i``:
+    ``detect[i]``, ``features[i]``)."""
 
     @property
     def label(self) -> str:
@@ -318,7 +319,7 @@ class Supervisor:
         return {c.label: c.restarts for c in self._everyone()}
 
     def _view_restarts(self) -> dict[str, int]:
-        """Restarts by status label (a fused process's restarts show on each of its stages)."""
+        """Restarts by status label (a fused worker's restarts show on each of its stages)."""
         return {label: c.restarts for c in self._everyone() for label in c.status_labels}
 
     def _ready(self, children: list[Child]) -> bool:
@@ -438,8 +439,8 @@ class Supervisor:
                 for name, count in sorted(errors.items()) if isinstance(count, int) and count]
 
     def _log_of(self, label: str) -> Path:
-        """The log of the process that reports as ``label`` (classify's is the fused
-        process's log when placement fused it)."""
+        """The log of the process that reports as ``label`` (detect's and features' are a
+        fused worker's log when placement fused them)."""
         child = next(c for c in self.children if label in c.status_labels)
         return self.log_dir / f"{child.stage}-{child.index}.log"
 
@@ -499,7 +500,7 @@ class Supervisor:
         while time.monotonic() < deadline and not self.stop.urgent and not self._drained():
             self._pump()
         code = 0
-        for child in reversed(self.children):  # detect, features, classify (or fused)
+        for child in reversed(self.children):  # detect, features (or the workers), classify
             code = max(code, self._stop_children([child], sup.stop_timeout_s))
         self._pump(0)
         self.view.close()
@@ -570,9 +571,12 @@ class Supervisor:
 
 def stage_children(config: RunConfig) -> list[Child]:
     """The stage processes of ``config``'s placement, in start order (stopped in reverse):
-    split, classify, the features replicas, detect; fused, the one process of all three."""
+    split, classify, the features replicas, detect; fused, classify and the workers (each
+    of detect and features, for its share of the streams)."""
     if config.placement == "fused":
-        return [Child("fused", 0, reports_as=("detect[0]", "features[0]", "classify[0]"))]
+        return [Child("classify", 0),
+                *(Child("fused", i, reports_as=(f"detect[{i}]", f"features[{i}]"))
+                  for i in range(max(1, config.fused.workers)))]
     if config.placement != "split":
         raise ValueError(f"placement {config.placement!r} is not resolved: call "
                          "stream.placement.resolve_placement before starting the stages")
@@ -583,11 +587,11 @@ def stage_children(config: RunConfig) -> list[Child]:
 
 def child_threads(config: RunConfig, stage: str) -> int:
     """Math-library threads (OMP/BLAS) of a stage process: its stage's ``threads``, the most
-    of its stages' for the fused process, 1 for a capture."""
+    of its stages' for a fused worker, 1 for a capture."""
     if stage == "capture":
         return 1
     if stage == "fused":
-        return max(1, config.detect.threads, config.features.threads, config.classify.threads)
+        return max(1, config.detect.threads, config.features.threads)
     return max(1, getattr(config, stage).threads)
 
 
@@ -600,8 +604,8 @@ def processed_then_dropped(statuses: dict[str, StageStatus]) -> dict[str, int]:
     """Per stage, frames it finished that were then dropped before the next stage worked on
     them: those it could not send (``dropped_out``) plus those the next stage's latest-wins
     inbox replaced (the next stage's ``dropped_in``). For a capture "finished" means read.
-    In fused placement detect, features and classify hand on in memory: 0 by construction,
-    computed all the same from the same counters."""
+    In fused placement detect hands on to features in memory: 0 by construction, computed
+    all the same from the same counters."""
     totals: dict[str, dict[str, int]] = {}
     for status in statuses.values():
         figures = totals.setdefault(status.stage, {"in": 0, "out": 0})

@@ -36,6 +36,7 @@ from stream.config import RunConfig
 from stream.credits import CREDIT_TIMEOUT_S, CreditWindow, LiveWindow
 from stream.endpoints import Endpoints, open_endpoint
 from stream.hop import Sender
+from stream.placement import worker_of, worker_streams
 from stream.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
 from stream.stage import StopFlag
 from stream.status import StatusReporter
@@ -67,6 +68,12 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     sampler = RateSampler(capture_fps)  # reset by the reader at each new generation
     reader = SourceReader(source, policy=sampler, backoff_min_s=source_config.reconnect_min_s,
                           backoff_max_s=source_config.reconnect_max_s)
+    # fused: this stream's worker takes its frames and grants its credits
+    streams_in_turn = 1
+    if config.placement == "fused":
+        worker = worker_of(index, config.fused.workers)
+        endpoints = endpoints.for_worker(worker, config.endpoints)
+        streams_in_turn = len(worker_streams(config, worker))
     # offline: frames wait in this process until detect has room, not in ZeroMQ or kernel
     # buffers, so the source reads only about as fast as detect takes
     output = open_endpoint(context, endpoints, "detect_in", "connect", config.endpoints,
@@ -76,9 +83,9 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     credits = open_endpoint(context, endpoints, "credits", "connect", config.endpoints)
     credits.setsockopt(zmq.SUBSCRIBE, stream_id.encode())
     in_flight = source_config.in_flight
-    # fused: the head grants credits stream by stream (stream.turns), so a stream's next
-    # credit comes once per round of the streams, not once per chain run
-    timeout_s = CREDIT_TIMEOUT_S * (len(config.sources) if config.placement == "fused" else 1)
+    # fused: the worker grants credits stream by stream (stream.turns), so a stream's next
+    # credit comes once per round of the worker's streams, not once per chain run
+    timeout_s = CREDIT_TIMEOUT_S * streams_in_turn
     window = (CreditWindow(credits, stream_id, in_flight=in_flight, timeout_s=timeout_s)
               if offline else LiveWindow(credits, stream_id, in_flight=in_flight,
                                          timeout_s=timeout_s))

@@ -1,32 +1,36 @@
-"""Fused placement: detect, features and classify in one process, frames handed on in memory.
+"""Fused placement's worker: detect and features in one process, frames handed on in memory.
 
 On a small CPU the split stages only take turns on the same cores, and every hop costs a
 serialisation, a copy, a poll and sometimes a frame one stage finished and the next then
-dropped (:mod:`stream.placement`). Here one loop takes frames from the captures on detect's
-own input endpoint (latest-wins, as detect's inbox: a frame waits there, unworked, or is
-dropped unworked) and runs each batch through the whole chain, detect -> features ->
-classify, before it takes the next: work starts only on a frame the chain will finish, so
-nothing is processed and then dropped between stages. End-of-stream markers go through
-each stage's ``on_control`` in the same order, after the frames that came before them.
+dropped (:mod:`stream.placement`). Here one loop takes its streams' frames from the
+captures on the worker's own input endpoint (latest-wins, as detect's inbox: a frame waits
+there, unworked, or is dropped unworked) and runs each batch through detect and features
+before it takes the next: work starts only on a frame the chain will finish, so nothing
+is processed and then dropped between stages. What features makes goes to classify, one
+process for every worker, as in split placement (small messages: embeddings and
+keypoints, no pixels). End-of-stream markers go through each stage's ``on_control`` in
+the same order, after the frames that came before them.
+
+Several workers share the streams out (``fused.workers``): each has its own engines on its
+share of the cores, so two frames go through at once on two cores.
 
 Which frame comes next is decided here: the captures send only on credit, and in fused
-placement the credits are granted by this loop, one stream at a time, just before that
-stream's turn (:mod:`stream.turns`), instead of by classify as each frame finishes; so a
-frame starts its chain as soon as it arrives, and frames are dropped only at capture.
+placement the credits are granted by this loop, one of its streams at a time, as the
+current frame's chain ends (:mod:`stream.turns`), instead of by classify as each frame
+finishes; so a frame starts its chain as soon as it arrives, and frames are dropped only
+at capture.
 
-The stage objects are the split stages' own (built by :mod:`stream.stages.main`), and so
-are classify's outputs: the predictions PUB, the JSONL sinks, the credits socket and the
-text topic. The process reports three statuses, ``detect[0]``,
-``features[0]`` and ``classify[0]``, each with that stage's own counters (busy time,
-batches, items, failures) and figures: the supervisor's drain (classify's ``streams``),
-the run summary and the bench's stage breakdown read them exactly as in split mode. Each
-hand-off stamps the message's arrival, so a frame's trace shows the stages back to back
-(transfer and queue near zero).
+The stage objects are the split stages' own (built by :mod:`stream.stages.main`). The
+process reports two statuses, ``detect[i]`` and ``features[i]``, each with that stage's
+own counters (busy time, batches, items, failures) and figures: the run summary and the
+bench's stage breakdown read them exactly as in split mode. Each hand-off stamps the
+message's arrival, so a frame's trace shows the stages back to back (transfer and queue
+near zero).
 
 Example:
     >>> chain = FusedChain([Link(detect, detect_config, detect_reporter),
-    ...                     Link(features, features_config, features_reporter),
-    ...                     Link(classify, classify_config, classify_reporter)])  # doctest: +SKIP
+    ...                     Link(features, features_config, features_reporter)],
+    ...                    classify_in)  # doctest: +SKIP
     >>> run_fused(chain, FusedIO(inbound, rules), stop)  # doctest: +SKIP
 """
 
@@ -40,7 +44,7 @@ from typing import Any
 import zmq
 
 from stream.config import StageConfig
-from stream.hop import BatchPolicy, LatestInbox
+from stream.hop import BatchPolicy, LatestInbox, Sender
 from stream.stage import BatchStage, StopFlag, _guarded, run_inbox_loop
 from stream.status import FailedItems, Rejections, StatusReporter
 from stream.turns import TurnGrants
@@ -49,7 +53,7 @@ from stream.wire import ANY_STREAM, Message, WireRules
 
 @dataclass
 class Link:
-    """One logical stage inside the fused process: the stage, its resolved batching (only
+    """One logical stage inside a fused worker: the stage, its resolved batching (only
     ``slow_ms`` and, for the head, the input's batching are used) and its own status."""
 
     stage: BatchStage
@@ -59,7 +63,7 @@ class Link:
     def __post_init__(self) -> None:
         self.failures = FailedItems(self.reporter.counters, self.stage.name)
 
-    def frames(self, batch: list[Message], *, head: bool) -> list[Message]:
+    def frames(self, batch: list[Message], *, head: bool, tail: bool = False) -> list[Message]:
         """``batch`` through this stage; its results, each stamped as arriving now at the
         next stage. One item that raises costs only itself (counted), as in split mode."""
         counters = self.reporter.counters
@@ -80,7 +84,8 @@ class Link:
         counters.busy_s += done - started
         counters.batches += 1
         counters.processed += len(batch)
-        counters.sent += len(results or [])
+        if not tail:  # the tail's ``sent`` is what its socket took (FusedChain.flush)
+            counters.sent += len(results or [])
         return [replace(m, arrived=done) for m in results or []]
 
     def control(self, messages: list[Message]) -> list[Message]:
@@ -93,15 +98,17 @@ class Link:
 
 
 class FusedChain:
-    """The logical stages in pipeline order, run one after another on each batch."""
+    """The logical stages in pipeline order, run one after another on each batch; the last
+    one's results go out on ``output`` (classify's input; None: nowhere, in tests)."""
 
-    def __init__(self, links: list[Link]) -> None:
+    def __init__(self, links: list[Link], output: zmq.Socket | None = None) -> None:
         if not links:
             raise ValueError("a fused chain needs at least one stage")
         self.links = links
-        self.before_tail: Callable[[], None] = _nothing
-        """Called as the last stage is about to run on a batch (:mod:`stream.turns`: the
-        next stream is asked for its frame then, so it arrives as this one finishes)."""
+        self.sender = Sender(output) if output is not None else None
+        self.chain_done: Callable[[], None] = _nothing
+        """Called as a batch's chain ends, before its results go out (:mod:`stream.turns`:
+        the next stream is asked for its frame then)."""
         self.head_status: Callable[[], dict[str, Any]] = dict
         """More figures for the head's (detect's) status: the grants."""
         self.input_rejections = Rejections("detect_in", links[0].stage.name)
@@ -116,17 +123,35 @@ class FusedChain:
         return self.links[-1]
 
     def frames(self, batch: list[Message]) -> None:
-        """``batch`` through every stage; the last one's results go to its own sinks."""
+        """``batch`` through every stage; the last one's results go out."""
         for index, link in enumerate(self.links):
             if not batch:
-                return
-            if link is self.tail:
-                self.before_tail()
-            batch = link.frames(batch, head=index == 0)
+                break
+            batch = link.frames(batch, head=index == 0, tail=link is self.tail)
+        self.chain_done()
+        self._send(batch)
 
     def control(self, messages: list[Message]) -> None:
         for link in self.links:
             messages = link.control(messages)
+        self._send(messages)
+
+    def _send(self, messages: list[Message]) -> None:
+        if self.sender is None:
+            return
+        for message in messages:
+            self.sender.send(message)
+
+    def flush(self) -> None:
+        """Retry what the output refused (classify restarting), and count what went out
+        and what was dropped on the tail's status."""
+        if self.sender is None:
+            return
+        self.sender.flush()
+        counters = self.tail.reporter.counters
+        counters.sent = self.sender.sent
+        counters.dropped_out = self.sender.blocked
+        self.tail.reporter.last_blocked = self.sender.last_blocked
 
     def ready(self) -> None:
         for link in self.links:
@@ -154,12 +179,12 @@ class FusedChain:
         return own + link.stage.extra_rejections()
 
     def extra_sockets(self) -> list[tuple[zmq.Socket, Callable[[], None], Link]]:
-        """Sockets the stages poll themselves (classify's text topic, CURVE monitors)."""
+        """Sockets the stages poll themselves (none of detect's and features' today)."""
         return [(socket, handler, link) for link in self.links
                 for socket, handler in link.stage.extra_sockets()]
 
     def close(self) -> None:
-        """Close every stage, the last first (classify's sinks flush before the engines
+        """Close every stage, the last first (a stage's outputs flush before the engines
         upstream go), each even when another's close fails."""
         errors: list[BaseException] = []
         for link in reversed(self.links):
@@ -206,7 +231,7 @@ class OfflineInbox(LatestInbox):
 
 @dataclass
 class FusedIO:
-    """The fused process's input: detect's endpoint, its wire rules and name, and the
+    """A fused worker's input: its detect endpoint, its wire rules and name, and the
     offline streams with their ``in_flight`` (see :class:`OfflineInbox`)."""
 
     input: zmq.Socket
@@ -232,9 +257,10 @@ def run_fused(chain: FusedChain, io: FusedIO, stop: StopFlag) -> None:
 
     def after_turn() -> None:
         grant()  # an idle turn: the stream asked last may not have a frame yet
+        chain.flush()
         chain.report()
 
-    chain.before_tail = grant
+    chain.chain_done = grant
     if grants is not None:
         chain.head_status = grants.report
     chain.ready()

@@ -5,8 +5,8 @@ The supervisor writes the resolved run (configuration, endpoints, output folder)
 needs, its sockets, and runs its loop until SIGTERM. Engines are verified on load
 (:func:`engines.runtime.load_engine`): a stale or missing engine stops the stage with a
 message naming the command that fixes it. ``STAGE`` ``fused`` (``placement: fused``) builds
-detect, features and classify with the same builders into one process
-(:mod:`stream.stages.fused`).
+detect and features with the same builders into one worker process for a share of the
+streams (:mod:`stream.stages.fused`); classify then runs as its own process.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from stream.config import RunConfig, StageConfig
 from stream.credits import CreditPublisher
 from stream.endpoints import Endpoints, Side, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
-from stream.placement import FUSED_STAGES
 from stream.sinks import JsonlSink, PubSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.status import StatusReporter
@@ -111,7 +110,9 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
                    context: zmq.Context,
                    state_dir: Path | None = None) -> tuple[BatchStage, StageConfig]:
     """Classify with its sinks; ``state_dir`` (the run's private folder) keeps what must
-    outlive a restart of this stage: each stream's next prediction ``seq`` and accounting."""
+    outlive a restart of this stage: each stream's next prediction ``seq`` and accounting.
+    In split placement it acknowledges each frame on the credits PUB it binds; in fused
+    the workers grant the credits (:mod:`stream.turns`), and classify binds none."""
     from engines.adapters.classifier import CLASSIFIER_NAME, WindowClassifier
     from stream.endpoints import start_curve
     from stream.stages.classify import ClassifyMemory, ClassifyStage
@@ -126,8 +127,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     try:
         pub = open_endpoint(context, endpoints, "predictions", "bind", config.endpoints,
                             curve=curve)
-        credits = CreditPublisher(open_endpoint(context, endpoints, "credits", "bind",
-                                                config.endpoints))
+        credits = None if config.placement == "fused" else CreditPublisher(
+            open_endpoint(context, endpoints, "credits", "bind", config.endpoints))
         text_socket = open_endpoint(context, endpoints, "text", "bind", config.endpoints,
                                     curve=curve)
         echo = None
@@ -217,20 +218,27 @@ def build_stage(stage_name: str, index: int, config: RunConfig, endpoints: Endpo
                                         endpoint=inputs[stage_name])
 
 
-def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path | None,
-                context: zmq.Context, state_dir: Path | None = None) -> tuple[FusedChain, FusedIO]:
-    """The fused process (:mod:`stream.stages.fused`): detect, features and classify built
-    as their own processes would build them, one status reporter each (they report as
-    ``detect[INDEX]``, ``features[INDEX]``, ``classify[INDEX]``), and detect's input
-    endpoint, bound, for the captures. Classify binds its outside endpoints as in split."""
-    from stream.stages.classify import ClassifyStage
+def build_fused(index: int, config: RunConfig, endpoints: Endpoints, context: zmq.Context,
+                ) -> tuple[FusedChain, FusedIO]:
+    """Fused worker ``index`` (:mod:`stream.stages.fused`): detect and features built as
+    their own processes would build them, for this worker's streams only, one status
+    reporter each (``detect[INDEX]``, ``features[INDEX]``); its own input and credits
+    endpoints, bound (:meth:`Endpoints.for_worker`: its captures connect there), and
+    classify's input, connected."""
+    from stream.placement import FUSED_STAGES, worker_streams
     from stream.stages.fused import FusedChain, FusedIO, Link
     from stream.turns import TurnGrants
 
+    streams = worker_streams(config, index)
+    own = set(streams)
+    # the engines warm up, and detect's tracker keeps state, for this worker's streams only
+    config = config.model_copy(update={"sources": [
+        source for stream, source in zip(config.stream_ids(), config.sources, strict=True)
+        if stream in own]})
+    worker = endpoints.for_worker(index, config.endpoints)
     builders: dict[str, Callable[[], tuple[BatchStage, StageConfig]]] = {
-        "detect": lambda: build_detect(config, context, endpoints),
+        "detect": lambda: build_detect(config, context, worker),
         "features": lambda: build_features(config),
-        "classify": lambda: build_classify(config, endpoints, out, context, state_dir),
     }
     status = open_endpoint(context, endpoints, "status", "connect", config.endpoints)
     links: list[Link] = []
@@ -241,22 +249,23 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, out: Path |
                                       interval_s=config.supervisor.status_interval_s,
                                       stall_after_s=config.supervisor.stall_after_s)
             links.append(Link(stage, stage_config, reporter))
-        inbound = open_endpoint(context, endpoints, "detect_in", "bind", config.endpoints)
+        inbound = open_endpoint(context, worker, "detect_in", "bind", config.endpoints)
+        credits = CreditPublisher(open_endpoint(context, worker, "credits", "bind",
+                                                config.endpoints))
+        outbound = open_endpoint(context, endpoints, "classify_in", "connect",
+                                 config.endpoints, hwm=_batch_hwm(config, links[-1].config))
     except BaseException:
         for link in reversed(links):
             link.stage.close()
         raise
-    rules = WireRules(streams=frozenset(config.stream_ids()),
-                      max_bytes=config.endpoints.max_frame_bytes)
+    rules = WireRules(streams=frozenset(streams), max_bytes=config.endpoints.max_frame_bytes)
     offline = {stream: source.in_flight
-               for stream, source in zip(config.stream_ids(), config.sources, strict=True)
+               for stream, source in zip(streams, config.sources, strict=True)
                if not source.realtime}
-    # the head grants the captures' credits at each stream's turn instead of classify
+    # the worker grants its captures' credits at each stream's turn instead of classify
     # acknowledging each frame as it finishes (stream.turns)
-    classify = links[-1].stage
-    assert isinstance(classify, ClassifyStage)
-    grants, classify.credits = TurnGrants(classify.credits), None
-    return FusedChain(links), FusedIO(inbound, rules, "detect_in", offline, grants)
+    return FusedChain(links, outbound), FusedIO(inbound, rules, "detect_in", offline,
+                                                TurnGrants(credits))
 
 
 def _batch_hwm(config: RunConfig, stage_config: StageConfig) -> int:
@@ -276,8 +285,7 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             out = Path(spec["out"]) if spec.get("out") else None
             state_dir = Path(spec["state_dir"]) if spec.get("state_dir") else None
             if stage_name == "fused":
-                chain, fused_io = build_fused(index, config, endpoints, out, context,
-                                              state_dir)
+                chain, fused_io = build_fused(index, config, endpoints, context)
             elif stage_name not in ("capture", "asr"):
                 stage, stage_config, io = build_stage(stage_name, index, config, endpoints,
                                                       out, context, state_dir)

@@ -47,6 +47,9 @@ class UiSpec(BaseModel):
     endpoints: dict[str, str]
     endpoint_config: EndpointConfig
     stats_path: Path | None = None
+    preview_publishers: int = Field(1, ge=1)
+    """How many processes publish previews (fused placement: one per worker, each on its
+    own endpoint, :meth:`stream.endpoints.Endpoints.for_worker`)."""
 
 
 class UiProcess:

@@ -21,7 +21,7 @@ import uvicorn
 import zmq
 import zmq.asyncio
 
-from stream.endpoints import Endpoints, open_endpoint
+from stream.endpoints import Endpoints, connect_address, open_endpoint
 from stream.ui.access import TOKEN_ENV
 from stream.ui.app import build_app
 from stream.ui.hub import TOPICS, Hub
@@ -34,13 +34,17 @@ PARENT_CHECK_S = 1.0
 
 def subscribe(context: zmq.asyncio.Context, spec: UiSpec) -> dict[str, zmq.asyncio.Socket]:
     """A SUB socket per topic, connected as :data:`stream.endpoints.LAYOUT` declares (the
-    predictions with the run's CURVE client keys when they are secured)."""
+    predictions with the run's CURVE client keys when they are secured). The preview socket
+    also connects to every further fused worker's preview endpoint: one SUB takes them all."""
     endpoints = Endpoints(**spec.endpoints)
     sockets = {}
     for topic in TOPICS:
         socket = open_endpoint(context, endpoints, topic, "connect", spec.endpoint_config)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
         sockets[topic] = socket
+    for worker in range(1, spec.preview_publishers):
+        address = endpoints.for_worker(worker, spec.endpoint_config).preview
+        sockets["preview"].connect(connect_address(address))
     return sockets
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 import pytest
 import zmq
+from hypothesis import given
+from hypothesis import strategies as st
 from pipeline_runs import (
     by_stream,
     finish,
@@ -28,21 +30,24 @@ from pipeline_runs import (
 )
 from pydantic import ValidationError
 
-from stream.config import RunConfig, StageConfig, load_config
+from stream.config import EndpointConfig, RunConfig, StageConfig, load_config
 from stream.demo import write_demo_video
+from stream.endpoints import PER_WORKER, Endpoints
 from stream.placement import (
     FUSED_BELOW_CORES,
     FUSED_IN_FLIGHT,
     choose,
+    fused_workers,
     resolve_placement,
     usable_cores,
+    worker_streams,
 )
 from stream.stage import BatchStage, StopFlag
 from stream.stages.fused import FusedChain, FusedIO, Link, OfflineInbox, run_fused
 from stream.status import Counters, Health, StageStatus, StatusReporter
 from stream.supervisor import processed_then_dropped, stage_children
 from stream.text_client import publish
-from stream.wire import Header, Kind, Message, encode
+from stream.wire import Header, Kind, Message, decode, encode
 
 # -- the rule of auto -------------------------------------------------------------------
 
@@ -112,11 +117,70 @@ def test_usable_cores_honours_a_cgroup_quota(tmp_path: Path) -> None:
     assert usable_cores(tmp_path / "absent") == affinity
 
 
-def test_the_supervisor_starts_one_process_for_fused_and_one_per_stage_for_split() -> None:
+@pytest.mark.parametrize(("asked", "cores", "streams", "expected"), [
+    (0, 2, 1, 1), (0, 2, 4, 2), (0, 2, 0, 1), (0, 16, 3, 3), (3, 2, 4, 3), (5, 2, 2, 2),
+    (1, 8, 8, 1),
+])
+def test_fused_workers_are_one_per_core_at_most_one_per_stream_unless_asked(
+        asked: int, cores: int, streams: int, expected: int) -> None:
+    assert fused_workers(asked, cores=cores, streams=streams) == expected
+
+
+@given(st.integers(0, 8), st.integers(1, 64), st.integers(0, 40))
+def test_every_stream_has_exactly_one_worker_and_the_shares_differ_by_one_at_most(
+        asked: int, cores: int, streams: int) -> None:
+    sources = [{"spec": "demo", "id": f"s{i}"} for i in range(streams)]
+    config = load_config(None, {"sources": sources, "placement": "fused",
+                                "fused": {"workers": asked}})
+    resolved, placed = resolve_placement(config, cores=cores)
+    workers = resolved.fused.workers
+    assert 1 <= workers <= max(1, streams) and (asked == 0 or workers == min(asked, streams)
+                                                or streams == 0)
+    shares = [worker_streams(resolved, w) for w in range(workers)]
+    assert sorted(s for share in shares for s in share) == sorted(resolved.stream_ids())
+    if streams:
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1 and min(map(len, shares))
+    share = max(1, cores // workers)  # each worker's engines take its share of the cores
+    assert resolved.detect.threads == resolved.features.threads == share
+    assert f"{workers} worker" in placed.reason == resolved.reasons.placement
+
+
+def test_a_stage_that_sets_its_threads_keeps_them_in_a_fused_worker() -> None:
+    config = load_config(None, {"sources": [{"spec": "demo", "id": f"s{i}"} for i in range(4)],
+                                "placement": "fused", "features": {"threads": 3}})
+    resolved, _ = resolve_placement(config, cores=2)
+    assert resolved.fused.workers == 2
+    assert resolved.features.threads == 3 and resolved.detect.threads == 1
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_each_fused_worker_has_its_own_input_credits_and_preview(transport: str,
+                                                                  tmp_path: Path) -> None:
+    config = EndpointConfig(transport=transport)
+    endpoints = Endpoints.for_config(config, tmp_path)
+    assert endpoints.for_worker(0, config) == endpoints
+    seen = set(endpoints.to_json().values())
+    for worker in range(1, 6):
+        own = endpoints.for_worker(worker, config)
+        for name, address in own.to_json().items():
+            if name in PER_WORKER:
+                assert address not in seen, (worker, name, address)  # no two bind one
+                seen.add(address)
+            else:  # status, classify's and the outside endpoints are the run's
+                assert address == getattr(endpoints, name)
+
+
+def test_the_supervisor_starts_classify_and_the_fused_workers_or_one_process_per_stage(
+        ) -> None:
     base = {"sources": [{"spec": "demo"}], "profile": "tiny"}
     fused = stage_children(load_config(None, {**base, "placement": "fused"}))
-    assert [c.label for c in fused] == ["fused[0]"]
-    assert fused[0].status_labels == ("detect[0]", "features[0]", "classify[0]")
+    assert [c.label for c in fused] == ["classify[0]", "fused[0]"]
+    assert fused[1].status_labels == ("detect[0]", "features[0]")
+    three = stage_children(load_config(None, {"sources": [
+        {"spec": "demo", "id": f"s{i}"} for i in range(5)], "placement": "fused",
+        "fused": {"workers": 3}}))
+    assert [c.label for c in three] == ["classify[0]", "fused[0]", "fused[1]", "fused[2]"]
+    assert three[3].status_labels == ("detect[2]", "features[2]")
     split = stage_children(load_config(None, {**base, "placement": "split",
                                               "features": {"replicas": 2}}))
     assert [c.label for c in split] == ["classify[0]", "features[0]", "features[1]",
@@ -201,24 +265,32 @@ def test_the_chain_hands_every_frame_on_and_one_bad_item_costs_only_itself() -> 
     assert detect.closed and features.closed and classify.closed
 
 
-def test_the_fused_loop_runs_frames_then_the_end_of_stream_through_every_stage() -> None:
+def test_the_fused_loop_runs_frames_then_the_end_of_stream_through_every_stage_and_out(
+        ) -> None:
     context = zmq.Context()
     inbound, outbound = context.socket(zmq.PULL), context.socket(zmq.PUSH)
     inbound.bind("inproc://fused-in")
     outbound.connect("inproc://fused-in")
-    stages = [Recorder("detect"), Recorder("features"), Recorder("classify", passes=False)]
-    chain = chain_of(*stages, batch=1)
+    classify_in, results = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    classify_in.bind("inproc://classify-in")
+    results.connect("inproc://classify-in")
+    stages = [Recorder("detect"), Recorder("features")]
+    chain = FusedChain([Link(stage, StageConfig(max_batch=1, max_delay_ms=0),
+                             StatusReporter(None, stage.name, 0)) for stage in stages], results)
     stop = StopFlag()
     loop = threading.Thread(target=run_fused, args=(chain, FusedIO(inbound), stop))
     loop.start()
+    received: list[Message] = []
     try:
         for seq in range(3):  # paced, one at a time: nothing for latest-wins to drop
             outbound.send_multipart(encode(frame(seq).header))
-            wait_for(lambda s=seq: ("frame", s) in stages[2].seen, 30, f"frame {seq}")
+            wait_for(lambda s=seq: ("frame", s) in stages[1].seen, 30, f"frame {seq}")
         outbound.send_multipart(encode(frame(3, kind=Kind.EOS).header))
         outbound.send_multipart([b"not a message"])
-        wait_for(lambda: ("end", 3) in stages[2].seen, 30, "the end of stream")
+        wait_for(lambda: ("end", 3) in stages[1].seen, 30, "the end of stream")
         wait_for(lambda: chain.head.reporter.counters.malformed == 1, 30, "the rejection")
+        while len(received) < 4 and classify_in.poll(30_000):
+            received.append(decode(classify_in.recv_multipart(copy=False)))
     finally:
         stop.set()
         loop.join(30)
@@ -226,9 +298,14 @@ def test_the_fused_loop_runs_frames_then_the_end_of_stream_through_every_stage()
     assert not loop.is_alive()
     for stage in stages:
         assert stage.seen == [("frame", 0), ("frame", 1), ("frame", 2), ("end", 3)]
-    head = chain.head.reporter.counters
+    # what the tail made went out to classify's input, in order, the end last
+    assert [(m.header.seq, m.is_control) for m in received] == [
+        (0, False), (1, False), (2, False), (3, True)]
+    assert all([s.stage for s in m.header.stamps] == ["detect", "features"] for m in received[:3])
+    head, tail = (link.reporter.counters for link in chain.links)
     assert head.received == 5 and head.processed == 3 and head.dropped_in == 0
     assert head.malformed == 1 and set(head.rejected) == {"detect_in"}
+    assert tail.sent == 4 and tail.dropped_out == 0  # counted as its socket took them
     assert all(link.reporter.status.state is Health.STOPPING for link in chain.links)
 
 
@@ -267,14 +344,15 @@ def _enough(log: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_a_fused_run_of_a_file_and_the_demo_predicts_and_drains_in_one_process(
+def test_a_fused_run_of_a_file_and_the_demo_on_two_workers_predicts_and_drains(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
     video = write_demo_video(tmp_path / "talk.avi", seconds=20.0, fps=10, width=320,
                              height=240)
-    # the file unpaced: classify's credits pace it through the fused process
+    # the file unpaced: its worker's grants pace it; each stream has a worker of its own
     config = write_config(tmp_path, [{"spec": str(video), "id": "talk", "realtime": False},
                                      {"spec": "demo", "width": 320, "height": 240}],
-                          placement="fused", analysis={"capture_fps": 10.0},
+                          placement="fused", fused={"workers": 2},
+                          analysis={"capture_fps": 10.0},
                           supervisor={"backoff_s": 0.2, "drain_s": 20.0})
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
@@ -304,7 +382,8 @@ def test_a_fused_run_of_a_file_and_the_demo_predicts_and_drains_in_one_process(
     finally:
         context.destroy(linger=0)
     assert process.returncode == 0, output
-    assert processes == ["capture", "capture", "fused"], (processes, output)
+    assert processes == ["capture", "capture", "classify", "fused", "fused"], (processes,
+                                                                              output)
     out = tmp_path / "out"
     logged = by_stream(read_jsonl(out / "predictions.jsonl"))
     assert set(logged) == {"talk", "demo1"}, output
@@ -320,23 +399,35 @@ def test_a_fused_run_of_a_file_and_the_demo_predicts_and_drains_in_one_process(
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         assert seqs[-1] == logged[stream][-1]["seq"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["streams"]["talk"]["ended"], output  # the drain read fused's classify
+    assert summary["streams"]["talk"]["ended"], output  # the drain saw its end
     assert summary["streams"]["talk"]["lost"] == 0 and summary["streams"]["demo1"]["lost"] == 0
     assert summary["streams"]["talk"]["dropped"] <= 2  # unpaced: credits, not drops
     assert not any(summary["restarts"].values())
-    assert summary["placement"]["processes"] == ["fused[0]"]
+    assert summary["placement"]["processes"] == ["classify[0]", "fused[0]", "fused[1]"]
     stages = summary["stages"]
-    pids = {stages[f"{name}[0]"]["pid"] for name in ("detect", "features", "classify")}
-    assert len(pids) == 1  # three stages' figures, one process
-    for name in ("detect", "features", "classify"):
-        counters = stages[f"{name}[0]"]["counters"]
-        assert counters["processed"] > 0 and counters["busy_s"] > 0, name
+    for worker in (0, 1):  # two stages' figures, one process per worker
+        assert stages[f"detect[{worker}]"]["pid"] == stages[f"features[{worker}]"]["pid"]
+        for name in ("detect", "features"):
+            counters = stages[f"{name}[{worker}]"]["counters"]
+            assert counters["processed"] > 0 and counters["busy_s"] > 0, (name, worker)
+            assert counters["malformed"] == 0 and not counters["rejected"], (name, worker)
+    assert stages["detect[0]"]["pid"] != stages["detect[1]"]["pid"]
+    # each worker took only its own stream (another's frames would be refused): the file's
+    # frames all went through worker 0, the demo's through worker 1
+    talk = summary["streams"]["talk"]
+    worked = stages["detect[0]"]["counters"]["processed"]
+    assert talk["frames"] - talk["dropped"] <= worked <= talk["frames"], (talk, worked)
+    assert stages["classify[0]"]["counters"]["processed"] > 0
     wasted = summary["processed_then_dropped"]
     assert wasted["detect"] == 0 and wasted["features"] == 0, wasted
     assert "frames processed then dropped: capture" in output
     saved = json.loads((out / "config.json").read_text())
     assert saved["placement"] == "fused"
-    assert saved["reasons"]["placement"] == "placement: fused was asked for"
+    share = max(1, usable_cores() // 2)
+    assert saved["reasons"]["placement"] == (
+        "placement: fused was asked for; 2 workers (fused.workers was asked for), the "
+        f"streams shared out, engines on {share} thread{'s' if share > 1 else ''} each")
+    assert saved["fused"]["workers"] == 2
 
 
 @pytest.mark.slow
@@ -357,7 +448,8 @@ def test_auto_placement_is_resolved_printed_and_saved_with_its_reason(
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["placement"]["placement"] == placement
     assert summary["placement"]["processes"] == (
-        ["fused[0]"] if placement == "fused" else ["classify[0]", "features[0]", "detect[0]"])
+        ["classify[0]", "fused[0]"] if placement == "fused"
+        else ["classify[0]", "features[0]", "detect[0]"])
 
 
 @pytest.mark.slow
@@ -389,4 +481,4 @@ def test_a_killed_fused_process_is_restarted_and_seq_stays_contiguous(
     assert [r["seq"] for r in records] == list(range(len(records)))  # across the restart
     stream = summary["streams"]["demo0"]
     assert records[-1]["frames"]["lost"] == stream["lost"]
-    assert summary["stages"]["classify[0]"]["pid"] != victim.pid  # the new process reports
+    assert summary["stages"]["detect[0]"]["pid"] != victim.pid  # the new process reports

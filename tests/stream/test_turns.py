@@ -137,13 +137,13 @@ def test_grants_never_pile_up_and_never_starve(events: list[tuple[str, Any, int]
 
 def test_a_fused_run_of_live_streams_asks_each_in_turn_and_drops_only_at_capture(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
-    """Three demo streams, fused. Frames are sent on the head's grants, one stream at a
-    time: no frame is dropped after capture (the fused inbox pushes none out, nothing is
-    processed then dropped), every drop is made at capture before the frame was rendered,
-    and the streams are served evenly."""
+    """Three demo streams on one fused worker. Frames are sent on the head's grants, one
+    stream at a time: no frame is dropped after capture (the fused inbox pushes none out,
+    nothing is processed then dropped), every drop is made at capture before the frame was
+    rendered, and the streams are served evenly."""
     sources = [{"spec": "demo", "id": f"cam{i}", "width": 160, "height": 120}
                for i in range(3)]
-    config = write_config(tmp_path, sources, placement="fused",
+    config = write_config(tmp_path, sources, placement="fused", fused={"workers": 1},
                           analysis={"capture_fps": 10.0})
     process = start_run(tmp_path, tiny_engine_dir, config, 12.0)
     output = finish(process, timeout=180)
