@@ -21,11 +21,17 @@ from pathlib import Path
 import pytest
 import zmq
 
-from stream.config import load_config
+from stream.config import EndpointConfig, load_config
 from stream.demo import write_demo_video
 from stream.endpoints import Endpoints
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
-from stream.preflight import PreflightError, check_engines, endpoint_in_use, preflight
+from stream.preflight import (
+    PreflightError,
+    check_endpoints,
+    check_engines,
+    endpoint_in_use,
+    preflight,
+)
 from stream.sources import probe_source
 from stream.status import Counters, Health, StageStatus
 from stream.supervisor import StopRequest, Supervisor, fatal_message
@@ -208,6 +214,22 @@ def test_endpoint_checks_tell_in_use_from_free_and_stale(tmp_path: Path) -> None
         holder.close(linger=0)
         time.sleep(0.1)
         assert endpoint_in_use(f"tcp://127.0.0.1:{port}") is None
+    finally:
+        context.destroy(linger=0)
+
+
+def test_an_endpoint_a_further_fused_worker_would_bind_is_checked_too(tmp_path: Path) -> None:
+    config = EndpointConfig()
+    endpoints = Endpoints.for_config(config, tmp_path)
+    held = endpoints.for_worker(2, config).credits  # worker 2's own credits endpoint
+    context = zmq.Context()
+    holder = context.socket(zmq.PUB)
+    try:
+        holder.bind(held)
+        assert not check_endpoints(endpoints, workers=2, config=config)  # workers 0 and 1
+        problems = check_endpoints(endpoints, workers=3, config=config)
+        assert [p.subject for p in problems] == [f"endpoint {held} (credits of fused worker 2)"]
+        assert "in use" in problems[0].message
     finally:
         context.destroy(linger=0)
 

@@ -258,3 +258,44 @@ def test_the_page_and_its_socket_need_the_token_the_right_host_and_origin() -> N
             assert hello["type"] == "hello" and hello["streams"] == ["demo0"]
             hub.receive("transcript", [b"demo0", b'{"text": "hello there"}'])
             assert ws.receive_json()["line"]["text"] == "hello there"
+
+
+def test_the_view_takes_the_previews_of_every_fused_worker(tmp_path: Path) -> None:
+    """In fused placement each worker publishes its streams' previews on its own endpoint;
+    the view's one preview subscription is connected to all of them."""
+    import zmq.asyncio
+
+    from stream.ui.launcher import UiSpec
+    from stream.ui.server import subscribe
+
+    config = EndpointConfig(predictions=f"ipc://{tmp_path}/p", text=f"ipc://{tmp_path}/t")
+    endpoints = Endpoints.for_config(config, tmp_path)
+    spec = UiSpec(host="127.0.0.1", port=8080, streams=["s0", "s1", "s2"], history_s=10.0,
+                  max_clients=2, endpoints=endpoints.to_json(), endpoint_config=config,
+                  preview_publishers=3)
+    context = zmq.Context()
+    view = zmq.asyncio.Context()
+    sockets: dict[str, zmq.asyncio.Socket] = {}
+    try:
+        pubs = [open_endpoint(context, endpoints.for_worker(w, config), "preview", "bind",
+                              config) for w in range(3)]
+        sockets = subscribe(view, spec)
+        sub = zmq.Socket.shadow(sockets["preview"].underlying)
+        image = np.full((48, 64, 3), 90, np.uint8)
+        seen: set[str] = set()
+        for _ in range(200):  # each worker offers until its subscription has taken
+            for worker, pub in enumerate(pubs):
+                header = Header(stream=f"s{worker}", seq=1, generation=1, capture_time=1.0,
+                                media_time=1.0)
+                PreviewPublisher(pub, fps=100.0, width=32, quality=50).offer(
+                    header, image, [], 1.0, None)
+            while sub.poll(20):
+                seen.add(decode_preview(sub.recv_multipart(), spec.streams).header.stream)
+            if seen == {"s0", "s1", "s2"}:
+                break
+        assert seen == {"s0", "s1", "s2"}
+    finally:
+        for socket in sockets.values():
+            socket.close(linger=0)
+        view.term()
+        context.destroy(linger=0)
