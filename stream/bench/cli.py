@@ -5,7 +5,8 @@ How the subcommands compose::
     hidemo bench --quick --out DIR            # = bench all: engines + pipeline + baseline
     hidemo bench all --profile edge --streams 1 4 --duration 30
     hidemo bench pipeline --streams 4 --modes saturated --set features.replicas=2
-    hidemo bench all --profile edge --streams 1 4 --placement fused   # one process, in memory
+    hidemo bench all --profile edge --streams 1 4 --placement fused   # workers, in memory
+    hidemo bench pipeline --streams 4 --set fused.workers=1   # one fused worker: latency first
     hidemo bench baseline --streams 1 4
     hidemo bench --soak 10 --profile edge     # only a 10-minute paced run, with its trends
     hidemo bench engines --profile edge       # each engine alone (unchanged)

@@ -152,9 +152,10 @@ def split_table(run: dict[str, Any]) -> Table:
                                for p in PARTS),
                       "" if stage == "capture" else f"{status.get('mean_batch', '')}",
                       f"{cpu:.0f}" if cpu or not _fused(run) else "(fused)")
-    if _fused(run):  # one process for detect, features and classify: its CPU as one row
-        cpu = sum(v["cpu_percent"] for k, v in run["cpu"].items() if k.startswith("fused"))
-        table.add_row("fused process", "", "", "", "", "", f"{cpu:.0f}")
+    if _fused(run):  # worker processes of detect and features: their CPU as one row
+        workers = [k for k in run["cpu"] if k.startswith("fused")]
+        cpu = sum(run["cpu"][k]["cpu_percent"] for k in workers)
+        table.add_row(f"fused workers ({len(workers)})", "", "", "", "", "", f"{cpu:.0f}")
     wasted = run.get("processed_then_dropped")
     if wasted:
         table.caption = "processed then dropped: " + ", ".join(

@@ -69,12 +69,17 @@ def by_stream(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def stage_process(run: subprocess.Popen[str], stage: str) -> psutil.Process:
-    """The (first) process of ``stage`` under the run."""
+def stage_process(run: subprocess.Popen[str], stage: str,
+                  index: int | None = None) -> psutil.Process:
+    """The (first) process of ``stage`` under the run; of ``stage`` ``index`` if given."""
     for child in psutil.Process(run.pid).children(recursive=True):
-        if stage in child.cmdline():
+        command = child.cmdline()
+        if stage not in command:
+            continue
+        at = command.index(stage)
+        if index is None or command[at + 1:at + 2] == [str(index)]:
             return child
-    raise AssertionError(f"no {stage} process found")
+    raise AssertionError(f"no {stage} process {'' if index is None else index} found")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str,

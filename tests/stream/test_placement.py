@@ -453,20 +453,27 @@ def test_auto_placement_is_resolved_printed_and_saved_with_its_reason(
 
 
 @pytest.mark.slow
-def test_a_killed_fused_process_is_restarted_and_seq_stays_contiguous(
+def test_a_killed_fused_worker_is_restarted_and_only_its_streams_wait(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
-    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
-                          placement="fused", features={"slow_ms": 250},
+    """Two workers, a stream each; worker 1 is killed. It is restarted, its stream's
+    predictions resume with contiguous ``seq``, and worker 0 and classify run on untouched."""
+    config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240},
+                                     {"spec": "demo", "width": 320, "height": 240}],
+                          placement="fused", fused={"workers": 2}, features={"slow_ms": 250},
                           keypoints="mediapipe")
     log = tmp_path / "out" / "predictions.jsonl"
     process = start_run(tmp_path, tiny_engine_dir, config, 120.0)
     try:
-        wait_for(lambda: len(read_jsonl(log)) >= 2, 100, "first predictions", process)
-        victim = stage_process(process, "fused")
+        wait_for(lambda: all(len(v) >= 2 for v in by_stream(read_jsonl(log)).values())
+                 and len(by_stream(read_jsonl(log))) == 2, 100, "first predictions", process)
+        victim = stage_process(process, "fused", 1)
+        untouched = {stage_process(process, "fused", 0).pid,
+                     stage_process(process, "classify").pid}
         killed_at = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)
-        wait_for(lambda: sum(r["capture_time"] > killed_at for r in read_jsonl(log)) >= 2,
-                 100, "predictions after the restart", process)
+        wait_for(lambda: sum(r["capture_time"] > killed_at and r["stream"] == "demo1"
+                             for r in read_jsonl(log)) >= 2,
+                 100, "demo1's predictions after the restart", process)
         process.send_signal(signal.SIGINT)
         output = finish(process)
     finally:
@@ -474,11 +481,16 @@ def test_a_killed_fused_process_is_restarted_and_seq_stays_contiguous(
             process.kill()
     assert process.returncode == 0, output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["restarts"]["fused[0]"] == 1, output
+    assert summary["restarts"]["fused[1]"] == 1, output
+    assert summary["restarts"]["fused[0]"] == 0 and summary["restarts"]["classify[0]"] == 0
     died = [e for e in summary["events"] if e["event"] == "died"]
-    assert died and died[0]["stage"] == "fused" and died[0]["exit_code"] == -signal.SIGKILL
-    records = read_jsonl(log)
-    assert [r["seq"] for r in records] == list(range(len(records)))  # across the restart
-    stream = summary["streams"]["demo0"]
-    assert records[-1]["frames"]["lost"] == stream["lost"]
-    assert summary["stages"]["detect[0]"]["pid"] != victim.pid  # the new process reports
+    assert len(died) == 1 and died[0]["stage"] == "fused" and died[0]["index"] == 1
+    assert died[0]["exit_code"] == -signal.SIGKILL
+    stages = summary["stages"]
+    assert stages["detect[1]"]["pid"] != victim.pid  # the new process reports
+    assert {stages["detect[0]"]["pid"], stages["classify[0]"]["pid"]} == untouched
+    records = by_stream(read_jsonl(log))
+    for stream in ("demo0", "demo1"):  # across the restart, on both workers
+        seqs = [r["seq"] for r in records[stream]]
+        assert seqs == list(range(len(seqs))), stream
+        assert records[stream][-1]["frames"]["lost"] == summary["streams"][stream]["lost"]
