@@ -52,12 +52,16 @@ def slope_per_minute(times_s: Sequence[float], values: Sequence[float]) -> float
     return float(np.polyfit(t / 60.0, v, 1)[0])
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a torn last line (a killed writer) is skipped."""
+def read_jsonl(path: Path, start: int = 0) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file from byte ``start`` on (what a run appended to a file
+    an earlier run left); a torn last line (a killed writer) is skipped."""
     if not path.is_file():
         return []
+    with path.open("rb") as file:
+        file.seek(start)
+        text = file.read().decode("utf-8", errors="replace")
     records = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

@@ -118,6 +118,11 @@ def run_scenario(setup: PipelineSetup, scenario: Scenario, out: Path) -> dict[st
     # slow machine the first frame can take seconds (models' first calls), and a duration
     # counted from ready would leave little or nothing after the warm-up
     config = config.model_copy(update={"duration": scenario.duration_s + FIRST_FRAME_CAP_S})
+    # the sinks append: a folder an earlier bench used keeps its lines, left out here
+    # (they once made a run's measured span 4 hours long)
+    frames_log, predictions_log = out / "frames.jsonl", out / "predictions.jsonl"
+    before = {path: path.stat().st_size if path.is_file() else 0
+              for path in (frames_log, predictions_log)}
     stop = StopRequest()
     clock = threading.Thread(target=_stop_after_first_frame,
                              args=(out / "frames.jsonl", scenario.duration_s, stop),
@@ -126,8 +131,9 @@ def run_scenario(setup: PipelineSetup, scenario: Scenario, out: Path) -> dict[st
     log.info("bench pipeline: %s for %.0f s", scenario.label, scenario.duration_s)
     code, summary = run_pipeline(config, make_view("none"), stop)
     stop.requested = True  # ends the clock thread if the run ended first
-    figures = pipeline_figures(scenario, config, summary, read_jsonl(out / "frames.jsonl"),
-                               read_jsonl(out / "predictions.jsonl"))
+    figures = pipeline_figures(scenario, config, summary,
+                               read_jsonl(frames_log, before[frames_log]),
+                               read_jsonl(predictions_log, before[predictions_log]))
     figures["exit_code"] = code
     figures["out"] = str(out)
     return figures

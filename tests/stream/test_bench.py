@@ -122,3 +122,17 @@ def test_compare_refuses_other_json(tmp_path: Path) -> None:
     result = hidemo("bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"),
                     timeout=60)
     assert result.returncode == 2 and "not a hidemo bench report" in result.stderr
+
+
+def test_a_run_reads_only_the_lines_it_appended_to_a_file_an_earlier_run_left(
+        tmp_path: Path) -> None:
+    from stream.bench.figures import read_jsonl
+
+    log = tmp_path / "frames.jsonl"
+    log.write_text('{"arrival": 1.0}\n{"arrival": 2.0}\n')  # an earlier bench's lines
+    start = log.stat().st_size
+    with log.open("a") as file:
+        file.write('{"arrival": 5000.0}\n{"arrival": 5001.0}\n{"arriv')  # torn last line
+    assert read_jsonl(log, start) == [{"arrival": 5000.0}, {"arrival": 5001.0}]
+    assert len(read_jsonl(log)) == 4
+    assert read_jsonl(tmp_path / "absent.jsonl", 10) == []
