@@ -145,12 +145,13 @@ class ClassifyConfig(StageConfig):
     due persons of several streams is kept. Automatic (1 on a CPU) saved the 10 ms
     ``max_delay_ms`` wait at 1 stream, but not yet adopted: the slow-stage frame-age test
     then failed 1 run in 3 under CPU load."""
-    queue_depth: int = Field(4, ge=1, le=8)
+    queue_depth: int = Field(4, ge=1, le=256)
     """Frames kept per stream while classify closes a batch: 4, not 1. Its input is features
     already paid for, and classify is cheap; with depth 1, a frame that carries an image
     embedding and the quick frame right behind it (``keypoints: engines``: features only
     embeds, 0.1 ms without an image) land within one ``max_delay_ms`` and the later one
-    pushed the image out: measured, 0.21 images/s reached the windows instead of 2."""
+    pushed the image out: measured, 0.21 images/s reached the windows instead of 2. Fused
+    placement keeps :data:`stream.placement.FUSED_CLASSIFY_DEPTH` unless set."""
     stride_s: float = Field(1.0, gt=0)
     smoothing: float = Field(0.0, ge=0, lt=1)
     person_timeout_s: float = Field(3.0, gt=0)

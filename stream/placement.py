@@ -101,6 +101,10 @@ FUSED_STAGES = ("detect", "features")
 FUSED_IN_FLIGHT = 1
 """``in_flight`` of a source under fused placement, unless the source sets it."""
 
+FUSED_CLASSIFY_DEPTH = 64
+"""Frames classify keeps per stream in fused placement (:func:`fused_classify`), and what
+a worker's output to classify may queue: classify catches up instead of dropping."""
+
 SPLIT_LIVE_IN_FLIGHT = 2
 """``in_flight`` of a live source under split placement when it is the only stream."""
 
@@ -222,14 +226,24 @@ def fused_stage(stage: StageConfig, share: int) -> StageConfig:
 
 
 def fused_classify(classify: ClassifyConfig) -> ClassifyConfig:
-    """Classify as fused placement runs it: it takes what has arrived without waiting
-    ``max_delay_ms`` for more (unless set). Its frames come from the workers one at a time
-    per stream, and a window costs about a millisecond: waiting to batch only added the
-    wait to every prediction (measured, edge, 1 stream saturated: 11 ms of queue wait at
-    classify, a tenth of the frame's e2e over the one-process loop's)."""
-    if "max_delay_ms" in classify.model_fields_set:
-        return classify
-    return classify.model_copy(update={"max_delay_ms": 0.0})
+    """Classify as fused placement runs it (each setting unless set):
+
+    - it takes what has arrived without waiting ``max_delay_ms`` for more. Its frames come
+      from the workers one at a time per stream, and a window costs about a millisecond:
+      waiting to batch only added the wait to every prediction (measured, edge, 1 stream
+      saturated: 11 ms of queue wait at classify, a tenth of the frame's e2e over the
+      one-process loop's);
+    - it keeps :data:`FUSED_CLASSIFY_DEPTH` frames per stream. The workers' grants do not
+      wait for classify, so a classify starved of the CPU for a moment finds several of a
+      stream's frames at once; a latest-wins depth of 4 dropped one a worker had finished
+      (seen once in a fresh-clone CI). They are small (embeddings and keypoints) and cheap
+      to catch up on."""
+    update: dict[str, float | int] = {}
+    if "max_delay_ms" not in classify.model_fields_set:
+        update["max_delay_ms"] = 0.0
+    if "queue_depth" not in classify.model_fields_set:
+        update["queue_depth"] = FUSED_CLASSIFY_DEPTH
+    return classify.model_copy(update=update)
 
 
 def fused_source(source: SourceConfig) -> SourceConfig:

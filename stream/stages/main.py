@@ -225,7 +225,7 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, context: zm
     reporter each (``detect[INDEX]``, ``features[INDEX]``); its own input and credits
     endpoints, bound (:meth:`Endpoints.for_worker`: its captures connect there), and
     classify's input, connected."""
-    from stream.placement import FUSED_STAGES, worker_streams
+    from stream.placement import FUSED_CLASSIFY_DEPTH, FUSED_STAGES, worker_streams
     from stream.stages.fused import FusedChain, FusedIO, Link
     from stream.turns import TurnGrants
 
@@ -252,8 +252,10 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, context: zm
         inbound = open_endpoint(context, worker, "detect_in", "bind", config.endpoints)
         credits = CreditPublisher(open_endpoint(context, worker, "credits", "bind",
                                                 config.endpoints))
+        # finished work waits for classify rather than being dropped (FUSED_CLASSIFY_DEPTH)
         outbound = open_endpoint(context, endpoints, "classify_in", "connect",
-                                 config.endpoints, hwm=_batch_hwm(config, links[-1].config))
+                                 config.endpoints, hwm=max(FUSED_CLASSIFY_DEPTH,
+                                                           _batch_hwm(config, links[-1].config)))
     except BaseException:
         for link in reversed(links):
             link.stage.close()

@@ -35,6 +35,7 @@ from stream.demo import write_demo_video
 from stream.endpoints import PER_WORKER, Endpoints
 from stream.placement import (
     FUSED_BELOW_CORES,
+    FUSED_CLASSIFY_DEPTH,
     FUSED_IN_FLIGHT,
     choose,
     fused_workers,
@@ -143,6 +144,21 @@ def test_every_stream_has_exactly_one_worker_and_the_shares_differ_by_one_at_mos
     share = max(1, cores // workers)  # each worker's engines take its share of the cores
     assert resolved.detect.threads == resolved.features.threads == share
     assert f"{workers} worker" in placed.reason == resolved.reasons.placement
+
+
+def test_fused_classify_keeps_what_the_workers_finished_and_does_not_wait_to_batch() -> None:
+    sources = [{"spec": "demo", "id": f"s{i}"} for i in range(2)]
+    resolved, _ = resolve_placement(load_config(None, {"sources": sources,
+                                                       "placement": "fused"}), cores=2)
+    assert resolved.classify.queue_depth == FUSED_CLASSIFY_DEPTH
+    assert resolved.classify.max_delay_ms == 0.0
+    own = load_config(None, {"sources": sources, "placement": "fused",
+                             "classify": {"queue_depth": 2, "max_delay_ms": 5}})
+    resolved, _ = resolve_placement(own, cores=2)
+    assert (resolved.classify.queue_depth, resolved.classify.max_delay_ms) == (2, 5.0)
+    split, _ = resolve_placement(load_config(None, {"sources": sources,
+                                                    "placement": "split"}), cores=2)
+    assert (split.classify.queue_depth, split.classify.max_delay_ms) == (4, 10.0)
 
 
 def test_a_stage_that_sets_its_threads_keeps_them_in_a_fused_worker() -> None:
