@@ -211,6 +211,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
 
 def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) -> Any:
     """Start the web view's process (:mod:`stream.ui.launcher`) and say where it is."""
+    from stream.placement import detect_processes
     from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token
     from stream.ui.launcher import UiProcess, UiSpec
 
@@ -220,7 +221,7 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
                   history_s=config.ui.history_s, max_clients=config.ui.max_clients,
                   endpoints=endpoints.to_json(), endpoint_config=config.endpoints,
                   stats_path=run_dir / "ui-stats.json",
-                  preview_publishers=config.fused.workers if config.placement == "fused" else 1)
+                  preview_publishers=detect_processes(config))
     spec_path = run_dir / "ui-spec.json"
     spec_path.write_text(spec.model_dump_json())
     ui = UiProcess(spec_path, log_dir / "ui.log", token, max_restarts=config.ui.max_restarts)

@@ -202,6 +202,12 @@ def workers_reason(asked: int, workers: int, cores: int, share: int) -> str:
             f"engines on {share} thread{plural} each")
 
 
+def detect_processes(config: RunConfig) -> int:
+    """How many processes run detect (and publish previews, bind inputs and credits): the
+    fused workers of a resolved ``config`` (at least 1), or split's one detect."""
+    return max(1, config.fused.workers) if config.placement == "fused" else 1
+
+
 def worker_of(index: int, workers: int) -> int:
     """The fused worker that serves the source at ``index``."""
     return index % max(1, workers)

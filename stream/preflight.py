@@ -28,6 +28,7 @@ from engines.adapters.perception import keypoint_engines_problem
 from engines.manifest import EngineRefused, read_manifest, verify
 from stream.config import EndpointConfig, RunConfig
 from stream.endpoints import LAYOUT, OUTSIDE, PER_WORKER, Endpoints
+from stream.placement import detect_processes
 from stream.sources import probe_source
 
 IPC_PATH_MAX = 107
@@ -61,7 +62,7 @@ class PreflightError(ValueError):
 def preflight(config: RunConfig, endpoints: Endpoints) -> None:
     """Raise :class:`PreflightError` unless every engine, source and endpoint is usable."""
     problems = [*check_engines(config), *check_sources(config),
-                *check_endpoints(endpoints, workers_of(config), config.endpoints)]
+                *check_endpoints(endpoints, config.endpoints, detect_processes(config))]
     if problems:
         raise PreflightError(problems)
 
@@ -115,18 +116,13 @@ def bound_by_pipeline() -> list[str]:
     return [name for name, hop in LAYOUT.items() if OUTSIDE not in hop.bind.opened_by]
 
 
-def workers_of(config: RunConfig) -> int:
-    """The fused workers of a resolved ``config`` (0 in split placement)."""
-    return config.fused.workers if config.placement == "fused" else 0
-
-
-def check_endpoints(endpoints: Endpoints, workers: int = 0,
-                    config: EndpointConfig | None = None) -> list[Problem]:
+def check_endpoints(endpoints: Endpoints, config: EndpointConfig,
+                    detects: int = 1) -> list[Problem]:
     """Every endpoint the run binds that another process holds: the run's own, and each
-    further fused worker's (:meth:`Endpoints.for_worker`)."""
+    further fused worker's (``detects`` processes in all, :meth:`Endpoints.for_worker`)."""
     wanted = [(name, getattr(endpoints, name)) for name in bound_by_pipeline()]
-    for worker in range(1, workers):
-        own = endpoints.for_worker(worker, config or EndpointConfig())
+    for worker in range(1, detects):
+        own = endpoints.for_worker(worker, config)
         wanted += [(f"{name} of fused worker {worker}", getattr(own, name))
                    for name in PER_WORKER]
     problems = []

@@ -42,6 +42,7 @@ import zmq
 from stream.config import RunConfig
 from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
+from stream.placement import detect_processes
 from stream.resources import ResourceMeter
 from stream.status import Health, Rejections, StageStatus, StatusError
 from stream.view import View
@@ -576,7 +577,7 @@ def stage_children(config: RunConfig) -> list[Child]:
     if config.placement == "fused":
         return [Child("classify", 0),
                 *(Child("fused", i, reports_as=(f"detect[{i}]", f"features[{i}]"))
-                  for i in range(max(1, config.fused.workers)))]
+                  for i in range(detect_processes(config)))]
     if config.placement != "split":
         raise ValueError(f"placement {config.placement!r} is not resolved: call "
                          "stream.placement.resolve_placement before starting the stages")

@@ -226,8 +226,8 @@ def test_an_endpoint_a_further_fused_worker_would_bind_is_checked_too(tmp_path: 
     holder = context.socket(zmq.PUB)
     try:
         holder.bind(held)
-        assert not check_endpoints(endpoints, workers=2, config=config)  # workers 0 and 1
-        problems = check_endpoints(endpoints, workers=3, config=config)
+        assert not check_endpoints(endpoints, config, detects=2)  # workers 0 and 1
+        problems = check_endpoints(endpoints, config, detects=3)
         assert [p.subject for p in problems] == [f"endpoint {held} (credits of fused worker 2)"]
         assert "in use" in problems[0].message
     finally:

@@ -135,8 +135,10 @@ def test_every_stream_has_exactly_one_worker_and_the_shares_differ_by_one_at_mos
                                 "fused": {"workers": asked}})
     resolved, placed = resolve_placement(config, cores=cores)
     workers = resolved.fused.workers
-    assert 1 <= workers <= max(1, streams) and (asked == 0 or workers == min(asked, streams)
-                                                or streams == 0)
+    if streams:  # the one asked for, else one per core; never more than the streams
+        assert workers == min(asked or cores, streams)
+    else:
+        assert workers == 1
     shares = [worker_streams(resolved, w) for w in range(workers)]
     assert sorted(s for share in shares for s in share) == sorted(resolved.stream_ids())
     if streams:
