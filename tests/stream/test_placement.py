@@ -540,3 +540,28 @@ def test_a_killed_fused_worker_is_restarted_and_only_its_streams_wait(
         seqs = [r["seq"] for r in records[stream]]
         assert seqs == list(range(len(seqs))), stream
         assert records[stream][-1]["frames"]["lost"] == summary["streams"][stream]["lost"]
+
+
+@pytest.mark.slow
+def test_a_classify_that_falls_behind_the_fused_workers_drops_nothing_they_finished(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    """Fault injection: classify sleeps 800 ms per batch, so a dozen of the workers' frames
+    pile up for it each time (the workers' grants do not wait for classify). Nothing a
+    worker finished is dropped: classify catches up by batching what it kept."""
+    config = write_config(tmp_path, [{"spec": "demo", "width": 160, "height": 120},
+                                     {"spec": "demo", "width": 160, "height": 120}],
+                          placement="fused", fused={"workers": 2},
+                          classify={"slow_ms": 800}, analysis={"capture_fps": 10.0})
+    process = start_run(tmp_path, tiny_engine_dir, config, 10.0)
+    output = finish(process, timeout=180)
+    assert process.returncode == 0, output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    stages = summary["stages"]
+    classify = stages["classify[0]"]["counters"]
+    assert classify["batches"] > 0 and classify["processed"] / classify["batches"] > 2, classify
+    assert classify["dropped_in"] == 0, classify
+    for worker in (0, 1):
+        assert stages[f"features[{worker}]"]["counters"]["dropped_out"] == 0, worker
+    assert summary["processed_then_dropped"]["features"] == 0, summary["processed_then_dropped"]
+    for stream in ("demo0", "demo1"):
+        assert summary["streams"][stream]["lost"] == 0, summary["streams"][stream]
