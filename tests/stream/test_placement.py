@@ -546,12 +546,18 @@ def test_a_killed_fused_worker_is_restarted_and_only_its_streams_wait(
 def test_a_classify_that_falls_behind_the_fused_workers_drops_nothing_they_finished(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
     """Fault injection: classify sleeps 800 ms per batch, so a dozen of the workers' frames
-    pile up for it each time (the workers' grants do not wait for classify). Nothing a
-    worker finished is dropped: classify catches up by batching what it kept."""
+    pile up for it each time (the workers' grants do not wait for classify): more of a
+    stream than a latest-wins depth of 4 holds. Nothing a worker finished is dropped:
+    classify catches up by batching what it kept."""
     config = write_config(tmp_path, [{"spec": "demo", "width": 160, "height": 120},
                                      {"spec": "demo", "width": 160, "height": 120}],
                           placement="fused", fused={"workers": 2},
-                          classify={"slow_ms": 800}, analysis={"capture_fps": 10.0})
+                          # batches of up to 48 keep up on average (a stall is what is
+                          # tested, not a classify slower than the input forever)
+                          classify={"slow_ms": 800, "max_batch": 48},
+                          analysis={"capture_fps": 10.0},
+                          supervisor={"backoff_s": 0.2, "drain_s": 5.0,
+                                      "stop_timeout_s": 15.0})
     process = start_run(tmp_path, tiny_engine_dir, config, 10.0)
     output = finish(process, timeout=180)
     assert process.returncode == 0, output
