@@ -8,20 +8,34 @@ engines`` times both and the keypoint estimator's ``auto`` choice reads the resu
 The source file is the one the manifest names and hashes (``verify`` refuses a changed
 one); outputs are renamed as the manifest's ``config["outputs"]`` says, so callers see the
 same names as on every other backend. TFLite models have a fixed batch of 1: a batch runs
-item by item (on a CPU batching gains nothing). A model with DENSIFY ops runs without the
-default delegate: XNNPACK reads their outputs as zeros, a silently broken model.
+item by item (on a CPU batching gains nothing).
+
+A model with DENSIFY ops (sparse weights) would be silently broken on XNNPACK, which reads
+their outputs as zeros. Its DENSIFY ops are folded into constants in memory when it opens
+(:mod:`engines.backends.tflite_densify`), and the folded model runs on XNNPACK only after
+it gave the builtin kernels' outputs on a test input; otherwise (or as the parity gate's
+reference) the model runs on the builtin kernels, 4x slower for BlazePose's detector.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engines.backends.tflite_densify import DensifyError, densify
 from engines.engine import Engine
 from engines.manifest import EngineManifest
 from engines.spec import Signature
+
+log = logging.getLogger(__name__)
+
+DENSE_PARITY = 1e-4
+"""Largest difference, relative to max(1, |output|), the folded model may show against the
+builtin kernels on the test input before it is trusted on XNNPACK (the engines' own
+parity tolerance)."""
 
 
 def _interpreter_api() -> Any:
@@ -32,12 +46,23 @@ def _interpreter_api() -> Any:
     return interpreter
 
 
-def _builtin_interpreter(tflite: Path, threads: int = 0) -> Any:
+def _builtin_interpreter(tflite: Path | bytes, threads: int = 0) -> Any:
     """An interpreter on the builtin kernels only (no default delegate)."""
     api = _interpreter_api()
     return api.Interpreter(
-        model_path=str(tflite), num_threads=threads if threads > 0 else None,
+        **_model(tflite), num_threads=threads if threads > 0 else None,
         experimental_op_resolver_type=api.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
+def _xnnpack_interpreter(tflite: Path | bytes, threads: int = 0) -> Any:
+    """An interpreter with the default delegate (XNNPACK on a CPU)."""
+    return _interpreter_api().Interpreter(**_model(tflite),
+                                          num_threads=threads if threads > 0 else None)
+
+
+def _model(tflite: Path | bytes) -> dict[str, Any]:
+    return ({"model_content": tflite} if isinstance(tflite, bytes)
+            else {"model_path": str(tflite)})
 
 
 def _has_densify(interpreter: Any) -> bool:
@@ -53,6 +78,50 @@ def output_shapes(tflite: Path) -> dict[str, tuple[int, ...]]:
     return {d["name"]: tuple(int(v) for v in d["shape"]) for d in details}
 
 
+def _folded(name: str, tflite: Path, builtin: Any, threads: int) -> tuple[Any, int] | None:
+    """An XNNPACK interpreter on ``tflite`` with its DENSIFY ops folded, and how many there
+    were; None (logged) when folding fails or the folded model's outputs on a test input
+    differ from the builtin kernels' (the caller keeps the builtin interpreter)."""
+    try:
+        dense, folded = densify(tflite.read_bytes())
+        interpreter = _xnnpack_interpreter(dense, threads)
+        difference = _difference(builtin, interpreter)
+    except (DensifyError, ValueError, RuntimeError) as error:
+        log.warning("engine %s: its DENSIFY ops could not be folded (%s); it runs on the "
+                    "builtin TFLite kernels (about 4x slower)", name, error)
+        return None
+    if difference > DENSE_PARITY:
+        log.warning("engine %s: folded for XNNPACK it differs from the builtin kernels by "
+                    "%.3g (> %g); it runs on the builtin kernels (about 4x slower)", name,
+                    difference, DENSE_PARITY)
+        return None
+    return interpreter, folded
+
+
+def _difference(reference: Any, candidate: Any) -> float:
+    """Largest output difference of ``candidate`` against ``reference`` on one seeded
+    input, relative to max(1, |reference|), over every output."""
+    reference.allocate_tensors()
+    candidate.allocate_tensors()
+    detail = reference.get_input_details()[0]
+    sample = np.random.default_rng(0).uniform(-1.0, 1.0, detail["shape"]).astype(
+        detail["dtype"])
+    worst = 0.0
+    outputs = []
+    for interpreter in (reference, candidate):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample)
+        interpreter.invoke()
+        outputs.append({d["name"]: interpreter.get_tensor(d["index"]).astype(np.float64)
+                        for d in interpreter.get_output_details()})
+    want, got = outputs
+    if set(want) != set(got):
+        return float("inf")
+    for output, value in want.items():
+        scale = max(1.0, float(np.abs(value).max()))
+        worst = max(worst, float(np.abs(got[output] - value).max()) / scale)
+    return worst
+
+
 class TfliteEngine(Engine):
     """``run`` loops the batch through one interpreter; outputs renamed to the engine's.
 
@@ -65,12 +134,18 @@ class TfliteEngine(Engine):
                  reference: bool = False) -> None:
         super().__init__(name, signature, random_weights=False)
         interpreter = _builtin_interpreter(tflite, threads)
-        if reference or _has_densify(interpreter):
+        self.densified = 0
+        """DENSIFY ops folded into constants so the model runs on XNNPACK (0: none)."""
+        if reference:
             self._delegate = "builtin"
-        else:
+        elif not _has_densify(interpreter):
             self._delegate = "xnnpack"
-            interpreter = _interpreter_api().Interpreter(
-                model_path=str(tflite), num_threads=threads if threads > 0 else None)
+            interpreter = _xnnpack_interpreter(tflite, threads)
+        else:
+            folded = _folded(name, tflite, interpreter, threads)
+            self._delegate = "builtin" if folded is None else "xnnpack"
+            if folded is not None:
+                interpreter, self.densified = folded
         self._interpreter = interpreter
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]

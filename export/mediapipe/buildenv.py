@@ -3,7 +3,9 @@
 tf2onnx imports TensorFlow, and no TensorFlow can share hidemo's environment: 2.20 and later
 need protobuf >= 5, which mediapipe 0.10.21 forbids, and 2.19 pins numpy < 2.2. So the build
 creates (once) a separate virtual environment with exactly :data:`PINS`, under a folder
-named by their hash, and runs :mod:`export.mediapipe.convert_worker` there as a subprocess.
+named by their hash, and runs :mod:`export.mediapipe.convert_worker` there as a subprocess,
+on the model with its DENSIFY ops already folded here
+(:mod:`engines.backends.tflite_densify`).
 A later build reuses it; changing a pin makes a new one. It needs the package index once
 (252 MB for tensorflow-cpu); offline, create it elsewhere and pass its folder.
 
@@ -19,11 +21,13 @@ import fcntl
 import json
 import subprocess
 import sys
+import tempfile
 import venv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.backends.tflite_densify import DensifyError, densify
 from engines.manifest import sha256_json
 
 PINS = ("tensorflow-cpu==2.19.1", "tf2onnx==1.17.0", "numpy==2.1.3", "protobuf==4.25.9",
@@ -60,22 +64,36 @@ class ConvertEnv:
         return self.root / "bin" / "python"
 
     def convert(self, tflite: Path, onnx_path: Path, opset: int) -> Conversion:
-        """Densify and convert ``tflite`` to ``onnx_path`` in this environment."""
-        command = [str(self.python), str(WORKER), str(tflite), str(onnx_path),
-                   "--opset", str(opset)]
+        """Convert ``tflite`` to ``onnx_path`` in this environment, its DENSIFY ops folded
+        first (here, with hidemo's TFLite runtime: tf2onnx cannot convert them)."""
         try:
-            done = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=CONVERT_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired as error:
-            raise ConvertEnvError(f"converting {tflite} took over {CONVERT_TIMEOUT_S} s"
-                                  ) from error
+            dense, folded = densify(tflite.read_bytes())
+        except (OSError, DensifyError) as error:
+            raise ConvertEnvError(f"converting {tflite} failed: {error}") from error
+        with tempfile.TemporaryDirectory() as scratch:
+            source = tflite
+            if folded:
+                source = Path(scratch) / f"{tflite.stem}.dense.tflite"
+                source.write_bytes(dense)
+            done = self._run_worker(tflite, source, onnx_path, opset)
         report = _last_json_line(done.stdout)
         if done.returncode != 0 or report is None or not onnx_path.is_file():
             raise ConvertEnvError(
                 f"converting {tflite} to ONNX failed (exit {done.returncode}):\n"
                 + _tail(done.stderr or done.stdout))
         versions = {f"convert:{k}": str(report[k]) for k in ("tensorflow", "tf2onnx", "onnx")}
-        return Conversion(int(report.get("densified", 0)), versions)
+        return Conversion(folded, versions)
+
+    def _run_worker(self, tflite: Path, source: Path, onnx_path: Path,
+                    opset: int) -> subprocess.CompletedProcess[str]:
+        command = [str(self.python), str(WORKER), str(source), str(onnx_path),
+                   "--opset", str(opset)]
+        try:
+            return subprocess.run(command, capture_output=True, text=True,
+                                  timeout=CONVERT_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise ConvertEnvError(f"converting {tflite} took over {CONVERT_TIMEOUT_S} s"
+                                  ) from error
 
 
 def _last_json_line(text: str) -> dict[str, object] | None:
