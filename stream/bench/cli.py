@@ -6,6 +6,7 @@ How the subcommands compose::
     hidemo bench all --profile edge --streams 1 4 --duration 30
     hidemo bench pipeline --streams 4 --modes saturated --set features.replicas=2
     hidemo bench all --profile edge --streams 1 4 --placement fused   # workers, in memory
+    hidemo bench all --streams 1 4 --placement split fused   # both, side by side
     hidemo bench pipeline --streams 4 --set fused.workers=1   # one fused worker: latency first
     hidemo bench baseline --streams 1 4
     hidemo bench --soak 10 --profile edge     # only a 10-minute paced run, with its trends
@@ -62,9 +63,11 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="a hidemo run config file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a run config field, e.g. features.replicas=2")
-    parser.add_argument("--placement", choices=("auto", "split", "fused"), default=None,
+    parser.add_argument("--placement", choices=("auto", "split", "fused"), nargs="+",
+                        default=None,
                         help="the pipeline's processes (run config `placement`): split, "
-                             "fused or auto (default: the config's)")
+                             "fused or auto (default: the config's); several run each "
+                             "scenario once per placement, side by side in one report")
     parser.add_argument("--soak", type=float, default=None, metavar="MINUTES",
                         help="instead of the scenarios: one paced run this long, with the "
                              "per-minute trends of latency and RSS")
@@ -180,13 +183,16 @@ def bench_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _setup(plan: Plan, args: argparse.Namespace) -> Any:
+def _setup(plan: Plan, args: argparse.Namespace, placement: str | None = None) -> Any:
+    """The pipeline's setup: ``placement`` (None: the first one asked for, if any) over the
+    config file and ``--set``."""
     from stream.bench.pipeline import PipelineSetup
 
-    placement = [] if args.placement is None else [f"placement={args.placement}"]
+    placement = placement or next(iter(args.placement or []), None)
+    overrides = [] if placement is None else [f"placement={placement}"]
     return PipelineSetup(profile=plan.profile, engine_dir=plan.engine_dir,
                          sources=plan.sources, config_file=args.config,
-                         overrides=(*args.set, *placement))
+                         overrides=(*args.set, *overrides))
 
 
 def _header(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
@@ -258,14 +264,23 @@ def _engine_rows(plan: Plan, args: argparse.Namespace, report: dict[str, Any],
 def _pipeline_runs(plan: Plan, args: argparse.Namespace, console: Any) -> list[dict]:
     from stream.bench.pipeline import Mode, Scenario, run_scenario
 
+    placements: list[str | None] = list(dict.fromkeys(args.placement or [None]))
+    several = len(placements) > 1
     runs = []
     for streams in plan.streams:
         for mode in plan.modes:
             scenario = Scenario(streams, cast(Mode, mode), plan.duration_s + plan.warmup_s,
                                 plan.fps, plan.warmup_s)
-            console.print(f"bench pipeline: {scenario.label}, {plan.duration_s:g} s measured")
-            runs.append(run_scenario(_setup(plan, args), scenario,
-                                     plan.out / "runs" / scenario.slug))
+            for placement in placements:
+                asked = f", placement {placement}" if several else ""
+                console.print(f"bench pipeline: {scenario.label}{asked}, "
+                              f"{plan.duration_s:g} s measured")
+                slug = f"{scenario.slug}-{placement}" if several else scenario.slug
+                run = run_scenario(_setup(plan, args, placement), scenario,
+                                   plan.out / "runs" / slug)
+                if several:  # the run's own label names what auto resolved to
+                    run["label"] = f"{run['label']}, {placement}"
+                runs.append(run)
     return runs
 
 

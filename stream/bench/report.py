@@ -52,6 +52,7 @@ def _ratio_row(run: dict[str, Any], match: dict[str, Any], key: tuple[int, str]
                ) -> dict[str, Any]:
     return {
         "streams": key[0], "mode": key[1], "baseline_threads": match.get("threads", 0),
+        "placement": run.get("placement"), "label": run.get("label"),
         "pipeline_fps": run["throughput_fps"], "baseline_fps": match["throughput_fps"],
         "throughput_ratio": ratio(run["throughput_fps"], match["throughput_fps"]),
         "frame_latency_p50_ratio": ratio(run["frame_latency_ms"].get("p50"),
@@ -178,7 +179,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     for r in report.get("ratios", []):
         threads = r.get("baseline_threads") or "default"
-        lines.append(f"pipeline / baseline (threads {threads}), {r['streams']} stream(s) "
+        pipeline = f"pipeline ({r['placement']})" if r.get("placement") else "pipeline"
+        lines.append(f"{pipeline} / baseline (threads {threads}), {r['streams']} stream(s) "
                      f"{r['mode']}: throughput "
                      f"x{r['throughput_ratio']}, frame latency p50 x"
                      f"{r['frame_latency_p50_ratio']}, e2e p50 x{r['e2e_latency_p50_ratio']}")
@@ -227,7 +229,8 @@ def compare_table(a: dict[str, Any], b: dict[str, Any]) -> Table:
             other = runs_b.get(_run_key(run))
             if other is None:
                 continue
-            name = f"{section} {_run_key(run)[0]}x {_run_key(run)[1]}"
+            streams, mode, kind = _run_key(run)
+            name = f"{section} {streams}x {mode}" + (f" ({kind})" if kind else "")
             add(f"{name} frames/s", run["throughput_fps"], other["throughput_fps"])
             for key in ("e2e_latency_ms", "frame_latency_ms"):
                 for q in ("p50", "p95", "p99"):
@@ -241,6 +244,11 @@ def compare_table(a: dict[str, Any], b: dict[str, Any]) -> Table:
     return table
 
 
-def _run_key(run: dict[str, Any]) -> tuple[int, str]:
+def _run_key(run: dict[str, Any]) -> tuple[int, str, str]:
+    """What makes a run one of a kind in a report: streams, mode and, for a pipeline run,
+    its placement (as the runs of ``--placement split fused`` differ), for a baseline its
+    engine threads."""
     scenario = run.get("scenario", run)
-    return int(scenario["streams"]), str(scenario["mode"])
+    kind = (str(run.get("placement") or "") if "scenario" in run
+            else f"threads {run.get('threads') or 'default'}")
+    return int(scenario["streams"]), str(scenario["mode"]), kind

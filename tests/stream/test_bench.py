@@ -31,7 +31,8 @@ def quick_report(tiny_engine_dir: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> tuple[Path, dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench") / "quick"
     result = hidemo("bench", "--quick", "--duration", "4", "--engine-dir",
-                    str(tiny_engine_dir), "--out", str(out))
+                    str(tiny_engine_dir), "--out", str(out), "--placement", "split", "fused",
+                    timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, json.loads((out / "report.json").read_text()), result.stdout
 
@@ -57,6 +58,12 @@ def test_quick_report_has_every_section(quick_report: tuple[Path, dict[str, Any]
 
     modes = {(run["scenario"]["streams"], run["scenario"]["mode"]) for run in report["pipeline"]}
     assert modes == {(1, "paced"), (1, "saturated")}
+    # --placement split fused: each scenario once per placement, each in its own folder
+    assert sorted((run["scenario"]["mode"], run["placement"]) for run in report["pipeline"]) \
+        == [("paced", "fused"), ("paced", "split"), ("saturated", "fused"),
+            ("saturated", "split")]
+    assert len({run["label"] for run in report["pipeline"]}) == 4
+    assert len({run["out"] for run in report["pipeline"]}) == 4
     for run in report["pipeline"]:
         assert run["exit_code"] == 0 and run["frames"] > 0 and run["throughput_fps"] > 0
         assert _finite(run["frame_latency_ms"]) and run["lost"] == 0
@@ -64,9 +71,8 @@ def test_quick_report_has_every_section(quick_report: tuple[Path, dict[str, Any]
         for parts in run["stage_split_ms"].values():
             assert {"transfer_mean_ms", "busy_mean_ms", "queue_mean_ms",
                     "compute_mean_ms"} <= set(parts)
-        # placement auto: fused on a machine this small, one process for the three stages
-        assert run["placement"] in ("fused", "split") and run["placement_reason"]
-        processes = {"fused[0]"} if run["placement"] == "fused" else \
+        assert run["placement"] in run["label"] and run["placement_reason"]
+        processes = {"fused[0]", "classify[0]"} if run["placement"] == "fused" else \
             {"detect[0]", "features[0]", "classify[0]"}
         assert processes <= set(run["cpu"])
         timeline = run["timeline"]
@@ -83,11 +89,16 @@ def test_quick_report_has_every_section(quick_report: tuple[Path, dict[str, Any]
     for run in report["baseline"]:
         assert run["frames"] > 0 and _finite(run["frame_latency_ms"])
         assert set(run["step_ms"]) == {"capture", "detect", "image", "keypoints", "classify"}
-    assert len(report["ratios"]) == 2 and all(r["throughput_ratio"] > 0 for r in report["ratios"])
-    (efficiency,) = report["efficiency"]
-    assert efficiency["ratio"] > 0 and efficiency["bottleneck"] in {
-        e["engine"] for e in efficiency["engines"]}
-    assert "pipeline / baseline" in stdout and "efficiency" in stdout
+    assert sorted((r["mode"], r["placement"]) for r in report["ratios"]) == sorted(
+        (run["scenario"]["mode"], run["placement"]) for run in report["pipeline"])
+    assert all(r["throughput_ratio"] > 0 for r in report["ratios"])
+    assert len(report["efficiency"]) == 2
+    for efficiency in report["efficiency"]:
+        assert efficiency["ratio"] > 0 and efficiency["bottleneck"] in {
+            e["engine"] for e in efficiency["engines"]}
+    for placement in ("split", "fused"):
+        assert f"pipeline ({placement}) / baseline" in stdout
+    assert "efficiency" in stdout
 
 
 def test_quick_report_writes_valid_pngs(quick_report: tuple[Path, dict[str, Any], str]
@@ -113,7 +124,8 @@ def test_compare_two_reports(quick_report: tuple[Path, dict[str, Any], str],
     result = hidemo("bench", "compare", str(out / "report.json"), str(tmp_path / "b.json"),
                     timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "pipeline 1x saturated frames/s" in result.stdout
+    for placement in ("split", "fused"):  # one row per placement, not one for both
+        assert f"pipeline 1x saturated ({placement}) frames/s" in result.stdout
     assert "2.00" in result.stdout  # B/A of the doubled throughput
 
 
