@@ -50,9 +50,9 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
                      help="processes: split (one per stage, features replicas), fused "
                           "(detect and features in worker processes, one per core, that "
                           "share the streams out and hand frames on in memory; classify "
-                          "apart; `--set fused.workers=N`) or auto (fused below 4 CPU cores "
-                          "with the engines on the CPU, else split) (default: the config "
-                          "file's, else auto)")
+                          "apart; `--set fused.workers=N`) or auto (fused with the engines on "
+                          "the CPU; split with features replicas or the image embedder on a "
+                          "GPU) (default: the config file's, else auto)")
     run.add_argument("--asr", choices=("auto", "on", "off"), default=None,
                      help="live transcripts from each source's own audio on the text topic: "
                           "auto (sources with audio, when the speech model is installed), on "

@@ -392,9 +392,9 @@ class RunConfig(_Strict):
     process per stage, ``features.replicas`` side by side: the stages overlap when there are
     cores or a GPU for them), ``fused`` (detect and features in one worker process per share
     of the streams, frames handed on in memory, ``fused.workers``; classify and the captures
-    stay apart) or ``auto`` (fused on a small CPU-only
-    machine, split otherwise; the choice and its reason are printed and saved in
-    ``reasons.placement``)."""
+    stay apart) or ``auto`` (fused with the engines on the CPU, split with features
+    replicas or the image embedder on a GPU; the choice and its reason are printed and
+    saved in ``reasons.placement``)."""
     reasons: Reasons = Field(default_factory=Reasons)
     out: Path | None = None
     duration: float | None = None
