@@ -40,6 +40,14 @@ class LatestInbox:
     ``dropped`` counts the frames pushed out per stream. A dropped frame's own
     ``Header.dropped`` and the drop itself are added to the next frame kept for that
     stream, so the count travels on with the data.
+
+    Latest-wins is for frames that came while the stage was busy. While it is idle and
+    holds frames only to fill a batch (``batching``, set by the stage loop), a frame that
+    would push one of them out is set aside instead (``deferred``): the batch closes at
+    once (:meth:`BatchPolicy.ready`), and :meth:`take` then puts the frame set aside in its
+    stream's queue. Otherwise two frames of one stream arriving within ``max_delay_ms``
+    (a capture sending its held frame and the next one as two credits come back) cost a
+    frame its capture had already read and sent.
     """
 
     def __init__(self, depth: int = 1) -> None:
@@ -48,18 +56,34 @@ class LatestInbox:
         self.depth = depth
         self._frames: OrderedDict[str, deque[Message]] = OrderedDict()
         self._control: deque[Message] = deque()
+        self._deferred: deque[Message] = deque()
         self.dropped: dict[str, int] = {}
         self.first_arrival: float | None = None
+        self.batching = False
+        """The stage is idle, holding its frames to fill a batch: none is pushed out."""
 
     def offer(self, message: Message, now: float | None = None) -> None:
-        """Add ``message``; if its stream is full, drop that stream's oldest frame."""
+        """Add ``message``; if its stream is full, drop that stream's oldest frame (or, while
+        ``batching``, set ``message`` aside for after the batch)."""
         if self.first_arrival is None:
             self.first_arrival = time.monotonic() if now is None else now
         if message.is_control:
             self._control.append(message)
             return
+        self._place(message)
+
+    @property
+    def deferred(self) -> int:
+        """Frames set aside while batching: the batch must close now."""
+        return len(self._deferred)
+
+    def _place(self, message: Message) -> None:
         stream = message.header.stream
         queue = self._frames.setdefault(stream, deque())
+        if (len(queue) >= self.depth and self.batching) or any(
+                m.header.stream == stream for m in self._deferred):  # after those, in order
+            self._deferred.append(message)
+            return
         if len(queue) >= self.depth:
             old = queue.popleft()
             self.dropped[stream] = self.dropped.get(stream, 0) + 1
@@ -71,7 +95,8 @@ class LatestInbox:
         queue.append(message)
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._frames.values()) + len(self._control)
+        return (sum(len(q) for q in self._frames.values()) + len(self._control)
+                + len(self._deferred))
 
     @property
     def has_control(self) -> bool:
@@ -97,7 +122,16 @@ class LatestInbox:
                 if queue and len(batch) < max_batch:
                     batch.append(queue.popleft())
                     self._frames.move_to_end(stream)  # the next batch starts elsewhere
+        self.batching = False
+        deferred, self._deferred = self._deferred, deque()
         self._reset_clock()
+        for message in deferred:  # in arrival order; they start the next batch
+            if self.first_arrival is None:
+                self.first_arrival = message.arrived or time.monotonic()
+            if len(self._frames[message.header.stream]) >= self.depth:
+                self._deferred.append(message)  # its stream's frame did not fit this batch
+            else:
+                self._place(message)
         return batch
 
     def _reset_clock(self) -> None:
@@ -122,7 +156,7 @@ class BatchPolicy:
     def ready(self, inbox: LatestInbox, now: float) -> bool:
         if inbox.frames == 0:
             return False
-        if inbox.frames >= self.max_batch or inbox.first_arrival is None:
+        if inbox.deferred or inbox.frames >= self.max_batch or inbox.first_arrival is None:
             return True
         return (now - inbox.first_arrival) * 1000.0 >= self.max_delay_ms
 

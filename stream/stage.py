@@ -196,14 +196,17 @@ def run_inbox_loop(input_socket: zmq.Socket, inbox: LatestInbox, policy: BatchPo
         if got:
             counters.received += got
             reporter.saw_input(now)
-        counters.dropped_in += sum(inbox.dropped.values()) - before
         if inbox.has_control:  # frames that came before an end of stream go first
             while inbox.frames:
                 on_frames(inbox.take(policy.max_batch))
             on_control(inbox.take_control())
         if policy.ready(inbox, now):
             on_frames(inbox.take(policy.max_batch))
+        # pushed out by the drain, or by a frame set aside while batching (see LatestInbox)
+        counters.dropped_in += sum(inbox.dropped.values()) - before
         after_turn()
+        # what the inbox holds now waits for a batch to fill, not behind a busy stage
+        inbox.batching = inbox.frames > 0 and not policy.ready(inbox, time.monotonic())
 
 
 def _process(stage: BatchStage, batch: list[Message], config: StageConfig, counters: Counters,

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.hop import BatchPolicy, LatestInbox, Sender
 from stream.wire import Header, Kind, Message, decode
@@ -141,3 +143,138 @@ def test_classify_keeps_a_burst_of_features_frames_within_one_batch_window() -> 
         inbox.offer(message("a", seq))
     assert [m.header.seq for m in inbox.take(ClassifyConfig().max_batch or 8)] == [0, 1, 2]
     assert inbox.dropped == {}
+
+
+# ------------------------------------------------ frames held for a batch are not pushed out
+
+def test_a_frame_held_for_a_batch_is_not_pushed_out_by_its_streams_next() -> None:
+    """The stage idles, holding stream a's frame for a batch (``batching``), when a's next
+    frame comes (its capture sent the held frame and the next one as two credits came
+    back): the batch closes at once with the first, the second starts the next batch."""
+    policy = BatchPolicy(max_batch=8, max_delay_ms=50)
+    inbox = LatestInbox(depth=1)
+    inbox.offer(message("a", 0), now=10.0)
+    assert not policy.ready(inbox, 10.001)
+    inbox.batching = True
+    inbox.offer(message("a", 1), now=10.002)
+    assert inbox.dropped == {} and inbox.deferred == 1 and len(inbox) == 2
+    assert policy.ready(inbox, 10.002), "the batch closes instead of dropping"
+    assert [m.header.seq for m in inbox.take(8)] == [0]
+    assert not inbox.batching and inbox.deferred == 0
+    assert [m.header.seq for m in inbox.take(8)] == [1]
+    assert inbox.dropped == {} and len(inbox) == 0
+
+
+def test_frames_that_came_while_the_stage_was_busy_stay_latest_wins() -> None:
+    inbox = LatestInbox(depth=1)  # batching False: the stage was working
+    inbox.offer(message("a", 0))
+    inbox.offer(message("a", 1))
+    assert inbox.dropped == {"a": 1} and inbox.deferred == 0
+    assert [(m.header.seq, m.header.dropped) for m in inbox.take(8)] == [(1, 1)]
+
+
+def test_a_set_aside_frame_whose_streams_frame_missed_the_batch_waits_its_turn() -> None:
+    """More streams than ``max_batch``: a stream whose held frame did not fit keeps it, and
+    the frame set aside behind it stays aside for the next batch (nothing pushed out)."""
+    inbox = LatestInbox(depth=1)
+    for stream in "abc":
+        inbox.offer(message(stream, 0))
+    inbox.batching = True
+    inbox.offer(message("c", 1))
+    assert [m.header.stream for m in inbox.take(2)] == ["a", "b"]
+    assert inbox.deferred == 1 and inbox.dropped == {}
+    assert [(m.header.stream, m.header.seq) for m in inbox.take(2)] == [("c", 0)]
+    assert [(m.header.stream, m.header.seq) for m in inbox.take(2)] == [("c", 1)]
+    assert len(inbox) == 0 and inbox.dropped == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("arrive"), st.sampled_from("abc")),
+                          st.just("idle turn"), st.just("busy turn")), max_size=80),
+       st.integers(1, 3), st.integers(1, 3))
+def test_the_stage_loops_inbox_drops_only_what_came_while_it_was_busy(
+        events: list, depth: int, max_batch: int) -> None:
+    """The stage loop's use of the inbox, modelled: frames arrive; an idle turn waits for a
+    batch that is not due (``batching`` on), a busy turn takes a batch, as
+    :func:`stream.stage.run_inbox_loop` does (a turn with a frame set aside takes a batch:
+    the policy is then ready). Every frame is taken once, dropped once or
+    still waiting; each stream's frames are taken in order; and a frame is pushed out only
+    by a frame that arrived while no batch was being held (the stage was busy)."""
+    inbox = LatestInbox(depth=depth)
+    seqs = {s: 0 for s in "abc"}
+    taken: dict[str, list[int]] = {s: [] for s in "abc"}
+    offered = 0
+    for event in events:
+        if event == "idle turn" and not inbox.deferred:
+            inbox.batching = inbox.frames > 0
+        elif event in ("idle turn", "busy turn"):  # a frame set aside closes the batch
+            for m in inbox.take(max_batch):
+                taken[m.header.stream].append(m.header.seq)
+        else:
+            stream = event[1]
+            before = sum(inbox.dropped.values())
+            holding = inbox.batching
+            inbox.offer(message(stream, seqs[stream]))
+            seqs[stream] += 1
+            offered += 1
+            if holding:
+                assert sum(inbox.dropped.values()) == before, "a held frame pushed out"
+    while len(inbox):  # drain what is left
+        for m in inbox.take(max_batch):
+            taken[m.header.stream].append(m.header.seq)
+    assert sum(len(t) for t in taken.values()) + sum(inbox.dropped.values()) == offered
+    for stream, seqs_taken in taken.items():
+        assert seqs_taken == sorted(seqs_taken), stream
+        assert len(set(seqs_taken)) == len(seqs_taken), stream
+
+
+def test_the_stage_loop_batches_two_quick_frames_of_a_stream_instead_of_dropping_one(
+        tmp_path: Path) -> None:
+    """Real sockets through :func:`stream.stage.run_inbox_loop`: a frame waits for its
+    batch (300 ms) when its stream's next frame comes. Both are worked on, in order, and
+    nothing is counted dropped (before: the first was pushed out)."""
+    import threading
+    import time
+
+    from stream.stage import run_inbox_loop
+    from stream.status import Rejections, StatusReporter
+    from stream.wire import ANY_STREAM, encode
+
+    class Stop:
+        done = False
+
+        def __bool__(self) -> bool:
+            return self.done
+
+    context = zmq.Context()
+    pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    for socket in (pull, push):
+        socket.setsockopt(zmq.LINGER, 0)
+    pull.bind(f"ipc://{tmp_path}/in")
+    push.connect(f"ipc://{tmp_path}/in")
+    reporter = StatusReporter(None, "detect", 0)
+    batches: list[list[int]] = []
+    stop = Stop()
+    loop = threading.Thread(target=run_inbox_loop, args=(
+        pull, LatestInbox(depth=1), BatchPolicy(max_batch=8, max_delay_ms=300)), kwargs={
+        "admit": lambda m: None, "rules": ANY_STREAM,
+        "rejections": Rejections("detect_in", "detect"), "reporter": reporter,
+        "handlers": [],
+        "on_frames": lambda batch: batches.append([m.header.seq for m in batch]),
+        "on_control": lambda messages: None, "after_turn": lambda: None, "stop": stop})
+    loop.start()
+    try:
+        push.send_multipart(encode(message("a", 0).header))
+        deadline = time.monotonic() + 20
+        while reporter.counters.received < 1 and time.monotonic() < deadline:
+            time.sleep(0.002)  # frame 0 is in the inbox: its turn ends holding it
+        push.send_multipart(encode(message("a", 1).header))
+        deadline = time.monotonic() + 5
+        while sum(map(len, batches)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.done = True
+        loop.join(5)
+        context.destroy(linger=0)
+    assert batches == [[0], [1]]
+    assert reporter.counters.received == 2 and reporter.counters.dropped_in == 0
