@@ -229,10 +229,7 @@ def _scenarios(plan: Plan, args: argparse.Namespace, report: dict[str, Any],
     rows: list[BenchRow] = []
     if plan.command == "all":
         rows = _engine_rows(plan, args, report, console)
-    if plan.command in ("all", "pipeline"):
-        report["pipeline"] = _pipeline_runs(plan, args, console)
-    if plan.command in ("all", "baseline"):
-        report["baseline"] = _baseline_runs(plan, args, console)
+    report["pipeline"], report["baseline"] = _interleaved_runs(plan, args, console)
     report["ratios"] = rep.ratios(report["pipeline"], report["baseline"])
     if rows:
         report["efficiency"] = [efficiency(rows, run) for run in report["pipeline"]
@@ -261,52 +258,72 @@ def _engine_rows(plan: Plan, args: argparse.Namespace, report: dict[str, Any],
     return rows
 
 
-def _pipeline_runs(plan: Plan, args: argparse.Namespace, console: Any) -> list[dict]:
+def _interleaved_runs(plan: Plan, args: argparse.Namespace,
+                      console: Any) -> tuple[list[dict], list[dict]]:
+    """The pipeline's and the baseline's runs, scenario by scenario: each scenario's
+    pipeline runs (one per placement) and then its baseline runs (one per thread count),
+    so the runs a ratio compares are minutes apart at most, not a whole block of runs
+    (a shared machine's speed drifts; measured here: the same run 4.4 to 5.5 frames/s
+    across half an hour). Baselines are listed by thread count, then scenario."""
+    pipeline: list[dict] = []
+    baseline: list[dict] = []
+    for streams in plan.streams:
+        for mode in plan.modes:
+            if plan.command in ("all", "pipeline"):
+                pipeline += _pipeline_runs(plan, args, console, streams, mode)
+            if plan.command in ("all", "baseline"):
+                baseline += _baseline_runs(plan, args, console, streams, mode)
+    order = list(dict.fromkeys(args.baseline_threads))
+    baseline.sort(key=lambda run: order.index(run["threads"]))  # stable: scenario order
+    return pipeline, baseline
+
+
+def _pipeline_runs(plan: Plan, args: argparse.Namespace, console: Any, streams: int,
+                   mode: str) -> list[dict]:
+    """One scenario's pipeline runs, one per placement asked for."""
     from stream.bench.pipeline import Mode, Scenario, run_scenario
 
     placements: list[str | None] = list(dict.fromkeys(args.placement or [None]))
     several = len(placements) > 1
+    scenario = Scenario(streams, cast(Mode, mode), plan.duration_s + plan.warmup_s,
+                        plan.fps, plan.warmup_s)
     runs = []
-    for streams in plan.streams:
-        for mode in plan.modes:
-            scenario = Scenario(streams, cast(Mode, mode), plan.duration_s + plan.warmup_s,
-                                plan.fps, plan.warmup_s)
-            for placement in placements:
-                asked = f", placement {placement}" if several else ""
-                console.print(f"bench pipeline: {scenario.label}{asked}, "
-                              f"{plan.duration_s:g} s measured")
-                slug = f"{scenario.slug}-{placement}" if several else scenario.slug
-                run = run_scenario(_setup(plan, args, placement), scenario,
-                                   plan.out / "runs" / slug)
-                if several:  # the run's own label names what auto resolved to
-                    run["label"] = f"{run['label']}, {placement}"
-                runs.append(run)
+    for placement in placements:
+        asked = f", placement {placement}" if several else ""
+        console.print(f"bench pipeline: {scenario.label}{asked}, "
+                      f"{plan.duration_s:g} s measured")
+        slug = f"{scenario.slug}-{placement}" if several else scenario.slug
+        run = run_scenario(_setup(plan, args, placement), scenario,
+                           plan.out / "runs" / slug)
+        if several:  # the run's own label names what auto resolved to
+            run["label"] = f"{run['label']}, {placement}"
+        runs.append(run)
     return runs
 
 
-def _baseline_runs(plan: Plan, args: argparse.Namespace, console: Any) -> list[dict]:
+def _baseline_runs(plan: Plan, args: argparse.Namespace, console: Any, streams: int,
+                   mode: str) -> list[dict]:
+    """One scenario's baseline runs, one per engine thread count (each opens its engines
+    and closes them after, so none stay loaded while the pipeline runs)."""
     from stream.bench.baseline import Baseline
     from stream.bench.pipeline import Mode, Scenario, scenario_config
 
-    def config(mode: str) -> Any:  # the pipeline's own config, so the same rates
-        return scenario_config(_setup(plan, args),
-                               Scenario(1, cast(Mode, mode), plan.duration_s, plan.fps),
-                               plan.out / "runs" / "baseline")
-
+    # the pipeline's own config, so the same rates
+    config = scenario_config(_setup(plan, args),
+                             Scenario(1, cast(Mode, mode), plan.duration_s, plan.fps),
+                             plan.out / "runs" / "baseline")
     runs = []
     for threads in dict.fromkeys(args.baseline_threads):  # each value once, in order
-        baseline = Baseline.from_run_config(config("paced"), threads=threads)
+        console.print(f"bench baseline: {streams} stream(s), {mode}, "
+                      f"threads {threads or 'default'}")
+        baseline = Baseline.from_run_config(config, threads=threads)
         try:
-            for streams in plan.streams:
-                for mode in plan.modes:
-                    console.print(f"bench baseline: {streams} stream(s), {mode}, "
-                                  f"threads {threads or 'default'}")
-                    baseline.use_rates(config(mode))
-                    figures = baseline.run(streams, mode, plan.duration_s, plan.warmup_s)
-                    figures["threads"] = threads
-                    runs.append(figures)
+            baseline.use_rates(config)
+            figures = baseline.run(streams, mode, plan.duration_s, plan.warmup_s)
         finally:
             baseline.close()
+        figures["threads"] = threads
+        runs.append(figures)
     return runs
 
 

@@ -99,6 +99,12 @@ def test_quick_report_has_every_section(quick_report: tuple[Path, dict[str, Any]
     for placement in ("split", "fused"):
         assert f"pipeline ({placement}) / baseline" in stdout
     assert "efficiency" in stdout
+    # interleaved: each scenario's pipeline runs, then its baseline, then the next scenario
+    started = [line.split(":")[0] + ", " + line.split(":")[1].split(",")[1].strip()
+               for line in stdout.splitlines()
+               if line.startswith(("bench pipeline:", "bench baseline:"))]
+    assert started == ["bench pipeline, paced"] * 2 + ["bench baseline, paced"] + \
+        ["bench pipeline, saturated"] * 2 + ["bench baseline, saturated"], started
 
 
 def test_quick_report_writes_valid_pngs(quick_report: tuple[Path, dict[str, Any], str]
