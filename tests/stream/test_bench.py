@@ -34,7 +34,8 @@ def quick_report(tiny_engine_dir: Path, tmp_path_factory: pytest.TempPathFactory
                     str(tiny_engine_dir), "--out", str(out), "--placement", "split", "fused",
                     timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    return out, json.loads((out / "report.json").read_text()), result.stdout
+    # tables on stdout, progress ("bench pipeline: ...") on stderr
+    return out, json.loads((out / "report.json").read_text()), result.stdout + result.stderr
 
 
 def _finite(stats: dict[str, float]) -> bool:
