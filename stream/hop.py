@@ -50,10 +50,14 @@ class LatestInbox:
     frame its capture had already read and sent.
     """
 
-    def __init__(self, depth: int = 1) -> None:
+    def __init__(self, depth: int = 1, keep: dict[str, int] | None = None) -> None:
         if depth < 1:
             raise ValueError(f"inbox depth is {depth}; it must be at least 1")
         self.depth = depth
+        self.keep = dict(keep or {})
+        """Streams that keep more than ``depth`` frames: an offline stream (``realtime:
+        false``) keeps its ``in_flight``. Its capture never has more out unacknowledged, so
+        keeping them all never grows latency, and a file is meant to be analysed whole."""
         self._frames: OrderedDict[str, deque[Message]] = OrderedDict()
         self._control: deque[Message] = deque()
         self._deferred: deque[Message] = deque()
@@ -72,6 +76,10 @@ class LatestInbox:
             return
         self._place(message)
 
+    def depth_of(self, stream: str) -> int:
+        """Frames ``stream`` keeps: ``depth``, or more where ``keep`` says so."""
+        return max(self.depth, self.keep.get(stream, 0))
+
     @property
     def deferred(self) -> int:
         """Frames set aside while batching: the batch must close now."""
@@ -80,11 +88,12 @@ class LatestInbox:
     def _place(self, message: Message) -> None:
         stream = message.header.stream
         queue = self._frames.setdefault(stream, deque())
-        if (len(queue) >= self.depth and self.batching) or any(
+        depth = self.depth_of(stream)
+        if (len(queue) >= depth and self.batching) or any(
                 m.header.stream == stream for m in self._deferred):  # after those, in order
             self._deferred.append(message)
             return
-        if len(queue) >= self.depth:
+        if len(queue) >= depth:
             old = queue.popleft()
             self.dropped[stream] = self.dropped.get(stream, 0) + 1
             carried = old.header.dropped + 1
@@ -128,7 +137,8 @@ class LatestInbox:
         for message in deferred:  # in arrival order; they start the next batch
             if self.first_arrival is None:
                 self.first_arrival = message.arrived or time.monotonic()
-            if len(self._frames[message.header.stream]) >= self.depth:
+            stream = message.header.stream
+            if len(self._frames[stream]) >= self.depth_of(stream):
                 self._deferred.append(message)  # its stream's frame did not fit this batch
             else:
                 self._place(message)

@@ -114,6 +114,10 @@ class StageIO:
     """What arriving messages must satisfy beyond the schema (the run's stream ids)."""
     endpoint: str = "input"
     """The input's name in rejection counts."""
+    offline: dict[str, int] = field(default_factory=dict)
+    """Offline streams (``realtime: false``) and their ``in_flight``: the inbox keeps that
+    many of theirs (:class:`~stream.hop.LatestInbox` ``keep``), so a stage busy with
+    another stream's frame never pushes out a frame of a file."""
 
 
 def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
@@ -143,7 +147,8 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
 
     io.reporter.ready()
     run_inbox_loop(
-        io.input, LatestInbox(config.queue_depth), BatchPolicy(config.batch, config.max_delay_ms),
+        io.input, LatestInbox(config.queue_depth, io.offline),
+        BatchPolicy(config.batch, config.max_delay_ms),
         admit=stage.admit, rules=io.rules, rejections=rejections, reporter=io.reporter,
         handlers=[(socket, handler, failures) for socket, handler in stage.extra_sockets()],
         on_frames=frames, on_control=control, after_turn=after_turn, stop=stop)

@@ -215,7 +215,16 @@ def build_stage(stage_name: str, index: int, config: RunConfig, endpoints: Endpo
     rules = WireRules(streams=frozenset(config.stream_ids()),
                       max_bytes=config.endpoints.max_frame_bytes)
     return stage, stage_config, StageIO(inbound, outbound, reporter, rules=rules,
-                                        endpoint=inputs[stage_name])
+                                        endpoint=inputs[stage_name],
+                                        offline=offline_in_flight(config))
+
+
+def offline_in_flight(config: RunConfig) -> dict[str, int]:
+    """Each offline stream (``realtime: false``) and its ``in_flight``: what a stage's
+    inbox keeps of it (:class:`stream.hop.LatestInbox`)."""
+    return {stream: source.in_flight
+            for stream, source in zip(config.stream_ids(), config.sources, strict=True)
+            if not source.realtime}
 
 
 def build_fused(index: int, config: RunConfig, endpoints: Endpoints, context: zmq.Context,
@@ -261,9 +270,7 @@ def build_fused(index: int, config: RunConfig, endpoints: Endpoints, context: zm
             link.stage.close()
         raise
     rules = WireRules(streams=frozenset(streams), max_bytes=config.endpoints.max_frame_bytes)
-    offline = {stream: source.in_flight
-               for stream, source in zip(streams, config.sources, strict=True)
-               if not source.realtime}
+    offline = offline_in_flight(config)
     # the worker grants its captures' credits at each stream's turn instead of classify
     # acknowledging each frame as it finishes (stream.turns)
     return FusedChain(links, outbound), FusedIO(inbound, rules, "detect_in", offline,

@@ -278,3 +278,16 @@ def test_the_stage_loop_batches_two_quick_frames_of_a_stream_instead_of_dropping
         context.destroy(linger=0)
     assert batches == [[0], [1]]
     assert reporter.counters.received == 2 and reporter.counters.dropped_in == 0
+
+
+def test_an_offline_stream_keeps_its_in_flight_while_live_ones_stay_latest_wins() -> None:
+    """Split placement, a stage busy with another stream's frame: a file's two frames in
+    flight both wait (its capture never has more out), a camera's older one is pushed out."""
+    inbox = LatestInbox(depth=1, keep={"file": 2})
+    for seq in range(2):
+        inbox.offer(message("file", seq))
+        inbox.offer(message("cam", seq))
+    assert inbox.dropped == {"cam": 1}
+    assert inbox.depth_of("file") == 2 and inbox.depth_of("cam") == 1
+    taken = [(m.header.stream, m.header.seq) for m in inbox.take(8)]
+    assert sorted(taken) == [("cam", 1), ("file", 0), ("file", 1)]
