@@ -317,8 +317,7 @@ def _baseline_runs(plan: Plan, args: argparse.Namespace, console: Any, streams: 
         console.print(f"bench baseline: {streams} stream(s), {mode}, "
                       f"threads {threads or 'default'}")
         baseline = Baseline.from_run_config(config, threads=threads)
-        try:
-            baseline.use_rates(config)
+        try:  # opened from the scenario's own config: its rates too
             figures = baseline.run(streams, mode, plan.duration_s, plan.warmup_s)
         finally:
             baseline.close()

@@ -201,20 +201,16 @@ def _nothing() -> None:
 
 
 class OfflineInbox(LatestInbox):
-    """Latest-wins for live streams; an offline stream (``realtime: false``, paced by
-    classify's credits) keeps up to its ``in_flight`` frames instead of ``depth``.
+    """The head's inbox: latest-wins, an offline stream keeping its ``in_flight`` frames
+    (:attr:`LatestInbox.keep`, as in split), and every arrival told to the turns.
 
-    Its capture never has more than ``in_flight`` frames unacknowledged, so keeping that
-    many never grows latency, and dropping one would only lose a frame of a file that is
-    meant to be analysed whole: with several streams served in turn, an offline stream's
-    waiting frame would otherwise be pushed out by the next one its credit let through
-    while another stream's frame was in the chain (measured: 16 of a file's frames)."""
+    With several streams served in turn, an offline stream's waiting frame would otherwise
+    be pushed out by the next one its credit let through while another stream's frame was
+    in the chain (measured: 16 of a file's frames)."""
 
     def __init__(self, depth: int, offline: dict[str, int] | None = None,
                  grants: TurnGrants | None = None) -> None:
-        super().__init__(depth)
-        self.live_depth = depth
-        self.offline = dict(offline or {})
+        super().__init__(depth, offline)
         self.grants = grants
         """Told of every arrival, so a stream's grant counts as answered."""
 
@@ -225,7 +221,6 @@ class OfflineInbox(LatestInbox):
                 self.grants.ended(header.stream)
             else:
                 self.grants.arrived(header.stream, header.generation, header.seq)
-        self.depth = max(self.live_depth, self.offline.get(header.stream, 0))
         super().offer(message, now)
 
 

@@ -291,3 +291,35 @@ def test_an_offline_stream_keeps_its_in_flight_while_live_ones_stay_latest_wins(
     assert inbox.depth_of("file") == 2 and inbox.depth_of("cam") == 1
     taken = [(m.header.stream, m.header.seq) for m in inbox.take(8)]
     assert sorted(taken) == [("cam", 1), ("file", 0), ("file", 1)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["a", "b", "file"]).map(lambda s: ("arrive", s)),
+                          st.just("idle turn"), st.just("busy turn")), max_size=80),
+       st.integers(1, 3), st.integers(1, 3))
+def test_an_offline_stream_within_its_credits_never_loses_a_frame_at_a_stage(
+        events: list, in_flight: int, max_batch: int) -> None:
+    """Split or fused, any interleaving of turns: a file stream whose capture sends only
+    while fewer than ``in_flight`` of its frames are unfinished (credits) loses none at a
+    stage's inbox, whatever the live streams beside it do."""
+    inbox = LatestInbox(depth=1, keep={"file": in_flight})
+    unfinished = 0
+    sent = taken = 0
+    for event in events:
+        if event == "idle turn" and not inbox.deferred:
+            inbox.batching = inbox.frames > 0
+        elif event in ("idle turn", "busy turn"):
+            for m in inbox.take(max_batch):
+                if m.header.stream == "file":
+                    unfinished -= 1
+                    taken += 1
+        elif event[1] != "file" or unfinished < in_flight:  # no credit: the file waits
+            stream = event[1]
+            inbox.offer(message(stream, sent if stream == "file" else 0))
+            if stream == "file":
+                unfinished += 1
+                sent += 1
+    assert inbox.dropped.get("file", 0) == 0
+    while len(inbox):
+        taken += sum(m.header.stream == "file" for m in inbox.take(max_batch))
+    assert taken == sent
