@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stream.config import RunConfig
+    from stream.config import EndpointConfig, RunConfig
+    from stream.curve import RunKeys
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +163,8 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
             raise ValueError(problem)
     with tempfile.TemporaryDirectory(prefix="hidemo-run-") as scratch:
         run_dir = Path(scratch)
-        endpoints = Endpoints.for_config(config.endpoints, run_dir)
+        endpoints = Endpoints.for_config(config.endpoints, run_dir, config.stream_ids(),
+                                         keys=run_keys(config.endpoints))
         asked = config.keypoints
         config, resolved = resolve_keypoints(config)
         if asked == "auto":
@@ -181,8 +185,8 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
             (out / "config.json").write_text(
                 strictjson.dumps(config.model_dump(mode="json"), indent=2))
         spec_path = run_dir / "spec.json"
-        spec_path.write_text(strictjson.dumps({
-            "config": config.model_dump(mode="json"), "endpoints": endpoints.to_json(),
+        write_private(spec_path, strictjson.dumps({
+            "config": config.model_dump(mode="json"), "endpoints": asdict(endpoints),
             "out": None if out is None else str(out.resolve()), "state_dir": str(run_dir),
         }))
         log_dir = (out or run_dir) / "logs"
@@ -209,6 +213,25 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     return code, summary
 
 
+def run_keys(config: EndpointConfig) -> RunKeys | None:
+    """The run's internal CURVE keys wherever another local user or host could reach an
+    internal socket: tcp transport (any local user can connect to loopback) or an
+    ``ipc_dir`` the user chose (its permissions are not ours to vouch for). None with ipc
+    in the run's own private folder (mode 0700), which is then the boundary."""
+    from stream.curve import RunKeys
+
+    if config.transport == "tcp" or config.ipc_dir is not None:
+        return RunKeys.generate()
+    return None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file only its owner can read (it may hold the run's keys)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) -> Any:
     """Start the web view's process (:mod:`stream.ui.launcher`) and say where it is."""
     from stream.placement import detect_processes
@@ -219,11 +242,11 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
     token = resolve_token(config.ui.bind, config.ui.token_file)
     spec = UiSpec(host=host, port=port, streams=config.stream_ids(),
                   history_s=config.ui.history_s, max_clients=config.ui.max_clients,
-                  endpoints=endpoints.to_json(), endpoint_config=config.endpoints,
+                  endpoints=asdict(endpoints), endpoint_config=config.endpoints,
                   stats_path=run_dir / "ui-stats.json",
                   preview_publishers=detect_processes(config))
     spec_path = run_dir / "ui-spec.json"
-    spec_path.write_text(spec.model_dump_json())
+    write_private(spec_path, spec.model_dump_json())
     ui = UiProcess(spec_path, log_dir / "ui.log", token, max_restarts=config.ui.max_restarts)
     ui.start()
     shown = f"[{host}]" if ":" in host else host

@@ -23,6 +23,15 @@ Example:
     >>> paths = write_keys(Path("keys"))  # doctest: +SKIP
     >>> secure = client_security(ClientKeys.from_dir(Path("keys")))  # doctest: +SKIP
     >>> secure(socket); socket.connect("tcp://10.0.0.5:5560")  # doctest: +SKIP
+
+The internal hops (status, frames, credits, results, the web view's topics) are secured
+too wherever another local user or host could reach them (tcp transport, or a shared
+``ipc_dir``): ``hidemo run`` then makes :class:`RunKeys`, one server and one client key
+pair that live only for the run and reach the children in the run's private folder. Every
+binding process admits only the run's client key (:class:`Gatekeeper`, ZAP domain
+:data:`INTERNAL_DOMAIN`); every connecting process trusts only the run's server key. One
+ZAP handler serves a whole context, so the outside endpoints' allow-list is a second
+domain (:data:`OUTSIDE_DOMAIN`) of the same :class:`Gatekeeper`.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -49,6 +58,10 @@ SERVER = "server"
 CLIENT = "client"
 ALLOW_LIST = "authorized_clients"
 FIX = "make keys with `hidemo keys --out DIR`"
+INTERNAL_DOMAIN = "hidemo-internal"
+"""ZAP domain of the internal hops: only the run's own client key is admitted."""
+OUTSIDE_DOMAIN = "hidemo-outside"
+"""ZAP domain of the outside endpoints: the client keys of the allow-list folder."""
 
 Secure = Callable[[zmq.Socket], None]
 """Sets a socket's CURVE options; called before it binds or connects."""
@@ -169,6 +182,88 @@ def client_security(keys: ClientKeys) -> Secure:
     return secure
 
 
+@dataclass(frozen=True)
+class RunKeys:
+    """The CURVE keys of one run's internal hops (z85 text): made by :meth:`generate` when
+    the run starts, handed to its children in the run's private folder, never written
+    anywhere else. A process without them cannot connect to any internal socket."""
+
+    server_public: str
+    server_secret: str = field(repr=False)
+    client_public: str
+    client_secret: str = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> RunKeys:
+        server_public, server_secret = zmq.curve_keypair()
+        client_public, client_secret = zmq.curve_keypair()
+        return cls(server_public.decode("ascii"), server_secret.decode("ascii"),
+                   client_public.decode("ascii"), client_secret.decode("ascii"))
+
+    def serve(self, socket: zmq.Socket) -> None:
+        """Makes ``socket`` a CURVE server of the run, checked in :data:`INTERNAL_DOMAIN`
+        (its context needs a started :class:`Gatekeeper` admitting :attr:`client_public`)."""
+        socket.curve_secretkey = self.server_secret.encode("ascii")
+        socket.curve_publickey = self.server_public.encode("ascii")
+        socket.curve_server = True
+        socket.zap_domain = INTERNAL_DOMAIN.encode("ascii")
+
+    def connect(self, socket: zmq.Socket) -> None:
+        """Makes ``socket`` a CURVE client that trusts only the run's server key."""
+        socket.curve_secretkey = self.client_secret.encode("ascii")
+        socket.curve_publickey = self.client_public.encode("ascii")
+        socket.curve_serverkey = self.server_public.encode("ascii")
+
+
+class Gatekeeper:
+    """The one ZAP handler of a context (libzmq allows one per context), admitting CURVE
+    client keys per domain: the run's client key in :data:`INTERNAL_DOMAIN`, the
+    allow-list in :data:`OUTSIDE_DOMAIN`. A key is checked against its socket's domain
+    only, so an allow-listed outside client cannot reach an internal hop.
+
+    :meth:`of` starts it on first use; :meth:`stop_for` stops it, after the sockets it
+    guards are closed and before the context is destroyed (its thread owns a socket of
+    that context, and libzmq admits every client on a CURVE socket whose handler is gone).
+    """
+
+    _running: ClassVar[dict[int, Gatekeeper]] = {}
+
+    def __init__(self, context: zmq.Context) -> None:
+        self.context = context
+        self.allowed: dict[str, frozenset[bytes]] = {}
+        self.authenticator = ThreadAuthenticator(context, log=log)
+        self.authenticator.start()
+
+    @classmethod
+    def of(cls, context: zmq.Context) -> Gatekeeper:
+        keeper = cls._running.get(id(context))
+        if keeper is None or keeper.context is not context:
+            keeper = cls._running[id(context)] = cls(context)
+        return keeper
+
+    @classmethod
+    def stop_for(cls, context: zmq.Context) -> None:
+        keeper = cls._running.pop(id(context), None)
+        if keeper is not None and keeper.context is context:
+            keeper.authenticator.stop()
+
+    def allow(self, domain: str, public_keys: set[bytes] | frozenset[bytes]) -> None:
+        """Admit ``public_keys`` (z85) on sockets of ``domain`` (added to those admitted)."""
+        self.allowed[domain] = self.allowed.get(domain, frozenset()) | frozenset(public_keys)
+        self.authenticator.configure_curve_callback(domain=domain, credentials_provider=self)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """pyzmq's credentials-provider hook: whether client ``key`` may use ``domain``."""
+        return key in self.allowed.get(domain, frozenset())
+
+
+def serve_internal(context: zmq.Context, keys: RunKeys) -> Secure:
+    """Secures a binding socket of an internal hop with ``keys`` (starting the context's
+    :class:`Gatekeeper` if needed)."""
+    Gatekeeper.of(context).allow(INTERNAL_DOMAIN, {keys.client_public.encode("ascii")})
+    return keys.serve
+
+
 class RefusalMonitor:
     """Counts the handshakes a CURVE server socket refused (``curve-handshake``: a peer with
     no key, which ZeroMQ reports as a protocol error or without detail depending on when the
@@ -181,13 +276,13 @@ class RefusalMonitor:
         zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "curve-handshake",
         zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "curve-handshake"}
 
-    def __init__(self, socket: zmq.Socket, endpoint: str) -> None:
+    def __init__(self, socket: zmq.Socket, endpoint: str, stage: str = "classify") -> None:
         self.socket = socket
         events = 0
         for event in self.EVENTS:
             events |= event
         self.monitor = socket.get_monitor_socket(events)
-        self.rejections = Rejections(endpoint, "classify")
+        self.rejections = Rejections(endpoint, stage)
 
     def poll(self, limit: int = 1000) -> None:
         """Count the refusals reported since the last call."""
@@ -207,7 +302,8 @@ class RefusalMonitor:
 
 
 class CurveServer:
-    """A running ZAP authenticator for one context plus the server key pair.
+    """The outside endpoints' CURVE server: the server key pair, and the context's
+    :class:`Gatekeeper` admitting the allow-list in :data:`OUTSIDE_DOMAIN`.
 
     Start it before any CURVE server socket binds, and stop it before the context is
     destroyed (the handler thread owns sockets of that context, and ``zmq_close`` is not
@@ -220,8 +316,8 @@ class CurveServer:
 
     name = "curve"
 
-    def __init__(self, authenticator: ThreadAuthenticator, keys: ServerKeys) -> None:
-        self.authenticator = authenticator
+    def __init__(self, gatekeeper: Gatekeeper, keys: ServerKeys) -> None:
+        self.gatekeeper = gatekeeper
         self.keys = keys
         self.sockets: list[zmq.Socket] = []
         self.monitors: list[RefusalMonitor] = []
@@ -236,19 +332,20 @@ class CurveServer:
             raise ValueError(f"the pipeline's own client key {config.client_secret} is not "
                              f"in the allow-list {keys.authorized_clients}: copy its .key file "
                              f"there, or {FIX}")
-        authenticator = ThreadAuthenticator(context, log=log)
-        authenticator.start()
-        authenticator.configure_curve(domain="*", location=str(keys.authorized_clients))
+        gatekeeper = Gatekeeper.of(context)
+        gatekeeper.allow(OUTSIDE_DOMAIN, allowed)
         log.info("CURVE: %d allow-listed client key(s) in %s", len(allowed),
                  keys.authorized_clients)
-        return cls(authenticator, keys)
+        return cls(gatekeeper, keys)
 
     def secure(self, socket: zmq.Socket, endpoint: str = "curve") -> None:
-        """Makes ``socket`` a CURVE server whose peers the authenticator checks; refused
-        handshakes are counted by a :class:`RefusalMonitor` under ``endpoint``."""
+        """Makes ``socket`` a CURVE server whose peers the gatekeeper checks against the
+        allow-list; refused handshakes are counted by a :class:`RefusalMonitor` under
+        ``endpoint``."""
         socket.curve_secretkey = self.keys.secret
         socket.curve_publickey = self.keys.public
         socket.curve_server = True
+        socket.zap_domain = OUTSIDE_DOMAIN.encode("ascii")
         self.sockets.append(socket)
         self.monitors.append(RefusalMonitor(socket, endpoint))
 
@@ -259,7 +356,7 @@ class CurveServer:
         for socket in self.sockets:
             socket.close(linger=0)
         self.sockets.clear()
-        self.authenticator.stop()
+        Gatekeeper.stop_for(self.gatekeeper.context)
 
     def emit(self, record: object, line: bytes) -> None:
         """Nothing to publish: present so the server can ride with the sinks."""

@@ -23,28 +23,31 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 import zmq
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from stream.config import EndpointConfig
-from stream.curve import ClientKeys, CurveServer, Secure, client_security
+from stream.curve import ClientKeys, CurveServer, RunKeys, Secure, client_security, serve_internal
+from stream.subscriptions import GatedPub
 
 INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits", "preview",
-            "monitor", "transcript")
+            "monitor", "transcript", "results")
 
 PER_WORKER = ("detect_in", "credits", "preview")
 """The endpoints each fused worker binds for itself (:meth:`Endpoints.for_worker`)."""
 
 KiB = 2**10
 MiB = 2**20
-SUBSCRIPTION_MAX_BYTES = 4 * KiB
-"""What a PUB socket receives: subscriptions (topics are stream ids), never big."""
+SUBSCRIPTION_MAX_BYTES = 512
+"""What a PUB socket receives: subscriptions (topics are stream ids of at most 64
+characters), never big; a bigger message drops the peer's connection."""
 DEFAULT_MAX_BYTES = 64 * MiB
 """The limit of a receiving socket opened without one: the default frame-hop limit."""
 
@@ -106,12 +109,20 @@ LAYOUT: Mapping[str, Hop] = MappingProxyType({
                    SocketEnd((UI,), zmq.SUB, 2), max_bytes=1 * MiB),
     "transcript": Hop(SocketEnd(("classify",), zmq.PUB, 100),
                       SocketEnd((UI,), zmq.SUB, 100), max_bytes=64 * KiB),
+    # classify's predictions for the supervisor's own view, over a private hop: the public
+    # predictions endpoint may be bound by anyone on the machine before classify binds it
+    "results": Hop(SocketEnd(("supervisor",), zmq.PULL, 1000),
+                   SocketEnd(("classify",), zmq.PUSH, 1000), max_bytes=1 * MiB),
 })
 """Every endpoint of a run: who binds, who connects, socket types, queues, message bounds."""
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True)
 class Endpoints:
+    """Every address of one run, the stream ids its publishers admit as subscriptions
+    (``topics``; None: any), and the run's internal CURVE keys (``keys``; None: the
+    internal hops are private without them, in the run's own ipc folder)."""
+
     detect_in: str
     detect_out: str
     classify_in: str
@@ -122,16 +133,22 @@ class Endpoints:
     preview: str
     monitor: str
     transcript: str
+    results: str
+    topics: tuple[str, ...] | None = None
+    keys: RunKeys | None = None
 
     @classmethod
-    def for_config(cls, config: EndpointConfig, run_dir: Path) -> Endpoints:
+    def for_config(cls, config: EndpointConfig, run_dir: Path,
+                   streams: Sequence[str] | None = None,
+                   keys: RunKeys | None = None) -> Endpoints:
         if config.transport == "ipc":
             base = config.ipc_dir or run_dir
             internal = {name: f"ipc://{base}/{name.replace('_', '-')}" for name in INTERNAL}
         else:
             internal = {name: f"tcp://127.0.0.1:{config.tcp_base_port + i}"
                         for i, name in enumerate(INTERNAL)}
-        return cls(**internal, predictions=config.predictions, text=config.text)
+        return cls(**internal, predictions=config.predictions, text=config.text,
+                   topics=None if streams is None else tuple(streams), keys=keys)
 
     def for_worker(self, worker: int, config: EndpointConfig) -> Endpoints:
         """The endpoints fused worker ``worker`` binds, and its captures connect to: its
@@ -150,9 +167,6 @@ class Endpoints:
                         + (worker - 1) * len(PER_WORKER) + offset)
                 own[name] = f"tcp://127.0.0.1:{port}"
         return replace(self, **own)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def max_message_bytes(name: str, config: EndpointConfig) -> int:
@@ -198,7 +212,10 @@ def open_endpoint(context: zmq.Context, endpoints: Endpoints, name: str, side: S
     end = hop.end(side)
     address = getattr(endpoints, name)
     secure: Secure | None = None
-    if hop.outside and config.curve_on(address):
+    if not hop.outside and endpoints.keys is not None:
+        secure = (serve_internal(context, endpoints.keys) if side == "bind"
+                  else endpoints.keys.connect)
+    elif hop.outside and config.curve_on(address):
         if side == "bind":
             if curve is None:
                 raise ValueError(f"endpoint {name} {address!r} needs CURVE: start a "
@@ -213,8 +230,13 @@ def open_endpoint(context: zmq.Context, endpoints: Endpoints, name: str, side: S
         hwm = config.high_water_mark if end.hwm is None else end.hwm
     if side == "connect":
         address = connect_address(address)
+    socket = None
+    if end.kind == zmq.PUB:  # subscriptions admitted only when they can match
+        socket = context.socket(zmq.XPUB, socket_class=GatedPub).gate(
+            endpoints.topics, name, end.opened_by[0])
     return open_socket(context, end.kind, address, bind=side == "bind", hwm=hwm, sndbuf=sndbuf,
-                       max_bytes=max_message_bytes(name, config), secure=secure)
+                       max_bytes=max_message_bytes(name, config), secure=secure,
+                       socket=socket)
 
 
 def connect_address(endpoint: str) -> str:
@@ -236,7 +258,8 @@ def connect_address(endpoint: str) -> str:
 
 def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool,
                 hwm: int = 2, linger_ms: int = 0, sndbuf: int | None = None,
-                max_bytes: int | None = None, secure: Secure | None = None) -> zmq.Socket:
+                max_bytes: int | None = None, secure: Secure | None = None,
+                socket: zmq.Socket | None = None) -> zmq.Socket:
     """A socket with small high-water marks, no linger and a bound on what it receives.
 
     Small queues keep frames from hiding in ZeroMQ buffers; zero linger lets a stage exit
@@ -245,8 +268,11 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool,
     ``max_bytes`` is the ``ZMQ_MAXMSGSIZE`` of a receiving socket (default
     :data:`DEFAULT_MAX_BYTES`); a PUB only receives subscriptions, bounded by
     :data:`SUBSCRIPTION_MAX_BYTES`. ``secure`` sets CURVE options before bind or connect.
+    ``socket`` is a new socket of ``kind``'s family made by the caller (a
+    :class:`~stream.subscriptions.GatedPub` for a PUB), else one is made here.
     """
-    socket = context.socket(kind)
+    if socket is None:
+        socket = context.socket(kind)
     socket.setsockopt(zmq.SNDHWM, hwm)
     socket.setsockopt(zmq.RCVHWM, hwm)
     socket.setsockopt(zmq.LINGER, linger_ms)

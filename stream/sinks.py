@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -43,6 +44,24 @@ class PubSink:
 
     def emit(self, record: dict[str, Any], line: bytes) -> None:
         self.socket.send_multipart([record["stream"].encode(), line], flags=zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+
+class ResultsSink:
+    """Hands each record to the supervisor's own view over the private ``results`` hop.
+    Never waits and never fails the run: a busy or absent supervisor misses a line of its
+    view, the pipeline goes on."""
+
+    name = "results"
+
+    def __init__(self, socket: zmq.Socket) -> None:
+        self.socket = socket
+
+    def emit(self, record: dict[str, Any], line: bytes) -> None:
+        with contextlib.suppress(zmq.Again):
+            self.socket.send(line, flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         self.socket.close(linger=0)

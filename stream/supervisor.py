@@ -25,7 +25,6 @@ gave a frame, a sink failed) and ``warnings`` (a file that ended early).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -33,23 +32,35 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import zmq
+from pydantic import ValidationError
 
 from stream.config import RunConfig
+from stream.curve import Gatekeeper, RefusalMonitor
 from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.placement import detect_processes
+from stream.prediction import Prediction
 from stream.resources import ResourceMeter
 from stream.status import Health, Rejections, StageStatus, StatusError
 from stream.view import View
+from stream.wire import refusal
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
+READ_BUDGET = 1000
+"""Messages the supervisor reads from one socket per turn at most: a flood is read in
+bounded bites, between which the watchdog and the clocks are checked."""
+READ_BUDGET_S = 0.05
+"""Seconds the supervisor spends reading one socket per turn at most (big messages)."""
+MAX_SENDERS = 64
+"""Distinct claimed senders of refused reports kept apart; the rest count as ``others``."""
 STARTUP_TIMEOUT_S = 120.0
 LOG_TAIL_BYTES = 64 * 1024
 FATAL_MESSAGE_CHARS = 2000
@@ -151,16 +162,24 @@ class Supervisor:
         self.context = zmq.Context()
         self.status_socket = open_endpoint(self.context, endpoints, "status", "bind",
                                            config.endpoints)
-        # a CURVE client with the configured client keys when the endpoint is secured
-        self.predictions = open_endpoint(self.context, endpoints, "predictions", "connect",
-                                         config.endpoints)
-        self.predictions.setsockopt(zmq.SUBSCRIBE, b"")
+        # classify's predictions for the view, on a private hop (never the public endpoint,
+        # which another local process may have bound first)
+        self.results = open_endpoint(self.context, endpoints, "results", "bind",
+                                     config.endpoints)
+        self.handshakes = (None if endpoints.keys is None
+                           else RefusalMonitor(self.status_socket, "status", "supervisor"))
+        """Counts the peers refused on the status socket's CURVE handshake (tcp transport)."""
         self.statuses: dict[str, StageStatus] = {}
         self.spawned: dict[str, set[int]] = {}
         """Every pid started for each stage label: only their reports are believed."""
         self.status_rejections = Rejections("status", "supervisor")
         """Reports refused on the status socket, by reason (malformed, or from a process
         this run did not start): counted, logged at a bounded rate, never fatal."""
+        self.refused_senders: dict[str, int] = {}
+        """Refused status reports per claimed sender (``stage[replica]``, or ``unreadable``),
+        at most :data:`MAX_SENDERS` of them: who is writing to the socket, not obeyed."""
+        self.result_rejections = Rejections("results", "supervisor")
+        """Records refused on the results hop (not a valid prediction)."""
         self.heard: dict[str, float] = {}
         """When each stage's last status report arrived (monotonic): its heartbeat."""
         self.events: list[dict[str, Any]] = []
@@ -277,41 +296,51 @@ class Supervisor:
     # -- status -------------------------------------------------------------------------
 
     def _pump(self, timeout_ms: int = POLL_MS) -> None:
-        """Read status reports and predictions for up to ``timeout_ms``."""
+        """Wait up to ``timeout_ms`` for status reports and predictions, then read at most
+        :data:`READ_BUDGET` messages (or :data:`READ_BUDGET_S` seconds) from each socket:
+        whatever arrives, the caller's timers (watchdog, duration, drain) get their turn."""
         poller = zmq.Poller()
         poller.register(self.status_socket, zmq.POLLIN)
-        poller.register(self.predictions, zmq.POLLIN)
+        poller.register(self.results, zmq.POLLIN)
+        if self.handshakes is not None:
+            poller.register(self.handshakes.monitor, zmq.POLLIN)
         events = dict(poller.poll(timeout_ms))
         if self.status_socket in events:
-            while True:
-                try:
-                    raw = self.status_socket.recv(flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    status = StageStatus.from_json(raw)
-                except StatusError as error:
-                    self.status_rejections.add("schema", error)
-                    continue
-                label = f"{status.stage}[{status.replica}]"
-                if not self._from_child(label, status.pid):
-                    self.status_rejections.add("unknown-pid", f"{label} pid {status.pid}")
-                    continue
-                self.statuses[label] = status
-                self.heard[label] = time.monotonic()
-        if self.predictions in events:
-            while True:
-                try:
-                    _, body = self.predictions.recv_multipart(flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                except ValueError:
-                    continue
-                try:
-                    self.view.prediction(json.loads(body))
-                except json.JSONDecodeError:
-                    continue
+            _read_some(self.status_socket, self._take_status)
+        if self.results in events:
+            _read_some(self.results, self._take_result)
+        if self.handshakes is not None and self.handshakes.monitor in events:
+            self.handshakes.poll()
         self.view.update(self.statuses, self._view_restarts())
+
+    def _take_status(self, raw: bytes) -> None:
+        """Believe a report only when it is valid and signed by a process this run runs."""
+        try:
+            status = StageStatus.from_json(raw)
+        except StatusError as error:
+            self._refuse_status("schema", "unreadable", error)
+            return
+        label = f"{status.stage}[{status.replica}]"
+        if not self._from_child(label, status.pid):
+            self._refuse_status("unknown-pid", label, f"{label} pid {status.pid}")
+            return
+        self.statuses[label] = status
+        self.heard[label] = time.monotonic()
+
+    def _refuse_status(self, reason: str, sender: str, detail: object) -> None:
+        self.status_rejections.add(reason, detail)
+        if sender not in self.refused_senders and len(self.refused_senders) >= MAX_SENDERS:
+            sender = "others"
+        self.refused_senders[sender] = self.refused_senders.get(sender, 0) + 1
+
+    def _take_result(self, raw: bytes) -> None:
+        """A prediction for the view, validated with the schema classify builds it with."""
+        try:
+            prediction = Prediction.model_validate_json(raw)
+        except ValidationError as error:
+            self.result_rejections.add("schema", str(refusal(error, "prediction")))
+            return
+        self.view.prediction(prediction)
 
     def _everyone(self) -> list[Child]:
         return [*self.children, *self.captures, *self.asrs]
@@ -380,8 +409,27 @@ class Supervisor:
                          for stream, count in frames.items() if not count]
         failures += self._sink_failures()
         warnings += self._early_ends()
+        warnings += self._refusals()
         warnings += self.asr_warnings + self._asr_problems()
         return Verdict(failures, warnings)
+
+    def _refusals(self) -> list[str]:
+        """A flood or a forgery on the supervisor's own sockets: counted and said, never
+        obeyed."""
+        out = []
+        handshakes = self.handshakes.rejections.total if self.handshakes is not None else 0
+        for what, count, reasons in (
+                ("status report(s)", self.status_rejections.total,
+                 self.status_rejections.counts),
+                ("prediction record(s) on the results hop", self.result_rejections.total,
+                 self.result_rejections.counts),
+                ("connection attempt(s) without the run's keys", handshakes,
+                 {} if self.handshakes is None else self.handshakes.rejections.counts)):
+            if count:
+                reasons_text = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+                out.append(f"the supervisor refused {count} {what} ({reasons_text}): "
+                           "another process on this machine wrote to it")
+        return out
 
     def _start_asr(self) -> None:
         """Start the ASR processes before the captures and wait until each is ready (its
@@ -505,8 +553,11 @@ class Supervisor:
             code = max(code, self._stop_children([child], sup.stop_timeout_s))
         self._pump(0)
         self.view.close()
+        if self.handshakes is not None:
+            self.handshakes.close()
         self.status_socket.close(linger=0)
-        self.predictions.close(linger=0)
+        self.results.close(linger=0)
+        Gatekeeper.stop_for(self.context)
         self.context.term()
         for log_file in self._logs:
             log_file.close()
@@ -566,8 +617,29 @@ class Supervisor:
                           "reason": self.config.reasons.placement,
                           "processes": [c.label for c in self.children]},
             "processed_then_dropped": processed_then_dropped(self.statuses),
-            "rejected": {"status": dict(self.status_rejections.counts)},
+            "rejected": {"status": dict(self.status_rejections.counts),
+                         "status_senders": dict(self.refused_senders),
+                         "status_handshakes": ({} if self.handshakes is None
+                                               else dict(self.handshakes.rejections.counts)),
+                         "results": dict(self.result_rejections.counts)},
         }
+
+
+def _read_some(socket: zmq.Socket, take: Callable[[bytes], None]) -> int:
+    """Hand ``take`` the messages waiting on ``socket``, at most :data:`READ_BUDGET` of
+    them or for :data:`READ_BUDGET_S` seconds; return how many were read."""
+    deadline = time.monotonic() + READ_BUDGET_S
+    count = 0
+    while count < READ_BUDGET:
+        try:
+            raw = socket.recv(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        count += 1
+        take(raw)
+        if time.monotonic() >= deadline:
+            break
+    return count
 
 
 def stage_children(config: RunConfig) -> list[Child]:

@@ -21,13 +21,14 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from stream.prediction import Prediction
 from stream.status import StageStatus
 
 REFRESH_S = 0.5
 
 
 class View(Protocol):
-    def prediction(self, record: dict[str, Any]) -> None: ...
+    def prediction(self, record: Prediction) -> None: ...
 
     def event(self, event: dict[str, Any]) -> None: ...
 
@@ -37,7 +38,7 @@ class View(Protocol):
 
 
 class NullView:
-    def prediction(self, record: dict[str, Any]) -> None:
+    def prediction(self, record: Prediction) -> None:
         pass
 
     def event(self, event: dict[str, Any]) -> None:
@@ -56,14 +57,14 @@ class LogView(NullView):
     def __init__(self) -> None:
         self.console = Console(stderr=True, highlight=False)
 
-    def prediction(self, record: dict[str, Any]) -> None:
-        probs = " ".join(f"{k}={v:.2f}" for k, v in record["probs"].items())
+    def prediction(self, record: Prediction) -> None:
+        probs = " ".join(f"{k}={v:.2f}" for k, v in record.probs.items())
         probs = escape(f"[{probs}]")
-        flag = " (random weights)" if record.get("random_weights") else ""
+        flag = " (random weights)" if record.random_weights else ""
         self.console.print(
-            f"{record['stream']} #{record['seq']} person {record['person']}: "
-            f"{record['label']} {probs} {'+'.join(record['modalities'])} "
-            f"latency {record['latency_ms']['total']:.0f} ms{flag}")
+            f"{record.stream} #{record.seq} person {record.person}: "
+            f"{record.label} {probs} {'+'.join(record.modalities)} "
+            f"latency {record.latency_ms.get('total', 0.0):.0f} ms{flag}")
 
     def event(self, event: dict[str, Any]) -> None:
         if event["event"] not in ("started", "stopped"):
@@ -80,12 +81,12 @@ class RichView(NullView):
         self.console = console or Console(stderr=True)
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
-        self.last: dict[tuple[str, int], dict[str, Any]] = {}
+        self.last: dict[tuple[str, int], Prediction] = {}
         self.events: list[str] = []
         self._next = 0.0
 
-    def prediction(self, record: dict[str, Any]) -> None:
-        self.last[(record["stream"], record["person"])] = record
+    def prediction(self, record: Prediction) -> None:
+        self.last[(record.stream, record.person)] = record
 
     def event(self, event: dict[str, Any]) -> None:
         if event["event"] not in ("started", "stopped"):
@@ -113,9 +114,9 @@ class RichView(NullView):
             info = streams.get(stream, {})
             latency = info.get("latency_ms", {})
             rates = info.get("rates", {})
-            label = record["label"] + (" [yellow](random)" if record["random_weights"] else "")
-            table.add_row(stream, str(person), label, f"{record['probs'].get('positive', 0):.2f}",
-                          "+".join(record["modalities"]),
+            label = record.label + (" [yellow](random)" if record.random_weights else "")
+            table.add_row(stream, str(person), label, f"{record.probs.get('positive', 0):.2f}",
+                          "+".join(record.modalities),
                           f"{latency.get('p50', 0):.0f}/{latency.get('p95', 0):.0f}",
                           f"{rates.get('frames', 0):.1f}/{rates.get('image', 0):.1f}/"
                           f"{rates.get('keypoints', 0):.1f}",
@@ -148,7 +149,7 @@ class TeeView:
     def __init__(self, *views: View) -> None:
         self.views = views
 
-    def prediction(self, record: dict[str, Any]) -> None:
+    def prediction(self, record: Prediction) -> None:
         for view in self.views:
             view.prediction(record)
 

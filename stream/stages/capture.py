@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import zmq
@@ -35,6 +36,7 @@ from engines.adapters.rates import RateSampler
 from stream.config import RunConfig
 from stream.credits import CREDIT_TIMEOUT_S, CreditWindow, LiveWindow
 from stream.endpoints import Endpoints, open_endpoint
+from stream.generations import GenerationLedger
 from stream.hop import Sender
 from stream.placement import worker_of, worker_streams
 from stream.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
@@ -52,8 +54,9 @@ END_BUDGET = 0.8
 
 
 def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
-                context: zmq.Context) -> int:
-    """Read source ``index`` until it ends or ``stop``; returns the process exit code."""
+                context: zmq.Context, state_dir: Path | None = None) -> int:
+    """Read source ``index`` until it ends or ``stop``; returns the process exit code.
+    ``state_dir`` (the run's private folder) keeps the stream's generation counter."""
     source_config = config.sources[index]
     stream_id = config.stream_ids()[index]
     capture_fps = config.capture_fps()
@@ -96,7 +99,10 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     sender = Sender(output)
     live = LiveSend(window, sender) if isinstance(window, LiveWindow) else None
     counters = reporter.counters
-    generation, seq, origin, last_media = -1, 0, 0.0, 0.0
+    # the run's private folder keeps the last generation, so a restarted capture goes on
+    # counting (stream.generations); downstream resets on each new one
+    ledger = GenerationLedger(None if state_dir is None else state_dir / f"generation-{index}")
+    generation, opened, seq, origin, last_media = -1, -1, 0, 0.0, 0.0
     state = SourceState.OPENING
     early: dict[str, int] | None = None  # a file that ended well short of its frame count
 
@@ -125,8 +131,12 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
             if event.frame is None and not event.skipped and not event.deferred:
                 reporter.maybe_send(extra())
                 continue
-            if event.generation != generation:
-                generation, seq = event.generation, 0
+            if event.generation != opened or event.media_time < last_media:
+                # the source (re)opened in this process, or its clock went back: a new
+                # generation, so time never goes backwards within one
+                if event.generation == opened:
+                    sampler.reset()
+                opened, generation, seq = event.generation, ledger.next(), 0
                 origin = time.monotonic() - event.media_time
             last_media = event.media_time
             counters.received += 1

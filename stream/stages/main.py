@@ -27,11 +27,13 @@ from engines.manifest import EngineManifest, EngineRefused, read_manifest
 from engines.runtime import load_engine
 from stream.config import RunConfig, StageConfig
 from stream.credits import CreditPublisher
+from stream.curve import Gatekeeper
 from stream.endpoints import Endpoints, Side, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
-from stream.sinks import JsonlSink, PubSink, Sinks
+from stream.sinks import JsonlSink, PubSink, ResultsSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.status import StatusReporter
+from stream.subscriptions import watch
 from stream.wire import WireRules
 
 if TYPE_CHECKING:
@@ -137,7 +139,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
 
             echo = TranscriptEcho(open_endpoint(context, endpoints, "transcript", "bind",
                                                 config.endpoints))
-        sinks: list[Any] = [PubSink(pub)]
+        results = open_endpoint(context, endpoints, "results", "connect", config.endpoints)
+        sinks: list[Any] = [PubSink(pub), ResultsSink(results)]
         trace = None
         if out is not None:
             sinks.append(JsonlSink(out / "predictions.jsonl"))
@@ -172,7 +175,9 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
                           text=topic, trace=trace,
                           credits=credits,
                           memory=memory,
-                          watched=[] if curve is None else curve.monitors)
+                          watched=[*([] if curve is None else curve.monitors),
+                                   *watch([pub, credits and credits.socket,
+                                           echo and echo.socket])])
     topic.clock = stage.clock_offset  # media-timed lines land in the windows' span
     return stage, stage_config
 
@@ -304,7 +309,7 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
         if stage_name == "capture":
             from stream.stages.capture import run_capture
 
-            return run_capture(config, index, endpoints, stop, context)
+            return run_capture(config, index, endpoints, stop, context, state_dir)
         if stage_name == "asr":
             from stream.stages.asr import run_asr
 
@@ -323,6 +328,8 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
             stage.close()
         return 0
     finally:
+        # the ZAP handler of the internal hops (tcp transport) goes before the context
+        Gatekeeper.stop_for(context)
         # a short linger lets the last messages out: an end of stream, the final status
         context.destroy(linger=EXIT_LINGER_MS)
 

@@ -19,7 +19,9 @@ from typing import Any
 import zmq
 
 from stream.config import EndpointConfig
+from stream.curve import Gatekeeper
 from stream.endpoints import Endpoints, open_endpoint
+from stream.prediction import Prediction
 from stream.status import StageStatus
 from stream.ui.records import MonitorEvent, MonitorSnapshot, event_detail
 
@@ -37,7 +39,7 @@ class MonitorView:
         self.unsent = 0
         self._next = 0.0
 
-    def prediction(self, record: dict[str, Any]) -> None:
+    def prediction(self, record: Prediction) -> None:
         pass  # the web view subscribes to the predictions itself
 
     def event(self, event: dict[str, Any]) -> None:
@@ -75,6 +77,7 @@ class OwnedMonitorView(MonitorView):
 
     def close(self) -> None:
         super().close()
+        Gatekeeper.stop_for(self.context)  # its ZAP handler, when the run has keys
         self.context.term()
 
 
@@ -85,6 +88,7 @@ def open_monitor(endpoints: Endpoints, config: EndpointConfig) -> MonitorView:
     try:
         socket = open_endpoint(context, endpoints, "monitor", "bind", config)
     except zmq.ZMQError:
+        Gatekeeper.stop_for(context)
         context.term()
         raise
     return OwnedMonitorView(context, socket)

@@ -6,6 +6,7 @@ import io
 
 from rich.console import Console
 
+from stream.prediction import FrameCounts, Prediction, Slots, Window
 from stream.status import Counters, Health, StageStatus
 from stream.view import RichView
 
@@ -21,9 +22,14 @@ def test_rich_view_shows_stages_streams_latency_and_restarts() -> None:
     features = StageStatus("features", 1, 202, Health.STALLED,
                            counters=Counters(received=12, sent=11, processed=11, busy_s=1.1,
                                              dropped_in=3))
-    view.prediction({"stream": "demo0", "person": 1, "label": "positive",
-                     "probs": {"negative": 0.25, "positive": 0.75},
-                     "modalities": ["image", "keypoints"], "random_weights": True})
+    view.prediction(Prediction(
+        stream="demo0", seq=0, person=1, generation=1, frame_seq=9, label="positive",
+        probs={"negative": 0.25, "positive": 0.75},
+        window=Window(start=0.0, end=3.0, seconds=3.0),
+        modalities=["image", "keypoints"], slots=Slots(image=6, keypoints=30, text=0),
+        smoothing=0.0, capture_time=1.0, emit_time=1.2, latency_ms={"total": 170.0},
+        frames=FrameCounts(received=40, dropped=7, lost=2), detector=None,
+        random_weights=True, random_engines=["window_classifier"]))
     view.event({"event": "died", "stage": "features", "index": 1})
     view.update({"classify[0]": classify, "features[1]": features}, {"features[1]": 1})
     view.close()
