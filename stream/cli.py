@@ -291,10 +291,11 @@ def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
             print(f"  FAILED: {failure}", file=sys.stderr)
     for warning in summary.get("warnings", []):
         print(f"  warning: {warning}", file=sys.stderr)
-    for stream, info in summary["streams"].items():
+    for stream, info in summary["streams"].items():  # figures a stage reported: any may lack
         latency = info.get("latency_ms", {})
-        print(f"  {stream}: {info['predictions']} predictions, {info['frames']} frames, "
-              f"{info['dropped']} dropped, {info['lost']} lost, e2e latency p50 "
+        print(f"  {stream}: {info.get('predictions', 0)} predictions, {info.get('frames', 0)} "
+              f"frames, {info.get('dropped', 0)} dropped, {info.get('lost', 0)} lost, e2e "
+              f"latency p50 "
               f"{latency.get('p50', 0):.0f} ms p95 {latency.get('p95', 0):.0f} ms, rates "
               f"{info.get('rates')}", file=sys.stderr)
     placement = summary.get("placement", {})

@@ -48,6 +48,9 @@ MiB = 2**20
 SUBSCRIPTION_MAX_BYTES = 512
 """What a PUB socket receives: subscriptions (topics are stream ids of at most 64
 characters), never big; a bigger message drops the peer's connection."""
+CURVE_HANDSHAKE_BYTES = 512
+"""What a publisher's receive bound must allow on a CURVE socket: the handshake's INITIATE
+command (vouch and metadata) is bounded by ``ZMQ_MAXMSGSIZE`` too."""
 DEFAULT_MAX_BYTES = 64 * MiB
 """The limit of a receiving socket opened without one: the default frame-hop limit."""
 
@@ -279,11 +282,15 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool,
     if sndbuf is not None:
         socket.setsockopt(zmq.SNDBUF, sndbuf)
     if kind in (zmq.PUB, zmq.XPUB):
-        socket.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
+        if socket.getsockopt(zmq.MAXMSGSIZE) < 0:  # unless the caller bounded it closer
+            socket.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
     elif kind != zmq.PUSH:  # every other type receives
         socket.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
     if secure is not None:
         secure(socket)
+        if kind in (zmq.PUB, zmq.XPUB) and socket.getsockopt(zmq.MAXMSGSIZE) < \
+                CURVE_HANDSHAKE_BYTES:  # the bound applies to CURVE's INITIATE command too
+            socket.setsockopt(zmq.MAXMSGSIZE, CURVE_HANDSHAKE_BYTES)
     if bind:
         if endpoint.startswith("ipc://"):
             Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,17 @@
 """Publishers that hold bounded state per subscriber: only subscriptions that can match.
 
-A plain ZeroMQ PUB stores every subscription a peer sends, in a trie per connection, and
-keeps it until the peer disconnects (often longer): thousands of distinct, kilobyte-long
-topics from one local process cost hundreds of megabytes. Every PUB of the pipeline is
-instead an XPUB in manual mode (:class:`GatedPub`): subscriptions arrive as messages, and
-the publisher applies only those that can ever match what it sends (everything, ``b""``,
-or one of the run's stream ids), counting the others in :attr:`GatedPub.rejections`
-(reason ``subscription``). What a connection can make it keep is then bounded by the
-number of streams.
+A plain ZeroMQ PUB stores every subscription a peer sends, in a trie with a node per
+byte, and keeps it until the peer disconnects: thousands of distinct, kilobyte-long topics
+from one local process cost hundreds of megabytes. Every PUB of the pipeline is instead an
+XPUB in manual mode (:class:`GatedPub`): subscriptions arrive as messages, and the
+publisher applies only those that can ever match what it sends (everything, ``b""``, or
+one of the run's stream ids), counting the others in :attr:`GatedPub.rejections` (reason
+``subscription``). libzmq still records each subscription message of a connection until
+that connection closes (it replays them upstream on termination), so what bounds the cost
+of a refused one is its size: a subscription longer than any topic could be (the longest
+stream id, or :data:`HANDSHAKE_BYTES` which the handshake needs anyway) drops the
+connection that sends it (``ZMQ_MAXMSGSIZE``) before it is stored. The number of short
+refused subscriptions one connection may send is not bounded by libzmq; they are counted.
 
 Pending subscriptions are applied before every publish (so a subscriber's first message
 is never sent before its subscription is), and by :meth:`GatedPub.admit` whenever the
@@ -31,6 +35,13 @@ import zmq
 
 from stream.status import Rejections
 
+SUBSCRIBE_OVERHEAD = 16
+"""Bytes a subscription takes on the wire besides its topic: one flag byte as a message,
+or ZMTP 3.1's ``SUBSCRIBE`` command (its name and length) as newer peers send it."""
+HANDSHAKE_BYTES = 128
+"""The bound also applies to the handshake's READY command (its metadata: a default
+subscriber's takes a few dozen bytes); CURVE's larger INITIATE is allowed for where CURVE
+is on (:data:`stream.endpoints.CURVE_HANDSHAKE_BYTES`)."""
 ADMIT_PER_TURN = 1000
 """Subscription messages one :meth:`GatedPub.admit` reads at most: a flood of them costs
 the owner's loop a bounded time per turn."""
@@ -52,6 +63,9 @@ class GatedPub(zmq.Socket):
         self.setsockopt(zmq.XPUB_MANUAL, 1)
         self.topics = None if topics is None else frozenset(
             {b"", *(topic.encode() for topic in topics)})
+        if self.topics is not None:  # a longer subscription cannot match: drop its sender
+            longest = max(len(topic) for topic in self.topics)
+            self.setsockopt(zmq.MAXMSGSIZE, max(HANDSHAKE_BYTES, longest + SUBSCRIBE_OVERHEAD))
         self.rejections = Rejections(endpoint, stage)
         return self
 

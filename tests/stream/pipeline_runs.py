@@ -93,3 +93,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
             raise AssertionError(f"hidemo run exited before {what}:\n{run.stdout.read()}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_folder(run: subprocess.Popen[str]) -> Path:
+    """The run's private folder (where the stage spec, the last argument of every stage's
+    command line, lies, and the ipc sockets with it): reachable by this user only."""
+    return Path(stage_process(run, "classify").cmdline()[-1]).parent

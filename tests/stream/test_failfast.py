@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -250,7 +250,8 @@ def stage_spec(config_overrides: dict, tmp_path: Path) -> Path:
     endpoints = Endpoints.for_config(config.endpoints, tmp_path)
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"config": config.model_dump(mode="json"),
-                                "endpoints": endpoints.to_json(), "out": None}))
+                                "endpoints": asdict(endpoints),
+                                "out": None}))
     return spec
 
 
