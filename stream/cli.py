@@ -21,6 +21,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LINE_WIDTH = 120
+"""Longest console line of a decision: the full reason goes to ``config.json`` (and, with
+``hidemo -v``, to the debug log)."""
+
+
+def one_line(text: str, width: int = LINE_WIDTH) -> str:
+    """``text`` on one line of at most ``width`` characters: its first line, cut at a word
+    with an ellipsis when still too long."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if len(first) <= width:
+        return first
+    return first[:width - 1].rsplit(" ", 1)[0].rstrip(" ,;:(") + "…"
+
+
+def say(message: str) -> None:
+    """One ``hidemo run:`` line on stderr, at most :data:`LINE_WIDTH` characters."""
+    print(one_line(f"hidemo run: {message}"), file=sys.stderr)
+
 
 def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
     """Add the ``run`` subcommand to ``hidemo``'s subparsers."""
@@ -137,12 +155,12 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
     this too, so what it measures is exactly what ``hidemo run`` runs.
 
-    Before any stage starts, ``keypoints: auto`` is resolved (measured, and said why),
-    :func:`stream.preflight.preflight` checks the engines, the sources and the endpoints,
-    and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``: ``hidemo``
-    prints it and exits 2) with every problem and its fix, and ``placement: auto`` is
-    resolved (:mod:`stream.placement`, said why). Both reasons are saved in ``config.json``
-    (``reasons``)."""
+    Before any stage starts, ``keypoints: auto`` is resolved (by its rule, said on one
+    line), :func:`stream.preflight.preflight` checks the engines, the sources and the
+    endpoints, and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``:
+    ``hidemo`` prints it and exits 2) with every problem and its fix, and ``placement: auto``
+    is resolved (:mod:`stream.placement`, said on one line). The full reasons are saved in
+    ``config.json`` (``reasons``)."""
     from stream import strictjson
     from stream.endpoints import Endpoints
     from stream.perception import resolve_keypoints
@@ -164,8 +182,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         asked = config.keypoints
         config, resolved = resolve_keypoints(config)
         if asked == "auto":
-            print(f"hidemo run: keypoints {resolved.source.value} ({resolved.reason})",
-                  file=sys.stderr)
+            say(f"keypoints {resolved.source.value} ({resolved.reason})")
         config = config.model_copy(update={"reasons": config.reasons.model_copy(
             update={"keypoints": resolved.reason})})
         preflight(config, endpoints)
@@ -173,8 +190,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         asked = config.placement
         config, placed = resolve_placement(config)
         if asked == "auto":
-            print(f"hidemo run: placement {placed.placement} ({placed.reason})",
-                  file=sys.stderr)
+            say(f"placement {placed.placement} ({placed.summary})")
         out = config.out
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
@@ -186,9 +202,9 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
             "out": None if out is None else str(out.resolve()), "state_dir": str(run_dir),
         }))
         log_dir = (out or run_dir) / "logs"
-        print(f"hidemo run: {len(config.sources)} source(s) {config.stream_ids()}, profile "
-              f"{config.profile}; predictions on {endpoints.predictions}, text topic "
-              f"{endpoints.text}", file=sys.stderr)
+        say(f"{len(config.sources)} source(s) {', '.join(config.stream_ids())}, profile "
+            f"{config.profile}; predictions on {endpoints.predictions}, text topic "
+            f"{endpoints.text}")
         ui = None
         if config.ui.enabled:
             from stream.ui.monitor import open_monitor
@@ -228,7 +244,7 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
     ui.start()
     shown = f"[{host}]" if ":" in host else host
     query = "" if token is None else f"?token=${TOKEN_ENV}"
-    print(f"hidemo run: web view on http://{shown}:{port}/{query}", file=sys.stderr)
+    say(f"web view on http://{shown}:{port}/{query}")
     return ui
 
 
@@ -250,10 +266,10 @@ def _resolve_asr(config: RunConfig) -> RunConfig:
 
     config, plan = resolve_asr(config)
     if plan.warning is not None:
-        print(f"hidemo run: warning: {plan.warning}", file=sys.stderr)
+        say(f"warning: {plan.warning}")
     if config.asr.mode != "off":
         for choice in plan.choices:
-            print(f"hidemo run: asr {choice}", file=sys.stderr)
+            say(f"asr {choice}")
     return config
 
 
