@@ -139,12 +139,16 @@ def with_ui_args(config: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 def run_command(args: argparse.Namespace) -> int:
     from stream.supervisor import StopRequest
-    from stream.view import make_view
+    from stream.view import NullView, make_view
 
     config = config_from_args(args)
     stop = StopRequest()
     stop.install()
-    code, summary = run_pipeline(config, make_view(config.view), stop)
+    view = make_view(config.view)
+    if type(view) is not NullView and not getattr(args, "verbose", False):
+        # the view shows the supervisor's events; its log lines would say each one twice
+        logging.getLogger("stream.supervisor").setLevel(logging.WARNING)
+    code, summary = run_pipeline(config, view, stop)
     log_dir = config.out / "logs" if config.out is not None else Path("(scratch, removed)")
     _print_summary(summary, log_dir)
     return code
@@ -286,15 +290,16 @@ def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
         print(f"  warning: {warning}", file=sys.stderr)
     for stream, info in summary["streams"].items():
         latency = info.get("latency_ms", {})
+        rates = " ".join(f"{name} {rate:g}" for name, rate in (info.get("rates") or {}).items())
         print(f"  {stream}: {info['predictions']} predictions, {info['frames']} frames, "
-              f"{info['dropped']} dropped, {info['lost']} lost, e2e latency p50 "
-              f"{latency.get('p50', 0):.0f} ms p95 {latency.get('p95', 0):.0f} ms, rates "
-              f"{info.get('rates')}", file=sys.stderr)
+              f"{info['dropped']} dropped, {info['lost']} lost, e2e p50/p95 "
+              f"{latency.get('p50', 0):.0f}/{latency.get('p95', 0):.0f} ms, per s: {rates}",
+              file=sys.stderr)
     placement = summary.get("placement", {})
     wasted = summary.get("processed_then_dropped", {})
-    print(f"  placement {placement.get('placement')} ({placement.get('reason')}); frames "
-          f"processed then dropped: " + ", ".join(f"{k} {v}" for k, v in wasted.items()),
-          file=sys.stderr)
+    # the placement's reason was said when it was decided (and is in config.json)
+    print(f"  placement {placement.get('placement')}; frames processed then dropped: "
+          + ", ".join(f"{k} {v}" for k, v in wasted.items()), file=sys.stderr)
     restarted = {k: v for k, v in summary["restarts"].items() if v}
     if restarted:
         print(f"  restarts: {restarted} (stage logs in {log_dir})", file=sys.stderr)
