@@ -97,7 +97,7 @@ def config_reference() -> str:
            "resolved configuration, with the reasons of its automatic choices, as "
            "`config.json` in `--out`. How the pieces fit: [Running](../running.md).\n\n"]
     for title, model in config_sections(RunConfig, SourceConfig):
-        out.append(f"## `{title}`\n\n")
+        out.append("## Top level\n\n" if title == "top level" else f"## `{title}`\n\n")
         intro = paragraphs(model.__doc__) if title != "top level" else ""
         if intro:
             out.append(intro + "\n\n")
