@@ -37,8 +37,10 @@ def _export_ultralytics(source: SourceModel, path: Path, opset: int) -> Path:
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         # The exporter writes beside its checkpoint, or in the cwd for a yaml: a scratch cwd
         # keeps a failed export from littering the user's folder.
+        # fp32 is the exporter's default; no `half=False`: newer ultralytics warns that
+        # `half` is deprecated (for `quantize`), which older releases do not know
         written = yolo.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False,
-                              opset=opset, half=False, device="cpu", verbose=False)
+                              opset=opset, device="cpu", verbose=False)
         shutil.move(str(Path(tmp) / written) if not Path(written).is_absolute()
                     else str(written), path)
     return path

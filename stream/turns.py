@@ -3,8 +3,8 @@
 In fused placement one process runs the whole chain, one frame at a time, serving the
 streams in turn. If classify acknowledged each frame as it finished (as it does in split
 placement), every capture would send its next frame at once, and with four streams that
-frame would wait three chain runs in the inbox, ageing, while the others went first
-(measured at 4 streams, 2 cores: e2e p50 about 1.1 s against 0.5 s). Instead the head
+frame would wait three chain runs in the inbox, ageing, while the others went first.
+Instead the head
 grants credits itself (:class:`TurnGrants`): while no frame waits, it acknowledges the next
 stream in rotation, just before the chain finishes the current frame (before the last
 stage, classify, a few milliseconds), so that stream's capture sends its newest frame then

@@ -52,19 +52,26 @@ class NullView:
 
 
 class LogView(NullView):
-    """One line per prediction and per supervisor event, on stderr."""
+    """One line per prediction and per supervisor event, on stderr (never wrapped: a line
+    is a record). That random-weight engines made the predictions is said once, not on
+    every line."""
 
     def __init__(self) -> None:
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.said_random = False
 
     def prediction(self, record: Prediction) -> None:
+        if record.random_weights and not self.said_random:
+            self.said_random = True
+            engines = ", ".join(record.random_engines) or "some engines"
+            self.console.print(f"[yellow]warning: {escape(engines)} have random weights: the "
+                               "predictions below mean nothing (latency is real)")
         probs = " ".join(f"{k}={v:.2f}" for k, v in record.probs.items())
         probs = escape(f"[{probs}]")
-        flag = " (random weights)" if record.random_weights else ""
         self.console.print(
             f"{record.stream} #{record.seq} person {record.person}: "
             f"{record.label} {probs} {'+'.join(record.modalities)} "
-            f"latency {record.latency_ms.get('total', 0.0):.0f} ms{flag}")
+            f"latency {record.latency_ms.get('total', 0.0):.0f} ms")
 
     def event(self, event: dict[str, Any]) -> None:
         if event["event"] not in ("started", "stopped"):

@@ -1,5 +1,6 @@
-"""The package directions of the README's rooms hold: import-linter's contracts in
-pyproject.toml (``[tool.importlinter]``), lazy imports inside functions included.
+"""The package directions of the rooms (docs/architecture.md) hold: import-linter's
+contracts in pyproject.toml (``[tool.importlinter]``), lazy imports inside functions
+included.
 
 .ci/run also runs ``lint-imports``; this test makes a plain ``pytest`` catch a wrong-way
 import too (e.g. stream importing training would load torch into every stage).

@@ -79,8 +79,8 @@ def model_problem(path: Path) -> str | None:
 class WhisperTranscriber:
     """faster-whisper's :class:`WhisperModel` with the settings a live stage wants: greedy
     decoding (``beam_size`` 1) at temperature 0 only (Whisper's fallback re-decodes at
-    rising temperatures when the text looks repetitive: measured here, 17 s of repeated
-    sentences took 10.5 s of CPU instead of about 2; one pass keeps the cost bounded), no
+    rising temperatures when the text looks repetitive, several times the CPU of one pass
+    on repeated sentences; one pass keeps the cost bounded), no
     conditioning on the previous text (one misheard line cannot derail the next), the VAD
     left to the caller (it cuts the stream into utterances before they reach the model)."""
 

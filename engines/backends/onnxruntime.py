@@ -88,7 +88,8 @@ def resolve_providers(wanted: Sequence[str], present: Collection[str], *,
         raise ProviderUnavailable(
             f"onnxruntime: asked for {missing_gpu}, not available; " + _install_hint(present))
     if missing_gpu and not any(p in GPU_PROVIDERS for p in kept):
-        log.info("onnxruntime: %s not available here, running on the CPU", missing_gpu)
+        names = " or ".join(p.removesuffix("ExecutionProvider") for p in missing_gpu)
+        log.info("onnxruntime: no %s provider here, running on the CPU", names)
     elif missing:
         log.info("onnxruntime: %s not available here; using %s", missing, kept)
     return kept or [CPU]

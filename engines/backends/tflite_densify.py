@@ -2,10 +2,9 @@
 
 Some MediaPipe models (``pose_detection``) store fp16 weights sparsely behind ``DENSIFY``
 ops. Each such op's output is a constant, but XNNPACK reads it as zeros (a silently broken
-model), so such a model had to run on TFLite's builtin kernels: 63 ms a call against 15 ms
-for the same weights dense on XNNPACK (BlazePose's person detector, 1 thread, 2-core AMD
-EPYC). Here the builtin interpreter computes every DENSIFY output once, and a rewritten
-flatbuffer holds those dense values where the ops were. Two users:
+model), so such a model had to run on TFLite's builtin kernels, several times slower than
+the same weights dense on XNNPACK. Here the builtin interpreter computes every DENSIFY
+output once, and a rewritten flatbuffer holds those dense values where the ops were. Two users:
 
 - the ``tflite`` backend (:mod:`engines.backends.tflite`), in memory, when it opens such a
   model on XNNPACK;

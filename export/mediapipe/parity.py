@@ -12,7 +12,7 @@ to the model's input as MediaPipe would. Two checks, one result:
 
 Differences are scaled by the output's size, ``|onnx - tflite| / max(1, max |tflite|)``:
 landmarks are in input pixels (up to ~450) and scores are logits, and one tolerance should
-mean the same for both. Measured: at most about 6e-6.
+mean the same for both.
 """
 
 from __future__ import annotations

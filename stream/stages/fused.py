@@ -206,7 +206,7 @@ class OfflineInbox(LatestInbox):
 
     With several streams served in turn, an offline stream's waiting frame would otherwise
     be pushed out by the next one its credit let through while another stream's frame was
-    in the chain (measured: 16 of a file's frames)."""
+    in the chain."""
 
     def __init__(self, depth: int, offline: dict[str, int] | None = None,
                  grants: TurnGrants | None = None) -> None:

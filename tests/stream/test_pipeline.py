@@ -104,7 +104,8 @@ def test_two_sources_predict_on_pub_and_jsonl_and_exit_cleanly(
     assert not any(summary["restarts"].values())
     saved = json.loads((out / "config.json").read_text())
     assert saved["profile"] == "tiny" and saved["keypoints"] == "engines"  # auto, resolved
-    assert "keypoints engines (auto: on this CPU the keypoint engines run on tflite" in output
+    assert ("hidemo run: keypoints engines (auto: keypoint engines built and verified; on the "
+            "CPU they run on tflite)") in output
 
 
 def test_an_end_of_stream_waits_for_a_detect_slower_than_the_capture_exit(

@@ -59,10 +59,17 @@ def never(*_: Any) -> str:
 @pytest.mark.parametrize("cores", [1, 2, 4, 16, 64])
 def test_auto_fuses_wherever_the_engines_run_on_the_cpu_and_says_why(cores: int) -> None:
     """Split stages run one engine thread each: on a large CPU they would leave most cores
-    idle (x0.71 the loop's frames measured on 16 cores), where the workers take them all."""
+    idle, where the workers take them all. The console line names the rule; the reason
+    (saved with the run) says why."""
     placed = choose("auto", replicas=1, cores=cores, device=lambda: "cpu")
     assert placed.placement == "fused"
     assert placed.reason.startswith("auto:") and f"({cores} usable core" in placed.reason
+    assert placed.summary == f"auto: engines on the CPU, {cores} core{'s' if cores > 1 else ''}"
+    _, resolved = resolve_placement(
+        load_config(None, {"sources": [{"spec": "demo"}] * 4, "profile": "tiny"}), cores=cores)
+    workers = min(cores, 4)
+    assert resolved.summary.startswith(placed.summary + f"; {workers} worker")
+    assert len(f"hidemo run: placement fused ({resolved.summary})") <= 120
 
 
 @pytest.mark.parametrize(("replicas", "cores", "device", "why"), [
@@ -489,7 +496,9 @@ def test_auto_placement_is_resolved_printed_and_saved_with_its_reason(
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     placement, reason = saved["placement"], saved["reasons"]["placement"]
     assert placement in ("split", "fused") and reason.startswith("auto: "), saved
-    assert f"hidemo run: placement {placement} ({reason})" in output
+    said = [line for line in output.splitlines() if line.startswith("hidemo run: placement")]
+    assert len(said) == 1 and len(said[0]) <= 120, said  # once, one line; the reason in full
+    assert said[0].startswith(f"hidemo run: placement {placement} (auto: "), said  # is saved
     expected = choose("auto", replicas=1, cores=usable_cores(), device=lambda: "cpu")
     if "runs on" not in reason:  # the rule, unless a GPU took the embedder
         assert placement == expected.placement, (reason, expected)

@@ -113,7 +113,8 @@ def add_label_parser(jobs: argparse._SubParsersAction) -> argparse.ArgumentParse
     report.add_argument("--provider", default=None, help="only this provider's outcomes")
     report.add_argument("--model", default=None, help="only this model's outcomes")
     report.add_argument("--prompts", default=None, metavar="VERSION",
-                        help="only this prompt version (the full one, e.g. v1-1a2b3c4d)")
+                        help="only this prompt version, in full (e.g. v1-1a2b3c4d, as the "
+                             "store lists it)")
     return label
 
 

@@ -16,7 +16,7 @@ with both sides <= 384 px counts as 258 tokens; a larger one is cropped and scal
 768x768 tiles of 258 tokens each. So a frame whose longest side is 448 px is one tile,
 258 tokens, the same as a 384 px one; 769 px would be four tiles for a square frame.
 
-Worked example (the README's cost per video): 8 frames at 448 px, a 2,000-character
+Worked example (the cost per video in docs/training.md): 8 frames at 448 px, a 2,000-character
 prompt, and a chain-of-thought answer of about 1,200 characters. The reflection call is
 the same conversation plus that answer and a 1,000-character reflection prompt, so it
 re-sends the 8 images. Output per call: 300 answer tokens plus 1,000 thinking tokens

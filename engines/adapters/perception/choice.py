@@ -6,11 +6,9 @@ ByteTrack) and MediaPipe Holistic per person crop afterwards; ``auto`` follows m
 :func:`choose_keypoints` takes ``engines`` whenever the keypoint engines are built and
 verified in the folder (else ``mediapipe``, with the reason). On a GPU that is what they are
 for; on a CPU they run on ``tflite`` (:func:`keypoint_backend`), and although MediaPipe's
-own graph is a little cheaper per person alone (``hidemo bench engines``, 2 cores, one
-thread: MediaPipe Holistic 53 ms; Holistic on the engines 61 ms on tflite, 142 ms on
-onnxruntime), the pipeline with the engines went faster, at 1 stream and much more at 4
-(:data:`CPU_MEASURED`): they track persons instead of re-detecting them every frame and
-batch every stream in one call.
+own graph is a little cheaper per person alone, the pipeline with the engines went faster,
+at 1 stream and more at 4 (the figures are in the docs' measurements): they track persons
+instead of re-detecting them every frame and batch every stream in one call.
 
 Example:
     >>> choice = choose_keypoints("auto", Path("artifacts/engines/edge"), "auto")  # doctest: +SKIP
@@ -41,11 +39,8 @@ log = logging.getLogger(__name__)
 
 KeypointChoice = Literal["mediapipe", "engines", "auto"]
 
-CPU_MEASURED = ("on this CPU the keypoint engines run on tflite; measured on 2 cores with the "
-                "demo clip, the pipeline reached 8.3 frames/s (p50 0.29 s) against 7.5 (p50 "
-                "0.28 s) with MediaPipe at 1 stream, and 1.37 frames/s per stream (p50 0.61 s) "
-                "against 0.75 (p50 1.0 s) at 4: the engines track persons instead of "
-                "re-detecting them and batch every stream in one call")
+CPU_RULE = "keypoint engines built and verified; on the CPU they run on tflite"
+"""The reason of ``auto`` -> ``engines`` without a GPU: the rule, not a measurement."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +102,8 @@ def choose_keypoints(choice: KeypointChoice | str, engine_dir: Path, backend: st
     device = _device_of(engine_dir, backend, threads)
     if device.startswith("cuda"):
         return Resolved(KeypointSource.ENGINES,
-                        f"auto: the keypoint engines are built and run on {device}")
-    return Resolved(KeypointSource.ENGINES, f"auto: {CPU_MEASURED}")
+                        f"auto: keypoint engines built and verified, on {device}")
+    return Resolved(KeypointSource.ENGINES, f"auto: {CPU_RULE}")
 
 
 def _device_of(engine_dir: Path, backend: str, threads: int) -> str:
@@ -125,7 +120,7 @@ def _device_of(engine_dir: Path, backend: str, threads: int) -> str:
 def keypoint_backend(engine_dir: Path, backend: str, threads: int = 0) -> str:
     """The backend the keypoint engines run on: as asked, except that ``auto`` on a machine
     where they would land on the CPU takes ``tflite`` (their own ``.tflite`` files on the
-    TFLite interpreter: 61 ms per person against 142 ms on onnxruntime, measured)."""
+    TFLite interpreter, faster than onnxruntime on a CPU for these models)."""
     if backend != "auto":
         return backend
     return "tflite" if _device_of(engine_dir, backend, threads) == "cpu" else backend
