@@ -54,7 +54,7 @@ def demo_config(tmp_path: Path, **sections: Any) -> Path:
     :data:`STRIDE_S`."""
     return write_config(
         tmp_path, [{"spec": "demo", "width": 320, "height": 240, "realtime": False}],
-        analysis={"capture_fps": CAPTURE_FPS, "image_fps": 2.0, "keypoint_fps": CAPTURE_FPS},
+        analysis={"capture_fps": CAPTURE_FPS, "image_rate": 2.0, "keypoint_rate": CAPTURE_FPS},
         classify={"stride_s": STRIDE_S}, **sections)
 
 
