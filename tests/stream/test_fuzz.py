@@ -8,8 +8,9 @@ nesting, a 5000-digit integer, ``1e400``, ``Infinity``, ``NaN``, wrong types, un
 fields), streams the run does not have, buffers that do not match their header, NaN
 arrays, arrays the stage cannot use, status reports from processes the supervisor never
 started, prediction records for the supervisor's view that are not predictions, text lines
-that are not lines, and thousands of distinct subscriptions on the publishers. Then a burst of well-formed but absurd frames for
-the real stream (times of 9e8 s, generation jumps, huge sequence numbers).
+that are not lines, and thousands of distinct subscriptions on the publishers. Then a burst
+of well-formed but absurd frames for the real stream (times of 9e8 s, generation jumps, huge
+sequence numbers).
 
 The properties, checked structurally (counts, never wall-clock latency):
 - 0 stage exits and 0 restarts; the run ends by its own ordered stop;
