@@ -7,8 +7,10 @@ builds: random bytes, valid envelopes with one field replaced by a poisonous val
 nesting, a 5000-digit integer, ``1e400``, ``Infinity``, ``NaN``, wrong types, unknown
 fields), streams the run does not have, buffers that do not match their header, NaN
 arrays, arrays the stage cannot use, status reports from processes the supervisor never
-started, text lines that are not lines. Then a burst of well-formed but absurd frames for
-the real stream (times of 9e8 s, generation jumps, huge sequence numbers).
+started, prediction records for the supervisor's view that are not predictions, text lines
+that are not lines, and thousands of distinct subscriptions on the publishers. Then a burst
+of well-formed but absurd frames for the real stream (times of 9e8 s, generation jumps, huge
+sequence numbers).
 
 The properties, checked structurally (counts, never wall-clock latency):
 - 0 stage exits and 0 restarts; the run ends by its own ordered stop;
@@ -33,10 +35,11 @@ import numpy as np
 import psutil
 import pytest
 import zmq
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from pipeline_runs import finish, read_jsonl, run_folder, start_run, wait_for, write_config
 
+from stream.prediction import Prediction
 from stream.wire import FrameMeta, Header, Person, encode
 
 pytestmark = pytest.mark.slow
@@ -49,6 +52,10 @@ FRAME_KINDS = ("garbage", "poison", "unknown-stream", "buffers", "non-finite", "
                "version")
 STATUS_KINDS = ("garbage", "poison", "unknown-pid", "bad-figures")
 TEXT_KINDS = ("garbage", "parts", "unknown-stream", "poison", "long")
+SUBSCRIPTIONS = 2000
+SUBSCRIPTION_GROWTH_LIMIT_MB = 20
+"""Bound on any one process's RSS growth under :data:`SUBSCRIPTIONS` distinct
+subscriptions on each publisher (a plain PUB would keep a trie node per byte of each)."""
 RSS_GROWTH_LIMIT_MB = 300
 """Bound on the pipeline's total RSS growth during the attack (MediaPipe and onnxruntime
 arenas move by tens of MB on their own; a leak per message would be far beyond this)."""
@@ -176,10 +183,22 @@ def result_message(draw: st.DrawFn, kind: str) -> tuple[str, bytes]:
             b"__X__", draw(st.sampled_from([b"\xff\xfe", b"\xc3", b"\xed\xa0\x80"])))
     if kind == "missing":
         key = draw(st.sampled_from(list(record)))
-        return kind, json.dumps({k: v for k, v in record.items() if k != key}).encode()
+        body = json.dumps({k: v for k, v in record.items() if k != key}).encode()
+        assume(not _is_prediction(body))  # a field with a default may be left out
+        return kind, body
     key = draw(st.sampled_from(list(record)))
     body = json.dumps({**record, key: "__POISON__"}).encode()
-    return kind, body.replace(b'"__POISON__"', draw(st.sampled_from(POISON)))
+    body = body.replace(b'"__POISON__"', draw(st.sampled_from(POISON)))
+    assume(not _is_prediction(body))  # ``true`` is a fine random_weights: not hostile
+    return kind, body
+
+
+def _is_prediction(body: bytes) -> bool:
+    try:
+        Prediction.model_validate_json(body)
+    except ValueError:
+        return False
+    return True
 
 
 RESULT_KINDS = ("garbage", "utf8", "missing", "poison")
@@ -214,6 +233,27 @@ def fuzz(strategy: st.SearchStrategy, send, examples: int) -> None:
         send(value)
 
     run()
+
+
+def subscribe_many(context: zmq.Context, endpoint: str, count: int, length: int) -> None:
+    """``count`` distinct subscriptions of ``length`` bytes from one connection."""
+    socket = context.socket(zmq.SUB)
+    socket.setsockopt(zmq.SNDHWM, 100_000)
+    socket.connect(endpoint)
+    for i in range(count):
+        socket.setsockopt(zmq.SUBSCRIBE, i.to_bytes(4, "big") + b"x" * (length - 4))
+    time.sleep(1.5)  # delivered while connected
+    socket.close(linger=0)
+
+
+def process_rss_mb(run: subprocess.Popen[str]) -> dict[int, float]:
+    out = {}
+    for process in [psutil.Process(run.pid), *psutil.Process(run.pid).children(True)]:
+        try:
+            out[process.pid] = process.memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            continue
+    return out
 
 
 def pipeline_rss_mb(run: subprocess.Popen[str]) -> float:
@@ -291,8 +331,18 @@ def test_hostile_messages_never_crash_hang_or_silence_a_run(
                 media_time=[9e8, 0.0, 5e8][i % 3], capture_time=[1e9, 0.0, 3.0][i % 3],
                 dropped=[2**53, 0, 1][i % 3], meta=FrameMeta(persons=(person,)))
             sockets["classify_in"].send_multipart(encode(header))
-        attack_ended = time.monotonic()
         peak_rss = max(peak_rss, pipeline_rss_mb(run))
+
+        # thousands of distinct subscriptions on the publishers (public predictions, the
+        # captures' credits): refused and counted, no process keeps them
+        rss_each = process_rss_mb(run)
+        for endpoint in (f"ipc://{tmp_path}/predictions", f"ipc://{ipc}/credits"):
+            subscribe_many(context, endpoint, SUBSCRIPTIONS, length=8)  # read, refused
+            subscribe_many(context, endpoint, SUBSCRIPTIONS, length=400)  # peer dropped
+        time.sleep(2.0)  # the publishers take them in on their next sends
+        subscription_growth = {pid: mb - rss_each[pid]
+                               for pid, mb in process_rss_mb(run).items() if pid in rss_each}
+        attack_ended = time.monotonic()
 
         def resumed() -> bool:
             late = [p for p in read_jsonl(predictions) if p["emit_time"] > attack_ended]
@@ -332,5 +382,9 @@ def test_hostile_messages_never_crash_hang_or_silence_a_run(
     for record in records:  # real output against the published schema
         jsonschema.validate(record, schema)
     assert peak_rss - rss_before < RSS_GROWTH_LIMIT_MB, (rss_before, peak_rss)
+    assert max(subscription_growth.values()) < SUBSCRIPTION_GROWTH_LIMIT_MB, subscription_growth
+    refused = {name: stages["classify[0]"]["counters"]["rejected"].get(name, {})
+               for name in ("predictions", "credits")}
+    assert all(r.get("subscription", 0) >= SUBSCRIPTIONS for r in refused.values()), refused
     print(f"\nfuzz: sent {dict((k, dict(v)) for k, v in sent.items())}\ncounted {counted}\n"
           f"RSS {rss_before:.0f} -> peak {peak_rss:.0f} MB; {len(records)} predictions")

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import zmq
 from hypothesis import Phase, given, settings
@@ -54,7 +53,7 @@ def demo_config(tmp_path: Path, **sections: Any) -> Path:
     :data:`STRIDE_S`."""
     return write_config(
         tmp_path, [{"spec": "demo", "width": 320, "height": 240, "realtime": False}],
-        analysis={"capture_fps": CAPTURE_FPS, "image_fps": 2.0, "keypoint_fps": CAPTURE_FPS},
+        analysis={"capture_fps": CAPTURE_FPS, "image_rate": 2.0, "keypoint_rate": CAPTURE_FPS},
         classify={"stride_s": STRIDE_S}, **sections)
 
 
@@ -91,57 +90,42 @@ def contiguous(predictions: list[dict[str, Any]]) -> bool:
     return seqs == list(range(len(seqs)))
 
 
-def test_a_restarted_capture_resumes_within_frames_not_uptime(
-        tiny_engine_dir: Path, tmp_path: Path) -> None:
-    """Kill the capture after a short uptime and again after a long one (in frames): both
-    resume within the same bound, each on a new generation."""
-    run = start_run(tmp_path, tiny_engine_dir, demo_config(tmp_path), 600.0)
-    resumes = []
-    try:
-        wait_for(lambda: len(outputs(tmp_path)[0]) >= 2, 120, "first predictions", run)
-        resumes.append(kill_and_measure(run, tmp_path, "capture"))
-        # live long: many more frames (and seconds of media time) than before the first kill
-        frames_before = len(outputs(tmp_path)[1])
-        wait_for(lambda: len(outputs(tmp_path)[1]) >= 4 * frames_before + 150, 240,
-                 "a long uptime", run)
-        resumes.append(kill_and_measure(run, tmp_path, "capture"))
-        output = stop_run(run)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    predictions, frames = outputs(tmp_path)
-    assert all(r <= RESUME_FRAMES for r in resumes), (resumes, output[-3000:])
-    generations = sorted({f["generation"] for f in frames})
-    assert len(generations) == 3, generations  # one per capture process
-    media_after_long_run = max(f["seq"] for f in frames if f["generation"] == generations[1])
-    assert media_after_long_run > 3 * RESUME_FRAMES  # the second kill came after a long run
-    assert contiguous(predictions)
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["restarts"]["capture[0]"] == 2
-
-
-@settings(max_examples=2, deadline=None, phases=[Phase.generate], derandomize=True)
+@settings(max_examples=1, deadline=None, phases=[Phase.generate], derandomize=True)
 @given(order=st.permutations(["capture", "detect", "features", "classify"]))
-def test_kills_of_every_stage_in_any_order_resume_within_bounded_frames(
+def test_kills_of_every_stage_resume_within_frames_not_uptime(
         tiny_engine_dir: Path, tmp_path_factory: pytest.TempPathFactory,
         order: list[str]) -> None:
+    """Kill the capture after a short uptime; then every stage in an order hypothesis
+    draws; then, after a long uptime (in frames), the capture again. Every kill resumes
+    within the same bound; each capture process has its own generation."""
     tmp_path = tmp_path_factory.mktemp("kills")
     run = start_run(tmp_path, tiny_engine_dir, demo_config(tmp_path), 600.0)
-    resumes = {}
+    resumes: list[tuple[str, int]] = []
     try:
         wait_for(lambda: len(outputs(tmp_path)[0]) >= 2, 120, "first predictions", run)
+        resumes.append(("capture", kill_and_measure(run, tmp_path, "capture")))
         for stage in order:
-            resumes[stage] = kill_and_measure(run, tmp_path, stage)
+            resumes.append((stage, kill_and_measure(run, tmp_path, stage)))
+        # live long: many more frames (and seconds of media time) than before the kills
+        frames_before = len(outputs(tmp_path)[1])
+        wait_for(lambda: len(outputs(tmp_path)[1]) >= 2 * frames_before + 150, 240,
+                 "a long uptime", run)
+        resumes.append(("capture", kill_and_measure(run, tmp_path, "capture")))
         output = stop_run(run)
     finally:
         if run.poll() is None:
             run.kill()
-    assert all(r <= RESUME_FRAMES for r in resumes.values()), (order, resumes, output[-3000:])
-    predictions, _ = outputs(tmp_path)
+    assert all(r <= RESUME_FRAMES for _, r in resumes), (order, resumes, output[-3000:])
+    predictions, frames = outputs(tmp_path)
     assert contiguous(predictions), order
+    generations = sorted({f["generation"] for f in frames})
+    assert len(generations) == 4, generations  # one per capture process
+    long_lived = max(f["seq"] for f in frames if f["generation"] == generations[-2])
+    assert long_lived > 3 * RESUME_FRAMES  # the last kill came after a long run
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    for stage in order:
-        assert summary["restarts"][f"{stage}[0]"] == 1, (stage, summary["restarts"])
+    expected = {stage: 1 for stage in order} | {"capture": 3}
+    for stage, count in expected.items():
+        assert summary["restarts"][f"{stage}[0]"] == count, (stage, summary["restarts"])
 
 
 def _flood_status(endpoint: str, stop_at: float) -> None:
@@ -192,43 +176,3 @@ def test_a_status_flood_neither_stretches_the_run_nor_hides_a_hang(
     assert refused.get("schema", 0) >= 1000, refused  # counted, not obeyed
     assert any("refused" in w and "status report" in w for w in summary["warnings"]), \
         summary["warnings"]
-
-
-def _subscribe_many(endpoint: str, count: int, length: int) -> None:
-    """Another process: ``count`` distinct subscriptions of ``length`` bytes, then gone."""
-    context = zmq.Context()
-    socket = context.socket(zmq.SUB)
-    socket.setsockopt(zmq.SNDHWM, 100_000)
-    socket.connect(endpoint)
-    for i in range(count):
-        socket.setsockopt(zmq.SUBSCRIBE, i.to_bytes(4, "big") + b"x" * (length - 4))
-    time.sleep(3.0)  # let them arrive while connected
-    context.destroy(linger=0)
-
-
-def test_thousands_of_subscriptions_cost_no_memory(
-        tiny_engine_dir: Path, tmp_path: Path) -> None:
-    run = start_run(tmp_path, tiny_engine_dir, demo_config(tmp_path), 600.0)
-    try:
-        wait_for(lambda: len(outputs(tmp_path)[0]) >= 1, 120, "first predictions", run)
-        folder = run_folder(run)
-        processes = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
-        before = {p.pid: p.memory_info().rss for p in processes}
-        for endpoint in (f"ipc://{tmp_path}/predictions", f"ipc://{folder}/credits"):
-            _subscribe_many(endpoint, 2000, 8)  # short enough to be read: refused, counted
-            _subscribe_many(endpoint, 2000, 400)  # too long to match: the peer is dropped
-        time.sleep(2.0)  # the publishers read them on their next turns
-        after = {p.pid: p.memory_info().rss for p in processes if p.is_running()}
-        count = len(outputs(tmp_path)[0])
-        wait_for(lambda: len(outputs(tmp_path)[0]) > count, 60, "predictions go on", run)
-        output = stop_run(run)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    growth_mb = {pid: (after[pid] - before[pid]) / 2**20 for pid in after}
-    assert max(growth_mb.values()) < 20, (growth_mb, output[-2000:])
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    rejected = summary["stages"]["classify[0]"]["counters"]["rejected"]
-    refused = sum(rejected.get(name, {}).get("subscription", 0)
-                  for name in ("predictions", "credits"))
-    assert refused >= 2 * 2000, rejected
