@@ -11,8 +11,8 @@ from rich.table import Table
 from engines.adapters.classifier import CLASSIFIER_NAME
 from engines.console import wide_console
 from engines.manifest import MANIFEST_SUFFIX, EngineRefused, engine_state, read_manifest
-from engines.sources.base import ROLES
 from engines.sources.mediapipe import KEYPOINT_ENGINES
+from engines.sources.roles import ROLES
 
 
 def engine_names(engine_dir: Path) -> list[str]:

@@ -127,7 +127,7 @@ def _load_torch(manifest: EngineManifest, engine_dir: Path, weights_dir: Path | 
     from engines.backends.torch_eager import TorchEngine
     from engines.profiles import get_profile
     from engines.sources import WeightsLocator, build_source
-    from engines.sources.base import ROLES
+    from engines.sources.roles import ROLES
 
     if manifest.role == KEYPOINT_ROLE:
         return _load_onnx_on_torch(manifest, engine_dir, threads)

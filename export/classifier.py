@@ -35,7 +35,7 @@ from engines.engine import Engine
 from engines.manifest import EngineManifest, ParityResult, SourceInfo, hash_source, sha256_json
 from engines.profiles import Profile
 from engines.sources.base import RANDOM_SEED, SourceModel, WeightsLocator, warn_random
-from export.build import BuildOutcome, Progress, build_engine
+from export.install import BuildOutcome, Progress, build_engine
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import check_onnx_parity
 

@@ -19,11 +19,6 @@ import pytest
 PACKAGES = ("engines", "training", "export", "stream", "hidemo")
 
 KNOWN_CYCLES: set[frozenset[str]] = {
-    # sources' role dispatch imports the builders, which import base for SourceModel
-    frozenset({"engines.sources.base", "engines.sources.detector", "engines.sources.image",
-               "engines.sources.text"}),
-    # build_engine lives beside build_profile, which lazily imports the engines that use it
-    frozenset({"export.build", "export.classifier", "export.mediapipe.build"}),
     # placement opens an engine through the stage factory, which imports placement
     frozenset({"stream.placement", "stream.stages.main", "stream.stages.capture"}),
 }

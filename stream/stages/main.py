@@ -56,7 +56,7 @@ def engine_backend(backend: str, manifest: EngineManifest) -> str:
     """The run's backend for this engine. ``torch`` (perception models on torch, e.g. CUDA
     without onnxruntime-gpu) cannot rebuild the window classifier, whose module lives in
     training/; that small engine stays on onnxruntime."""
-    from engines.sources.base import ROLES
+    from engines.sources.roles import ROLES
 
     if backend == "torch" and manifest.role not in ROLES:
         log.info("%s: backend torch covers the perception engines; this one runs on "
