@@ -81,7 +81,7 @@ def _identity(source: EngineSource, opset: int) -> str:
     """What makes two builds the same engine: weights, config, opset, signature and the
     preprocessing contract the adapters rely on."""
     return sha256_json({"source": source.source.sha256, "config": source.config,
-                        "opset": opset, "signature": source.signature.to_json(),
+                        "opset": opset, "signature": source.signature.model_dump(mode="json"),
                         "preprocess": source.preprocess,
                         "extra_files": sorted(source.extra_files)})
 
@@ -90,7 +90,8 @@ def _recorded_identity(manifest: EngineManifest) -> str:
     copied = {key for key, value in manifest.preprocess.items()
               if isinstance(value, str) and value in manifest.files}
     return sha256_json({"source": manifest.source.sha256, "config": manifest.config,
-                        "opset": manifest.opset, "signature": manifest.signature.to_json(),
+                        "opset": manifest.opset,
+                        "signature": manifest.signature.model_dump(mode="json"),
                         "preprocess": {k: v for k, v in manifest.preprocess.items()
                                        if k not in copied},
                         "extra_files": sorted(copied)})

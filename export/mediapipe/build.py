@@ -78,10 +78,12 @@ def tflite_source(spec: MediaPipeModel) -> TfliteSource:
     """The source record of ``spec``: signature read from the ``.tflite`` file itself."""
     path = tflite_path(spec)
     shapes = output_shapes(path)
-    outputs = tuple(TensorSpec(new, "float32", ("batch", *shapes[old][1:]))
+    outputs = tuple(TensorSpec(name=new, dtype="float32", shape=("batch", *shapes[old][1:]))
                     for old, new in spec.outputs.items())
     signature = Signature(
-        (TensorSpec(IMAGE_INPUT, "float32", ("batch", spec.size, spec.size, 3)),), outputs)
+        inputs=(TensorSpec(name=IMAGE_INPUT, dtype="float32",
+                           shape=("batch", spec.size, spec.size, 3)),),
+        outputs=outputs)
     release = _mediapipe_release()
     return TfliteSource(
         spec=spec, tflite=path, name=spec.engine, model=f"{release} {Path(spec.tflite).name}",
