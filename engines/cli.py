@@ -11,8 +11,8 @@ from rich.table import Table
 from engines.adapters.classifier import CLASSIFIER_NAME
 from engines.console import wide_console
 from engines.manifest import MANIFEST_SUFFIX, EngineRefused, engine_state, read_manifest
-from engines.sources.base import ROLES
 from engines.sources.mediapipe import KEYPOINT_ENGINES
+from engines.sources.roles import ROLES
 
 
 def engine_names(engine_dir: Path) -> list[str]:
@@ -37,9 +37,9 @@ def list_engines(engine_dir: Path) -> list[dict[str, object]]:
         row.update(model=manifest.model, profile=manifest.profile, file=manifest.onnx_file,
                    random_weights=manifest.random_weights, parity=manifest.parity.worst,
                    precision=manifest.precision, created=manifest.created,
-                   inputs=[t.to_json() for t in manifest.signature.inputs],
-                   outputs=[t.to_json() for t in manifest.signature.outputs],
-                   plans=[plan.to_json() for plan in manifest.plans])
+                   inputs=[t.model_dump(mode="json") for t in manifest.signature.inputs],
+                   outputs=[t.model_dump(mode="json") for t in manifest.signature.outputs],
+                   plans=[plan.model_dump(mode="json") for plan in manifest.plans])
         rows.append(row)
     return rows
 

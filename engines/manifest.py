@@ -7,6 +7,10 @@ build, or whose parity check failed. Each refusal names the command that fixes i
 
 Metadata never goes inside the binary engine file (TensorRT plans especially): a plan is
 per device and per TensorRT version, while the manifest describes the model.
+
+The manifest and every record in it are pydantic models, validated when read: a manifest
+with a missing field, an unknown one or a value of the wrong type is refused (naming the
+file and the field) like a stale engine, with the command that rebuilds it.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
 
 from engines.plans import PlanRecord, tensorrt_build_command
+from engines.record import Record
 from engines.spec import Signature
 
 SCHEMA_VERSION = 1
@@ -59,8 +65,7 @@ def sha256_json(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class SourceInfo:
+class SourceInfo(Record):
     """Where an engine's weights came from.
 
     ``kind`` is ``checkpoint`` (a file or folder of weights, hashed) or ``random-init``
@@ -69,7 +74,7 @@ class SourceInfo:
     weights would be installed) goes stale when something appears there.
     """
 
-    kind: str
+    kind: Literal["checkpoint", "random-init"]
     description: str
     sha256: str
     path: str | None = None
@@ -79,14 +84,14 @@ class SourceInfo:
         return self.kind == "random-init"
 
 
-@dataclass(frozen=True)
-class ParityResult:
+class ParityResult(Record):
     """Engine against its torch reference on the same inputs, at each shape checked."""
 
     passed: bool
     tolerance: float
     max_abs_diff: dict[str, float]
     shapes_checked: list[dict[str, list[int]]]
+    """The input shapes the engine was run at, one feed per entry."""
     reference: str = "torch"
     measure: str = "max abs diff"
     """What ``max_abs_diff`` holds: plain absolute differences, or (converted MediaPipe
@@ -98,9 +103,9 @@ class ParityResult:
         return max(self.max_abs_diff.values(), default=0.0)
 
 
-@dataclass
-class EngineManifest:
-    """Everything that identifies one built engine. Written once by ``export/``."""
+class EngineManifest(Record):
+    """Everything that identifies one built engine. Written once by ``export/``; a new plan
+    list or source is a new record (``model_copy(update=...)``), never an edit in place."""
 
     name: str
     role: str
@@ -119,11 +124,11 @@ class EngineManifest:
     config: dict[str, Any]
     git_commit: str | None
     created: str
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)
     """Other files the engine needs (tokenizer.json), name -> sha256; plans are in ``plans``."""
-    preprocess: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = Field(default_factory=dict)
     """What the adapter must do before ``run`` (input size, mean/std, pooling)."""
-    plans: list[PlanRecord] = field(default_factory=list)
+    plans: list[PlanRecord] = Field(default_factory=list)
     """TensorRT plans built from this ONNX, one per (TensorRT version, GPU); empty until
     ``hidemo engines build --tensorrt`` runs on a machine with TensorRT."""
     schema_version: int = SCHEMA_VERSION
@@ -132,26 +137,11 @@ class EngineManifest:
     def random_weights(self) -> bool:
         return self.source.random_weights
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["signature"] = self.signature.to_json()
-        data["plans"] = [plan.to_json() for plan in self.plans]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EngineManifest:
-        data = dict(data)
-        data["signature"] = Signature.from_json(data["signature"])
-        data["source"] = SourceInfo(**data["source"])
-        data["parity"] = ParityResult(**data["parity"])
-        data["plans"] = [PlanRecord.from_json(plan) for plan in data.get("plans", [])]
-        return cls(**data)
-
     def write(self, engine_dir: Path) -> Path:
         """Write atomically (temp file + rename): a reader never sees half a manifest."""
         path = manifest_path(engine_dir, self.name)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True))
         os.replace(tmp, path)
         return path
 
@@ -165,6 +155,8 @@ def build_command(profile: str, engine_dir: Path | str) -> str:
 
 
 def read_manifest(engine_dir: Path, name: str, profile_hint: str = "<profile>") -> EngineManifest:
+    """Read and validate ``<name>.manifest.json``; refuse a missing, unreadable, foreign or
+    invalid one (:class:`EngineMissing`, :class:`EngineStale`) with the rebuild command."""
     path = manifest_path(engine_dir, name)
     if not path.is_file():
         raise EngineMissing(
@@ -173,20 +165,37 @@ def read_manifest(engine_dir: Path, name: str, profile_hint: str = "<profile>") 
             build_command(profile_hint, engine_dir),
         )
     try:
-        data = json.loads(path.read_text())
-        manifest = EngineManifest.from_json(data)
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        text = path.read_text()
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EngineStale(
             f"engine {name!r}: manifest {path} is unreadable ({exc})",
             build_command(profile_hint, engine_dir),
         ) from exc
-    if manifest.schema_version != SCHEMA_VERSION:
+    raw = data if isinstance(data, dict) else {}
+    profile = raw.get("profile") if isinstance(raw.get("profile"), str) else profile_hint
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if type(version) is int and version != SCHEMA_VERSION:  # another hidemo's manifest
         raise EngineStale(
-            f"engine {name!r}: manifest schema {manifest.schema_version}, this hidemo reads "
-            f"{SCHEMA_VERSION}",
-            build_command(manifest.profile, engine_dir),
+            f"engine {name!r}: manifest schema {version}, this hidemo reads {SCHEMA_VERSION}",
+            build_command(profile, engine_dir),
         )
-    return manifest
+    try:
+        return EngineManifest.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        raise EngineStale(
+            f"engine {name!r}: manifest {path} is not a valid engine manifest "
+            f"({_first_errors(exc)})",
+            build_command(profile, engine_dir),
+        ) from exc
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    """Where and what, for the first few errors: ``parity.passed: Input should be ...``."""
+    parts = [f"{'.'.join(map(str, error['loc'])) or 'manifest'}: {error['msg']}"
+             for error in exc.errors()[:limit]]
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def hash_source(path: Path) -> str:

@@ -10,8 +10,10 @@ find the plan for the machine it runs on, the builder uses it to decide what is 
 both use :func:`tensorrt_build_command` to name the fix.
 
 Example:
-    >>> record = PlanRecord("det-1a2b.trt10.3.0.NVIDIA_H100.fp16.plan", "0" * 64, "10.3.0",
-    ...                     "NVIDIA H100", "9.0", "fp16", {}, "1" * 64, "2026-01-01T00:00:00")
+    >>> record = PlanRecord(file="det-1a2b.trt10.3.0.NVIDIA_H100.fp16.plan", sha256="0" * 64,
+    ...                     tensorrt_version="10.3.0", gpu_name="NVIDIA H100",
+    ...                     compute_capability="9.0", precision="fp16", profile_shapes={},
+    ...                     onnx_sha256="1" * 64, created="2026-01-01T00:00:00")
     >>> select_plan([record], "10.3.0", "NVIDIA H100") is record
     True
     >>> select_plan([record], "10.4.0", "NVIDIA H100") is None
@@ -21,16 +23,19 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-ShapeTriple = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+from pydantic import Field
+
+from engines.record import Record
+
+Size = Annotated[int, Field(ge=0)]
+ShapeTriple = tuple[tuple[Size, ...], tuple[Size, ...], tuple[Size, ...]]
 """(min, opt, max) shape of one plan input."""
 
 
-@dataclass(frozen=True)
-class PlanRecord:
+class PlanRecord(Record):
     """One TensorRT plan of an engine, as listed in the engine's manifest."""
 
     file: str
@@ -56,21 +61,6 @@ class PlanRecord:
     def describe(self) -> str:
         return (f"{self.file} (TensorRT {self.tensorrt_version}, {self.gpu_name}, "
                 f"{self.precision})")
-
-    def to_json(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["profile_shapes"] = {name: [list(shape) for shape in triple]
-                                  for name, triple in self.profile_shapes.items()}
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PlanRecord:
-        data = dict(data)
-        shapes = data.get("profile_shapes", {})
-        low_opt_high = {name: tuple(tuple(int(d) for d in shape) for shape in triple)
-                        for name, triple in shapes.items()}
-        data["profile_shapes"] = low_opt_high
-        return cls(**data)
 
 
 def select_plan(plans: Iterable[PlanRecord], tensorrt_version: str,

@@ -6,8 +6,12 @@ onnxruntime on the CPU; each step down is logged. ``backend="tensorrt"`` takes t
 refuses, naming ``hidemo engines build --tensorrt``. Every path first reads and verifies the
 manifest (plans included): a missing, stale or unverified engine is refused.
 
+:func:`open_engine` is what the adapters, the live stages and the benchmark call: it returns
+the manifest with the engine (the adapters read its ``preprocess``).
+
 Example:
     >>> engine = load_engine(Path("artifacts/engines/edge"), "detector")  # doctest: +SKIP
+    >>> engine, manifest = open_engine("artifacts/engines/edge", "classifier")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,8 +32,28 @@ from engines.manifest import (
 )
 from engines.plans import no_plan_message, select_plan, tensorrt_build_command
 from engines.sources.mediapipe import KEYPOINT_ROLE
+from engines.sources.roles import ROLES
 
 log = logging.getLogger(__name__)
+
+
+def open_engine(engine_dir: Path | str, name: str, backend: Backend | str = Backend.AUTO, *,
+                threads: int = 0) -> tuple[Engine, EngineManifest]:
+    """Read, verify and load engine ``name``; the manifest comes back with it.
+
+    ``backend="torch"`` rebuilds the perception engines from their torch sources; an engine
+    whose module lives in training/ (the window classifier), which the torch backend cannot
+    rebuild, runs on onnxruntime instead (logged), so one backend setting serves a whole run.
+    """
+    engine_dir = Path(engine_dir)
+    manifest = read_manifest(engine_dir, name)
+    chosen = Backend(backend)
+    if chosen is Backend.TORCH and manifest.role not in ROLES and manifest.role != KEYPOINT_ROLE:
+        log.info("%s: backend torch covers the perception engines; this one runs on "
+                 "onnxruntime", manifest.name)
+        chosen = Backend.ONNXRUNTIME
+    engine = load_engine(engine_dir, name, chosen, threads=threads, manifest=manifest)
+    return engine, manifest
 
 
 def load_engine(engine_dir: Path, name: str, backend: Backend | str = Backend.AUTO, *,
@@ -127,7 +151,6 @@ def _load_torch(manifest: EngineManifest, engine_dir: Path, weights_dir: Path | 
     from engines.backends.torch_eager import TorchEngine
     from engines.profiles import get_profile
     from engines.sources import WeightsLocator, build_source
-    from engines.sources.base import ROLES
 
     if manifest.role == KEYPOINT_ROLE:
         return _load_onnx_on_torch(manifest, engine_dir, threads)

@@ -4,8 +4,12 @@ An engine's identity is its signature plus its manifest, never its file name. Dy
 carry a name (``"batch"``, ``"sequence"``) so two backends, a manifest and a caller can
 agree on which dimension may change.
 
+The records are pydantic models: a manifest's signature is validated when it is read (a
+dtype numpy does not know, a negative or fractional size, an unknown key are refused), and
+``model_dump(mode="json")`` writes the format the manifest has always had.
+
 Example:
-    >>> spec = TensorSpec("pixels", "float32", ("batch", 3, 224, 224))
+    >>> spec = TensorSpec(name="pixels", dtype="float32", shape=("batch", 3, 224, 224))
     >>> spec.dynamic_axes
     {0: 'batch'}
     >>> spec.check(np.zeros((2, 3, 224, 224), np.float32))
@@ -13,12 +17,14 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field, field_validator
 
-Dim = int | str
+from engines.record import Record
+
+Dim = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]
 """A fixed size, or the name of a dynamic axis."""
 
 
@@ -26,13 +32,21 @@ class SignatureError(ValueError):
     """An array handed to an engine does not match the engine's declared input."""
 
 
-@dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(Record):
     """One named input or output: dtype (numpy name) and shape with named dynamic axes."""
 
-    name: str
+    name: str = Field(min_length=1)
     dtype: str
     shape: tuple[Dim, ...]
+
+    @field_validator("dtype")
+    @classmethod
+    def _numpy_dtype(cls, value: str) -> str:
+        try:
+            np.dtype(value)
+        except TypeError as exc:
+            raise ValueError(f"{value!r} is not a numpy dtype name (e.g. float32)") from exc
+        return value
 
     @property
     def dynamic_axes(self) -> dict[int, str]:
@@ -64,16 +78,8 @@ class TensorSpec:
             raise KeyError(f"{self.name}: sizes needed for dynamic axes {missing}")
         return tuple(sizes[d] if isinstance(d, str) else d for d in self.shape)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TensorSpec:
-        return cls(data["name"], data["dtype"], tuple(data["shape"]))
-
-
-@dataclass(frozen=True)
-class Signature:
+class Signature(Record):
     """The ordered inputs and outputs of an engine."""
 
     inputs: tuple[TensorSpec, ...]
@@ -101,16 +107,3 @@ class Signature:
         batch_sizes = {feeds[s.name].shape[0] for s in self.inputs if s.shape[0] == "batch"}
         if len(batch_sizes) > 1:
             raise SignatureError(f"inputs disagree on the batch axis: sizes {sorted(batch_sizes)}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Signature:
-        return cls(
-            tuple(TensorSpec.from_json(t) for t in data["inputs"]),
-            tuple(TensorSpec.from_json(t) for t in data["outputs"]),
-        )

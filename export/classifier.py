@@ -35,7 +35,7 @@ from engines.engine import Engine
 from engines.manifest import EngineManifest, ParityResult, SourceInfo, hash_source, sha256_json
 from engines.profiles import Profile
 from engines.sources.base import RANDOM_SEED, SourceModel, WeightsLocator, warn_random
-from export.build import BuildOutcome, Progress, build_engine
+from export.install import BuildOutcome, Progress, build_engine
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import check_onnx_parity
 
@@ -85,8 +85,9 @@ def build_classifier_source(profile: Profile, locator: WeightsLocator) -> Source
         model, config, extra = load_checkpoint(folder)
         _check_widths(config, profile, folder)
         window.update({k: float(v) for k, v in extra.get("window", {}).items() if k in window})
-        source = SourceInfo("checkpoint", f"hidemo classifier checkpoint {folder}",
-                            hash_source(folder), str(folder.resolve()))
+        source = SourceInfo(kind="checkpoint",
+                            description=f"hidemo classifier checkpoint {folder}",
+                            sha256=hash_source(folder), path=str(folder.resolve()))
     else:
         config = ClassifierConfig.from_profile(profile)
         warn_random(CLASSIFIER_NAME, "the window classifier", str(folder))
@@ -96,11 +97,12 @@ def build_classifier_source(profile: Profile, locator: WeightsLocator) -> Source
         # there, the runtime refuses this random engine instead of serving it silently.
         # The awaited folder is part of the identity: the same random engine built for
         # another weights folder must be rebuilt, or it would watch the wrong place.
-        source = SourceInfo("random-init", f"ClassifierConfig {config.to_dict()}, seed "
-                            f"{RANDOM_SEED}", sha256_json({"config": config.to_dict(),
-                                                           "seed": RANDOM_SEED,
-                                                           "awaits": str(folder.resolve())}),
-                            str(folder.resolve()))
+        source = SourceInfo(
+            kind="random-init",
+            description=f"ClassifierConfig {config.to_dict()}, seed {RANDOM_SEED}",
+            sha256=sha256_json({"config": config.to_dict(), "seed": RANDOM_SEED,
+                                "awaits": str(folder.resolve())}),
+            path=str(folder.resolve()))
     model = model.float().eval()
     preprocess = {**window, "image_dim": config.image_dim, "text_dim": config.text_dim}
     return SourceModel(
@@ -194,8 +196,8 @@ def check_int8_parity(source: SourceModel, onnx_path: Path) -> ParityResult:
     probs = raw.max_abs_diff["probs"]
     log.info("%s: int8 vs torch max abs diff: probs %.3g, logits %.3g (not gated)",
              source.name, probs, raw.max_abs_diff["logits"])
-    return dataclasses.replace(raw, passed=probs <= INT8_TOLERANCE,
-                               max_abs_diff={"probs": probs})
+    return raw.model_copy(update={"passed": probs <= INT8_TOLERANCE,
+                                  "max_abs_diff": {"probs": probs}})
 
 
 def build_int8_engine(source: SourceModel, fp32: EngineManifest, profile: str,

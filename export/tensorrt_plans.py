@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -202,7 +201,7 @@ def build_engine_plan(manifest: EngineManifest, engine_dir: Path, target: PlanTa
     # Plans of other machines built from this ONNX stay; the one for this machine is replaced.
     kept = [p for p in manifest.plans if p.onnx_sha256 == manifest.onnx_sha256
             and not p.matches(target.tensorrt_version, target.device.name)]
-    dataclasses.replace(manifest, plans=[*kept, record]).write(engine_dir)
+    manifest.model_copy(update={"plans": [*kept, record]}).write(engine_dir)
     listed = {p.file for p in (*kept, record)}
     for old in manifest.plans:
         if old.file not in listed:

@@ -284,12 +284,13 @@ def image_embedder_device(config: RunConfig) -> str:
     at once on a machine where no runtime sees a GPU; otherwise the engine is loaded once,
     as the features stage would, then closed (a GPU may still be refused by the engine's
     backend, so only loading it tells)."""
-    from stream.stages.main import open_engine
+    from engines.runtime import open_engine
 
     if not gpu_visible():
         return "cpu"
 
-    engine, _ = open_engine(config, "image_embedder", config.features.threads)
+    engine, _ = open_engine(config.resolved_engine_dir(), "image_embedder", config.backend,
+                            threads=config.features.threads)
     try:
         return engine.device
     finally:

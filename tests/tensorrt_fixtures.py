@@ -6,7 +6,6 @@ Plan files here are arbitrary bytes: these helpers test the sidecar, never Tenso
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import onnx
@@ -17,8 +16,8 @@ from engines.plans import PlanRecord
 from engines.spec import Signature, TensorSpec
 
 SIGNATURE = Signature(
-    inputs=(TensorSpec("x", "float32", ("batch", 4)),),
-    outputs=(TensorSpec("y", "float32", ("batch", 4)),),
+    inputs=(TensorSpec(name="x", dtype="float32", shape=("batch", 4)),),
+    outputs=(TensorSpec(name="y", dtype="float32", shape=("batch", 4)),),
 )
 
 
@@ -40,9 +39,10 @@ def install_relu(engine_dir: Path, name: str = "relu") -> EngineManifest:
     manifest = EngineManifest(
         name=name, role=name, profile="tiny", model=name, signature=SIGNATURE,
         onnx_file=onnx_file, onnx_sha256=digest,
-        source=SourceInfo("random-init", "none", "0" * 64), opset=17, precision="fp32",
-        backend="onnxruntime", device="cpu",
-        parity=ParityResult(True, 1e-4, {"y": 0.0}, [{"x": [1, 4]}]),
+        source=SourceInfo(kind="random-init", description="none", sha256="0" * 64), opset=17,
+        precision="fp32", backend="onnxruntime", device="cpu",
+        parity=ParityResult(passed=True, tolerance=1e-4, max_abs_diff={"y": 0.0},
+                            shapes_checked=[{"x": [1, 4]}]),
         versions={}, config={}, git_commit=None, created="2026-11-25T00:00:00+00:00",
     )
     manifest.write(engine_dir)
@@ -54,9 +54,10 @@ def add_plan(engine_dir: Path, manifest: EngineManifest, *, version: str = "10.3
     """Write a plan file and list it in the manifest (what the plan builder does)."""
     file = f"{Path(manifest.onnx_file).stem}.trt{version}.{gpu.replace(' ', '_')}.fp16.plan"
     (engine_dir / file).write_bytes(data)
-    record = PlanRecord(file, sha256_file(engine_dir / file), version, gpu, "9.0", "fp16",
-                        {"x": ((1, 4), (4, 4), (16, 4))}, manifest.onnx_sha256,
-                        "2026-11-26T00:00:00+00:00")
-    updated = dataclasses.replace(manifest, plans=[*manifest.plans, record])
+    record = PlanRecord(file=file, sha256=sha256_file(engine_dir / file),
+                        tensorrt_version=version, gpu_name=gpu, compute_capability="9.0",
+                        precision="fp16", profile_shapes={"x": ((1, 4), (4, 4), (16, 4))},
+                        onnx_sha256=manifest.onnx_sha256, created="2026-11-26T00:00:00+00:00")
+    updated = manifest.model_copy(update={"plans": [*manifest.plans, record]})
     updated.write(engine_dir)
     return updated

@@ -111,12 +111,9 @@ class TrainConfig(BaseModel):
                 data[key] = value
         return cls.model_validate(data)
 
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(self.model_dump_json())
-
     def identity(self) -> dict[str, Any]:
         """What must match to resume a run: everything but where and how to install."""
-        data = self.to_json()
+        data = self.model_dump(mode="json")
         for key in ("out", "install", "weights_dir", "threads", "engine_dir", "device"):
             data.pop(key)
         return data

@@ -142,8 +142,8 @@ def _claim_folder(out: Path, config: TrainConfig) -> None:
             changed = sorted(k for k in saved if saved[k] != config.identity().get(k))
             raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)}); "
                              "use another --out, or the same settings to resume it")
-    path.write_text(json.dumps({"config": config.to_json(), "git_commit": git_commit(),
-                                "created": utc_now()}, indent=2))
+    path.write_text(json.dumps({"config": config.model_dump(mode="json"),
+                                "git_commit": git_commit(), "created": utc_now()}, indent=2))
 
 
 def _load_store(config: TrainConfig, profile: Profile, say: Say) -> FeatureStore:
@@ -189,7 +189,7 @@ def _generate_synthetic(config: TrainConfig, profile: Profile, root: Path,
                      keypoint_rate=profile.classifier.keypoint_rate,
                      engines={"text_embedder": embedder.manifest.onnx_sha256},
                      random_weights=embedder.random_weights, source="synthetic",
-                     extra={"generator": spec.to_json()})
+                     extra={"generator": spec.model_dump(mode="json")})
     if root.exists():
         shutil.rmtree(root)
     store = FeatureStore.create(root, info)
@@ -352,7 +352,7 @@ def _metrics(config: TrainConfig, profile: Profile, store: FeatureStore, splits:
                   "cpu_ms_per_window": window_latency_ms(
                       model, image_slots=profile.classifier.image_slots,
                       keypoint_slots=profile.classifier.keypoint_slots)},
-        "config": config.to_json(),
+        "config": config.model_dump(mode="json"),
         "git_commit": git_commit(),
         "versions": library_versions(),
         "created": utc_now(),
@@ -364,8 +364,7 @@ def _best_possible(store: FeatureStore, splits: Splits) -> dict[str, Any] | None
     """The generator's ceiling on this test set (synthetic data only)."""
     if store.info.source != "synthetic":
         return None
-    spec = synthetic.SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in store.info.extra["generator"].items()})
+    spec = synthetic.SyntheticSpec.model_validate(store.info.extra["generator"])
     videos, majority = splits.test_videos, splits.train_majority
     return {
         "video_accuracy": {"all": synthetic.best_possible(videos, majority),

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.adapters.common import open_verified, require_preprocess
+from engines.adapters.common import require_preprocess
 from engines.adapters.openpose_layout import NUM_CHANNELS, NUM_KEYPOINTS
 from engines.adapters.windows import WindowBatch
 from engines.engine import Backend, Engine
 from engines.manifest import EngineManifest
+from engines.runtime import open_engine
 from engines.spec import Signature, TensorSpec
 
 CLASS_NAMES = ("negative", "positive")
@@ -35,17 +36,17 @@ def classifier_signature(image_dim: int, text_dim: int) -> Signature:
     """Inputs and outputs of the window classifier for the given embedding widths."""
     return Signature(
         inputs=(
-            TensorSpec("image", "float32", ("batch", "image_seq", image_dim)),
-            TensorSpec("image_mask", "float32", ("batch", "image_seq")),
-            TensorSpec("keypoints", "float32",
-                       ("batch", "keypoint_seq", NUM_KEYPOINTS, NUM_CHANNELS)),
-            TensorSpec("keypoints_mask", "float32", ("batch", "keypoint_seq")),
-            TensorSpec("text", "float32", ("batch", text_dim)),
-            TensorSpec("text_mask", "float32", ("batch", 1)),
+            TensorSpec(name="image", dtype="float32", shape=("batch", "image_seq", image_dim)),
+            TensorSpec(name="image_mask", dtype="float32", shape=("batch", "image_seq")),
+            TensorSpec(name="keypoints", dtype="float32",
+                       shape=("batch", "keypoint_seq", NUM_KEYPOINTS, NUM_CHANNELS)),
+            TensorSpec(name="keypoints_mask", dtype="float32", shape=("batch", "keypoint_seq")),
+            TensorSpec(name="text", dtype="float32", shape=("batch", text_dim)),
+            TensorSpec(name="text_mask", dtype="float32", shape=("batch", 1)),
         ),
         outputs=(
-            TensorSpec("logits", "float32", ("batch", len(CLASS_NAMES))),
-            TensorSpec("probs", "float32", ("batch", len(CLASS_NAMES))),
+            TensorSpec(name="logits", dtype="float32", shape=("batch", len(CLASS_NAMES))),
+            TensorSpec(name="probs", dtype="float32", shape=("batch", len(CLASS_NAMES))),
         ),
     )
 
@@ -84,7 +85,7 @@ class WindowClassifier:
     @classmethod
     def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
                         name: str = CLASSIFIER_NAME, **kwargs: int) -> WindowClassifier:
-        engine, manifest = open_verified(engine_dir, name, backend)
+        engine, manifest = open_engine(engine_dir, name, backend)
         return cls(engine, manifest, **kwargs)
 
     @property

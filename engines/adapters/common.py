@@ -1,20 +1,13 @@
-"""What every adapter does the same way: open a verified engine, check its preprocessing."""
+"""What every adapter checks the same way: the preprocessing its engine's manifest declares.
+
+Engines are opened with :func:`engines.runtime.open_engine`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
-from engines.engine import Backend, Engine
-from engines.manifest import EngineManifest, read_manifest
-from engines.runtime import load_engine
-
-
-def open_verified(engine_dir: Path | str, name: str,
-                  backend: Backend | str = Backend.AUTO) -> tuple[Engine, EngineManifest]:
-    """Read, verify and load engine ``name``; the manifest comes back for its ``preprocess``."""
-    manifest = read_manifest(Path(engine_dir), name)
-    return load_engine(Path(engine_dir), name, backend, manifest=manifest), manifest
+from engines.manifest import EngineManifest
 
 
 def require_preprocess(manifest: EngineManifest, keys: Iterable[str], role: str) -> None:

@@ -26,10 +26,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engines.adapters.common import open_verified, require_preprocess, require_rgb
+from engines.adapters.common import require_preprocess, require_rgb
 from engines.adapters.records import Detections
 from engines.engine import Backend, Engine
 from engines.manifest import EngineManifest
+from engines.runtime import open_engine
 
 DETECTOR_KEYS = ("imgsz", "letterbox_color", "scale", "channels", "person_class",
                  "conf_threshold", "iou_threshold")
@@ -205,7 +206,7 @@ class PersonDetector:
     def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
                         *, name: str = "detector", **options: Any) -> PersonDetector:
         """Verify and load engine ``name`` from ``engine_dir``; ``options`` go to ``__init__``."""
-        engine, manifest = open_verified(engine_dir, name, backend)
+        engine, manifest = open_engine(engine_dir, name, backend)
         return cls(engine, manifest, **options)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:

@@ -21,11 +21,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engines.adapters.common import open_verified, require_preprocess, require_rgb
+from engines.adapters.common import require_preprocess, require_rgb
 from engines.adapters.detector import bgr_to_nchw, check_bgr_image, letterbox
 from engines.adapters.records import ImageEmbeddings
 from engines.engine import Backend, Engine
 from engines.manifest import EngineManifest
+from engines.runtime import open_engine
 
 IMAGE_KEYS = ("image_size", "mean", "std", "channels")
 """Preprocess entries an image-embedder manifest must carry (engines.sources.image)."""
@@ -82,7 +83,7 @@ class ImageEmbedder:
     def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
                         *, name: str = "image_embedder", **options: Any) -> ImageEmbedder:
         """Verify and load engine ``name`` from ``engine_dir``; ``options`` go to ``__init__``."""
-        engine, manifest = open_verified(engine_dir, name, backend)
+        engine, manifest = open_engine(engine_dir, name, backend)
         return cls(engine, manifest, **options)
 
     def embed(self, crops: Sequence[np.ndarray]) -> ImageEmbeddings:

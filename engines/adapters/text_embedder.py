@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from engines.adapters.common import open_verified, require_preprocess
+from engines.adapters.common import require_preprocess
 from engines.adapters.records import TextEmbeddings
 from engines.engine import Backend, Engine
 from engines.manifest import EngineManifest
+from engines.runtime import open_engine
 
 TEXT_KEYS = ("tokenizer", "max_length")
 """Preprocess entries a text-embedder manifest must carry (engines.sources.text)."""
@@ -104,7 +105,7 @@ class TextEmbedder:
                         *, name: str = "text_embedder", **options: Any) -> TextEmbedder:
         """Verify and load engine ``name`` and its tokenizer; ``options`` go to ``__init__``."""
         engine_dir = Path(engine_dir)
-        engine, manifest = open_verified(engine_dir, name, backend)
+        engine, manifest = open_engine(engine_dir, name, backend)
         tokenizer = Tokenizer.from_file(str(tokenizer_path(engine_dir, manifest)))
         return cls(engine, manifest, tokenizer, **options)
 

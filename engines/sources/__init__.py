@@ -13,6 +13,7 @@ pipeline on onnxruntime never pays for them.
 
 from __future__ import annotations
 
-from engines.sources.base import SourceModel, WeightsLocator, build_source
+from engines.sources.base import SourceModel, WeightsLocator
+from engines.sources.roles import ROLES, build_source
 
-__all__ = ["SourceModel", "WeightsLocator", "build_source"]
+__all__ = ["ROLES", "SourceModel", "WeightsLocator", "build_source"]

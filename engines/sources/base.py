@@ -1,4 +1,8 @@
-"""What every source builder returns, where weights are looked for, and the role dispatch."""
+"""What every source builder returns and where weights are looked for.
+
+The builders import this module; the dispatch by role that imports them is
+:mod:`engines.sources.roles`, so neither side imports the other.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,11 @@ from typing import Any
 import numpy as np
 
 from engines.manifest import SourceInfo
-from engines.profiles import Profile
 from engines.spec import Signature
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
-
-ROLES = ("detector", "image_embedder", "text_embedder")
-"""Perception engines a profile builds, in build order. The classifier comes from training."""
-
 
 @dataclass
 class SourceModel:
@@ -93,20 +92,3 @@ def warn_random(role: str, model: str, looked: str) -> None:
         "and rebuild to use real weights.",
         role, model, looked,
     )
-
-
-def build_source(role: str, profile: Profile, locator: WeightsLocator) -> SourceModel:
-    """Build the source model for ``role`` of ``profile``."""
-    if role == "detector":
-        from engines.sources.detector import build_detector
-
-        return build_detector(profile.detector, locator)
-    if role == "image_embedder":
-        from engines.sources.image import build_image_embedder
-
-        return build_image_embedder(profile.image, locator)
-    if role == "text_embedder":
-        from engines.sources.text import build_text_embedder
-
-        return build_text_embedder(profile.text, locator)
-    raise ValueError(f"unknown engine role {role!r}; known: {ROLES}")

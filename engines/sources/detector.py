@@ -19,21 +19,24 @@ def build_detector(spec: DetectorSpec, locator: WeightsLocator) -> SourceModel:
     checkpoint = locator.file(spec.weights_file)
     if checkpoint is not None:
         yolo = YOLO(str(checkpoint))
-        source = SourceInfo("checkpoint", f"ultralytics {checkpoint.name}",
-                            hash_source(checkpoint), str(checkpoint.resolve()))
+        source = SourceInfo(kind="checkpoint", description=f"ultralytics {checkpoint.name}",
+                            sha256=hash_source(checkpoint), path=str(checkpoint.resolve()))
     else:
         warn_random("detector", spec.weights_file, str(locator.weights_dir))
         torch.manual_seed(RANDOM_SEED)
         yolo = YOLO(f"{spec.variant}.yaml")
-        source = SourceInfo("random-init", f"ultralytics {spec.variant}.yaml, seed {RANDOM_SEED}",
-                            sha256_json({"yaml": spec.variant, "seed": RANDOM_SEED}))
+        source = SourceInfo(
+            kind="random-init", description=f"ultralytics {spec.variant}.yaml, seed {RANDOM_SEED}",
+            sha256=sha256_json({"yaml": spec.variant, "seed": RANDOM_SEED}))
     detection_model = yolo.model.float().eval()
     num_classes = len(yolo.names)
     strides = (8, 16, 32)
     anchors = sum((spec.imgsz // s) ** 2 for s in strides)
     signature = Signature(
-        inputs=(TensorSpec("images", "float32", ("batch", 3, spec.imgsz, spec.imgsz)),),
-        outputs=(TensorSpec("output0", "float32", ("batch", 4 + num_classes, anchors)),),
+        inputs=(TensorSpec(name="images", dtype="float32",
+                           shape=("batch", 3, spec.imgsz, spec.imgsz)),),
+        outputs=(TensorSpec(name="output0", dtype="float32",
+                            shape=("batch", 4 + num_classes, anchors)),),
     )
 
     def sample_feeds(sizes: dict[str, int]) -> dict[str, np.ndarray]:

@@ -22,24 +22,25 @@ def build_image_embedder(spec: ImageEmbedderSpec, locator: WeightsLocator) -> So
     checkpoint = locator.pretrained_dir(spec.model_id)
     if checkpoint is not None:
         backbone = Dinov2Model.from_pretrained(str(checkpoint), attn_implementation="eager")
-        source = SourceInfo("checkpoint", f"transformers {spec.model_id}",
-                            hash_source(checkpoint), str(checkpoint.resolve()))
+        source = SourceInfo(kind="checkpoint", description=f"transformers {spec.model_id}",
+                            sha256=hash_source(checkpoint), path=str(checkpoint.resolve()))
     else:
         warn_random("image_embedder", spec.model_id, f"{locator.weights_dir} and the HF cache")
         torch.manual_seed(RANDOM_SEED)
         config = Dinov2Config(image_size=spec.image_size, **spec.config)
         config._attn_implementation = "eager"
         backbone = Dinov2Model(config)
-        source = SourceInfo("random-init", f"Dinov2Config {spec.config}, seed {RANDOM_SEED}",
-                            sha256_json({"config": config.to_dict(), "seed": RANDOM_SEED}))
+        source = SourceInfo(
+            kind="random-init", description=f"Dinov2Config {spec.config}, seed {RANDOM_SEED}",
+            sha256=sha256_json({"config": config.to_dict(), "seed": RANDOM_SEED}))
     # Eager attention exports to a faster ONNX graph than the SDPA lowering.
     module = DinoEmbedder(backbone.float().eval(), spec.image_size)
     dim = backbone.config.hidden_size
     size = spec.image_size
     signature = Signature(
-        inputs=(TensorSpec("pixels", "float32", ("batch", 3, size, size)),),
-        outputs=(TensorSpec("cls", "float32", ("batch", dim)),
-                 TensorSpec("patch_mean", "float32", ("batch", dim))),
+        inputs=(TensorSpec(name="pixels", dtype="float32", shape=("batch", 3, size, size)),),
+        outputs=(TensorSpec(name="cls", dtype="float32", shape=("batch", dim)),
+                 TensorSpec(name="patch_mean", dtype="float32", shape=("batch", dim))),
     )
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)

@@ -55,23 +55,24 @@ def build_text_embedder(spec: TextEmbedderSpec, locator: WeightsLocator) -> Sour
     if checkpoint is not None:
         encoder = BertModel.from_pretrained(str(checkpoint), attn_implementation="eager",
                                             add_pooling_layer=False)
-        source = SourceInfo("checkpoint", f"transformers {spec.model_id}",
-                            hash_source(checkpoint), str(checkpoint.resolve()))
+        source = SourceInfo(kind="checkpoint", description=f"transformers {spec.model_id}",
+                            sha256=hash_source(checkpoint), path=str(checkpoint.resolve()))
     else:
         warn_random("text_embedder", spec.model_id, f"{locator.weights_dir} and the HF cache")
         torch.manual_seed(RANDOM_SEED)
         config = BertConfig(**spec.config)
         config._attn_implementation = "eager"
         encoder = BertModel(config, add_pooling_layer=False)
-        source = SourceInfo("random-init", f"BertConfig {spec.config}, seed {RANDOM_SEED}",
-                            sha256_json({"config": config.to_dict(), "seed": RANDOM_SEED}))
+        source = SourceInfo(
+            kind="random-init", description=f"BertConfig {spec.config}, seed {RANDOM_SEED}",
+            sha256=sha256_json({"config": config.to_dict(), "seed": RANDOM_SEED}))
     module = MeanPooledEncoder(encoder.float().eval(), spec.normalize)
     dim = encoder.config.hidden_size
     vocab = encoder.config.vocab_size
     signature = Signature(
-        inputs=(TensorSpec("input_ids", "int64", ("batch", "sequence")),
-                TensorSpec("attention_mask", "int64", ("batch", "sequence"))),
-        outputs=(TensorSpec("embedding", "float32", ("batch", dim)),),
+        inputs=(TensorSpec(name="input_ids", dtype="int64", shape=("batch", "sequence")),
+                TensorSpec(name="attention_mask", dtype="int64", shape=("batch", "sequence"))),
+        outputs=(TensorSpec(name="embedding", dtype="float32", shape=("batch", dim)),),
     )
 
     def sample_feeds(sizes: dict[str, int]) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """Build the keypoint engines: MediaPipe ``.tflite`` -> checked, batched ONNX + manifest.
 
 Each model of :data:`engines.sources.mediapipe.MODELS` goes through the same install steps
-as every other engine (:func:`export.build.build_engine`: content-addressed file, parity,
+as every other engine (:func:`export.install.build_engine`: content-addressed file, parity,
 manifest renamed into place last, skipped when current). What differs is how the ONNX file
 is made and what it is checked against:
 
@@ -30,7 +30,7 @@ from engines.backends.tflite import output_shapes
 from engines.manifest import SourceInfo, sha256_file
 from engines.sources.mediapipe import IMAGE_INPUT, KEYPOINT_ROLE, MediaPipeModel, tflite_path
 from engines.spec import Signature, TensorSpec
-from export.build import BuildOutcome, Progress, build_engine, log_progress
+from export.install import BuildOutcome, Progress, build_engine, log_progress
 from export.mediapipe.buildenv import DEFAULT_ROOT, PINS, ensure_convert_env
 from export.mediapipe.graph import (
     expand_depth_to_space,
@@ -51,7 +51,7 @@ engine's identity, so bumping it rebuilds the keypoint engines."""
 
 @dataclass
 class TfliteSource:
-    """What :func:`export.build.build_engine` needs to know about a converted model."""
+    """What :func:`export.install.build_engine` needs to know about a converted model."""
 
     spec: MediaPipeModel
     tflite: Path
@@ -78,10 +78,12 @@ def tflite_source(spec: MediaPipeModel) -> TfliteSource:
     """The source record of ``spec``: signature read from the ``.tflite`` file itself."""
     path = tflite_path(spec)
     shapes = output_shapes(path)
-    outputs = tuple(TensorSpec(new, "float32", ("batch", *shapes[old][1:]))
+    outputs = tuple(TensorSpec(name=new, dtype="float32", shape=("batch", *shapes[old][1:]))
                     for old, new in spec.outputs.items())
     signature = Signature(
-        (TensorSpec(IMAGE_INPUT, "float32", ("batch", spec.size, spec.size, 3)),), outputs)
+        inputs=(TensorSpec(name=IMAGE_INPUT, dtype="float32",
+                           shape=("batch", spec.size, spec.size, 3)),),
+        outputs=outputs)
     release = _mediapipe_release()
     return TfliteSource(
         spec=spec, tflite=path, name=spec.engine, model=f"{release} {Path(spec.tflite).name}",

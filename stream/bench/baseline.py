@@ -113,13 +113,16 @@ class Baseline:
     def from_run_config(cls, config: Any, threads: int = 0) -> Baseline:
         """The engines and rates a :class:`stream.config.RunConfig` gives the pipeline."""
         from engines.adapters.perception import crop_keypoints_for, open_core
+        from engines.runtime import open_engine
         from stream.perception import core_options, keypoint_source
-        from stream.stages.main import open_engine
 
         source = keypoint_source(config)
         core = open_core(source, dataclasses.replace(core_options(config), threads=threads))
-        embedder = ImageEmbedder(*open_engine(config, "image_embedder", threads))
-        classifier = WindowClassifier(*open_engine(config, "classifier", threads))
+        engine_dir = config.resolved_engine_dir()
+        embedder = ImageEmbedder(*open_engine(engine_dir, "image_embedder", config.backend,
+                                              threads=threads))
+        classifier = WindowClassifier(*open_engine(engine_dir, "classifier", config.backend,
+                                                   threads=threads))
         width, height = ((config.sources[0].width, config.sources[0].height)
                          if config.sources else (640, 480))
         return cls(core, embedder, crop_keypoints_for(source), classifier,

@@ -22,9 +22,8 @@ import numpy as np
 import zmq
 from pydantic import ValidationError
 
-from engines.engine import Engine
-from engines.manifest import EngineManifest, EngineRefused, read_manifest
-from engines.runtime import load_engine
+from engines.manifest import EngineRefused
+from engines.runtime import open_engine
 from stream.config import RunConfig, StageConfig
 from stream.credits import CreditPublisher
 from stream.curve import Gatekeeper
@@ -44,27 +43,6 @@ log = logging.getLogger(__name__)
 STAGES = ("capture", "detect", "features", "classify", "fused", "asr")
 EXIT_LINGER_MS = 500
 STATE_FILE = "classify-state.json"
-
-
-def open_engine(config: RunConfig, name: str,
-                threads: int) -> tuple[Engine, EngineManifest]:
-    engine_dir = config.resolved_engine_dir()
-    manifest = read_manifest(engine_dir, name)
-    return load_engine(engine_dir, name, engine_backend(config.backend, manifest),
-                       threads=threads, manifest=manifest), manifest
-
-
-def engine_backend(backend: str, manifest: EngineManifest) -> str:
-    """The run's backend for this engine. ``torch`` (perception models on torch, e.g. CUDA
-    without onnxruntime-gpu) cannot rebuild the window classifier, whose module lives in
-    training/; that small engine stays on onnxruntime."""
-    from engines.sources.base import ROLES
-
-    if backend == "torch" and manifest.role not in ROLES:
-        log.info("%s: backend torch covers the perception engines; this one runs on "
-                 "onnxruntime", manifest.name)
-        return "onnxruntime"
-    return backend
 
 
 def build_detect(config: RunConfig, context: zmq.Context | None = None,
@@ -97,7 +75,8 @@ def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
     from stream.perception import keypoint_source
     from stream.stages.features import FeaturesStage
 
-    engine, manifest = open_engine(config, "image_embedder", config.features.threads)
+    engine, manifest = open_engine(config.resolved_engine_dir(), "image_embedder",
+                                   config.backend, threads=config.features.threads)
     stage_config = config.features.for_device(engine.device)
     # up to detect.max_persons crops per frame: a batch of frames is a bigger batch of crops
     embedder = ImageEmbedder(engine, manifest,
@@ -120,7 +99,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     from stream.stages.classify import ClassifyMemory, ClassifyStage
     from stream.text_topic import TextTopic
 
-    engine, manifest = open_engine(config, CLASSIFIER_NAME, config.classify.threads)
+    engine, manifest = open_engine(config.resolved_engine_dir(), CLASSIFIER_NAME,
+                                   config.backend, threads=config.classify.threads)
     stage_config = config.classify.for_device(engine.device)
     classifier = WindowClassifier(engine, manifest, max_batch=stage_config.batch * 8)
     # classify binds the outside endpoints (predictions PUB, text SUB): with CURVE, its
@@ -158,7 +138,8 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
 
         from engines.adapters.text_embedder import TextEmbedder, tokenizer_path
 
-        engine, manifest = open_engine(config, "text_embedder", config.classify.threads)
+        engine, manifest = open_engine(config.resolved_engine_dir(), "text_embedder",
+                                       config.backend, threads=config.classify.threads)
         tokenizer = Tokenizer.from_file(str(tokenizer_path(config.resolved_engine_dir(),
                                                            manifest)))
         embedder = TextEmbedder(engine, manifest, tokenizer)

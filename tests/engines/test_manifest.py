@@ -28,8 +28,8 @@ from engines.runtime import load_engine
 from engines.spec import Signature, TensorSpec
 
 SIGNATURE = Signature(
-    inputs=(TensorSpec("x", "float32", ("batch", 4)),),
-    outputs=(TensorSpec("y", "float32", ("batch", 4)),),
+    inputs=(TensorSpec(name="x", dtype="float32", shape=("batch", 4)),),
+    outputs=(TensorSpec(name="y", dtype="float32", shape=("batch", 4)),),
 )
 
 
@@ -53,7 +53,7 @@ def _install(engine_dir: Path, *, source: SourceInfo | None = None,
     manifest = EngineManifest(
         name="relu", role="relu", profile="tiny", model="relu",
         signature=SIGNATURE, onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path),
-        source=source or SourceInfo("random-init", "none", "0" * 64),
+        source=source or SourceInfo(kind="random-init", description="none", sha256="0" * 64),
         opset=17, precision="fp32", backend="onnxruntime", device="cpu",
         parity=ParityResult(passed=parity_passed, tolerance=1e-4,
                             max_abs_diff={"y": 0.0 if parity_passed else 0.5},
@@ -114,7 +114,8 @@ def test_changed_source_checkpoint_is_refused(tmp_path: Path) -> None:
     checkpoint = tmp_path / "weights" / "model.bin"
     checkpoint.parent.mkdir()
     checkpoint.write_bytes(b"trained once")
-    source = SourceInfo("checkpoint", "test", hash_source(checkpoint), str(checkpoint))
+    source = SourceInfo(kind="checkpoint", description="test", sha256=hash_source(checkpoint),
+                        path=str(checkpoint))
     _install(tmp_path / "engines", source=source)
     verify(read_manifest(tmp_path / "engines", "relu"), tmp_path / "engines")
     checkpoint.write_bytes(b"trained again")

@@ -4,9 +4,9 @@ import pytest
 from engines.spec import Signature, SignatureError, TensorSpec
 
 TEXT = Signature(
-    inputs=(TensorSpec("input_ids", "int64", ("batch", "sequence")),
-            TensorSpec("attention_mask", "int64", ("batch", "sequence"))),
-    outputs=(TensorSpec("embedding", "float32", ("batch", 8)),),
+    inputs=(TensorSpec(name="input_ids", dtype="int64", shape=("batch", "sequence")),
+            TensorSpec(name="attention_mask", dtype="int64", shape=("batch", "sequence"))),
+    outputs=(TensorSpec(name="embedding", dtype="float32", shape=("batch", 8)),),
 )
 
 
@@ -39,10 +39,10 @@ def test_bad_feeds_name_the_input(feeds: dict, message: str) -> None:
 
 
 def test_fixed_axis_mismatch() -> None:
-    spec = TensorSpec("pixels", "float32", ("batch", 3, 224, 224))
+    spec = TensorSpec(name="pixels", dtype="float32", shape=("batch", 3, 224, 224))
     with pytest.raises(SignatureError, match="axis 2 is 100, must be 224"):
         spec.check(np.zeros((1, 3, 100, 224), np.float32))
 
 
 def test_json_round_trip() -> None:
-    assert Signature.from_json(TEXT.to_json()) == TEXT
+    assert Signature.model_validate_json(TEXT.model_dump_json(), strict=True) == TEXT

@@ -57,8 +57,8 @@ from export.tensorrt_build import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LINEAR = Signature(
-    inputs=(TensorSpec("x", "float32", ("batch", 8)),),
-    outputs=(TensorSpec("y", "float32", ("batch", 3)),),
+    inputs=(TensorSpec(name="x", dtype="float32", shape=("batch", 8)),),
+    outputs=(TensorSpec(name="y", dtype="float32", shape=("batch", 3)),),
 )
 WEIGHT = np.arange(24, dtype=np.float32).reshape(8, 3) / 10.0
 BIAS = np.array([0.5, -1.0, 2.0], np.float32)
@@ -190,11 +190,11 @@ def test_current_plan_file_name_uses_installed_version(monkeypatch: pytest.Monke
 
 MULTI = Signature(
     inputs=(
-        TensorSpec("pixels", "float32", ("batch", 3, 224, 224)),
-        TensorSpec("tokens", "int64", ("batch", "sequence")),
-        TensorSpec("scale", "float32", (1,)),
+        TensorSpec(name="pixels", dtype="float32", shape=("batch", 3, 224, 224)),
+        TensorSpec(name="tokens", dtype="int64", shape=("batch", "sequence")),
+        TensorSpec(name="scale", dtype="float32", shape=(1,)),
     ),
-    outputs=(TensorSpec("emb", "float32", ("batch", 384)),),
+    outputs=(TensorSpec(name="emb", dtype="float32", shape=("batch", 384)),),
 )
 RANGES = {"batch": (1, 4, 8), "sequence": (1, 64, 256)}
 
@@ -779,8 +779,10 @@ def test_closed_engine_refuses_to_run(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def _plan(file: str, data: bytes | None, version: str = "10.3.0", gpu: str = "Fake GPU",
           onnx_sha256: str = "0" * 64) -> PlanRecord:
     digest = hashlib.sha256(data).hexdigest() if data is not None else "0" * 64
-    return PlanRecord(file, digest, version, gpu, "9.0", "fp16",
-                      {"x": ((1, 8), (4, 8), (8, 8))}, onnx_sha256, "2026-11-25T00:00:00Z")
+    return PlanRecord(file=file, sha256=digest, tensorrt_version=version, gpu_name=gpu,
+                      compute_capability="9.0", precision="fp16",
+                      profile_shapes={"x": ((1, 8), (4, 8), (8, 8))}, onnx_sha256=onnx_sha256,
+                      created="2026-11-25T00:00:00Z")
 
 
 def _manifest(plans: list[PlanRecord], precision: str = "fp32") -> EngineManifest:
@@ -792,12 +794,14 @@ def _manifest(plans: list[PlanRecord], precision: str = "fp32") -> EngineManifes
         signature=LINEAR,
         onnx_file="linear.onnx",
         onnx_sha256="0" * 64,
-        source=SourceInfo("random-init", "Linear(8, 3), seed 0", "1" * 64),
+        source=SourceInfo(kind="random-init", description="Linear(8, 3), seed 0",
+                          sha256="1" * 64),
         opset=17,
         precision=precision,
         backend="tensorrt",
         device="cuda:0",
-        parity=ParityResult(True, 1e-3, {"y": 0.0}, [{"x": [2, 8]}]),
+        parity=ParityResult(passed=True, tolerance=1e-3, max_abs_diff={"y": 0.0},
+                            shapes_checked=[{"x": [2, 8]}]),
         versions={"tensorrt": "10.3.0"},
         config={},
         git_commit=None,

@@ -52,9 +52,9 @@ def _outputs(model: bytes, images: np.ndarray, *, builtin: bool) -> dict[str, np
 
 
 SIGNATURE = Signature(
-    inputs=(TensorSpec("image", "float32", ("batch", 224, 224, 3)),),
-    outputs=(TensorSpec("boxes", "float32", ("batch", 2254, 12)),
-             TensorSpec("scores", "float32", ("batch", 2254, 1))))
+    inputs=(TensorSpec(name="image", dtype="float32", shape=("batch", 224, 224, 3)),),
+    outputs=(TensorSpec(name="boxes", dtype="float32", shape=("batch", 2254, 12)),
+             TensorSpec(name="scores", dtype="float32", shape=("batch", 2254, 1))))
 """BlazePose detector's engine signature (as its converted ONNX graph declares it)."""
 
 

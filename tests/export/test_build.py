@@ -14,8 +14,8 @@ from engines.manifest import EngineStale, engine_state, read_manifest
 from engines.profiles import get_profile
 from engines.runtime import load_engine
 from engines.sources import WeightsLocator
-from engines.sources.base import ROLES
 from engines.sources.mediapipe import KEYPOINT_ENGINES
+from engines.sources.roles import ROLES
 from export.build import ENGINES, build_profile
 
 pytestmark = pytest.mark.slow

@@ -170,7 +170,8 @@ def test_a_changed_tflite_source_makes_the_engine_stale(tiny_engine_dir: Path,
     manifest = read_manifest(engine_dir, "kp_hand_recrop")
     copy = tmp_path / "hand_recrop.tflite"
     shutil.copyfile(manifest.source.path, copy)
-    manifest.source = type(manifest.source)(**{**manifest.source.__dict__, "path": str(copy)})
+    manifest = manifest.model_copy(
+        update={"source": manifest.source.model_copy(update={"path": str(copy)})})
     manifest.write(engine_dir)
     verify(manifest, engine_dir)
     with open(copy, "r+b") as handle:  # "mediapipe reinstalled with other weights"

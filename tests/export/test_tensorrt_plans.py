@@ -9,7 +9,6 @@ tested (no TensorRT, no GPU on this machine): TensorRT building or loading a rea
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import sys
 from collections.abc import Mapping
@@ -90,9 +89,10 @@ def _actions(outcomes: list) -> dict[str, str]:
 
 
 def test_default_axis_table_covers_every_signature_we_build() -> None:
-    text = Signature((TensorSpec("input_ids", "int64", ("batch", "sequence")),
-                      TensorSpec("attention_mask", "int64", ("batch", "sequence"))),
-                     (TensorSpec("embedding", "float32", ("batch", 384)),))
+    text = Signature(
+        inputs=(TensorSpec(name="input_ids", dtype="int64", shape=("batch", "sequence")),
+                TensorSpec(name="attention_mask", dtype="int64", shape=("batch", "sequence"))),
+        outputs=(TensorSpec(name="embedding", dtype="float32", shape=("batch", 384)),))
     classifier = classifier_signature(384, 384)
     shapes = profile_shapes(classifier, DEFAULT_AXIS_RANGES)
     assert shapes["image"] == ((1, 1, 384), (4, 16, 384), (16, 128, 384))
@@ -207,8 +207,8 @@ def test_a_tampered_plan_is_rebuilt_not_refused(engine_dir: Path) -> None:
 def test_a_plan_of_an_older_onnx_is_stale(engine_dir: Path) -> None:
     manifest = add_plan(engine_dir, read_manifest(engine_dir, "detector"),
                         version="10.3.0", gpu="Orin")
-    older = dataclasses.replace(manifest.plans[0], onnx_sha256="f" * 64)
-    dataclasses.replace(manifest, plans=[older]).write(engine_dir)
+    older = manifest.plans[0].model_copy(update={"onnx_sha256": "f" * 64})
+    manifest.model_copy(update={"plans": [older]}).write(engine_dir)
     build_plans(engine_dir, H100, builder=WritingBuilder())
     [plan] = _plans(engine_dir, "detector")  # the Orin plan of the old ONNX is dropped
     assert plan.gpu_name == H100.device.name
@@ -247,9 +247,10 @@ def test_engines_that_do_not_verify_are_skipped_with_the_fix(engine_dir: Path) -
 
 def test_an_axis_without_a_range_fails_naming_it(tmp_path: Path) -> None:
     manifest = install_relu(tmp_path, "frames")
-    signature = Signature((TensorSpec("x", "float32", ("batch", "frames")),),
-                          (TensorSpec("y", "float32", ("batch", "frames")),))
-    dataclasses.replace(manifest, signature=signature).write(tmp_path)
+    signature = Signature(
+        inputs=(TensorSpec(name="x", dtype="float32", shape=("batch", "frames")),),
+        outputs=(TensorSpec(name="y", dtype="float32", shape=("batch", "frames")),))
+    manifest.model_copy(update={"signature": signature}).write(tmp_path)
     [outcome] = build_plans(tmp_path, H100, builder=WritingBuilder())
     assert outcome.failed and "'frames'" in outcome.detail and "--trt-axis" in outcome.detail
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from engines.runtime import open_engine
 from stream.bench.engines import synthetic_feeds
 from stream.config import RunConfig, SourceConfig
-from stream.stages.main import open_engine
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_torch_backend_runs_perception_on_torch_and_the_classifier_on_onnxruntim
                        sources=[SourceConfig(spec="demo")])
     backends = {}
     for name in ("image_embedder", "classifier"):
-        engine, _ = open_engine(config, name, threads=1)
+        engine, _ = open_engine(config.resolved_engine_dir(), name, config.backend, threads=1)
         with engine:
             outputs = engine.run(synthetic_feeds(engine.signature, batch=2, sequence=None,
                                                  axes={"image_seq": 4, "keypoint_seq": 8}))

@@ -81,7 +81,8 @@ def test_gold_wins_and_inductive_admits_only_the_unlabelled_pool() -> None:
     assert summary.used_per_split == {"train": 2, "val": 0, "test": 0}
     assert summary.offered_per_split == {"train": 3, "val": 1, "test": 2}
     # the teacher said positive for both pool videos; pool-b's hidden label is negative
-    assert summary.agreement_used.to_json() == {"videos": 2, "agree": 1, "accuracy": 0.5}
+    assert summary.agreement_used.model_dump(mode="json") == {"videos": 2, "agree": 1,
+                                                              "accuracy": 0.5}
     assert summary.used_label_counts == (0, 2)
 
 
@@ -93,9 +94,9 @@ def test_transductive_admits_val_and_test_with_the_teachers_label() -> None:
     assert selection.summary.used_per_split == {"train": 2, "val": 1, "test": 2}
     # agreement with the known labels: wrong on pool-b and test-2 (and on the gold video,
     # which is offered but not used)
-    assert selection.summary.agreement_used.to_json() == {"videos": 5, "agree": 3,
+    assert selection.summary.agreement_used.model_dump(mode="json") == {"videos": 5, "agree": 3,
                                                           "accuracy": 0.6}
-    assert selection.summary.agreement_offered.to_json() == {"videos": 6, "agree": 3,
+    assert selection.summary.agreement_offered.model_dump(mode="json") == {"videos": 6, "agree": 3,
                                                              "accuracy": 0.5}
 
 
@@ -332,7 +333,7 @@ def test_simulation_labels_the_pool_and_evaluation_videos_once(tmp_path: Path) -
 
 def test_pseudo_settings_are_part_of_the_run_identity(tmp_path: Path) -> None:
     plain = TrainConfig(out=tmp_path)
-    old = {k: v for k, v in plain.to_json().items() if k != "pseudo_labels"}
+    old = {k: v for k, v in plain.model_dump(mode="json").items() if k != "pseudo_labels"}
     old["synthetic"].pop("unlabelled_fraction")
     assert TrainConfig.model_validate(old).identity() == plain.identity()  # old runs resume
     base = TrainConfig(out=tmp_path, pseudo_labels=_config())

@@ -41,9 +41,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
 from engines.adapters.openpose_layout import (
     BODY,
@@ -54,6 +55,7 @@ from engines.adapters.openpose_layout import (
     RIGHT_HAND,
     body_index,
 )
+from engines.record import Record
 from training.features.store import VideoFeatures
 
 MODALITIES = ("image", "keypoints", "text")
@@ -72,15 +74,14 @@ FILLER_WORDS = ("the", "match", "today", "serve", "court", "opponent", "set", "p
                 "second", "first", "tiebreak", "conditions", "wind", "return")
 
 
-@dataclass(frozen=True)
-class SyntheticSpec:
+class SyntheticSpec(Record):
     """What to generate. Defaults give a cross-subject set that trains in minutes on a CPU."""
 
     videos: int = 240
     videos_per_subject: int = 4
     positive_fraction: float = 0.7
     label_noise: float = 0.05
-    informative: dict[str, float] = field(
+    informative: dict[str, float] = Field(
         default_factory=lambda: {"image": 0.65, "keypoints": 0.65, "text": 0.5})
     duration: tuple[float, float] = (30.0, 50.0)
     split_fractions: tuple[float, float, float] = (0.6, 0.1, 0.3)
@@ -90,9 +91,6 @@ class SyntheticSpec:
     seed: int = 0
     unlabelled_fraction: float = 0.0
     """Share of the training subjects whose videos are stored unlabelled (the pool)."""
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def generate(spec: SyntheticSpec, *, image_dim: int, text_dim: int, image_rate: float,

@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from engines.record import Record
 from training.features.store import VideoFeatures
 from training.pseudo.records import LabelKey, Status, StoredLabel
 
@@ -124,24 +125,20 @@ class PseudoVideo:
     reasoning: str
 
 
-@dataclass(frozen=True)
-class Agreement:
+class Agreement(Record):
     """How often the teacher's label equals the known true label."""
 
     videos: int
     """Videos whose true label is known (gold, or hidden gold in a simulation)."""
     agree: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def accuracy(self) -> float | None:
         return self.agree / self.videos if self.videos else None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"videos": self.videos, "agree": self.agree, "accuracy": self.accuracy}
 
-
-@dataclass(frozen=True)
-class SelectionSummary:
+class SelectionSummary(Record):
     """What happened to every outcome in the store (the ``metrics.json`` counts)."""
 
     stored: int
@@ -164,13 +161,6 @@ class SelectionSummary:
     agreement_used: Agreement
     used_label_counts: tuple[int, int]
     """Used videos per teacher label (negative, positive)."""
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["agreement_offered"] = self.agreement_offered.to_json()
-        data["agreement_used"] = self.agreement_used.to_json()
-        data["used_label_counts"] = list(self.used_label_counts)
-        return data
 
 
 @dataclass(frozen=True)
@@ -251,7 +241,7 @@ def _refuse_ambiguous(answers: dict[str, list[StoredLabel]], config: PseudoLabel
 
 def _agreement(pairs: Sequence[tuple[int, int | None]]) -> Agreement:
     known = [(said, truth) for said, truth in pairs if truth is not None]
-    return Agreement(len(known), sum(said == truth for said, truth in known))
+    return Agreement(videos=len(known), agree=sum(said == truth for said, truth in known))
 
 
 def read_store(config: PseudoLabelConfig) -> list[StoredLabel]:
@@ -303,7 +293,7 @@ def describe(config: PseudoLabelConfig, summary: SelectionSummary,
     return {"store": str(config.store), "mode": config.mode, "threshold": config.threshold,
             "weight": config.weight, "reasoning_text": config.reasoning_text,
             "test_time_text": TEST_TIME_TEXT, "filters": config.filters(),
-            "windows_added": windows_added, **summary.to_json()}
+            "windows_added": windows_added, **summary.model_dump(mode="json")}
 
 
 def mode_line(section: dict[str, Any] | None) -> str:

@@ -22,26 +22,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from pydantic import Field
+
+from engines.record import Record
 from training.data.manifest import ManifestRow
 from training.pseudo.records import LABEL_NAMES, Status, StoredLabel, Verdict
 
 BINS = 10
 
 
-@dataclass(frozen=True)
-class StatusCounts:
+class StatusCounts(Record):
     rows: int
     labelled: int
     refused: int
     failed: int
 
 
-@dataclass(frozen=True)
-class Spend:
+class Spend(Record):
     """What the rows cost; refused and failed calls are paid for too."""
 
     input_tokens: int
@@ -53,8 +54,7 @@ class Spend:
     """Mean wall time of a labelling (all rows); None without rows."""
 
 
-@dataclass(frozen=True)
-class ClassAgreement:
+class ClassAgreement(Record):
     name: str
     support: int
     """Labelled rows whose gold label is this class."""
@@ -66,8 +66,7 @@ class ClassAgreement:
     """None when the teacher never chose the class."""
 
 
-@dataclass(frozen=True)
-class Agreement:
+class Agreement(Record):
     """The teacher's labels against the gold labels, on labelled rows that have one."""
 
     rows: int
@@ -79,8 +78,7 @@ class Agreement:
     """``confusion[gold][label]`` counts, classes in :data:`LABEL_NAMES` order."""
 
 
-@dataclass(frozen=True)
-class ConfidenceBin:
+class ConfidenceBin(Record):
     low: float
     high: float
     count: int
@@ -94,8 +92,7 @@ class ConfidenceBin:
     accuracy: float | None
 
 
-@dataclass(frozen=True)
-class Reflection:
+class Reflection(Record):
     """How often reflection (the second call) changed the provisional label."""
 
     with_provisional: int
@@ -110,8 +107,7 @@ class Reflection:
     final_accuracy: float | None
 
 
-@dataclass(frozen=True)
-class LabelReport:
+class LabelReport(Record):
     counts: StatusCounts
     spend: Spend
     gold_videos: int
@@ -123,12 +119,8 @@ class LabelReport:
     ece: float | None
     """Expected calibration error over the rows with gold (None without)."""
     reflection: Reflection
-    selection: dict[str, str] = field(default_factory=dict)
+    selection: dict[str, str] = Field(default_factory=dict)
     """The filters the rows were chosen by (provider, model, prompt_version)."""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (every field, nested records as dicts)."""
-        return asdict(self)
 
     def to_text(self) -> str:
         """A compact console table."""
@@ -225,9 +217,9 @@ def _agreement(scored: Sequence[Judged]) -> Agreement:
     for cls, name in enumerate(LABEL_NAMES):
         support = sum(confusion[cls])
         predicted = sum(confusion[g][cls] for g in range(size))
-        per_class.append(ClassAgreement(name, support, predicted,
-                                        _ratio(confusion[cls][cls], support),
-                                        _ratio(confusion[cls][cls], predicted)))
+        per_class.append(ClassAgreement(name=name, support=support, predicted=predicted,
+                                        recall=_ratio(confusion[cls][cls], support),
+                                        precision=_ratio(confusion[cls][cls], predicted)))
     recalls = [c.recall for c in per_class if c.recall is not None]
     right = sum(confusion[c][c] for c in range(size))
     return Agreement(rows=len(scored), accuracy=right / len(scored),
@@ -285,8 +277,10 @@ def _reflection(labelled: Sequence[Judged]) -> Reflection:
             right += 1
         else:
             wrong += 1
-    return Reflection(len(with_provisional), changed, right, wrong, unknown,
-                      _ratio(provisional_right, both), _ratio(final_right, both))
+    return Reflection(with_provisional=len(with_provisional), changed=changed,
+                      changed_to_right=right, changed_to_wrong=wrong, changed_no_gold=unknown,
+                      provisional_accuracy=_ratio(provisional_right, both),
+                      final_accuracy=_ratio(final_right, both))
 
 
 def _money(value: float | None) -> str:

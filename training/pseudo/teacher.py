@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from engines.profiles import PROFILES, get_profile
+from engines.record import Record
 from training.features.store import FeatureStore, VideoFeatures
 from training.models.checkpoint import WEIGHTS_FILE, is_checkpoint, load_checkpoint
 from training.models.classifier import HiddenEmotionClassifier
@@ -70,8 +71,7 @@ class CheckpointSource:
     seed: int | None = None
 
 
-@dataclass(frozen=True)
-class ModalityReading:
+class ModalityReading(Record):
     """What one modality says alone, over the windows where it is present."""
 
     probability: float | None
@@ -80,8 +80,7 @@ class ModalityReading:
     """Windows in which the modality has at least one present slot."""
 
 
-@dataclass(frozen=True)
-class TeacherReading:
+class TeacherReading(Record):
     """The numbers behind one video's pseudo-label."""
 
     windows: int
@@ -134,11 +133,6 @@ class TeacherReading:
             parts.append(f"{driver.capitalize()} drives the call.")
         return " ".join(parts)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"windows": self.windows, "window_seconds": self.window_seconds,
-                "positive_probability": self.positive_probability,
-                "alone": {m: {"probability": r.probability, "windows": r.windows}
-                          for m, r in self.alone.items()}}
 
 
 def installed_seed(metrics: Mapping[str, Any]) -> int:
@@ -247,8 +241,9 @@ class CheckpointTeacher:
         windows = cut_windows([video], self.spec, self.store.info.image_dim,
                               self.store.info.text_dim, stride=self.stride)
         overall = predict(self.network, windows)
-        return TeacherReading(len(windows), self.spec.window_seconds, float(overall.mean()),
-                              self._alone(windows))
+        return TeacherReading(windows=len(windows), window_seconds=self.spec.window_seconds,
+                              positive_probability=float(overall.mean()),
+                              alone=self._alone(windows))
 
     def _alone(self, windows: WindowSet) -> dict[str, ModalityReading]:
         feeds = window_tensors(windows)
@@ -256,10 +251,11 @@ class CheckpointTeacher:
         for modality, mask in MODALITY_MASKS.items():
             present = feeds[mask].reshape(len(windows), -1).sum(dim=1).numpy() > 0
             if not present.any():
-                out[modality] = ModalityReading(None, 0)
+                out[modality] = ModalityReading(probability=None, windows=0)
                 continue
             probs = predict(self.network, windows, (modality,))
-            out[modality] = ModalityReading(float(probs[present].mean()), int(present.sum()))
+            out[modality] = ModalityReading(probability=float(probs[present].mean()),
+                                            windows=int(present.sum()))
         return out
 
     def label(self, item: LabelInput) -> LabelOutcome:
@@ -282,7 +278,7 @@ class CheckpointTeacher:
                           confidence=float(np.clip(reading.confidence, 0.0, 1.0)),
                           reasoning=reading.reasoning())
         return LabelOutcome(status=Status.LABELLED, verdict=verdict,
-                            responses=(canonical_json(reading.to_json()),),
+                            responses=(canonical_json(reading.model_dump(mode="json")),),
                             usage=Usage(0, 0, None), attempts=1,
                             seconds=time.perf_counter() - start)
 

@@ -226,16 +226,13 @@ class EngineKeypoints:
         """Load (and verify) every keypoint engine from ``engine_dir``; ``options`` go to the
         constructor. All are required: a missing face or hand engine would silently empty
         those keypoints. ``engine_ids`` records each engine's ONNX sha256."""
-        from engines.manifest import read_manifest
-        from engines.runtime import load_engine
+        from engines.runtime import open_engine
 
         loaded: dict[str, Any] = {}
         ids: dict[str, str] = {}
         try:
             for name in ENGINE_NAMES:
-                manifest = read_manifest(Path(engine_dir), name)
-                loaded[name] = load_engine(Path(engine_dir), name, backend, threads=threads,
-                                           manifest=manifest)
+                loaded[name], manifest = open_engine(engine_dir, name, backend, threads=threads)
                 ids[name] = manifest.onnx_sha256
             estimator = cls(loaded, **options)
         except BaseException:

@@ -115,7 +115,7 @@ def test_text_and_json_carry_the_numbers() -> None:
     assert "ECE) 0.220" in text
     assert "reflection changed 3 of 4" in text
     assert "nan" not in text.lower()
-    data = json.loads(json.dumps(report.to_json()))
+    data = json.loads(json.dumps(report.model_dump(mode="json")))
     assert data["agreement"]["confusion"] == [[1, 1], [1, 2]]
     assert data["selection"] == {"provider": "gemini"}
 
@@ -137,7 +137,7 @@ def test_empty_cases_say_why_instead_of_printing_nan() -> None:
     assert "calibration: needs gold labels" in text
     for report in (nothing, failures, no_gold):
         assert "nan" not in report.to_text().lower()
-        json.dumps(report.to_json())
+        json.dumps(report.model_dump(mode="json"))
 
 
 def test_bad_gold_values_are_refused() -> None:
@@ -190,8 +190,8 @@ def test_report_from_a_real_label_store(tmp_path: Path) -> None:
             store.put(row.key, row.video_id, row.outcome)
         report = report_from_store(store, manifest, provider="gemini")
         other = report_from_store(store, manifest, provider="openai")
-    assert report.to_json() == build_report(_known_rows(), GOLD,
-                                            {"provider": "gemini"}).to_json()
+    assert report.model_dump(mode="json") == build_report(_known_rows(), GOLD,
+                                            {"provider": "gemini"}).model_dump(mode="json")
     assert other.counts.rows == 0
 
 
