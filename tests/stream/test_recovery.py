@@ -115,6 +115,7 @@ def test_kills_of_every_stage_resume_within_frames_not_uptime(
     finally:
         if run.poll() is None:
             run.kill()
+    print(f"\nkills: frames to the next prediction {resumes} (bound {RESUME_FRAMES})")
     assert all(r <= RESUME_FRAMES for _, r in resumes), (order, resumes, output[-3000:])
     predictions, frames = outputs(tmp_path)
     assert contiguous(predictions), order
@@ -167,6 +168,9 @@ def test_a_status_flood_neither_stretches_the_run_nor_hides_a_hang(
         if run.poll() is None:
             run.kill()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    print(f"\nflood: running {summary['running_s']} s of {duration}; events "
+          f"{[(e['stage'], e['event'], e.get('silent_s')) for e in summary['events']]}; "
+          f"refused {summary['rejected']}")
     # the clock was read every turn: the run ended on time, not when the flood did
     assert summary["running_s"] <= duration + 10, (summary["running_s"], output[-2000:])
     hung = [e for e in summary["events"] if e["event"] == "hung"]
