@@ -15,16 +15,20 @@ import pytest
 from rich.console import Console
 
 from stream.cli import LINE_WIDTH, one_line
+from stream.prediction import FrameCounts, Prediction, Slots, Window
 from stream.view import LogView
 
 DECISIONS = ("hidemo run: keypoints ", "hidemo run: placement ", "hidemo run: asr ")
 
 
-def record(seq: int, *, random_weights: bool = True) -> dict:
-    return {"stream": "demo0", "seq": seq, "person": 0, "label": "positive",
-            "probs": {"negative": 0.4, "positive": 0.6}, "modalities": ["image", "keypoints"],
-            "latency_ms": {"total": 123.0}, "random_weights": random_weights,
-            "random_engines": ["classifier", "image_embedder"]}
+def record(seq: int, *, random_weights: bool = True) -> Prediction:
+    return Prediction(
+        stream="demo0", seq=seq, person=0, generation=1, frame_seq=seq, label="positive",
+        probs={"negative": 0.4, "positive": 0.6}, window=Window(start=0.0, end=3.0, seconds=3.0),
+        modalities=["image", "keypoints"], slots=Slots(image=6, keypoints=30, text=0),
+        smoothing=0.0, capture_time=1.0, emit_time=1.1, latency_ms={"total": 123.0},
+        frames=FrameCounts(received=1, dropped=0, lost=0), detector=None,
+        random_weights=random_weights, random_engines=["classifier", "image_embedder"])
 
 
 def test_the_log_view_says_random_weights_once_and_never_wraps_a_line() -> None:
