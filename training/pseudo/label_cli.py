@@ -326,14 +326,17 @@ def _label_command(args: argparse.Namespace) -> int:
 @contextmanager
 def redacted_logs(redact: Redactor) -> Iterator[None]:
     """Every handler of the root logger (where the clients' loggers end up) redacts what
-    it writes while the run lasts."""
+    it writes while the run lasts; Python warnings are routed there too (a client warns
+    with the server's text, e.g. an unknown enum value it was sent)."""
     handlers = list(logging.getLogger().handlers)
     scrub = redact.log_filter()
     for handler in handlers:
         handler.addFilter(scrub)
+    logging.captureWarnings(True)
     try:
         yield
     finally:
+        logging.captureWarnings(False)
         for handler in handlers:
             handler.removeFilter(scrub)
 

@@ -9,9 +9,11 @@ are parsed or cut short, so a key cannot be half-kept by a truncation), where it
 logged (:meth:`Redactor.log_filter`) and where it is printed.
 
 Each secret is also matched in the forms it takes once embedded in JSON, a Python repr
-or a URL, since raw responses and error messages quote it so. Strings shorter than
-:data:`MIN_SECRET_LENGTH` are not redacted: blanking "abc" everywhere would garble every
-answer, and no real key is that short.
+or a URL, since raw responses and error messages quote it so, and so is any prefix or
+suffix of it at least :data:`MIN_SECRET_LENGTH` long: what is left of a key when a
+client or a library cut the text that held it (a validation error shows the start and the
+end of a long value). Strings shorter than :data:`MIN_SECRET_LENGTH` are not redacted:
+blanking "abc" everywhere would garble every answer, and no real key is that short.
 
 Example:
     >>> redact = Redactor(["sk-live-0123456789"])
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
@@ -40,9 +43,21 @@ def _forms(secret: str) -> set[str]:
             repr(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)}
 
 
+def _ends(secret: str) -> str:
+    """A pattern for any prefix or any suffix of ``secret`` at least
+    :data:`MIN_SECRET_LENGTH` long (nested optional groups: one pass, longest match)."""
+    chars = [re.escape(c) for c in secret]
+    rest = len(secret) - MIN_SECRET_LENGTH
+    prefix = "".join(chars[:MIN_SECRET_LENGTH]) + "".join(
+        f"(?:{c}" for c in chars[MIN_SECRET_LENGTH:]) + ")?" * rest
+    suffix = "(?:" * rest + "".join(f"{c})?" for c in chars[:rest]) + "".join(chars[rest:])
+    return f"{prefix}|{suffix}"
+
+
 class Redactor:
-    """Replaces every given secret (and its embedded forms) in any text with
-    :data:`REDACTED`. An empty redactor returns text unchanged."""
+    """Replaces every given secret (its embedded forms, and its long enough prefixes and
+    suffixes) in any text with :data:`REDACTED`. An empty redactor returns text
+    unchanged."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         kept = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
@@ -50,6 +65,12 @@ class Redactor:
         # Longest first: a secret that contains another is blanked whole.
         self._forms = tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH),
                                    key=lambda f: (-len(f), f)))
+        self._ends = re.compile("|".join(_ends(s) for s in sorted(kept, key=len, reverse=True))
+                                ) if kept else None
+        # Every prefix holds the first characters, every suffix the last: a plain search
+        # for those decides whether the (slower) pattern needs to run at all.
+        self._anchors = tuple({end for s in kept
+                               for end in (s[:MIN_SECRET_LENGTH], s[-MIN_SECRET_LENGTH:])})
         self.count = len(kept)
 
     def __call__(self, text: str) -> str:
@@ -58,6 +79,8 @@ class Redactor:
         for form in self._forms:
             if form in text:
                 text = text.replace(form, REDACTED)
+        if self._ends is not None and any(anchor in text for anchor in self._anchors):
+            text = self._ends.sub(REDACTED, text)
         # A secret that contains the marker, or pieces that meet once another secret is
         # replaced, could still leave one whole: remove what is left until none is
         # (each pass shortens the text, so this ends).

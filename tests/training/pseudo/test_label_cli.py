@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -285,7 +286,8 @@ def test_teacher_reads_features_not_videos(
 KEY_ALPHABET = string.ascii_letters + string.digits + "-_."
 keys = st.text(st.sampled_from(KEY_ALPHABET), min_size=12, max_size=48)
 ECHOES = ("first reasoning", "final reasoning", "label", "prose after the JSON",
-          "extra field", "error body 401", "error body 429", "headers", "refusal")
+          "extra field", "error body 401", "error body 429", "headers", "refusal",
+          "enum value")
 
 
 def _envelope(protocol: str, status: int, message: str) -> str:
@@ -317,6 +319,16 @@ def echo(position: str, protocol: str, secret: str) -> Scripted:
         return Raw(429, _envelope(protocol, 429, "slow down"),
                    {"Retry-After": "0", "X-Echo": secret,
                     "WWW-Authenticate": f"Bearer realm={secret}"})
+    if position == "enum value":  # the client warns with (openai: keeps) what it was sent
+        if protocol == "openai":
+            return Raw(200, json.dumps({
+                "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "finish_reason": secret,
+                             "message": {"role": "assistant", "content": ""}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
+        return Raw(200, json.dumps({
+            "promptFeedback": {"blockReason": secret},
+            "usageMetadata": {"promptTokenCount": 100, "totalTokenCount": 100}}))
     assert position == "refusal"
     if protocol == "openai":
         return Refuse(f"I will not; your key is {secret}")
@@ -355,7 +367,9 @@ def test_no_secret_reaches_a_file_a_log_or_the_console_whatever_the_server_echoe
         out = Path(folder) / "labels.sqlite"
         provider = ["--provider", "openai", "--model", "m"] if protocol == "openai" else \
             ["--provider", "gemini"]
-        with server_type(entries) as server:
+        with server_type(entries) as server, warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _warn_to_stderr  # as outside pytest: to the console
             code = main(["-v", *label_args(manifest, out, *provider, "--base-url",
                                            server.base_url, "--select", "all",
                                            "--max-attempts", "2", "--frames", "1")])
@@ -376,6 +390,11 @@ def test_no_secret_reaches_a_file_a_log_or_the_console_whatever_the_server_echoe
     kept = printed.out + logs + "".join(f.decode("latin-1") for f in files)
     if any(position != "headers" for position, _ in script):
         assert "[redacted]" in kept  # an echo arrived, and was blanked
+
+
+def _warn_to_stderr(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, file: object = None, line: str | None = None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 _MANIFESTS: dict[Path, Path] = {}

@@ -50,7 +50,7 @@ tokens = st.integers(0, 5000)
 entries = st.one_of(
     st.builds(lambda i, o: Answer(VERDICT, i, o), tokens, tokens),
     st.builds(lambda i, o: Answer("not the verdict", i, o), tokens, tokens),
-    st.just(Refuse("no")),
+    st.just(Refuse("SAFETY")),
     st.just(Fail(429, retry_after=0)),
     st.just(Fail(401)),
     st.just(Garbage("<html>")),

@@ -144,6 +144,15 @@ def test_content_filter_and_empty_answers_are_billed() -> None:
         outcome = openai_labeler(server).label(ITEM)
     assert outcome.status is Status.FAILED
     assert outcome.usage.input_tokens == 400 * POLICY.max_attempts
+    withheld = Raw(200, json.dumps({
+        "candidates": [{"content": {"parts": [{"text": "partial"}], "role": "model"},
+                        "finishReason": "SAFETY", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 500, "candidatesTokenCount": 30,
+                          "thoughtsTokenCount": 20, "totalTokenCount": 550}}))
+    with GeminiServer([withheld]) as server:
+        outcome = gemini_labeler(server).label(ITEM)
+    assert outcome.status is Status.REFUSED and "SAFETY" in outcome.error
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens) == (500, 50)
 
 
 def test_a_key_echoed_in_the_answers_reaches_no_field() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import string
 from urllib.parse import quote, quote_plus
 
 from hypothesis import given, settings
@@ -46,10 +47,28 @@ def test_no_secret_survives_in_any_embedding(keys: list[str],
 @given(key=secrets, text=st.text(max_size=200))
 def test_text_without_the_secret_is_unchanged(key: str, text: str) -> None:
     redact = Redactor([key])
+    ends = (key[:MIN_SECRET_LENGTH], key[-MIN_SECRET_LENGTH:])
     if not any(form in text for form in (key, json.dumps(key)[1:-1], repr(key)[1:-1],
                                          quote(key, safe=""), quote_plus(key),
-                                         json.dumps(key, ensure_ascii=False)[1:-1])):
+                                         json.dumps(key, ensure_ascii=False)[1:-1], *ends)):
         assert redact(text) == text
+
+
+KEY_LIKE = st.text(st.sampled_from(string.ascii_letters + string.digits + "-_."),
+                   min_size=MIN_SECRET_LENGTH, max_size=64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=KEY_LIKE, before=st.text(max_size=20), after=st.text(max_size=20),
+       cut=st.integers(0, 64), keep_end=st.booleans())
+def test_what_a_truncation_leaves_of_a_key_is_blanked_too(
+        key: str, before: str, after: str, cut: int, keep_end: bool) -> None:
+    """A library that cut a long value ("first 25...last 25") leaves a prefix or a suffix
+    of the key: any such piece of MIN_SECRET_LENGTH characters or more is blanked."""
+    piece = key[-cut:] if keep_end and cut else key[:cut]
+    redacted = Redactor([key])(f"{before}{piece}...{after}")
+    for size in range(MIN_SECRET_LENGTH, len(key) + 1):
+        assert key[:size] not in redacted and key[-size:] not in redacted
 
 
 def test_short_strings_are_not_secrets_and_an_empty_redactor_is_a_no_op() -> None:
