@@ -304,7 +304,7 @@ def _label_command(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(redact(line), flush=True)
 
-    with redacted_logs(redact):
+    with redacted_logs(redact), _redacted_errors(redact):
         labeler = _labeler(config, redact)
         try:
             with LabelStore.open(config.out, redact=redact) as store:
@@ -339,6 +339,22 @@ def redacted_logs(redact: Redactor) -> Iterator[None]:
         logging.captureWarnings(False)
         for handler in handlers:
             handler.removeFilter(scrub)
+
+
+@contextmanager
+def _redacted_errors(redact: Redactor) -> Iterator[None]:
+    """An error that ends the run (a bad ``--base-url``, a store that cannot be written)
+    is printed by ``hidemo`` or as a traceback: one whose message holds a secret is raised
+    again with the message redacted and without the original (whose text holds it)."""
+    try:
+        yield
+    except Exception as error:
+        clean = redact(str(error))
+        if clean == str(error):
+            raise
+        if isinstance(error, ValueError):
+            raise ValueError(clean) from None
+        raise RuntimeError(f"{type(error).__name__}: {clean}") from None
 
 
 def _report_command(args: argparse.Namespace) -> int:

@@ -133,7 +133,7 @@ class LabelRunSummary:
                            "video")
         if self.calls:
             timings.append(f"{self.call_seconds / self.calls:.1f} s per call "
-                           f"({self.calls} calls)")
+                           f"({self.calls} call{'' if self.calls == 1 else 's'})")
         timings.append(f"{self.seconds:.1f} s in all")
         return (f"labelled {self.labelled}, refused {self.refused}, {failed}, "
                 f"cached {self.cached}, skipped {len(self.skipped)} (of {self.selected}); "

@@ -409,6 +409,18 @@ def _shared_manifest(folder: Path) -> Path:
     return _MANIFESTS[folder]
 
 
+def test_a_credential_in_the_server_address_is_a_secret_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad --base-url with a password in it: the error names the address, redacted."""
+    manifest = make_manifest(tmp_path, 1)
+    token = "tok-0123456789abcdef"
+    assert main(label_args(manifest, tmp_path / "s.sqlite", "--provider", "openai",
+                           "--model", "m", "--base-url", f"ftp://me:{token}@host/v1")) == 2
+    printed = capsys.readouterr()
+    assert "base_url must be an http" in printed.err and "[redacted]" in printed.err
+    assert token not in printed.out + printed.err
+
+
 # -- spend: refusals are billed, a duplicated file is paid once ----------------------------
 
 
