@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -186,10 +187,10 @@ def test_each_fused_worker_has_its_own_input_credits_and_preview(transport: str,
     config = EndpointConfig(transport=transport)
     endpoints = Endpoints.for_config(config, tmp_path)
     assert endpoints.for_worker(0, config) == endpoints
-    seen = set(endpoints.to_json().values())
+    seen = {v for k, v in asdict(endpoints).items() if k not in ("topics", "keys")}
     for worker in range(1, 6):
         own = endpoints.for_worker(worker, config)
-        for name, address in own.to_json().items():
+        for name, address in asdict(own).items():
             if name in PER_WORKER:
                 assert address not in seen, (worker, name, address)  # no two bind one
                 seen.add(address)

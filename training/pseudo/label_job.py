@@ -7,7 +7,8 @@ provider, the model and the sampling, so a rerun, a renamed file or a killed run
 pays for a call twice; a rerun after a kill simply carries on (every finished video was
 stored in its own transaction). A video that cannot be read is reported and skipped,
 never stored (fix it and rerun), and makes the run's exit code 1; so does an outcome that
-failed (retries exhausted: the next run tries it again).
+failed (retries exhausted: the next run tries it again), unless the same file under
+another id was answered later in the run (the store lists that answer under both ids).
 
 A teacher that reads stored features instead of frames (``needs_images`` False: a trained
 checkpoint) is keyed by the sha256 of the video id, as it reads features by id, with
@@ -17,7 +18,7 @@ Example:
     >>> summary = run_labelling(rows, labeler, store, Sampling(crop=CropMode.FRAME),
     ...                         core_factory=None, say=print)  # doctest: +SKIP
     >>> summary.line()  # doctest: +SKIP
-    'labelled 12, refused 0, failed 0, cached 30, skipped 0 (of 42); ...'
+    'labelled 12, refused 0, failed 0, cached 30, skipped 0 (of 42); tokens ...'
 """
 
 from __future__ import annotations
@@ -65,14 +66,23 @@ class LabelRunSummary:
     skipped: list[str] = field(default_factory=list)
     """``video_id: why`` for each row that could not be processed (not stored)."""
     usage: Usage = field(default_factory=Usage)
-    """Tokens and cost of this run's calls (cached videos cost nothing)."""
-    label_seconds: float = 0.0
-    """Time inside the teacher (calls and retries), over the videos it labelled."""
+    """Tokens and cost of this run's calls, refused and failed ones included (cached
+    videos cost nothing)."""
+    calls: int = 0
+    """Teacher calls made (retries included)."""
+    call_seconds: float = 0.0
+    """Time inside those calls (the waits between retries are not)."""
+    labelled_seconds: float = 0.0
+    """Wall time of the videos labelled, calls and retry waits included."""
     seconds: float = 0.0
     """Wall time of the whole run (hashing and sampling included)."""
     no_person_frames: int = 0
     stopped: str | None = None
     """Why the run stopped before the last row (failures in a row), or None."""
+    answered_later: list[str] = field(default_factory=list)
+    """Video ids whose call failed but whose file (the same content, another id) was
+    answered later in the run: they share that answer, so they count as done."""
+    _failed: dict[LabelKey, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def called(self) -> int:
@@ -80,29 +90,55 @@ class LabelRunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every selected video has a final outcome, 1 when any failed or was
-        skipped (a rerun retries exactly those)."""
-        return 1 if self.failed or self.skipped or self.stopped else 0
+        """0 when every selected video has a final outcome, 1 when any failed (and was not
+        answered under a duplicate id later), was skipped, or the run stopped (a rerun
+        retries exactly those)."""
+        unanswered = self.failed - len(self.answered_later)
+        return 1 if unanswered or self.skipped or self.stopped else 0
 
-    def add(self, outcome: LabelOutcome) -> None:
+    def add(self, outcome: LabelOutcome, key: LabelKey | None = None,
+            video_id: str = "") -> None:
         if outcome.status is Status.LABELLED:
             self.labelled += 1
+            self.labelled_seconds += outcome.seconds
         elif outcome.status is Status.REFUSED:
             self.refused += 1
         else:
             self.failed += 1
+            if key is not None:
+                self._failed.setdefault(key, []).append(video_id)
         self.usage = self.usage + outcome.usage
-        self.label_seconds += outcome.seconds
+        self.calls += outcome.attempts
+        self.call_seconds += outcome.seconds if outcome.call_seconds is None \
+            else outcome.call_seconds
+
+    def settle(self, store: LabelStore) -> None:
+        """After the last row: failed ids whose call has a final outcome now (a duplicate
+        of the file was answered after them) are answered."""
+        for key, video_ids in self._failed.items():
+            stored = store.get(key)
+            if stored is not None and stored.outcome.status in FINAL:
+                self.answered_later += video_ids
 
     def line(self) -> str:
-        """The one-line summary the command prints."""
+        """The one-line summary the command prints; each timing only where it has
+        something to divide."""
         cost = "unknown" if self.usage.cost_usd is None else f"${self.usage.cost_usd:.4f}"
-        per_video = self.label_seconds / self.called if self.called else 0.0
-        return (f"labelled {self.labelled}, refused {self.refused}, failed {self.failed}, "
+        failed = f"failed {self.failed}"
+        if self.answered_later:
+            failed += f" ({len(self.answered_later)} answered later under a duplicate id)"
+        timings = []
+        if self.labelled:
+            timings.append(f"{self.labelled_seconds / self.labelled:.1f} s per labelled "
+                           "video")
+        if self.calls:
+            timings.append(f"{self.call_seconds / self.calls:.1f} s per call "
+                           f"({self.calls} call{'' if self.calls == 1 else 's'})")
+        timings.append(f"{self.seconds:.1f} s in all")
+        return (f"labelled {self.labelled}, refused {self.refused}, {failed}, "
                 f"cached {self.cached}, skipped {len(self.skipped)} (of {self.selected}); "
                 f"tokens {self.usage.input_tokens} in / {self.usage.output_tokens} out; "
-                f"cost {cost}; {per_video:.1f} s per video labelled; "
-                f"{self.seconds:.1f} s in all")
+                f"cost {cost}; " + ", ".join(timings))
 
 
 def select_rows(rows: Sequence[ManifestRow], select: Select) -> list[ManifestRow]:
@@ -197,6 +233,7 @@ def run_labelling(rows: Sequence[ManifestRow], labeler: Labeler, store: LabelSto
                 break
     finally:
         core.close()
+    summary.settle(store)
     summary.seconds = time.monotonic() - start
     return summary
 
@@ -243,7 +280,7 @@ def _label_row(row: ManifestRow, labeler: Labeler, store: LabelStore, sampling: 
     item = LabelInput(row.video_id, key.content_hash, images, transcript, sampling)
     outcome = labeler.label(item)
     store.put(key, row.video_id, outcome, force=force)
-    summary.add(outcome)
+    summary.add(outcome, key, row.video_id)
     return _describe(outcome)
 
 

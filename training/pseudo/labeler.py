@@ -9,9 +9,12 @@ instead of ending the video.
 
 Whatever the model or the network does, :meth:`VlmLabeler.label` returns an outcome: a
 refusal at either call is recorded as refused (with the raw answer), and retries exhausted
-or a provider error as failed, with an error that says what happened. Strings passed as
-``redact`` (API keys) are blanked from every error and raw response kept, so a server or
-client that echoes a key cannot put it into the store.
+or a provider error as failed, with an error that says what happened. Every call the
+server billed counts in the outcome's usage, whatever its answer (a refusal, a content
+filter, JSON that does not parse). The run's :class:`~training.pseudo.redact.Redactor`
+blanks its secrets from each answer as it arrives (before the verdict is parsed from it)
+and from the whole outcome, so a server that echoes a key cannot put it into a verdict,
+an error or a raw response.
 
 Example:
     >>> labeler = VlmLabeler(provider, load_prompts("v1"), RetryPolicy())  # doctest: +SKIP
@@ -26,7 +29,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
 
@@ -48,14 +51,11 @@ from training.pseudo.records import (
     Usage,
     Verdict,
 )
+from training.pseudo.redact import Redactor
 from training.pseudo.retry import RetriesExhausted, RetryPolicy, call_with_retries
 
 log = logging.getLogger(__name__)
 
-REDACTED = "[redacted]"
-MIN_SECRET_LENGTH = 8
-"""Shorter strings are not redacted: blanking "abc" everywhere would garble the text, and
-no real key is that short."""
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
 
 
@@ -77,23 +77,33 @@ def parse_verdict(text: str, raw: str = "") -> Verdict:
 
 @dataclass
 class _Call:
-    """One step (chain of thought or reflection) as the retry loop runs it: every attempt
-    and every paid reply is counted, including invalid answers that are retried."""
+    """One step (chain of thought or reflection) as the retry loop runs it: every attempt,
+    every billed reply (invalid answers and refusals included) and the time inside the
+    calls are counted. What the provider returns is redacted before it is parsed, so a
+    secret echoed in the answer never reaches a verdict or an error message."""
 
     provider: ChatProvider
     turns: list[Turn]
+    redact: Redactor
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
+    seconds: float = 0.0
+    """Time inside ``provider.complete`` over every attempt (the retry waits are not)."""
     last_raw: str = ""
 
     def __call__(self) -> tuple[Reply, Verdict]:
         self.attempts += 1
+        start = time.monotonic()
         try:
             reply = self.provider.complete(self.turns, VERDICT_SCHEMA)
         except (InvalidAnswer, Refusal) as error:
-            self.last_raw = error.raw or self.last_raw
+            self.usage = self.usage + _priced(self.provider, error.usage)
+            self.last_raw = self.redact(error.raw) or self.last_raw
             raise
+        finally:
+            self.seconds += time.monotonic() - start
         self.usage = self.usage + _priced(self.provider, reply.usage)
+        reply = Reply(self.redact(reply.text), self.redact(reply.raw), reply.usage)
         self.last_raw = reply.raw
         return reply, parse_verdict(reply.text, reply.raw)
 
@@ -113,12 +123,13 @@ def _priced(provider: ChatProvider, usage: Usage) -> Usage:
 
 class VlmLabeler:
     """A :class:`training.pseudo.records.Labeler` on a chat provider (see the module
-    docstring). ``sleep`` is the retry loop's wait (tests pass one that does not wait)."""
+    docstring). ``redact`` is the run's :class:`Redactor` (or the secrets to build one
+    from); ``sleep`` is the retry loop's wait (tests pass one that does not wait)."""
 
     needs_images = True
 
     def __init__(self, provider: ChatProvider, prompts: PromptSet, policy: RetryPolicy,
-                 *, redact: Sequence[str] = (),
+                 *, redact: Redactor | Sequence[str] = (),
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.chat = provider
         self.prompts = prompts
@@ -127,18 +138,18 @@ class VlmLabeler:
         self.model = provider.model
         self.prompt_version = prompts.version
         self.sleep = sleep
-        self._secrets = tuple(sorted({s for s in redact if len(s) >= MIN_SECRET_LENGTH},
-                                     key=len, reverse=True))
+        self.redact = redact if isinstance(redact, Redactor) else Redactor(redact)
 
     def label(self, item: LabelInput) -> LabelOutcome:
         """Both calls for one video; never raises for what the provider or model does."""
         start = time.monotonic()
-        first = _Call(self.chat, self.prompts.chain_of_thought(item))
+        first = _Call(self.chat, self.prompts.chain_of_thought(item), self.redact)
         outcome = self._step("chain of thought", first)
         if isinstance(outcome, LabelOutcome):
             return self._finish(outcome, start)
         first_reply, provisional = outcome
-        second = _Call(self.chat, self.prompts.reflection(item, first_reply.text))
+        second = _Call(self.chat, self.prompts.reflection(item, first_reply.text),
+                       self.redact)
         result = self._step("reflection", second, before=first)
         if isinstance(result, LabelOutcome):
             return self._finish(result, start, provisional=provisional)
@@ -146,52 +157,46 @@ class VlmLabeler:
         return self._finish(LabelOutcome(
             Status.LABELLED, verdict=final, provisional=provisional,
             responses=(first_reply.raw, second_reply.raw), usage=first.usage + second.usage,
-            attempts=first.attempts + second.attempts), start)
+            attempts=first.attempts + second.attempts,
+            call_seconds=first.seconds + second.seconds), start)
 
     def _step(self, name: str, call: _Call,
               before: _Call | None = None) -> tuple[Reply, Verdict] | LabelOutcome:
         """Run one call under the policy: its reply and verdict, or the outcome that ends
         the video (refused or failed), counting what ``before`` (call 1) already cost."""
-        earlier_raw = (before.last_raw,) if before is not None else ()
-        usage = before.usage if before is not None else Usage()
-        attempts = before.attempts if before is not None else 0
         try:
             (reply, verdict), _ = call_with_retries(call, self.policy, sleep=self.sleep)
         except Refusal as refusal:
-            return LabelOutcome(Status.REFUSED, responses=(*earlier_raw, *call.kept()),
-                                usage=usage + call.usage, attempts=attempts + call.attempts,
-                                error=f"{name}: refused: {refusal}")
+            return _ended(Status.REFUSED, f"{name}: refused: {refusal}", call, before)
         except RetriesExhausted as exhausted:
-            return LabelOutcome(Status.FAILED, responses=(*earlier_raw, *call.kept()),
-                                usage=usage + call.usage, attempts=attempts + call.attempts,
-                                error=f"{name}: {exhausted}")
+            return _ended(Status.FAILED, f"{name}: {exhausted}", call, before)
         except ProviderError as error:
-            return LabelOutcome(Status.FAILED, responses=(*earlier_raw, *call.kept()),
-                                usage=usage + call.usage, attempts=attempts + call.attempts,
-                                error=f"{name}: {type(error).__name__}: {error}")
+            return _ended(Status.FAILED, f"{name}: {type(error).__name__}: {error}", call,
+                          before)
         except Exception as error:  # noqa: BLE001 - one odd response must not end a run
             # of hundreds of videos: the video is recorded as failed (a rerun retries it)
             log.debug("%s: unexpected error from provider %s:\n%s", name, self.provider,
-                      self._redact("".join(traceback.format_exception(error))))
-            return LabelOutcome(Status.FAILED, responses=(*earlier_raw, *call.kept()),
-                                usage=usage + call.usage, attempts=attempts + call.attempts,
-                                error=f"{name}: unexpected {type(error).__name__}: {error}")
+                      self.redact("".join(traceback.format_exception(error))))
+            return _ended(Status.FAILED, f"{name}: unexpected {type(error).__name__}: "
+                                         f"{error}", call, before)
         return reply, verdict
 
     def _finish(self, outcome: LabelOutcome, start: float,
                 provisional: Verdict | None = None) -> LabelOutcome:
-        return LabelOutcome(
-            outcome.status, verdict=outcome.verdict,
-            provisional=outcome.provisional or provisional,
-            responses=tuple(self._redact(text) for text in outcome.responses),
-            usage=outcome.usage, attempts=outcome.attempts,
-            error=None if outcome.error is None else self._redact(outcome.error),
-            seconds=time.monotonic() - start)
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self.redact.outcome(replace(
+            outcome, provisional=outcome.provisional or provisional,
+            seconds=time.monotonic() - start))
 
     def close(self) -> None:
         self.chat.close()
+
+
+def _ended(status: Status, error: str, call: _Call, before: _Call | None) -> LabelOutcome:
+    """The outcome of a video whose ``call`` ended it: what both steps cost and the raw
+    answers they left (call 1's reply, then this step's last answer, if any)."""
+    steps = [step for step in (before, call) if step is not None]
+    responses = ((before.last_raw,) if before is not None else ()) + call.kept()
+    return LabelOutcome(status, responses=responses,
+                        usage=sum((step.usage for step in steps), Usage()),
+                        attempts=sum(step.attempts for step in steps),
+                        call_seconds=sum(step.seconds for step in steps), error=error)

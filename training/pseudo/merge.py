@@ -62,7 +62,7 @@ class PseudoLabelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store: Path
-    """The SQLite label store (``hidemo label --store``)."""
+    """The SQLite label store (``hidemo label --out``)."""
     threshold: float = Field(0.0, ge=0.0, le=1.0)
     """Minimum teacher confidence for a label to join (0: off)."""
     weight: float = Field(1.0, gt=0.0)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 LABEL_NAMES = ("negative", "positive")
 """Index = the class id used in training (0 negative / lose, 1 positive / win)."""
+REASONING_MAX_CHARS = 20_000
 
 
 class Verdict(BaseModel):
@@ -33,7 +34,7 @@ class Verdict(BaseModel):
 
     label: Literal["negative", "positive"]
     confidence: float = Field(ge=0.0, le=1.0)
-    reasoning: str = Field(min_length=1, max_length=20_000)
+    reasoning: str = Field(min_length=1, max_length=REASONING_MAX_CHARS)
 
     @property
     def class_id(self) -> int:
@@ -130,11 +131,19 @@ class LabelOutcome:
     responses: tuple[str, ...] = ()
     """The raw responses, in call order (chain of thought, reflection), as received."""
     usage: Usage = field(default_factory=Usage)
+    """What the calls were billed, refused and unusable answers included. In the store, a
+    row that replaced an earlier outcome of the same call (a failure retried by a later
+    run, or ``--force``) also carries what that earlier outcome was billed: the store's
+    rows add up to everything paid."""
     attempts: int = 0
     """Provider calls made, retries included."""
     error: str | None = None
     """Why it failed or what the refusal said."""
     seconds: float = 0.0
+    """Wall time of the whole labelling: the calls and the waits between retries."""
+    call_seconds: float | None = None
+    """Time spent inside the calls alone (retry waits excluded); None where it was not
+    measured (rows stored by an older hidemo)."""
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,12 @@ both next to what the labelling cost. It reads stored rows (:class:`StoredLabel`
 never calls a teacher: ``build_report`` takes any iterable of rows (a test builds them by
 hand), ``report_from_store`` reads them from the label store.
 
-Every row counts once, so a video labelled by two models counts twice: pick one
-provider/model/prompt version (the filters of :func:`report_from_store`) to compare
-teachers. Agreement and calibration use the labelled rows whose video has a gold label;
+Every row (one video id's outcome) counts once in the counts, agreement and calibration,
+so a video labelled by two models counts twice: pick one provider/model/prompt version
+(the filters of :func:`report_from_store`) to compare teachers. Spend and timings count
+each stored answer once: a file listed under two ids was paid for once, and its answer is
+listed under both ids but billed to the first (the per-video list names the id it
+shares). Agreement and calibration use the labelled rows whose video has a gold label;
 a confidence falls in bin ``floor(10 * confidence)`` (1.0 in the last bin), and the
 expected calibration error (ECE) is the count-weighted mean gap between a bin's accuracy
 and its mean confidence.
@@ -20,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +34,7 @@ from pydantic import Field
 
 from engines.record import Record
 from training.data.manifest import ManifestRow
-from training.pseudo.records import LABEL_NAMES, Status, StoredLabel, Verdict
+from training.pseudo.records import LABEL_NAMES, LabelKey, Status, StoredLabel, Verdict
 
 BINS = 10
 
@@ -43,15 +47,48 @@ class StatusCounts(Record):
 
 
 class Spend(Record):
-    """What the rows cost; refused and failed calls are paid for too."""
+    """What the stored answers cost, each once (a file listed under several ids was paid
+    once); refused and failed calls are paid for too."""
 
+    answers: int
+    """Distinct stored answers (calls' outcomes) behind the rows."""
+    calls: int
+    """Teacher calls those answers took, retries included."""
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
-    """None when no row has a known cost (a local server, a checkpoint teacher)."""
+    """None when no answer has a known cost (a local server, a checkpoint teacher)."""
     cost_per_labelled_usd: float | None
-    mean_seconds: float | None
-    """Mean wall time of a labelling (all rows); None without rows."""
+    """The cost divided by the labelled rows (video ids)."""
+    seconds_per_call: float | None
+    """Mean time inside one call (retry waits excluded), over the answers that measured
+    it; None when none did (rows stored by an older hidemo) or without calls."""
+    seconds_per_labelled_video: float | None
+    """Mean wall time of a labelled answer (its calls and the waits between retries);
+    None when nothing is labelled."""
+
+
+class VideoLine(Record):
+    """One video id's row of the per-video list. The spend columns are None on a row that
+    shares an answer stored under another id (``same_file_as``), so each column adds up
+    to the report's totals."""
+
+    video_id: str
+    status: str
+    label: str | None
+    confidence: float | None
+    provisional: str | None
+    """The label before reflection (None for a one-call teacher or no answer)."""
+    gold: str | None
+    agrees: bool | None
+    """Label equals gold (None without a label or a gold label)."""
+    same_file_as: str | None
+    calls: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    seconds: float | None
+    error: str | None
 
 
 class ClassAgreement(Record):
@@ -121,10 +158,15 @@ class LabelReport(Record):
     reflection: Reflection
     selection: dict[str, str] = Field(default_factory=dict)
     """The filters the rows were chosen by (provider, model, prompt_version)."""
+    videos: tuple[VideoLine, ...] = ()
+    """One line per row, in store order."""
 
-    def to_text(self) -> str:
-        """A compact console table."""
-        return "\n".join(_text_lines(self))
+    def to_text(self, per_video: bool = False) -> str:
+        """A compact console table; ``per_video`` appends the per-video list."""
+        lines = _text_lines(self)
+        if per_video:
+            lines += _video_lines(self.videos)
+        return "\n".join(lines)
 
 
 def build_report(labels: Iterable[StoredLabel], gold: Mapping[str, int | None],
@@ -145,12 +187,43 @@ def build_report(labels: Iterable[StoredLabel], gold: Mapping[str, int | None],
         failed=sum(r.outcome.status == Status.FAILED for r in rows))
     scored = [j for j in labelled if j.gold is not None]
     bins = _bins(labelled)
+    owners = _owners(rows)
     return LabelReport(
-        counts=counts, spend=_spend(rows, len(labelled)),
+        counts=counts, spend=_spend(list(owners.values()), len(labelled)),
         gold_videos=sum(v is not None for v in gold.values()),
         agreement=_agreement(scored) if scored else None, bins=bins,
         ece=_ece(bins) if scored else None, reflection=_reflection(labelled),
-        selection=dict(selection or {}))
+        selection=dict(selection or {}),
+        videos=tuple(_video_line(row, owners[row.key], gold.get(row.video_id))
+                     for row in rows))
+
+
+def _owners(rows: Sequence[StoredLabel]) -> dict[LabelKey, StoredLabel]:
+    """Each stored answer once: the first row of each key (the store lists an answer's own
+    id before the ids that share it)."""
+    owners: dict[LabelKey, StoredLabel] = {}
+    for row in rows:
+        owners.setdefault(row.key, row)
+    return owners
+
+
+def _video_line(row: StoredLabel, owner: StoredLabel, gold: int | None) -> VideoLine:
+    outcome = row.outcome
+    verdict, provisional = outcome.verdict, outcome.provisional
+    shared = owner is not row
+    return VideoLine(
+        video_id=row.video_id, status=str(outcome.status),
+        label=verdict.label if verdict else None,
+        confidence=verdict.confidence if verdict else None,
+        provisional=provisional.label if provisional else None,
+        gold=None if gold is None else LABEL_NAMES[gold],
+        agrees=None if verdict is None or gold is None else verdict.class_id == gold,
+        same_file_as=owner.video_id if shared else None,
+        calls=None if shared else outcome.attempts,
+        input_tokens=None if shared else outcome.usage.input_tokens,
+        output_tokens=None if shared else outcome.usage.output_tokens,
+        cost_usd=None if shared else outcome.usage.cost_usd,
+        seconds=None if shared else outcome.seconds, error=outcome.error)
 
 
 @dataclass(frozen=True)
@@ -192,15 +265,23 @@ def report_from_store(store: LabelSource, manifest_rows: Iterable[ManifestRow],
                                      prompt_version=prompt_version), gold, selection)
 
 
-def _spend(rows: Sequence[StoredLabel], labelled: int) -> Spend:
-    costs = [r.outcome.usage.cost_usd for r in rows if r.outcome.usage.cost_usd is not None]
+def _spend(answers: Sequence[StoredLabel], labelled: int) -> Spend:
+    """Totals over distinct stored answers; ``labelled`` counts rows (video ids)."""
+    outcomes = [a.outcome for a in answers]
+    costs = [o.usage.cost_usd for o in outcomes if o.usage.cost_usd is not None]
     total = float(sum(costs)) if costs else None
+    timed = [o for o in outcomes if o.call_seconds is not None]
+    timed_calls = sum(o.attempts for o in timed)
+    done = [o.seconds for o in outcomes if o.status is Status.LABELLED]
     return Spend(
-        input_tokens=sum(r.outcome.usage.input_tokens for r in rows),
-        output_tokens=sum(r.outcome.usage.output_tokens for r in rows),
+        answers=len(outcomes), calls=sum(o.attempts for o in outcomes),
+        input_tokens=sum(o.usage.input_tokens for o in outcomes),
+        output_tokens=sum(o.usage.output_tokens for o in outcomes),
         cost_usd=total,
         cost_per_labelled_usd=total / labelled if total is not None and labelled else None,
-        mean_seconds=sum(r.outcome.seconds for r in rows) / len(rows) if rows else None)
+        seconds_per_call=(sum(o.call_seconds or 0.0 for o in timed) / timed_calls
+                          if timed_calls else None),
+        seconds_per_labelled_video=sum(done) / len(done) if done else None)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -291,16 +372,27 @@ def _text_lines(report: LabelReport) -> list[str]:
     counts, spend = report.counts, report.spend
     scope = ", ".join(f"{k} {v}" for k, v in report.selection.items()) or "all rows"
     lines = [f"pseudo-labels ({scope})",
-             f"  rows {counts.rows}: labelled {counts.labelled}, refused {counts.refused}, "
+             f"  videos {counts.rows}: labelled {counts.labelled}, refused {counts.refused}, "
              f"failed {counts.failed}"]
     if not counts.rows:
         lines.append("  no stored labels match: nothing to report (run `hidemo label` first, "
                      "or check the provider/model/prompt filters)")
         return lines
-    seconds = "" if spend.mean_seconds is None else f"; {spend.mean_seconds:.2f} s per call"
-    lines.append(f"  tokens {spend.input_tokens:,} in, {spend.output_tokens:,} out; cost "
+    shared = counts.rows - spend.answers
+    note = f" ({shared} more video ids share one: the same file under another id)" \
+        if shared else ""
+    lines.append(f"  spend over {spend.answers} stored answers{note}: {spend.calls} calls; "
+                 f"tokens {spend.input_tokens:,} in, {spend.output_tokens:,} out; cost "
                  f"{_money(spend.cost_usd)} ({_money(spend.cost_per_labelled_usd)} per "
-                 f"labelled video){seconds}")
+                 "labelled video)")
+    timings = []
+    if spend.seconds_per_labelled_video is not None:
+        timings.append(f"{spend.seconds_per_labelled_video:.2f} s per labelled video (its "
+                       "calls and retry waits)")
+    if spend.seconds_per_call is not None:
+        timings.append(f"{spend.seconds_per_call:.2f} s per call")
+    if timings:
+        lines.append("  time: " + ", ".join(timings))
     if not counts.labelled:
         lines.append("  no labelled rows: agreement, confidence and calibration need at least "
                      "one label")
@@ -361,6 +453,56 @@ def _reflection_lines(reflection: Reflection) -> list[str]:
         line += (f"; accuracy {reflection.provisional_accuracy:.3f} before, "
                  f"{reflection.final_accuracy:.3f} after")
     return [line]
+
+
+VIDEO_HEADER = ("video", "status", "label", "conf", "before", "gold", "calls", "tokens in",
+                "tokens out", "cost", "s", "note")
+
+
+def _video_lines(videos: Sequence[VideoLine]) -> list[str]:
+    """The per-video list as aligned text; the note is the error (cut to 60 characters) or
+    the id whose answer a duplicate file shares."""
+    def cell(value: object, digits: int = 2) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.{digits}f}"
+        return str(value)
+
+    table = [VIDEO_HEADER]
+    for v in videos:
+        note = f"same file as {v.same_file_as}" if v.same_file_as else (v.error or "")
+        if len(note) > 60:
+            note = note[:57] + "..."
+        table.append((v.video_id, v.status, cell(v.label), cell(v.confidence),
+                      cell(v.provisional), cell(v.gold), cell(v.calls), cell(v.input_tokens),
+                      cell(v.output_tokens), cell(v.cost_usd, 4), cell(v.seconds, 1), note))
+    widths = [max(len(line[i]) for line in table) for i in range(len(VIDEO_HEADER) - 1)]
+    lines = [f"  per video ({len(videos)}):"]
+    for line in table:
+        lines.append("    " + " ".join(text.ljust(width) if i < 2 else text.rjust(width)
+                                       for i, (text, width) in enumerate(zip(line, widths,
+                                                                             strict=False)))
+                     + "  " + line[-1])
+    return [line.rstrip() for line in lines]
+
+
+def write_per_video_csv(report: LabelReport, path: Path) -> Path:
+    """Write the per-video list as CSV: one row per video id, every :class:`VideoLine`
+    field as a column (empty for None), errors whole. Written to a temporary file and
+    renamed, so the file is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(VideoLine.model_fields)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for video in report.videos:
+            writer.writerow(["" if getattr(video, name) is None else getattr(video, name)
+                             for name in names])
+    partial.replace(path)
+    return path
 
 
 def write_reliability_plot(report: LabelReport, path: Path) -> Path:

@@ -7,14 +7,19 @@ every finished video is in the file and no half row is. The primary key is the
 identity of a call; a rerun looks each key up before calling.
 
 Final outcomes (labelled, refused) are kept: a later :meth:`LabelStore.put` for the same
-key leaves them alone unless ``force``; a failed outcome is replaced by the next try.
-The store holds what the records hold: answers, token counts, costs, errors; never an API
-key (the records carry none).
+key leaves them alone unless ``force``; a failed outcome is replaced by the next try. A
+replacement keeps what the outcome it replaces was billed (its tokens and cost are added
+to the new row's), so the rows add up to everything paid, failed tries included.
+The store holds what the records hold: answers, token counts, costs, errors. Every text
+column passes through the run's :class:`~training.pseudo.redact.Redactor` on its way in,
+so a key the server echoed into an answer, a reasoning or an error is never written.
 
 The same content under a second video id (a duplicated file in a dataset) is not paid
 for again: the run records the second id as an alias of the stored call
 (:meth:`LabelStore.add_alias`), and :meth:`LabelStore.labels` lists the outcome once per
-id, so training finds the label under either name.
+id, so training finds the label under either name. An outcome stored under one id and
+replaced under another (the first id's try failed, its duplicate's succeeded) keeps the
+first id as an alias: every id the call was made for stays listed.
 
 Example:
     >>> with LabelStore.open(Path("labels.sqlite")) as store:  # doctest: +SKIP
@@ -39,6 +44,7 @@ from training.pseudo.records import (
     Usage,
     Verdict,
 )
+from training.pseudo.redact import Redactor
 
 SCHEMA_VERSION = 1
 FINAL = (Status.LABELLED, Status.REFUSED)
@@ -46,7 +52,7 @@ FINAL = (Status.LABELLED, Status.REFUSED)
 KEY_COLUMNS = ("content_hash", "prompt_version", "provider", "model", "sampling")
 _COLUMNS = (*KEY_COLUMNS, "video_id", "status", "label", "confidence", "reasoning",
             "provisional", "responses", "input_tokens", "output_tokens", "cost_usd",
-            "attempts", "error", "seconds", "created")
+            "attempts", "error", "seconds", "created", "call_seconds")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +76,7 @@ CREATE TABLE IF NOT EXISTS labels (
     error TEXT,
     seconds REAL NOT NULL,
     created TEXT NOT NULL,
+    call_seconds REAL,
     PRIMARY KEY (content_hash, prompt_version, provider, model, sampling),
     CHECK ((status = 'labelled') = (label IS NOT NULL))
 );
@@ -101,13 +108,16 @@ class LabelStore:
     """One SQLite label store. Not shared across threads; several processes may write it
     (SQLite locks; each put is one statement)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection,
+                 redact: Redactor | None = None) -> None:
         self.path = path
         self._db = connection
+        self.redact = redact or Redactor()
 
     @classmethod
-    def open(cls, path: Path | str) -> LabelStore:
-        """Open the store at ``path``, creating it (and its folder) when absent.
+    def open(cls, path: Path | str, redact: Redactor | None = None) -> LabelStore:
+        """Open the store at ``path``, creating it (and its folder) when absent;
+        ``redact`` blanks the run's secrets from every text :meth:`put` writes.
 
         Raises :class:`StoreError` when the file is not an SQLite database, not a label
         store, or a store of a schema this version does not know.
@@ -136,7 +146,7 @@ class LabelStore:
         except BaseException:
             db.close()
             raise
-        return cls(path, db)
+        return cls(path, db, redact)
 
     @staticmethod
     def _prepare(path: Path, db: sqlite3.Connection) -> None:
@@ -154,6 +164,9 @@ class LabelStore:
                                  "that wrote it (or a newer one), or pass another --out")
             if "aliases" not in tables:  # stores made before aliases existed gain the table
                 db.executescript(f"BEGIN IMMEDIATE; {_ALIASES} COMMIT;")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(labels)")}
+            if "call_seconds" not in columns:  # older rows: not measured (NULL)
+                db.execute("ALTER TABLE labels ADD COLUMN call_seconds REAL")
             return
         # One transaction: a store is either created whole or not at all.
         db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {_ALIASES} INSERT OR IGNORE INTO meta "
@@ -169,34 +182,61 @@ class LabelStore:
 
     def put(self, key: LabelKey, video_id: str, outcome: LabelOutcome,
             force: bool = False) -> bool:
-        """Store ``outcome`` for ``key`` in one transaction; True when it was written.
+        """Store ``outcome`` (redacted) for ``key`` in one transaction; True when written.
 
         A key with a final outcome (labelled, refused) keeps it unless ``force``; a failed
-        one is replaced. Raises ValueError for an inconsistent outcome (labelled without a
-        verdict, or a verdict on a refusal or failure).
+        one is replaced. A replaced row's billed usage is added to the new row's, and its
+        video id, when it is another one, becomes an alias. Raises ValueError for an
+        inconsistent outcome (labelled without a verdict, or a verdict on a refusal or
+        failure).
         """
         if (outcome.status is Status.LABELLED) != (outcome.verdict is not None):
             raise ValueError(f"a {outcome.status} outcome for video {video_id!r} must "
                              f"{'' if outcome.status is Status.LABELLED else 'not '}carry a "
                              "verdict")
+        outcome = self.redact.outcome(outcome)
+        where = " AND ".join(f"{name} = ?" for name in KEY_COLUMNS)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            before = self._db.execute(
+                f"SELECT video_id, status, input_tokens, output_tokens, cost_usd FROM labels "
+                f"WHERE {where}", key.as_tuple()).fetchone()
+            if before is not None and not force and Status(before[1]) in FINAL:
+                self._db.execute("COMMIT")
+                return False
+            usage = outcome.usage
+            if before is not None:  # what the replaced outcome was billed stays counted
+                usage = usage + Usage(before[2], before[3], before[4])
+            self._write(key, video_id, outcome, usage)
+            if before is not None and before[0] != video_id:
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO aliases ({', '.join(KEY_COLUMNS)}, video_id) "
+                    f"VALUES ({', '.join('?' * (len(KEY_COLUMNS) + 1))})",
+                    (*key.as_tuple(), before[0]))
+            self._db.execute(f"DELETE FROM aliases WHERE {where} AND video_id = ?",
+                             (*key.as_tuple(), video_id))  # now the row's own id
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return True
+
+    def _write(self, key: LabelKey, video_id: str, outcome: LabelOutcome,
+               usage: Usage) -> None:
         verdict = outcome.verdict
         values = (*key.as_tuple(), video_id, str(outcome.status),
                   verdict.label if verdict else None,
                   verdict.confidence if verdict else None,
                   verdict.reasoning if verdict else None,
                   outcome.provisional.model_dump_json() if outcome.provisional else None,
-                  json.dumps(list(outcome.responses)), outcome.usage.input_tokens,
-                  outcome.usage.output_tokens, outcome.usage.cost_usd, outcome.attempts,
-                  outcome.error, outcome.seconds, _now())
+                  json.dumps(list(outcome.responses)), usage.input_tokens,
+                  usage.output_tokens, usage.cost_usd, outcome.attempts, outcome.error,
+                  outcome.seconds, _now(), outcome.call_seconds)
         updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS
                             if name not in KEY_COLUMNS)
-        final = ", ".join(f"'{status}'" for status in FINAL)
-        keep = "" if force else f" WHERE labels.status NOT IN ({final})"
-        cursor = self._db.execute(
-            f"INSERT INTO labels ({', '.join(_COLUMNS)}) VALUES "
-            f"({', '.join('?' * len(_COLUMNS))}) ON CONFLICT "
-            f"({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}{keep}", values)
-        return cursor.rowcount > 0
+        self._db.execute(f"INSERT INTO labels ({', '.join(_COLUMNS)}) VALUES "
+                         f"({', '.join('?' * len(_COLUMNS))}) ON CONFLICT "
+                         f"({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}", values)
 
     def add_alias(self, key: LabelKey, video_id: str) -> None:
         """Record ``video_id`` as another name of the call stored under ``key`` (same
@@ -251,6 +291,7 @@ def _from_row(row: tuple) -> StoredLabel:
         provisional=Verdict.model_validate_json(provisional) if provisional else None,
         responses=tuple(json.loads(record["responses"])),
         usage=Usage(record["input_tokens"], record["output_tokens"], record["cost_usd"]),
-        attempts=record["attempts"], error=record["error"], seconds=record["seconds"])
+        attempts=record["attempts"], error=record["error"], seconds=record["seconds"],
+        call_seconds=record["call_seconds"])
     key = LabelKey(*(record[name] for name in KEY_COLUMNS))
     return StoredLabel(key, record["video_id"], outcome, record["created"])

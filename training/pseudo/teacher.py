@@ -277,14 +277,16 @@ class CheckpointTeacher:
         verdict = Verdict(label=LABEL_NAMES[reading.class_id],
                           confidence=float(np.clip(reading.confidence, 0.0, 1.0)),
                           reasoning=reading.reasoning())
+        seconds = time.perf_counter() - start
         return LabelOutcome(status=Status.LABELLED, verdict=verdict,
                             responses=(canonical_json(reading.model_dump(mode="json")),),
-                            usage=Usage(0, 0, None), attempts=1,
-                            seconds=time.perf_counter() - start)
+                            usage=Usage(0, 0, None), attempts=1, seconds=seconds,
+                            call_seconds=seconds)
 
     def _failed(self, error: str, start: float) -> LabelOutcome:
+        seconds = time.perf_counter() - start
         return LabelOutcome(status=Status.FAILED, usage=Usage(0, 0, None), attempts=1,
-                            error=error, seconds=time.perf_counter() - start)
+                            error=error, seconds=seconds, call_seconds=seconds)
 
     def close(self) -> None:
         """Nothing to release (no connection, no engine session)."""

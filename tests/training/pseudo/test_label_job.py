@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from wire_servers import Answer, Fail, OpenAIServer
+from wire_servers import Answer, Fail, OpenAIServer, Raw
 
 from engines.adapters.perception import Percept, PerceptionFrame
 from training.data.manifest import ManifestRow
@@ -271,6 +271,47 @@ def test_a_duplicate_file_is_labelled_once_and_listed_under_both_ids(tmp_path: P
         assert len({s.key for s in listed}) == 1
         run_labelling(rows, vlm(server), store, FRAME, say=lambda _: None)
         assert len(server.requests) == 2 and len(store.labels()) == 2  # no new alias rows
+
+
+def test_a_failed_id_whose_duplicate_is_answered_later_shares_the_answer(
+        tmp_path: Path) -> None:
+    """v0's call fails (401: not retried); the same file under "copy" is answered later in
+    the run. Both ids list the answer at once (not only after a rerun) and the run is done;
+    the failed call's tokens stay counted."""
+    import shutil
+
+    first = make_videos(tmp_path, 1)[0]
+    copy = shutil.copy(first.path, tmp_path / "copy.avi")
+    rows = [first, ManifestRow("copy", str(copy), split="train")]
+    billed_401 = Raw(401, json.dumps({"error": {"message": "bad key", "type": "x"}}))
+    with OpenAIServer([billed_401, Answer(ANSWER, 100, 50)]) as server, \
+            LabelStore.open(tmp_path / "s.sqlite") as store:
+        summary = run_labelling(rows, vlm(server), store, FRAME, say=lambda _: None)
+        assert len(server.requests) == 1 + 2
+        listed = store.labels()
+        assert sorted((s.video_id, s.outcome.status) for s in listed) == \
+            [("copy", Status.LABELLED), ("v0", Status.LABELLED)]
+        assert len({s.key for s in listed}) == 1
+        assert (summary.failed, summary.labelled, summary.answered_later) == (1, 1, ["v0"])
+        assert summary.exit_code == 0
+        assert "failed 1 (1 answered later under a duplicate id)" in summary.line()
+        again = run_labelling(rows, vlm(server), store, FRAME, say=lambda _: None)
+        assert (again.cached, again.exit_code, len(server.requests)) == (2, 0, 3)
+        assert len(store.labels()) == 2
+
+
+def test_the_summary_times_only_what_it_has(tmp_path: Path) -> None:
+    """Nothing labelled: no "per labelled video"; s per call is over calls, not videos."""
+    teacher = Recording([Status.FAILED, Status.REFUSED])
+    with LabelStore.open(tmp_path / "s.sqlite") as store:
+        summary = run_labelling(ROWS[:2], teacher, store, FRAME, select="all",
+                                say=lambda _: None)
+    assert (summary.labelled, summary.calls) == (0, 2)
+    line = summary.line()
+    assert "per labelled video" not in line and "s per call (2 calls)" in line
+    with LabelStore.open(tmp_path / "t.sqlite") as store:
+        nothing = run_labelling([], teacher, store, FRAME, select="all", say=lambda _: None)
+    assert "per call" not in nothing.line() and "s in all" in nothing.line()
 
 
 def test_the_same_video_with_another_transcript_is_another_call(tmp_path: Path) -> None:

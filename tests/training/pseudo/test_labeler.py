@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 import pytest
-from wire_servers import Answer, Fail, Garbage, GeminiServer, OpenAIServer, Refuse
+from wire_servers import Answer, Fail, Garbage, GeminiServer, OpenAIServer, Raw, Refuse
 
 from training.pseudo.labeler import VlmLabeler, parse_verdict
 from training.pseudo.prompts import load_prompts
@@ -101,6 +101,76 @@ def test_refusal_at_the_reflection_keeps_the_first_answer() -> None:
     assert outcome.provisional == Verdict.model_validate_json(FIRST)
     assert outcome.error.startswith("reflection: refused") and "policy" in outcome.error
     assert len(outcome.responses) == 2 and outcome.attempts == 2
+
+
+def test_refusals_are_billed_at_either_step_on_both_protocols() -> None:
+    """The wire servers' refusals report usage (OpenAI 100 in / 10 out, Gemini a 100-token
+    prompt): a refused video costs what its calls were billed, the reflection's included."""
+    with OpenAIServer([Refuse("no")]) as server:
+        first = openai_labeler(server).label(ITEM)
+    assert first.status is Status.REFUSED
+    assert (first.usage.input_tokens, first.usage.output_tokens) == (100, 10)
+    with OpenAIServer([Answer(FIRST, 1000, 200), Refuse("no")]) as server:
+        second = openai_labeler(server).label(ITEM)
+    assert second.status is Status.REFUSED and second.attempts == 2
+    assert (second.usage.input_tokens, second.usage.output_tokens) == (1100, 210)
+    with GeminiServer([Answer(FIRST, 1000, 200), Refuse("SAFETY")]) as server:
+        gemini = gemini_labeler(server).label(ITEM)
+    assert gemini.status is Status.REFUSED
+    assert (gemini.usage.input_tokens, gemini.usage.output_tokens) == (1100, 200)
+    assert gemini.usage.cost_usd == pytest.approx((1100 * 1.25 + 200 * 10.0) / 1e6)
+
+
+def _completion(message: dict, finish: str, usage: tuple[int, int]) -> Raw:
+    return Raw(200, json.dumps({
+        "id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                  "total_tokens": sum(usage)}}))
+
+
+def test_content_filter_and_empty_answers_are_billed() -> None:
+    filtered = _completion({"role": "assistant", "content": None}, "content_filter", (300, 7))
+    with OpenAIServer([Answer(FIRST, 1000, 200), filtered]) as server:
+        outcome = openai_labeler(server).label(ITEM)
+    assert outcome.status is Status.REFUSED and "content filter" in outcome.error
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens) == (1300, 207)
+    empty = _completion({"role": "assistant", "content": ""}, "length", (400, 90))
+    with OpenAIServer([empty, Answer(FIRST), Answer(FINAL)]) as server:
+        outcome = openai_labeler(server).label(ITEM)
+    assert outcome.status is Status.LABELLED and outcome.attempts == 3
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens) == (600, 190)
+    with OpenAIServer([empty]) as server:
+        outcome = openai_labeler(server).label(ITEM)
+    assert outcome.status is Status.FAILED
+    assert outcome.usage.input_tokens == 400 * POLICY.max_attempts
+    withheld = Raw(200, json.dumps({
+        "candidates": [{"content": {"parts": [{"text": "partial"}], "role": "model"},
+                        "finishReason": "SAFETY", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 500, "candidatesTokenCount": 30,
+                          "thoughtsTokenCount": 20, "totalTokenCount": 550}}))
+    with GeminiServer([withheld]) as server:
+        outcome = gemini_labeler(server).label(ITEM)
+    assert outcome.status is Status.REFUSED and "SAFETY" in outcome.error
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens) == (500, 50)
+
+
+def test_a_key_echoed_in_the_answers_reaches_no_field() -> None:
+    key = "sk-live-echo-0123456789"
+    echo_first = json.dumps({"label": "positive", "confidence": 0.7,
+                             "reasoning": f"the header said {key}"})
+    echo_final = json.dumps({"label": "negative", "confidence": 0.6, "reasoning": key})
+    provider_key = "k-local-test"
+    with OpenAIServer([Answer(echo_first), Answer(echo_final)]) as server:
+        provider = OpenAICompatProvider("m", server.base_url, api_key=provider_key)
+        outcome = VlmLabeler(provider, load_prompts("v1"), POLICY, redact=[key],
+                             sleep=lambda _s: None).label(ITEM)
+        sent = [" ".join(request.texts()) for request in server.requests]
+    assert outcome.status is Status.LABELLED
+    assert outcome.provisional.reasoning == "the header said [redacted]"
+    assert outcome.verdict.reasoning == "[redacted]"
+    assert key not in repr(outcome)
+    assert key not in sent[1]  # the reflection shows the model its answer, redacted
 
 
 def test_rate_limit_waits_what_the_server_asks() -> None:

@@ -3,6 +3,7 @@ with known answers, its empty cases, the plot, and invariants on random rows."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from training.pseudo.report import (
     build_report,
     confidence_bin,
     report_from_store,
+    write_per_video_csv,
     write_reliability_plot,
 )
 
@@ -32,14 +34,16 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _row(video: str, label: str | None, confidence: float = 0.9, *,
          status: Status = Status.LABELLED, provisional: str | None = None,
-         cost: float | None = 0.01, seconds: float = 2.0) -> StoredLabel:
+         cost: float | None = 0.01, seconds: float = 2.0, call_seconds: float | None = 1.5,
+         attempts: int = 2, file: str | None = None) -> StoredLabel:
     verdict = Verdict(label=label, confidence=confidence, reasoning="r") if label else None
     before = Verdict(label=provisional, confidence=0.5, reasoning="p") if provisional else None
     outcome = LabelOutcome(status=status, verdict=verdict, provisional=before,
-                           usage=Usage(100, 10, cost), attempts=2, seconds=seconds,
+                           usage=Usage(100, 10, cost), attempts=attempts, seconds=seconds,
+                           call_seconds=call_seconds,
                            error=None if status == Status.LABELLED else "no")
-    return StoredLabel(LabelKey(f"sha-{video}", "v1", "gemini", "m", "s"), video, outcome,
-                       "2025-01-01T00:00:00Z")
+    return StoredLabel(LabelKey(f"sha-{file or video}", "v1", "gemini", "m", "s"), video,
+                       outcome, "2025-01-01T00:00:00Z")
 
 
 def _known_rows() -> list[StoredLabel]:
@@ -89,12 +93,59 @@ def test_histogram_calibration_and_ece_of_a_constructed_case() -> None:
 
 def test_spend_counts_every_call_and_divides_by_labelled_videos() -> None:
     spend = build_report(_known_rows(), GOLD).spend
+    assert (spend.answers, spend.calls) == (8, 16)
     assert (spend.input_tokens, spend.output_tokens) == (800, 80)
     assert spend.cost_usd == pytest.approx(0.07)  # the refusal has no known cost
     assert spend.cost_per_labelled_usd == pytest.approx(0.07 / 6)
-    assert spend.mean_seconds == pytest.approx(2.0)
+    assert spend.seconds_per_call == pytest.approx(1.5 / 2)  # call time over calls
+    assert spend.seconds_per_labelled_video == pytest.approx(2.0)
     free = build_report([_row("a", "positive", cost=None)], {}).spend
     assert free.cost_usd is None and free.cost_per_labelled_usd is None
+
+
+def test_timings_are_named_for_what_they_divide() -> None:
+    """Per labelled video: the labelled answers' wall time; per call: the measured call
+    time over the calls that measured it (rows of an older store did not)."""
+    rows = [_row("a", "positive", seconds=10.0, call_seconds=4.0, attempts=4),
+            _row("b", None, status=Status.FAILED, seconds=30.0, call_seconds=5.0,
+                 attempts=5),
+            _row("c", "negative", seconds=6.0, call_seconds=None, attempts=2)]
+    spend = build_report(rows, {}).spend
+    assert spend.seconds_per_labelled_video == pytest.approx(8.0)
+    assert spend.seconds_per_call == pytest.approx(9.0 / 9)
+    text = build_report(rows, {}).to_text()
+    assert "8.00 s per labelled video" in text and "1.00 s per call" in text
+    failed_only = build_report([rows[1]], {})
+    assert failed_only.spend.seconds_per_labelled_video is None
+    assert "per labelled video (" not in failed_only.to_text()
+    old = build_report([rows[2]], {})
+    assert old.spend.seconds_per_call is None and "s per call" not in old.to_text()
+
+
+def test_a_file_under_two_ids_is_paid_once_and_listed_twice(tmp_path: Path) -> None:
+    rows = [_row("a", "positive"), _row("a-copy", "positive", file="a"),
+            _row("b", None, status=Status.REFUSED)]
+    report = build_report(rows, {"a": 1, "a-copy": 0})
+    assert report.counts.rows == 3 and report.counts.labelled == 2
+    assert (report.spend.answers, report.spend.input_tokens, report.spend.calls) == \
+        (2, 200, 4)
+    assert report.spend.cost_usd == pytest.approx(0.02)
+    copy = report.videos[1]
+    assert (copy.video_id, copy.same_file_as, copy.input_tokens, copy.cost_usd) == \
+        ("a-copy", "a", None, None)
+    assert (copy.gold, copy.agrees) == ("negative", False)
+    assert sum(v.input_tokens or 0 for v in report.videos) == report.spend.input_tokens
+    text = report.to_text(per_video=True)
+    assert "(1 more video ids share one: the same file under another id)" in text
+    assert "same file as a" in text and "per video (3):" in text
+    assert "per video" not in report.to_text()
+    path = write_per_video_csv(report, tmp_path / "out" / "videos.csv")
+    with path.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [line["video_id"] for line in table] == ["a", "a-copy", "b"]
+    assert table[1]["same_file_as"] == "a" and table[1]["input_tokens"] == ""
+    assert table[2]["error"] == "no" and table[0]["agrees"] == "True"
+    assert not list(tmp_path.glob("out/*.partial"))
 
 
 def test_reflection_changes_are_counted_and_judged() -> None:

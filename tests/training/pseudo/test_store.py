@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from training.pseudo.records import LabelKey, LabelOutcome, Status, Usage, Verdict
+from training.pseudo.redact import Redactor
 from training.pseudo.store import SCHEMA_VERSION, LabelStore, StoreError
 
 
@@ -130,29 +132,81 @@ def test_two_connections_see_each_others_puts(tmp_path: Path) -> None:
 
 OUTCOMES = {"labelled": labelled(), "refused": refused(), "failed": failed()}
 operations = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(sorted(OUTCOMES)),
-                                st.booleans()), max_size=25)
+                                st.booleans(), st.integers(0, 2)), max_size=25)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(operations)
-def test_any_sequence_of_puts_behaves_like_a_dict(ops: list[tuple[int, str, bool]]) -> None:
+def test_any_sequence_of_puts_behaves_like_a_dict(
+        ops: list[tuple[int, str, bool, int]]) -> None:
+    """Keyed by LabelKey under the final-outcome rule; a replacement carries what the row
+    it replaces was billed (the rows add up to every outcome written) and keeps the
+    replaced id listed as an alias."""
     model: dict[LabelKey, tuple[str, LabelOutcome]] = {}
+    aliases: dict[LabelKey, set[str]] = {}
+    billed = 0
     with tempfile.TemporaryDirectory() as folder, \
             LabelStore.open(Path(folder) / "s.sqlite") as store:
-        for n, status, force in ops:
+        for n, status, force, name in ops:
             current = model.get(key(n))
             final = current is not None and current[1].status is not Status.FAILED
-            wrote = store.put(key(n), f"v{n}-{status}", OUTCOMES[status], force=force)
+            video = f"v{n}-{name}"
+            outcome = OUTCOMES[status]
+            wrote = store.put(key(n), video, outcome, force=force)
             assert wrote == (force or not final)
             if wrote:
-                model[key(n)] = (f"v{n}-{status}", OUTCOMES[status])
+                billed += outcome.usage.input_tokens
+                usage = outcome.usage if current is None else outcome.usage + current[1].usage
+                model[key(n)] = (video, replace(outcome, usage=usage))
+                names = aliases.setdefault(key(n), set())
+                if current is not None and current[0] != video:
+                    names.add(current[0])
+                names.discard(video)
             for probe in range(4):
                 stored = store.get(key(probe))
                 expected = model.get(key(probe))
                 assert (stored is None) == (expected is None)
                 if stored is not None and expected is not None:
                     assert (stored.video_id, stored.outcome) == expected
-        assert len(store.labels()) == len(model)
+        listed = store.labels()
+        assert sorted(s.video_id for s in listed) == sorted(
+            [video for video, _ in model.values()]
+            + [alias for names in aliases.values() for alias in names])
+        distinct = {s.key: s.outcome.usage.input_tokens for s in listed}
+        assert sum(distinct.values()) == billed
+
+
+def test_a_failure_replaced_under_a_duplicate_id_keeps_both_ids(tmp_path: Path) -> None:
+    """The first id's try failed, the same file's second id succeeded: both ids list the
+    answer, once each, and the failed try's tokens stay counted."""
+    with LabelStore.open(tmp_path / "s.sqlite") as store:
+        store.put(key(), "first", failed())
+        assert store.put(key(), "copy", labelled())
+        listed = store.labels()
+        assert sorted(s.video_id for s in listed) == ["copy", "first"]
+        assert {s.outcome.status for s in listed} == {Status.LABELLED}
+        assert store.get(key()).outcome.usage == Usage(1210, 340, 0.0123)
+        assert store.put(key(), "first", labelled("negative"), force=True)
+        assert sorted(s.video_id for s in store.labels()) == ["copy", "first"]
+        assert store.get(key()).video_id == "first"
+
+
+def test_every_text_column_is_redacted_on_the_way_in(tmp_path: Path) -> None:
+    secret = "sk-live-abcdef0123456789"
+    echoed = LabelOutcome(
+        Status.LABELLED,
+        verdict=Verdict(label="positive", confidence=0.8, reasoning=f"key {secret}"),
+        provisional=Verdict(label="negative", confidence=0.5, reasoning=secret),
+        responses=(f'{{"echo": "{secret}"}}',), error=f"earlier: {secret!r}")
+    path = tmp_path / "s.sqlite"
+    with LabelStore.open(path, redact=Redactor([secret])) as store:
+        store.put(key(), "v", echoed)
+        stored = store.get(key()).outcome
+    assert stored.verdict.reasoning == "key [redacted]"
+    assert stored.provisional.reasoning == "[redacted]"
+    assert secret not in stored.responses[0] and secret not in stored.error
+    for file in tmp_path.iterdir():
+        assert secret.encode() not in file.read_bytes()
 
 
 def test_a_store_made_before_aliases_gains_the_table_and_keeps_its_rows(
@@ -166,3 +220,15 @@ def test_a_store_made_before_aliases_gains_the_table_and_keeps_its_rows(
         assert [s.video_id for s in store.labels()] == ["v"]
         store.add_alias(key(), "w")
         assert sorted(s.video_id for s in store.labels()) == ["v", "w"]
+
+
+def test_a_store_made_before_call_seconds_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with LabelStore.open(path) as store:
+        store.put(key(), "v", labelled())
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE labels DROP COLUMN call_seconds")
+    with LabelStore.open(path) as store:
+        assert store.get(key()).outcome.call_seconds is None
+        store.put(key(1), "w", replace(labelled(), call_seconds=1.5))
+        assert store.get(key(1)).outcome.call_seconds == 1.5

@@ -48,19 +48,24 @@ class RetryableError(ProviderError):
 
 
 class InvalidAnswer(ProviderError):
-    """The reply is not the schema's JSON (worth a bounded retry)."""
+    """The reply is not the schema's JSON (worth a bounded retry). ``usage`` is what the
+    server billed for it (an answer that cannot be used is paid for all the same)."""
 
-    def __init__(self, message: str, raw: str = "") -> None:
+    def __init__(self, message: str, raw: str = "", usage: Usage | None = None) -> None:
         super().__init__(message)
         self.raw = raw
+        self.usage = usage or Usage()
 
 
 class Refusal(ProviderError):
-    """The model declined to answer (safety block, policy refusal): recorded, not retried."""
+    """The model declined to answer (safety block, policy refusal, content filter):
+    recorded, not retried. ``usage`` is what the server billed for the refusal (a hosted
+    API bills the prompt it read, and any output it wrote before withholding it)."""
 
-    def __init__(self, message: str, raw: str = "") -> None:
+    def __init__(self, message: str, raw: str = "", usage: Usage | None = None) -> None:
         super().__init__(message)
         self.raw = raw
+        self.usage = usage or Usage()
 
 
 class ChatProvider(Protocol):

@@ -15,13 +15,17 @@ Why these choices:
 * The key is resolved here (``GEMINI_API_KEY``, then ``GOOGLE_API_KEY``; the client alone
   would prefer ``GOOGLE_API_KEY``) and handed to the client, which sends it in the
   ``x-goog-api-key`` header. It is never logged, shown in ``repr``, or put in an error
-  message: messages built from server text pass through a redactor first.
+  message: every message and raw body built from what the server sent passes through the
+  run's :class:`~training.pseudo.redact.Redactor` (by default one that knows this key)
+  before it is cut short or raised, and a refusal or unusable answer carries the usage the
+  server billed for it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +45,7 @@ from training.pseudo.providers.base import (
     Turn,
 )
 from training.pseudo.records import Usage
+from training.pseudo.redact import Redactor
 from training.pseudo.retry import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -76,23 +81,24 @@ class GeminiProvider:
     name = "gemini"
 
     def __init__(self, model: str = "gemini-2.5-pro", api_key: str | None = None,
-                 base_url: str | None = None, timeout_s: float = 120) -> None:
+                 base_url: str | None = None, timeout_s: float = 120,
+                 redact: Redactor | None = None) -> None:
         key = api_key or next((os.environ[var] for var in KEY_VARIABLES
                                if os.environ.get(var)), None)
         if not key:
             raise ProviderError(
                 f"no Gemini API key for model {model}: set GEMINI_API_KEY (or GOOGLE_API_KEY) "
                 "to a key from https://aistudio.google.com/apikey")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s}")
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
-        self._redact = _Redactor(key)
+        self._redact = redact if redact is not None else Redactor([key])
         options = types.HttpOptions(
             base_url=base_url,
             api_version="v1beta",
-            timeout=int(timeout_s * 1000),
+            timeout=max(1, round(timeout_s * 1000)),  # milliseconds
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = genai.Client(vertexai=False, api_key=key, http_options=options)
@@ -132,7 +138,8 @@ class GeminiProvider:
         code = int(error.code or 0)
         status = error.status or ""
         detail = self._redact(str(error.message or error.details or ""))[:500]
-        message = f"Gemini {self.model} answered HTTP {code} {status}: {detail}".rstrip(": ")
+        message = self._redact(f"Gemini {self.model} answered HTTP {code} {status}: "
+                               f"{detail}".rstrip(": "))
         if code == 429:
             headers = getattr(getattr(error, "response", None), "headers", None)
             retry_after = parse_retry_after(headers)
@@ -150,31 +157,35 @@ class GeminiProvider:
     def _reply(self, response: types.GenerateContentResponse) -> Reply:
         # The body as the API sent it, camelCase; not the client's additions (headers, the
         # parsed JSON, function-calling history).
-        raw = response.model_dump_json(
+        raw = self._redact(response.model_dump_json(
             exclude_none=True, by_alias=True,
-            exclude={"sdk_http_response", "parsed", "automatic_function_calling_history"})
+            exclude={"sdk_http_response", "parsed", "automatic_function_calling_history"}))
+        usage = self._usage(response)  # billed whatever the answer turns out to be
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None and \
                 _enum_name(feedback.block_reason) != "BLOCKED_REASON_UNSPECIFIED":
             reason = _enum_name(feedback.block_reason)
             extra = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
-            raise Refusal(f"Gemini {self.model} blocked the prompt ({reason}{extra})", raw=raw)
+            raise Refusal(self._redact(f"Gemini {self.model} blocked the prompt "
+                                       f"({reason}{extra})"), raw=raw, usage=usage)
         candidates = response.candidates or []
         if not candidates:
-            raise InvalidAnswer(f"Gemini {self.model} returned no candidate", raw=raw)
+            raise InvalidAnswer(f"Gemini {self.model} returned no candidate", raw=raw,
+                                usage=usage)
         candidate = candidates[0]
         finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else ""
         if finish in REFUSAL_FINISH_REASONS:
             extra = f": {candidate.finish_message}" if candidate.finish_message else ""
-            raise Refusal(f"Gemini {self.model} withheld its answer ({finish}{extra})",
-                          raw=raw)
+            raise Refusal(self._redact(f"Gemini {self.model} withheld its answer "
+                                       f"({finish}{extra})"), raw=raw, usage=usage)
         parts = candidate.content.parts if candidate.content and candidate.content.parts \
             else []
         text = "".join(part.text for part in parts if part.text and not part.thought)
         if not text.strip():
             why = f" (finish reason {finish})" if finish else ""
-            raise InvalidAnswer(f"Gemini {self.model} returned no answer text{why}", raw=raw)
-        return Reply(text=text, raw=raw, usage=self._usage(response))
+            raise InvalidAnswer(f"Gemini {self.model} returned no answer text{why}", raw=raw,
+                                usage=usage)
+        return Reply(text=self._redact(text), raw=raw, usage=usage)
 
     def _usage(self, response: types.GenerateContentResponse) -> Usage:
         meta = response.usage_metadata
@@ -221,15 +232,3 @@ def _retry_delay(details: Any) -> float | None:
                 continue
     return None
 
-
-class _Redactor:
-    """Replaces the API key in any text we build from server or client messages."""
-
-    def __init__(self, secret: str) -> None:
-        self._secret = secret.strip()
-
-    def __call__(self, text: str) -> str:
-        return text.replace(self._secret, "[redacted]") if self._secret else text
-
-    def __repr__(self) -> str:
-        return "_Redactor([redacted])"

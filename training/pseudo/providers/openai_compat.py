@@ -9,6 +9,10 @@ Why these choices:
   life, logging that once: the answer is then validated afterwards like any text.
 * The client's own retries are off (``max_retries=0``): the labeler's
   :mod:`training.pseudo.retry` policy owns retries, so attempts are counted once.
+* Every message and raw body built from what the server sent passes through the run's
+  :class:`~training.pseudo.redact.Redactor` (by default one that knows this provider's
+  key) before it is cut short or raised; a refusal, a content-filter answer or an unusable
+  answer carries the usage the server billed for it.
 * A single surrounding Markdown code fence (```` ```json ... ``` ````) is stripped from the
   answer: local models asked for JSON without enforced structured output often wrap it
   so, and the JSON inside is the answer; anything else in the text is left for the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -38,6 +43,7 @@ from training.pseudo.providers.base import (
     Turn,
 )
 from training.pseudo.records import Usage
+from training.pseudo.redact import Redactor
 from training.pseudo.retry import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -81,22 +87,23 @@ class OpenAICompatProvider:
 
     def __init__(self, model: str, base_url: str, api_key: str | None = None,
                  structured: Structured = "auto", timeout_s: float = 120,
-                 price: Price | None = None) -> None:
+                 price: Price | None = None, redact: Redactor | None = None) -> None:
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"structured must be one of {', '.join(STRUCTURED_MODES)}; "
                              f"got {structured!r}")
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL such as "
                              f"http://localhost:11434/v1 (Ollama); got {base_url!r}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s}")
         key = api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
         self.model = model
         self.base_url = base_url
         self.structured: Structured = structured
         self.timeout_s = timeout_s
         self.price = price
-        self._secret = key if key != PLACEHOLDER_KEY else ""
+        self._redact = redact if redact is not None else \
+            Redactor([key] if key != PLACEHOLDER_KEY else [])
         self._schema_unsupported = False
         self._lock = threading.Lock()
         self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0,
@@ -145,7 +152,7 @@ class OpenAICompatProvider:
         raw = ""
         try:
             raw_response = self._client.chat.completions.with_raw_response.create(**kwargs)
-            raw = raw_response.text
+            raw = self._redact(raw_response.text)
             completion = raw_response.parse()
         except openai.APIStatusError as error:
             raise self._status_error(error, response_format) from None
@@ -163,7 +170,8 @@ class OpenAICompatProvider:
                       response_format: dict | None) -> ProviderError:
         status = error.status_code
         detail = self._redact(_error_text(error))[:500]
-        message = f"{self.model} at {self.base_url} answered HTTP {status}: {detail}"
+        message = self._redact(f"{self.model} at {self.base_url} answered HTTP {status}: "
+                               f"{detail}")
         if status in (400, 422) and response_format is not None \
                 and response_format.get("type") == "json_schema" \
                 and self.structured == "auto" \
@@ -182,30 +190,34 @@ class OpenAICompatProvider:
         return ProviderError(message)
 
     def _reply(self, completion: Any, raw: str) -> Reply:
+        usage = self._usage(completion)  # billed whatever the answer turns out to be
         choices = getattr(completion, "choices", None)
         if not choices:
-            raise InvalidAnswer(f"{self.model} returned no choice", raw=raw)
+            raise InvalidAnswer(f"{self.model} returned no choice", raw=raw, usage=usage)
         choice = choices[0]
         message = getattr(choice, "message", None)
         refusal = getattr(message, "refusal", None)
         if refusal:
-            raise Refusal(f"{self.model} refused: {refusal}", raw=raw)
+            raise Refusal(self._redact(f"{self.model} refused: {refusal}"), raw=raw,
+                          usage=usage)
         finish = getattr(choice, "finish_reason", None)
         if finish == "content_filter":
-            raise Refusal(f"{self.model}: answer withheld by the content filter", raw=raw)
+            raise Refusal(f"{self.model}: answer withheld by the content filter", raw=raw,
+                          usage=usage)
         content = getattr(message, "content", None)
         if not isinstance(content, str) or not content.strip():
-            why = f" (finish reason {finish})" if finish else ""
-            raise InvalidAnswer(f"{self.model} returned no answer text{why}", raw=raw)
+            why = self._redact(f" (finish reason {finish})") if finish else ""
+            raise InvalidAnswer(f"{self.model} returned no answer text{why}", raw=raw,
+                                usage=usage)
+        return Reply(text=self._redact(strip_code_fence(content)), raw=raw, usage=usage)
+
+    def _usage(self, completion: Any) -> Usage:
+        """The ``usage`` block's token counts, priced when a price is known."""
         usage = getattr(completion, "usage", None)
         counted = Usage(input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
-        cost = cost_usd(self.name, self.model, counted, self.price)
-        return Reply(text=strip_code_fence(content), raw=raw,
-                     usage=Usage(counted.input_tokens, counted.output_tokens, cost))
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "[redacted]") if self._secret else text
+        return Usage(counted.input_tokens, counted.output_tokens,
+                     cost_usd(self.name, self.model, counted, self.price))
 
 
 class _FormatRejected(ProviderError):
