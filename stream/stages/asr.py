@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from stream.audio import AudioCorrupt, AudioInput, AudioReader, audio_input
 from stream.config import AsrConfig, RunConfig
 from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
+from stream.files import write_document
 from stream.sinks import JsonlSink
 from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
 from stream.stage import StopFlag
@@ -92,11 +92,9 @@ class AsrMemory:
         self.until = until
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps({"published_until": until}))
-            os.replace(tmp, self.path)
-        except OSError as error:
+            write_document(self.path, json.dumps({"published_until": until}), durable=False)
+        except OSError as error:  # a full disk: the old time stays whole
             log.warning("asr state %s not saved: %s", self.path, error)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
 from engines.adapters.windows import WindowBatch
 from stream.config import ClassifyConfig
 from stream.credits import CreditPublisher
+from stream.files import write_document
 from stream.prediction import SCHEMA, Prediction
 from stream.rings import PersonRing, StreamBook
 from stream.sinks import JsonlSink, Sinks, stage_latency_ms
@@ -59,6 +59,8 @@ class ClassifyMemory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.unsaved = 0
+        """Saves that failed (a full disk): the file then holds the last one that did."""
         self.streams: dict[str, tuple[int, StreamBook]] = {}
         try:
             loaded = json.loads(path.read_text())
@@ -76,13 +78,14 @@ class ClassifyMemory:
     def save(self, streams: dict[str, _Stream]) -> None:
         body = {name: {"predictions": state.predictions, "book": asdict(state.book)}
                 for name, state in streams.items()}
-        tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(body, separators=(",", ":")))
-            os.replace(tmp, self.path)
-        except OSError as error:
-            log.warning("classify state %s not saved: %s", self.path, error)
+            write_document(self.path, json.dumps(body, separators=(",", ":")), durable=False)
+        except OSError as error:  # a full disk: the old state stays whole; counted
+            self.unsaved += 1
+            if self.unsaved == 1:
+                log.warning("classify state %s not saved (%s); a restart would number "
+                            "predictions from the last saved state", self.path, error)
 
 
 class Watched(Protocol):
@@ -379,8 +382,9 @@ class ClassifyStage(BatchStage):
                       + [[self.name, t_in if arrived is None else arrived, t_in, t_in]]}
             try:
                 self.trace.emit(record, _json_line(record))
-            except OSError as error:
-                log.warning("frame trace: %s", error)
+            except OSError as error:  # counted in sink_errors; the file stays whole lines
+                log.warning("frame trace %s failed (counted, not fatal): %s",
+                            self.trace.path, error)
 
     def _forget_stream(self, stream: str) -> None:
         for key in [k for k in self._rings if k[0] == stream]:
@@ -406,10 +410,18 @@ class ClassifyStage(BatchStage):
 
     def extra_status(self) -> dict[str, Any]:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
-                "persons": len(self._rings), "sink_errors": dict(self.sinks.errors),
+                "persons": len(self._rings), "sink_errors": self.sink_errors(),
                 "non_finite_predictions": self.non_finite,
                 "text_lines": 0 if self.text is None else self.text.received,
                 "text_superseded": 0 if self.text is None else self.text.superseded}
+
+    def sink_errors(self) -> dict[str, int]:
+        """Records that did not reach each sink that failed (the frame trace included):
+        the run's verdict reports them as a failure."""
+        errors = dict(self.sinks.errors)
+        if self.trace is not None and self.trace.failed:
+            errors[self.trace.name] = self.trace.failed
+        return errors
 
     def close(self) -> None:
         self.sinks.close()
