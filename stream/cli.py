@@ -272,9 +272,10 @@ def write_summary(path: Path, summary: dict[str, Any]) -> int:
     (0 written, 1 not)."""
     from stream import strictjson
     from stream.files import write_document
+    from stream.wire import saturated
 
     try:
-        write_document(path, strictjson.dumps(summary, indent=2))
+        write_document(path, strictjson.dumps(saturated(summary), indent=2))
     except OSError as error:
         stale = ""
         with contextlib.suppress(OSError):  # an earlier run's summary must not pass for this

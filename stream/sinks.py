@@ -23,7 +23,7 @@ import zmq
 
 from stream import strictjson
 from stream.files import LineAppender
-from stream.wire import Header, Stamp
+from stream.wire import Header, Stamp, saturated
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,9 @@ class Sinks:
 
 def json_line(record: dict[str, Any]) -> bytes:
     """``record`` as one line of strict JSON: a NaN or infinite number is written as null
-    (JSON has no NaN; a strict reader would reject the whole line)."""
+    (JSON has no NaN; a strict reader would reject the whole line), and every count is
+    saturated at :data:`stream.wire.MAX_COUNT` (:func:`stream.wire.saturated`)."""
+    record = saturated(record)
     try:
         return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
     except ValueError:

@@ -35,11 +35,11 @@ from stream.credits import CreditPublisher
 from stream.files import write_document
 from stream.prediction import SCHEMA, Prediction
 from stream.rings import PersonRing, StreamBook
-from stream.sinks import JsonlSink, Sinks, stage_latency_ms
+from stream.sinks import JsonlSink, Sinks, json_line, stage_latency_ms
 from stream.stage import BatchStage
 from stream.status import Rejections
 from stream.text_topic import TextTopic
-from stream.wire import MAX_COUNT, Header, Message, WireError
+from stream.wire import Header, Message, WireError
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,9 @@ class _Stream:
         latency = np.asarray(self.latency_ms, np.float64)
         age = np.asarray(self.age_frames, np.float64)
         book = self.book
-        return {  # counts saturate: a peer's absurd seq must not break the report's bounds
-            "frames": min(book.frames, MAX_COUNT), "dropped": min(book.dropped, MAX_COUNT),
-            "lost": min(book.lost, MAX_COUNT), "generations": min(book.generations, MAX_COUNT),
-            "predictions": self.predictions,
+        return {  # counts saturate where the report is sent (StageStatus.to_json)
+            "frames": book.frames, "dropped": book.dropped, "lost": book.lost,
+            "generations": book.generations, "predictions": self.predictions,
             "rates": self.rates(), "ended": self.ended,
             "latency_ms": _percentiles(latency), "age_frames": _percentiles(age),
         }
@@ -381,7 +380,7 @@ class ClassifyStage(BatchStage):
                       "stamps": [[s.stage, s.arrived, s.t_in, s.t_out] for s in header.stamps]
                       + [[self.name, t_in if arrived is None else arrived, t_in, t_in]]}
             try:
-                self.trace.emit(record, _json_line(record))
+                self.trace.emit(record, json_line(record))
             except OSError as error:  # counted in sink_errors; the file stays whole lines
                 log.warning("frame trace %s failed (counted, not fatal): %s",
                             self.trace.path, error)
@@ -427,10 +426,6 @@ class ClassifyStage(BatchStage):
         self.sinks.close()
         if self.trace is not None:
             self.trace.close()
-
-
-def _json_line(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()
 
 
 def _contradicts(end: tuple[int, int] | None, header: Header) -> bool:
