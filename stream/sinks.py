@@ -27,6 +27,9 @@ from stream.wire import Header, Stamp, saturated
 
 log = logging.getLogger(__name__)
 
+PROBLEM_CHARS = 200
+"""Longest error text a status report carries for one sink."""
+
 class Sink(Protocol):
     name: str
 
@@ -101,6 +104,8 @@ class JsonlSink:
         try:
             self._file.append(line)
         except OSError as error:
+            if error.filename is None:  # os.write names no file: say which
+                error.filename = str(self.path)
             self.error = error
             self.close()  # the next write would fail the same way
             raise
@@ -115,6 +120,8 @@ class Sinks:
     def __init__(self, sinks: Sequence[Sink]) -> None:
         self.sinks = list(sinks)
         self._raised: dict[str, int] = {}
+        self.problems: dict[str, str] = {}
+        """Per sink that failed, its first error (``No space left on device: PATH``)."""
         self.emitted = 0
 
     @property
@@ -136,6 +143,7 @@ class Sinks:
                 sink.emit(record, line)
             except (OSError, zmq.ZMQError) as error:
                 count = self._raised[sink.name] = self._raised.get(sink.name, 0) + 1
+                self.problems.setdefault(sink.name, problem_text(error))
                 if count == 1:
                     log.warning("sink %s failed (counted, not fatal; the other sinks go on): "
                                 "%s", sink.name, error)
@@ -147,6 +155,15 @@ class Sinks:
                 sink.close()
             except Exception as error:  # noqa: BLE001 - closing must go on, whatever failed
                 log.warning("closing sink %s: %s", sink.name, error)
+
+
+def problem_text(error: BaseException) -> str:
+    """A sink's error as the run's verdict shows it: ``No space left on device: PATH``."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror + (f": {error.filename}" if error.filename else "")
+    else:
+        text = str(error)
+    return text[:PROBLEM_CHARS]
 
 
 def json_line(record: dict[str, Any]) -> bytes:

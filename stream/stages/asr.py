@@ -146,7 +146,8 @@ class LinePublisher:
                       "media_end": round(end, 3), **body}
             try:
                 self.transcript.emit(record, json.dumps(record).encode())
-            except OSError as error:  # a full disk: the lines still go out on the topic
+            except OSError as error:  # a full disk: the lines still go out on the topic;
+                # the file keeps its whole lines, the rest is counted (transcript_unwritten)
                 log.warning("asr %s: transcript not written: %s", self.stream, error)
 
     def close(self) -> None:
@@ -182,8 +183,10 @@ class AsrStage:
         self.ready = False
 
     def extra(self) -> dict[str, Any]:
+        transcript = self.publisher.transcript
         return {"stream": self.stream, "audio": self.input.describe()[:256],
                 "model": self.transcriber.name, "problem": self.problem,
+                "transcript_unwritten": 0 if transcript is None else transcript.failed,
                 **self.figures.report()}
 
     def run(self) -> int:

@@ -35,7 +35,7 @@ from stream.credits import CreditPublisher
 from stream.files import write_document
 from stream.prediction import SCHEMA, Prediction
 from stream.rings import PersonRing, StreamBook
-from stream.sinks import JsonlSink, Sinks, json_line, stage_latency_ms
+from stream.sinks import JsonlSink, Sinks, json_line, problem_text, stage_latency_ms
 from stream.stage import BatchStage
 from stream.status import Rejections
 from stream.text_topic import TextTopic
@@ -410,6 +410,8 @@ class ClassifyStage(BatchStage):
     def extra_status(self) -> dict[str, Any]:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
                 "persons": len(self._rings), "sink_errors": self.sink_errors(),
+                "sink_problems": self.sink_problems(),
+                "state_unsaved": 0 if self.memory is None else self.memory.unsaved,
                 "non_finite_predictions": self.non_finite,
                 "text_lines": 0 if self.text is None else self.text.received,
                 "text_superseded": 0 if self.text is None else self.text.superseded}
@@ -421,6 +423,13 @@ class ClassifyStage(BatchStage):
         if self.trace is not None and self.trace.failed:
             errors[self.trace.name] = self.trace.failed
         return errors
+
+    def sink_problems(self) -> dict[str, str]:
+        """Each failed sink's first error, for the verdict."""
+        problems = dict(self.sinks.problems)
+        if self.trace is not None and self.trace.error is not None:
+            problems[self.trace.name] = problem_text(self.trace.error)
+        return problems
 
     def close(self) -> None:
         self.sinks.close()

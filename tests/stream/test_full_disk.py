@@ -21,6 +21,7 @@ from small_disk import fill, free_bytes, small_disk
 from stream.cli import _print_summary, write_before_start, write_summary
 from stream.config import load_config
 from stream.preflight import OUT_MIN_FREE_BYTES, PreflightError, check_disk
+from stream.sinks import JsonlSink, Sinks
 
 DISK_KIB = OUT_MIN_FREE_BYTES // 1024 + 4096
 """Room for the preflight's minimum and a few MiB over it: the run starts, then is filled."""
@@ -53,6 +54,25 @@ def test_preflight_refuses_a_full_output_folder_naming_it_and_the_room_needed(
         config = tiny_run_config(tmp_path, tmp_path / "elsewhere")  # or: another folder
         fill(disk)
         assert check_disk(config) == []
+
+
+@pytest.mark.slow
+def test_hidemo_run_on_a_full_disk_is_refused_before_any_stage_with_exit_2(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", DISK_KIB) as disk:
+        out = disk / "out"
+        fill(disk)
+        config = write_config(tmp_path, [{"spec": "demo", "width": 320, "height": 240}],
+                              asr={"mode": "off"})
+        process = start_run(tmp_path, tiny_engine_dir, config, 5.0, "--out", str(out))
+        output = finish(process)
+        assert process.returncode == 2, output
+        assert "Traceback" not in output, output
+        assert "hidemo: error: hidemo run cannot start (1 problem(s))" in output, output
+        assert f"output folder {out}: " in output and " free, a run needs at least " \
+            f"{OUT_MIN_FREE_BYTES / 2**20:.1f} MiB" in output, output
+        assert "started pid=" not in output
+        assert not out.exists()  # nothing written, not even the folder
 
 
 def test_a_disk_that_fills_after_the_preflight_refuses_the_run_with_the_same_fix(
@@ -89,6 +109,29 @@ def test_a_summary_that_cannot_be_written_fails_the_run_and_the_console_says_why
             "run's summary.json there was removed)") in console
     assert "warning: source x ended early" in console
     assert "demo0: 0 predictions, 9 frames" in console
+
+
+def test_sinks_on_a_disk_that_fills_keep_whole_lines_count_and_name_the_error(
+        tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", 256) as disk:
+        log = JsonlSink(disk / "predictions.jsonl")
+        trace = JsonlSink(disk / "frames.jsonl", name="frames")
+        sinks = Sinks([log])
+        for seq in range(3):
+            sinks.emit({"stream": "s", "seq": seq, "pad": "x" * 300})
+        fill(disk)
+        for seq in range(3, 10):  # more than the file's last block has left
+            sinks.emit({"stream": "s", "seq": seq, "pad": "x" * 5000})
+        with pytest.raises(OSError):
+            trace.emit({}, b"{}" + b" " * 8192)
+        sinks.close()
+        trace.close()
+        seqs = [r["seq"] for r in parse_jsonl(disk / "predictions.jsonl")]
+        assert seqs == list(range(len(seqs))) and 3 <= len(seqs) < 10
+        assert sinks.errors == {"jsonl": 10 - len(seqs)}
+        assert sinks.problems == {"jsonl": "No space left on device: "
+                                           f"{disk / 'predictions.jsonl'}"}
+        assert parse_jsonl(disk / "frames.jsonl") == [] and trace.failed == 1
 
 
 class Filler(threading.Thread):
@@ -133,6 +176,7 @@ def test_a_disk_that_fills_mid_run_keeps_whole_lines_and_shows_the_verdict(
         seqs = [r["seq"] for r in predictions]
         assert seqs == list(range(len(seqs))) and len(seqs) >= 2  # a prefix, no gap
         assert "FAILED: sink jsonl failed" in output, output  # the verdict, on the console
+        assert f"No space left on device: {out / 'predictions.jsonl'}" in output, output
         assert "hidemo run: duration reached after" in output, output
         summary_path = out / "summary.json"
         if summary_path.exists():  # written after all (a line's truncation freed a block)
