@@ -186,3 +186,5 @@ def test_a_disk_that_fills_mid_run_keeps_whole_lines_and_shows_the_verdict(
             assert f"FAILED: {summary_path} could not be written (No space left on " \
                 "device)" in output, output
         assert json.loads((out / "config.json").read_text())["profile"] == "tiny"
+        print(f"\nfull disk mid-run: {len(seqs)} predictions kept, summary.json "
+              f"{'written' if summary_path.exists() else 'absent (said on the console)'}")
