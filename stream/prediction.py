@@ -33,7 +33,10 @@ JSON readers use), the bound the published schema states."""
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """Strict: a reader (the supervisor's view) gets exactly the types the schema states,
+    never ``true`` taken for the count 1 or ``"3"`` for 3."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class Window(_Record):
@@ -66,7 +69,7 @@ class Prediction(_Record):
     """One hidden-emotion prediction for one person of one stream."""
 
     model_config = ConfigDict(title="hidemo prediction", extra="forbid", frozen=True,
-                              allow_inf_nan=False)
+                              allow_inf_nan=False, strict=True)
 
     schema_: Literal["hidemo.prediction/2"] = Field(SCHEMA, alias="schema")
     stream: Annotated[str, Field(min_length=1, max_length=64)]

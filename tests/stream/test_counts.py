@@ -44,6 +44,16 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs"
                      / "prediction.schema.json").read_text())
 
 
+PREDICTION = {
+    "schema": "hidemo.prediction/2", "stream": "cam", "seq": 0, "person": 1, "generation": 1,
+    "frame_seq": 0, "label": "positive", "probs": {"negative": 0.5, "positive": 0.5},
+    "window": {"start": 0.0, "end": 1.0, "seconds": 1.0}, "modalities": ["image"],
+    "slots": {"image": 1, "keypoints": 0, "text": 0}, "smoothing": 0.0, "capture_time": 1.0,
+    "emit_time": 1.0, "latency_ms": {"total": 1.0},
+    "frames": {"received": 1, "dropped": 0, "lost": 0}, "detector": None,
+    "random_weights": True, "random_engines": []}
+
+
 class EvenClassifier:
     """The classifier's interface with a fixed answer: these tests attack the accounting
     around it, not the model (the pipeline tests run the real engines)."""
@@ -137,6 +147,19 @@ def test_a_prediction_saturates_its_counts_and_says_so_in_its_schema() -> None:
         dict.fromkeys(("received", "dropped", "lost"), MAX_COUNT)
     with pytest.raises(ValueError):
         FrameCounts(received=-1, dropped=0, lost=0)  # below the bound is a bug: refused
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("seq", "true"), ("seq", '"3"'), ("seq", "3.0"), ("generation", "false"),
+    ("person", '"1"'), ("capture_time", "true"), ("frames", '{"received": true, '
+                                                    '"dropped": 0, "lost": 0}')])
+def test_a_prediction_reader_takes_no_look_alike_for_a_number(field: str, value: str) -> None:
+    """What the supervisor's view and the web view read: ``true`` is not the count 1."""
+    record = json.loads(json.dumps(PREDICTION))
+    assert Prediction.model_validate_json(json.dumps(record)).seq == 0
+    body = json.dumps({**record, field: "__X__"}).replace('"__X__"', value)
+    with pytest.raises(ValueError):
+        Prediction.model_validate_json(body)
 
 
 def test_saturated_caps_every_integer_and_leaves_the_rest() -> None:
