@@ -10,8 +10,8 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-import os
 import sys
 import tempfile
 from dataclasses import asdict
@@ -172,7 +172,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     from stream.endpoints import Endpoints
     from stream.perception import resolve_keypoints
     from stream.placement import resolve_placement
-    from stream.preflight import preflight
+    from stream.preflight import PreflightError, preflight, write_problem
     from stream.supervisor import Supervisor
     from stream.view import TeeView
 
@@ -183,8 +183,13 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         problem = check_port(*parse_bind(config.ui.bind))
         if problem is not None:
             raise ValueError(problem)
-    with tempfile.TemporaryDirectory(prefix="hidemo-run-") as scratch:
-        run_dir = Path(scratch)
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix="hidemo-run-")
+    except OSError as error:
+        raise PreflightError([write_problem(Path(tempfile.gettempdir()) / "hidemo-run-*",
+                                            error, private=True)]) from None
+    with scratch as scratch_path:
+        run_dir = Path(scratch_path)
         endpoints = Endpoints.for_config(config.endpoints, run_dir, config.stream_ids(),
                                          keys=run_keys(config.endpoints))
         asked = config.keypoints
@@ -201,14 +206,13 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
             say(f"placement {placed.placement} ({placed.summary})")
         out = config.out
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(
-                strictjson.dumps(config.model_dump(mode="json"), indent=2))
+            write_before_start(out / "config.json",
+                               strictjson.dumps(config.model_dump(mode="json"), indent=2))
         spec_path = run_dir / "spec.json"
-        write_private(spec_path, strictjson.dumps({
+        write_before_start(spec_path, strictjson.dumps({
             "config": config.model_dump(mode="json"), "endpoints": asdict(endpoints),
             "out": None if out is None else str(out.resolve()), "state_dir": str(run_dir),
-        }))
+        }), private=True)
         log_dir = (out or run_dir) / "logs"
         say(f"{len(config.sources)} source(s) {', '.join(config.stream_ids())}, profile "
             f"{config.profile}; predictions on {endpoints.predictions}, text topic "
@@ -229,7 +233,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
         if ui is not None:
             summary["ui"] = ui_summary(config, ui, run_dir)
         if out is not None:
-            (out / "summary.json").write_text(strictjson.dumps(summary, indent=2))
+            code = max(code, write_summary(out / "summary.json", summary))
     return code, summary
 
 
@@ -245,11 +249,44 @@ def run_keys(config: EndpointConfig) -> RunKeys | None:
     return None
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a new file only its owner can read (it may hold the run's keys)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
+def write_before_start(path: Path, text: str, *, private: bool = False) -> None:
+    """Write a file the run needs before any stage starts, whole (:mod:`stream.files`), or
+    refuse the run (:class:`~stream.preflight.PreflightError`, exit 2) naming the folder,
+    the room it needs and the fix: the disk may fill between the preflight and here.
+    A ``private`` file (in the run's private folder) is readable by its owner only: it may
+    hold the run's keys."""
+    from stream.files import write_document
+    from stream.preflight import PreflightError, write_problem
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_document(path, text, durable=not private, mode=0o600 if private else 0o644)
+    except OSError as error:
+        raise PreflightError([write_problem(path, error, private=private)]) from None
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> int:
+    """Write ``summary.json`` whole (:func:`stream.files.write_document`), or leave it
+    absent and make the failure part of the verdict: ``summary`` (what the console then
+    prints) gains the failure and exit code 1. Returns the exit code this write calls for
+    (0 written, 1 not)."""
+    from stream import strictjson
+    from stream.files import write_document
+    from stream.wire import saturated
+
+    try:
+        write_document(path, strictjson.dumps(saturated(summary), indent=2))
+    except OSError as error:
+        stale = ""
+        with contextlib.suppress(OSError):  # an earlier run's summary must not pass for this
+            path.unlink()
+            stale = " (an earlier run's summary.json there was removed)"
+        summary["failures"] = [*summary.get("failures", []),
+                               f"{path} could not be written ({error.strerror or error}){stale}; "
+                               "the verdict on this console is the run's only summary"]
+        summary["exit_code"] = 1
+        return 1
+    return 0
 
 
 def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) -> Any:
@@ -266,7 +303,7 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
                   stats_path=run_dir / "ui-stats.json",
                   preview_publishers=detect_processes(config))
     spec_path = run_dir / "ui-spec.json"
-    write_private(spec_path, spec.model_dump_json())
+    write_before_start(spec_path, spec.model_dump_json(), private=True)
     ui = UiProcess(spec_path, log_dir / "ui.log", token, max_restarts=config.ui.max_restarts)
     ui.start()
     shown = f"[{host}]" if ":" in host else host
@@ -301,17 +338,21 @@ def _resolve_asr(config: RunConfig) -> RunConfig:
 
 
 def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
-    reason = summary["reason"]
+    """The run's verdict (why it ended, its failures and warnings) first, then its figures.
+    Every figure is optional here: a summary missing one (a stage that never reported)
+    still prints, so the verdict always reaches the console."""
+    reason = str(summary.get("reason", "ended"))
+    wall_s = summary.get("wall_s", 0.0)
     if "\n" in reason:  # a stage's own message, with its fix on the next lines
-        print(f"hidemo run: after {summary['wall_s']:.1f} s, {reason}", file=sys.stderr)
+        print(f"hidemo run: after {wall_s:.1f} s, {reason}", file=sys.stderr)
     else:
-        print(f"hidemo run: {reason} after {summary['wall_s']:.1f} s", file=sys.stderr)
+        print(f"hidemo run: {reason} after {wall_s:.1f} s", file=sys.stderr)
     for failure in summary.get("failures", []):
-        if failure not in summary["reason"]:  # the reason already says it
+        if failure not in reason:  # the reason already says it
             print(f"  FAILED: {failure}", file=sys.stderr)
     for warning in summary.get("warnings", []):
         print(f"  warning: {warning}", file=sys.stderr)
-    for stream, info in summary["streams"].items():  # figures a stage reported: any may lack
+    for stream, info in summary.get("streams", {}).items():
         latency = info.get("latency_ms", {})
         rates = " ".join(f"{name} {rate:g}" for name, rate in (info.get("rates") or {}).items())
         print(f"  {stream}: {info.get('predictions', 0)} predictions, {info.get('frames', 0)} "
@@ -323,6 +364,6 @@ def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
     # the placement's reason was said when it was decided (and is in config.json)
     print(f"  placement {placement.get('placement')}; frames processed then dropped: "
           + ", ".join(f"{k} {v}" for k, v in wasted.items()), file=sys.stderr)
-    restarted = {k: v for k, v in summary["restarts"].items() if v}
+    restarted = {k: v for k, v in summary.get("restarts", {}).items() if v}
     if restarted:
         print(f"  restarts: {restarted} (stage logs in {log_dir})", file=sys.stderr)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -35,6 +38,36 @@ class _Strict(BaseModel):
     # generated from them (python -m hidemo.docs), so every key is documented where it is
     # defined.
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+KEYS_DIR = "DIR"
+"""The placeholder a fix uses for the folder ``hidemo keys --out`` writes."""
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One way to make a refused configuration acceptable: ``overrides`` as ``--set`` would
+    apply them (:func:`apply_override`), after ``first``, a step outside the configuration
+    (making keys), when there is one. A refusal's text is rendered from its fixes, so what
+    it tells the user is exactly what a test can apply and validate again."""
+
+    overrides: dict[str, str]
+    first: str | None = None
+
+    def __str__(self) -> str:
+        sets = " ".join(f"--set {shlex.quote(f'{key}={value}')}"
+                        for key, value in self.overrides.items())
+        return sets if self.first is None else f"{self.first}, then {sets}"
+
+
+class Refusal(ValueError):
+    """A configuration refused, with every :class:`Fix` that makes it acceptable (pydantic
+    reports it as a validation error; the instance is in the error's ``ctx``)."""
+
+    def __init__(self, problem: str, *fixes: Fix) -> None:
+        self.problem = problem
+        self.fixes = fixes
+        super().__init__(f"{problem}; fix: " + "; or ".join(str(fix) for fix in fixes))
 
 
 def source_kind(spec: str) -> SourceKind:
@@ -233,8 +266,9 @@ class CurveConfig(_Strict):
     def _exists(self) -> CurveConfig:
         for path in (self.server_secret, self.client_secret, self.authorized_clients):
             if not path.exists():
-                raise ValueError(f"CURVE key path {path} not found; make keys with "
-                                 f"`hidemo keys --out DIR`")
+                raise Refusal(f"CURVE key path {path} not found",
+                              Fix({"endpoints.curve": f"{{dir: {KEYS_DIR}}}"},
+                                  first=f"make keys with `hidemo keys --out {KEYS_DIR}`"))
         return self
 
 
@@ -272,16 +306,25 @@ class EndpointConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_security(self) -> EndpointConfig:
-        for name in ("predictions", "text"):
-            endpoint = getattr(self, name)
-            if self.curve_on(endpoint) and self.curve is None:
-                why = ("secure: always" if self.secure == "always"
-                       else "its host is not loopback")
-                raise ValueError(
-                    f"endpoints.{name} {endpoint!r} needs CURVE keys ({why}): make them with "
-                    f"`hidemo keys --out DIR` and set endpoints.curve.dir=DIR, or bind it to "
-                    f"127.0.0.1")
-        return self
+        if self.curve is not None:
+            return self
+        secured = {name: endpoint for name in ("predictions", "text")
+                   if self.curve_on(endpoint := getattr(self, name))}
+        if not secured:
+            return self
+        why = ("secure: always" if self.secure == "always" else
+               "a host that is not loopback faces the network")
+        problem = (" and ".join(f"endpoints.{name} {endpoint!r}"
+                                for name, endpoint in secured.items())
+                   + f" need{'s' if len(secured) == 1 else ''} CURVE keys ({why})")
+        fixes = [Fix({"endpoints.curve.dir": KEYS_DIR},
+                     first=f"make keys with `hidemo keys --out {KEYS_DIR}`")]
+        local = {f"endpoints.{name}": loopback_endpoint(endpoint)
+                 for name, endpoint in secured.items() if not self.is_loopback(endpoint)}
+        if None not in local.values():  # reachable from this machine only: no keys needed
+            always = {"endpoints.secure": "auto"} if self.secure == "always" else {}
+            fixes.append(Fix({**always, **{k: str(v) for k, v in local.items()}}))
+        raise Refusal(problem, *fixes)
 
     def curve_on(self, endpoint: str) -> bool:
         """Whether the outside endpoint ``endpoint`` is CURVE-secured."""
@@ -308,6 +351,25 @@ class EndpointConfig(_Strict):
     @property
     def max_frame_bytes(self) -> int:
         return int(self.max_frame_mb * 2**20)
+
+
+def loopback_endpoint(endpoint: str) -> str | None:
+    """``endpoint`` on this machine only (``tcp://0.0.0.0:5560`` -> ``tcp://127.0.0.1:5560``),
+    or None when it is not tcp with a port."""
+    scheme, _, rest = endpoint.partition("://")
+    port = rest.rsplit(":", 1)[-1] if ":" in rest else ""
+    if scheme != "tcp" or not port.isdigit():
+        return None
+    return f"tcp://127.0.0.1:{port}"
+
+
+def round_up(seconds: float) -> str:
+    """The shortest two-decimal figure not below ``seconds``, as a fix writes it (a figure
+    rounded to the nearest would be refused again when it rounds down)."""
+    figure = math.ceil(seconds * 100) / 100
+    if figure < seconds:  # seconds * 100 rounded down to a whole number
+        figure = round(figure + 0.01, 2)
+    return f"{figure}"
 
 
 class SupervisorConfig(_Strict):
@@ -428,9 +490,9 @@ class AsrConfig(_Strict):
         # with less lead its line reaches classify after the windows it belongs to
         least = max(self.max_utterance_s, self.batch_s) + self.min_silence_s + self.step_s
         if self.lead_s < least:
-            raise ValueError(f"asr.lead_s ({self.lead_s:g} s) must be at least the longer of "
-                             f"asr.max_utterance_s and batch_s, plus min_silence_s and step_s "
-                             f"({least:g} s)")
+            raise Refusal(f"asr.lead_s ({self.lead_s:g} s) must be at least the longer of "
+                          f"asr.max_utterance_s and batch_s, plus min_silence_s and step_s "
+                          f"({least:g} s)", Fix({"asr.lead_s": round_up(least)}))
         return self
 
 
@@ -524,20 +586,25 @@ class RunConfig(_Strict):
         if too_long := [i for i in ids if not 1 <= len(i) <= 64]:
             raise ValueError(f"stream ids are 1 to 64 characters (the wire's bound): {too_long}")
         if self.placement == "fused" and self.features.replicas > 1:
-            raise ValueError(
+            raise Refusal(
                 f"placement: fused runs features inside its worker processes, but "
-                f"features.replicas is {self.features.replicas}: set placement: split (or "
-                f"auto) to run replicas, or features.replicas: 1 (fused.workers sets how many "
-                f"fused processes share the streams)")
+                f"features.replicas is {self.features.replicas} (fused.workers sets how many "
+                f"fused processes share the streams)", Fix({"placement": "split"}),
+                Fix({"placement": "auto"}), Fix({"features.replicas": "1"}))
         hang = self.supervisor.hang_after_s
-        for stream, source in zip(ids, self.sources, strict=True):
-            blocking = max(source.open_timeout_s, source.read_timeout_s)
-            if source.kind == "url" and blocking >= hang:
-                # an open or read blocks the capture's loop (and its heartbeat) that long
-                raise ValueError(
-                    f"source {stream}: open_timeout_s/read_timeout_s ({blocking:g} s) must be "
-                    f"below supervisor.hang_after_s ({hang:g} s), or the watchdog would kill "
-                    f"the capture while it waits for the camera")
+        blocking = {stream: max(source.open_timeout_s, source.read_timeout_s)
+                    for stream, source in zip(ids, self.sources, strict=True)
+                    if source.kind == "url"}
+        # an open or read blocks the capture's loop (and its heartbeat) that long
+        if slow := {stream: wait for stream, wait in blocking.items() if wait >= hang}:
+            above = math.floor(max(blocking.values())) + 1
+            raise Refusal(
+                ", ".join(f"source {stream}: open_timeout_s/read_timeout_s ({wait:g} s)"
+                          for stream, wait in slow.items())
+                + f" must be below supervisor.hang_after_s ({hang:g} s), or the watchdog "
+                f"would kill the capture while it waits for the camera (or lower the "
+                f"source's timeouts in the config file)",
+                Fix({"supervisor.hang_after_s": f"{above}"}))
         return self
 
     def resolved_engine_dir(self) -> Path:

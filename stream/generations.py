@@ -20,10 +20,10 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from pathlib import Path
+
+from stream.files import write_document
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,13 @@ class GenerationLedger:
         return min(max(0, value), MAX_GENERATION)
 
     def _write(self, value: int) -> None:
-        """Written whole (temp + rename): a crash never leaves a torn number behind. A
-        failure is logged and the run goes on: this process still counts forward, only a
-        later restart could then reuse a number."""
+        """Written whole (:func:`stream.files.write_document`: temp + rename): a crash or a
+        full disk never leaves a torn number behind. A failure is logged and the run goes
+        on: this process still counts forward, only a later restart could then reuse a
+        number."""
         if self.path is None:
             return
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
-            temp.write_text(str(value))
-            os.replace(temp, self.path)
+            write_document(self.path, str(value), durable=False)
         except OSError as error:
             log.warning("could not save generation %d to %s: %s", value, self.path, error)
-            with contextlib.suppress(OSError):
-                temp.unlink()

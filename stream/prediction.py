@@ -21,15 +21,22 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stream.wire import Tally
+
 SCHEMA = "hidemo.prediction/2"
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
+Count = Tally
+"""A count in a record: saturated at :data:`stream.wire.MAX_COUNT` (exact in a float64, as
+JSON readers use), the bound the published schema states."""
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """Strict: a reader (the supervisor's view) gets exactly the types the schema states,
+    never ``true`` taken for the count 1 or ``"3"`` for 3."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class Window(_Record):
@@ -62,13 +69,13 @@ class Prediction(_Record):
     """One hidden-emotion prediction for one person of one stream."""
 
     model_config = ConfigDict(title="hidemo prediction", extra="forbid", frozen=True,
-                              allow_inf_nan=False)
+                              allow_inf_nan=False, strict=True)
 
     schema_: Literal["hidemo.prediction/2"] = Field(SCHEMA, alias="schema")
     stream: Annotated[str, Field(min_length=1, max_length=64)]
-    seq: Annotated[int, Field(ge=0, description="this stream's predictions, without gaps, "
-                                                "for the whole run (restarts included)")]
-    person: Annotated[int, Field(ge=0, description="the person's track id")]
+    seq: Annotated[Count, Field(description="this stream's predictions, without gaps, for "
+                                            "the whole run (restarts included)")]
+    person: Annotated[int, Field(ge=0, le=2**31, description="the person's track id")]
     generation: Count
     frame_seq: Count
     label: Literal["negative", "positive"]

@@ -5,8 +5,9 @@ is not there as a run of zero frames, a port in use as a classify that cannot bi
 ipc address another run holds is silently taken from it (ZeroMQ unlinks the socket file).
 :func:`preflight` verifies every engine the run will load (manifest and sha256, as the
 stages will), opens every source once, and makes sure no endpoint the pipeline binds is in
-use. All problems are gathered and raised as one :class:`PreflightError` (a ``ValueError``:
-the ``hidemo`` command prints it and exits 2).
+use, and that the output folder and the run's private folder have room to start
+(:func:`check_disk`). All problems are gathered and raised as one :class:`PreflightError`
+(a ``ValueError``: the ``hidemo`` command prints it and exits 2).
 
 Example::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,22 @@ IPC_PATH_MAX = 107
 """Longest unix socket path (sun_path is 108 bytes with its terminating NUL)."""
 
 CONNECT_TIMEOUT_S = 1.0
+
+OUT_MIN_FREE_BYTES = 16 * 2**20
+"""Free space the output folder (``--out``) needs before a run starts. What a run writes
+there: ``config.json`` and ``summary.json`` (kilobytes), the stage logs, and the JSONL logs
+that grow all run long (``frames.jsonl`` by a line per frame). The first two are small; the
+margin is for the JSONL logs, so that a run that starts also has room for its first
+minutes rather than failing the moment it begins. A disk that fills later is not fatal:
+the sinks count what they could not write and the run's verdict says so."""
+
+PRIVATE_MIN_FREE_BYTES = 1 * 2**20
+"""Free space the run's private folder (in the system's temporary folder, ``TMPDIR``)
+needs: the run's spec, the stages' small memories (rewritten whole, so twice their size at
+a time) and ipc socket files."""
+
+OUT_FIX = "free space there, or choose another folder with --out DIR (or out: in the config)"
+PRIVATE_FIX = "free space there, or point TMPDIR at another folder"
 
 
 @dataclass(frozen=True)
@@ -61,7 +79,7 @@ class PreflightError(ValueError):
 
 def preflight(config: RunConfig, endpoints: Endpoints) -> None:
     """Raise :class:`PreflightError` unless every engine, source and endpoint is usable."""
-    problems = [*check_engines(config), *check_sources(config),
+    problems = [*check_disk(config), *check_engines(config), *check_sources(config),
                 *check_endpoints(endpoints, config.endpoints, detect_processes(config))]
     if problems:
         raise PreflightError(problems)
@@ -191,3 +209,56 @@ def _listening(address: str) -> str | None:
     where = "" if address.startswith("\0") else f" (socket file {Path(address)})"
     return (f"is in use: another process (another hidemo run?) listens there{where}; stop "
             "it, or choose another endpoint")
+
+
+def check_disk(config: RunConfig) -> list[Problem]:
+    """The output folder (``config.out``, or the folder it will be made in) has at least
+    :data:`OUT_MIN_FREE_BYTES` free, and the system's temporary folder, where the run's
+    private folder goes, :data:`PRIVATE_MIN_FREE_BYTES`."""
+    problems = []
+    if config.out is not None:
+        problem = free_space_problem(config.out, OUT_MIN_FREE_BYTES)
+        if problem is not None:
+            problems.append(Problem(f"output folder {config.out}",
+                                    f"{problem}: {OUT_FIX}"))
+    private = Path(tempfile.gettempdir())
+    problem = free_space_problem(private, PRIVATE_MIN_FREE_BYTES)
+    if problem is not None:
+        problems.append(Problem(f"private run folder in {private}",
+                                f"{problem}: {PRIVATE_FIX}"))
+    return problems
+
+
+def free_space_problem(folder: Path, needed: int) -> str | None:
+    """Why ``folder`` (or its nearest existing parent, where it will be made) has too
+    little room for ``needed`` bytes, or None. Counts the space an unprivileged process
+    may use (``f_bavail``)."""
+    where = folder.absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        stats = os.statvfs(where)
+    except OSError as error:
+        return f"its free space cannot be checked ({error.strerror})"
+    free = stats.f_bavail * stats.f_frsize
+    if free >= needed:
+        return None
+    return f"{_size(free)} free, a run needs at least {_size(needed)}"
+
+
+def _size(count: int) -> str:
+    if count >= 2**20:
+        return f"{count / 2**20:.1f} MiB"
+    return f"{count / 2**10:.0f} KiB" if count >= 2**10 else f"{count} bytes"
+
+
+def write_problem(path: Path, error: OSError, *, private: bool = False) -> Problem:
+    """A file the run writes before any stage starts could not be written (the disk
+    filled after :func:`check_disk`, a folder without write permission): the problem, with
+    the same fix as the check's."""
+    needed = PRIVATE_MIN_FREE_BYTES if private else OUT_MIN_FREE_BYTES
+    what = "private run folder" if private else "output folder"
+    return Problem(f"{what} {path.parent}",
+                   f"{path.name} could not be written ({error.strerror or error}); a run "
+                   f"needs it writable with at least {_size(needed)} free: "
+                   f"{PRIVATE_FIX if private else OUT_FIX}")

@@ -17,14 +17,18 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import zmq
 
 from stream import strictjson
-from stream.wire import Header, Stamp
+from stream.files import LineAppender
+from stream.wire import Header, Stamp, saturated
 
 log = logging.getLogger(__name__)
+
+PROBLEM_CHARS = 200
+"""Longest error text a status report carries for one sink."""
 
 class Sink(Protocol):
     name: str
@@ -68,14 +72,16 @@ class ResultsSink:
 
 
 class JsonlSink:
-    """Appends one JSON line per record and flushes it, so a crash loses nothing written.
+    """Appends one JSON line per record (:class:`stream.files.LineAppender`): each line is
+    written whole or not at all, unbuffered, so a crash loses nothing written and a full
+    disk never leaves half a line.
 
-    A write that fails (a full disk: ENOSPC, an I/O error) disables the sink: that error is
-    raised once, for the caller to report, and every later record is only counted in
-    ``skipped``. Retrying each record would cost a failing write per prediction and, when
-    space comes back, leave a half line in the middle of the file; disabled, the file stays
-    valid JSONL up to the failure, and ``skipped`` says how much is missing after it.
-    :meth:`close` never raises.
+    A write that fails (a full disk: ENOSPC, an I/O error) is cut back to the last whole
+    line and disables the sink: that error is raised once, for the caller to report, and
+    every later record is only counted in ``skipped``. Retrying each record would cost a
+    failing write per prediction and, when space came back, leave a gap in the middle of
+    the file that nothing marks; disabled, the file is valid JSONL up to the failure, and
+    ``skipped`` says how much is missing after it. :meth:`close` never raises.
     """
 
     def __init__(self, path: Path, name: str = "jsonl") -> None:
@@ -84,27 +90,28 @@ class JsonlSink:
         self.error: OSError | None = None
         self.skipped = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = path.open("ab")
+        self._file = LineAppender(path)
+
+    @property
+    def failed(self) -> int:
+        """Records that did not reach the file: the failed write and those skipped since."""
+        return (self.error is not None) + self.skipped
 
     def emit(self, record: dict[str, Any], line: bytes) -> None:
         if self.error is not None:
             self.skipped += 1
             return
         try:
-            self._file.write(line + b"\n")
-            self._file.flush()
+            self._file.append(line)
         except OSError as error:
+            if error.filename is None:  # os.write names no file: say which
+                error.filename = str(self.path)
             self.error = error
-            self.close()  # the unwritten tail goes: the next write would fail the same way
+            self.close()  # the next write would fail the same way
             raise
 
     def close(self) -> None:
-        try:
-            self._file.close()  # flushes first: on a full disk that raises, closed anyway
-        except OSError as error:
-            if self.error is None:
-                self.error = error
-                log.warning("sink %s: closing %s: %s", self.name, self.path, error)
+        self._file.close()
 
 
 class Sinks:
@@ -113,6 +120,8 @@ class Sinks:
     def __init__(self, sinks: Sequence[Sink]) -> None:
         self.sinks = list(sinks)
         self._raised: dict[str, int] = {}
+        self.problems: dict[str, str] = {}
+        """Per sink that failed, its first error (``No space left on device: PATH``)."""
         self.emitted = 0
 
     @property
@@ -134,6 +143,7 @@ class Sinks:
                 sink.emit(record, line)
             except (OSError, zmq.ZMQError) as error:
                 count = self._raised[sink.name] = self._raised.get(sink.name, 0) + 1
+                self.problems.setdefault(sink.name, problem_text(error))
                 if count == 1:
                     log.warning("sink %s failed (counted, not fatal; the other sinks go on): "
                                 "%s", sink.name, error)
@@ -147,9 +157,20 @@ class Sinks:
                 log.warning("closing sink %s: %s", sink.name, error)
 
 
+def problem_text(error: BaseException) -> str:
+    """A sink's error as the run's verdict shows it: ``No space left on device: PATH``."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror + (f": {error.filename}" if error.filename else "")
+    else:
+        text = str(error)
+    return text[:PROBLEM_CHARS]
+
+
 def json_line(record: dict[str, Any]) -> bytes:
     """``record`` as one line of strict JSON: a NaN or infinite number is written as null
-    (JSON has no NaN; a strict reader would reject the whole line)."""
+    (JSON has no NaN; a strict reader would reject the whole line), and every count is
+    saturated at :data:`stream.wire.MAX_COUNT` (:func:`stream.wire.saturated`)."""
+    record = saturated(record)
     try:
         return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
     except ValueError:

@@ -31,7 +31,7 @@ from pydantic import ConfigDict, Field, JsonValue, TypeAdapter, ValidationError,
 from pydantic.dataclasses import dataclass
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from stream.wire import MAX_COUNT, MAX_SECONDS, Name, refusal
+from stream.wire import MAX_COUNT, MAX_SECONDS, Name, refusal, saturated
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ class StageStatus:
         return extra
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False,
+        """The report as sent: every count saturated at the bound the supervisor checks
+        (:func:`stream.wire.saturated`), whichever stage or figure holds it."""
+        return json.dumps(saturated(asdict(self)), separators=(",", ":"), allow_nan=False,
                           default=str).encode()
 
     @classmethod

@@ -479,12 +479,20 @@ class Supervisor:
         return {} if status is None else status.extra.get("streams", {})
 
     def _sink_failures(self) -> list[str]:
+        """Each sink that failed, with its error (a full disk may also have kept it out of
+        classify's log, so the verdict carries it)."""
         status = self.statuses.get("classify[0]")
         errors = {} if status is None else status.extra.get("sink_errors", {})
+        problems = {} if status is None else status.extra.get("sink_problems", {})
         if not isinstance(errors, dict):
             return []
-        return [f"sink {name} failed: {count} record(s) not written (predictions still went "
-                f"out on the PUB socket; the error is in {self._log_of('classify[0]')})"
+        if not isinstance(problems, dict):
+            problems = {}
+        return [f"sink {name} failed: {count} record(s) not written ("
+                + (f"{problem[:200]}; " if isinstance(problem := problems.get(name), str)
+                   else "")
+                + f"predictions still went out on the PUB socket; classify's log: "
+                f"{self._log_of('classify[0]')})"
                 for name, count in sorted(errors.items()) if isinstance(count, int) and count]
 
     def _log_of(self, label: str) -> Path:

@@ -30,7 +30,14 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 PROTOCOL_VERSION = 4
@@ -50,7 +57,10 @@ FLOAT_DTYPES = frozenset({"float16", "float32", "float64"})
 MAX_SECONDS = 1e9
 """Upper bound of any time on the wire (monotonic or media seconds: 31 years)."""
 MAX_COUNT = 2**53
-"""Upper bound of sequence numbers and counters (exact in a float64, as JSON readers use)."""
+"""Upper bound of sequence numbers and counters (exact in a float64, as JSON readers use).
+A count read off the wire above it is refused; a count this program reports (summed over
+generations, restarts or a hostile peer's absurd sequence numbers) saturates at it:
+:func:`saturate`, :data:`Tally`, :func:`saturated`."""
 MAX_PERSONS = 64
 """Persons one message may carry (``detect.max_persons`` is far below)."""
 MAX_STAMPS = 16
@@ -60,6 +70,36 @@ MAX_ARRAYS = MAX_PERSONS + 4
 MAX_PIXELS = 1e6
 """Bound of box coordinates and crop offsets (pixels; frames are far smaller)."""
 
+def saturate(count: Any) -> Any:
+    """``count`` capped at :data:`MAX_COUNT` when it is an integer (anything else is left
+    for validation to refuse): the one rule every reported count follows."""
+    if isinstance(count, int) and not isinstance(count, bool) and count > MAX_COUNT:
+        return MAX_COUNT
+    return count
+
+
+def saturated(record: Any) -> Any:
+    """``record`` (dicts, lists and tuples of JSON values) with every integer capped by
+    :func:`saturate`: applied where a record leaves its stage (a status report, a JSONL
+    line), so no count can exceed the bound its schema states, whichever field holds it."""
+    if isinstance(record, dict):
+        return {key: saturated(value) for key, value in record.items()}
+    if isinstance(record, list | tuple):
+        return [saturated(value) for value in record]
+    return saturate(record)
+
+
+def _exact_int(value: Any) -> Any:
+    """Refuse a version that is not an ``int`` (``4.0``, ``True``): a ``Literal`` alone
+    compares by equality, and ``4.0 == 4``."""
+    if type(value) is not int:
+        raise ValueError(f"the version must be an integer, not {type(value).__name__}")
+    return value
+
+
+ExactInt = BeforeValidator(_exact_int)
+"""Put on a ``version`` field next to its ``Literal``: only that integer passes."""
+
 WIRE_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 """Strict (no silent coercion of ``"7"`` to 7), closed (unknown fields are errors), finite."""
 
@@ -67,6 +107,9 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Tally = Annotated[int, Field(ge=0, le=MAX_COUNT), BeforeValidator(saturate)]
+"""A count a record of this program reports: one above :data:`MAX_COUNT` is saturated,
+not refused (:class:`Count` refuses it: for what arrives)."""
 Pixel = Annotated[float, Field(ge=-MAX_PIXELS, le=MAX_PIXELS)]
 PixelInt = Annotated[int, Field(ge=-int(MAX_PIXELS), le=int(MAX_PIXELS))]
 Slot = Annotated[int, Field(ge=-1, le=MAX_PERSONS)]
@@ -163,7 +206,7 @@ class Header:
     dropped: Count = 0
     stamps: Annotated[tuple[Stamp, ...], Field(max_length=MAX_STAMPS)] = ()
     meta: FrameMeta = field(default_factory=FrameMeta)
-    version: Literal[4] = PROTOCOL_VERSION
+    version: Annotated[Literal[4], ExactInt] = PROTOCOL_VERSION
 
     def stamped(self, stage: str, t_in: float, t_out: float,
                 t_arrive: float | None = None) -> Header:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from stream.audio import AudioCorrupt, AudioInput, AudioReader, audio_input
 from stream.config import AsrConfig, RunConfig
 from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
+from stream.files import write_document
 from stream.sinks import JsonlSink
 from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
 from stream.stage import StopFlag
@@ -92,11 +92,9 @@ class AsrMemory:
         self.until = until
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps({"published_until": until}))
-            os.replace(tmp, self.path)
-        except OSError as error:
+            write_document(self.path, json.dumps({"published_until": until}), durable=False)
+        except OSError as error:  # a full disk: the old time stays whole
             log.warning("asr state %s not saved: %s", self.path, error)
 
 
@@ -148,7 +146,8 @@ class LinePublisher:
                       "media_end": round(end, 3), **body}
             try:
                 self.transcript.emit(record, json.dumps(record).encode())
-            except OSError as error:  # a full disk: the lines still go out on the topic
+            except OSError as error:  # a full disk: the lines still go out on the topic;
+                # the file keeps its whole lines, the rest is counted (transcript_unwritten)
                 log.warning("asr %s: transcript not written: %s", self.stream, error)
 
     def close(self) -> None:
@@ -184,8 +183,10 @@ class AsrStage:
         self.ready = False
 
     def extra(self) -> dict[str, Any]:
+        transcript = self.publisher.transcript
         return {"stream": self.stream, "audio": self.input.describe()[:256],
                 "model": self.transcriber.name, "problem": self.problem,
+                "transcript_unwritten": 0 if transcript is None else transcript.failed,
                 **self.figures.report()}
 
     def run(self) -> int:

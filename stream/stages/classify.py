@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -33,13 +32,14 @@ from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
 from engines.adapters.windows import WindowBatch
 from stream.config import ClassifyConfig
 from stream.credits import CreditPublisher
+from stream.files import write_document
 from stream.prediction import SCHEMA, Prediction
 from stream.rings import PersonRing, StreamBook
-from stream.sinks import JsonlSink, Sinks, stage_latency_ms
+from stream.sinks import JsonlSink, Sinks, json_line, problem_text, stage_latency_ms
 from stream.stage import BatchStage
 from stream.status import Rejections
 from stream.text_topic import TextTopic
-from stream.wire import MAX_COUNT, Header, Message, WireError
+from stream.wire import Header, Message, WireError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class ClassifyMemory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.unsaved = 0
+        """Saves that failed (a full disk): the file then holds the last one that did."""
         self.streams: dict[str, tuple[int, StreamBook]] = {}
         try:
             loaded = json.loads(path.read_text())
@@ -76,13 +78,14 @@ class ClassifyMemory:
     def save(self, streams: dict[str, _Stream]) -> None:
         body = {name: {"predictions": state.predictions, "book": asdict(state.book)}
                 for name, state in streams.items()}
-        tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(body, separators=(",", ":")))
-            os.replace(tmp, self.path)
-        except OSError as error:
-            log.warning("classify state %s not saved: %s", self.path, error)
+            write_document(self.path, json.dumps(body, separators=(",", ":")), durable=False)
+        except OSError as error:  # a full disk: the old state stays whole; counted
+            self.unsaved += 1
+            if self.unsaved == 1:
+                log.warning("classify state %s not saved (%s); a restart would number "
+                            "predictions from the last saved state", self.path, error)
 
 
 class Watched(Protocol):
@@ -138,10 +141,9 @@ class _Stream:
         latency = np.asarray(self.latency_ms, np.float64)
         age = np.asarray(self.age_frames, np.float64)
         book = self.book
-        return {  # counts saturate: a peer's absurd seq must not break the report's bounds
-            "frames": min(book.frames, MAX_COUNT), "dropped": min(book.dropped, MAX_COUNT),
-            "lost": min(book.lost, MAX_COUNT), "generations": min(book.generations, MAX_COUNT),
-            "predictions": self.predictions,
+        return {  # counts saturate where the report is sent (StageStatus.to_json)
+            "frames": book.frames, "dropped": book.dropped, "lost": book.lost,
+            "generations": book.generations, "predictions": self.predictions,
             "rates": self.rates(), "ended": self.ended,
             "latency_ms": _percentiles(latency), "age_frames": _percentiles(age),
         }
@@ -378,9 +380,10 @@ class ClassifyStage(BatchStage):
                       "stamps": [[s.stage, s.arrived, s.t_in, s.t_out] for s in header.stamps]
                       + [[self.name, t_in if arrived is None else arrived, t_in, t_in]]}
             try:
-                self.trace.emit(record, _json_line(record))
-            except OSError as error:
-                log.warning("frame trace: %s", error)
+                self.trace.emit(record, json_line(record))
+            except OSError as error:  # counted in sink_errors; the file stays whole lines
+                log.warning("frame trace %s failed (counted, not fatal): %s",
+                            self.trace.path, error)
 
     def _forget_stream(self, stream: str) -> None:
         for key in [k for k in self._rings if k[0] == stream]:
@@ -406,19 +409,32 @@ class ClassifyStage(BatchStage):
 
     def extra_status(self) -> dict[str, Any]:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
-                "persons": len(self._rings), "sink_errors": dict(self.sinks.errors),
+                "persons": len(self._rings), "sink_errors": self.sink_errors(),
+                "sink_problems": self.sink_problems(),
+                "state_unsaved": 0 if self.memory is None else self.memory.unsaved,
                 "non_finite_predictions": self.non_finite,
                 "text_lines": 0 if self.text is None else self.text.received,
                 "text_superseded": 0 if self.text is None else self.text.superseded}
+
+    def sink_errors(self) -> dict[str, int]:
+        """Records that did not reach each sink that failed (the frame trace included):
+        the run's verdict reports them as a failure."""
+        errors = dict(self.sinks.errors)
+        if self.trace is not None and self.trace.failed:
+            errors[self.trace.name] = self.trace.failed
+        return errors
+
+    def sink_problems(self) -> dict[str, str]:
+        """Each failed sink's first error, for the verdict."""
+        problems = dict(self.sinks.problems)
+        if self.trace is not None and self.trace.error is not None:
+            problems[self.trace.name] = problem_text(self.trace.error)
+        return problems
 
     def close(self) -> None:
         self.sinks.close()
         if self.trace is not None:
             self.trace.close()
-
-
-def _json_line(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()
 
 
 def _contradicts(end: tuple[int, int] | None, header: Header) -> bool:

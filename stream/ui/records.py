@@ -31,6 +31,7 @@ from stream.wire import (
     MAX_PERSONS,
     WIRE_CONFIG,
     Count,
+    ExactInt,
     Name,
     Pixel,
     Seconds,
@@ -74,7 +75,7 @@ class PreviewHeader:
     persons: Annotated[tuple[PreviewPerson, ...], Field(max_length=MAX_PERSONS)] = ()
     keypoint_rows: Annotated[int, Field(ge=0, le=MAX_PERSONS)] = 0
     detector: Name | None = None
-    version: Literal[1] = PREVIEW_VERSION
+    version: Annotated[Literal[1], ExactInt] = PREVIEW_VERSION
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False).encode()
@@ -144,7 +145,7 @@ class MonitorSnapshot:
         default_factory=dict)
     restarts: Annotated[dict[Name, Count], Field(max_length=256)] = field(default_factory=dict)
     events: Annotated[tuple[MonitorEvent, ...], Field(max_length=64)] = ()
-    version: Literal[1] = 1
+    version: Annotated[Literal[1], ExactInt] = 1
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False,

@@ -22,6 +22,7 @@ import zmq
 import zmq.asyncio
 
 from stream.endpoints import Endpoints, connect_address, open_endpoint
+from stream.files import write_document
 from stream.ui.access import TOKEN_ENV
 from stream.ui.app import build_app
 from stream.ui.hub import TOPICS, Hub
@@ -86,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda signum, frame: None)
     hub = asyncio.run(serve(spec, os.environ.get(TOKEN_ENV) or None))
     if spec.stats_path is not None:
-        spec.stats_path.write_text(json.dumps(hub.stats(), indent=2))
+        try:  # whole or not at all: the run's summary then says its stats are missing
+            write_document(spec.stats_path, json.dumps(hub.stats(), indent=2), durable=False)
+        except OSError as error:
+            log.warning("ui stats %s not written: %s", spec.stats_path, error)
     return 0
 
 

@@ -111,7 +111,7 @@ def test_fused_keeps_one_offline_frame_in_flight_unless_the_source_says_otherwis
 
 
 def test_fused_with_feature_replicas_is_a_config_error_naming_the_fix() -> None:
-    with pytest.raises(ValidationError, match=r"features.replicas.*placement: split"):
+    with pytest.raises(ValidationError, match=r"features.replicas.*--set placement=split"):
         load_config(None, {"sources": [{"spec": "demo"}], "placement": "fused",
                            "features": {"replicas": 2}})
     with pytest.raises(ValidationError, match="placement"):
