@@ -34,6 +34,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.pseudo.label_defaults import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_AFTER_S,
+    DEFAULT_TIMEOUT_S,
+)
+
 if TYPE_CHECKING:  # annotations only: nothing heavy loads for --help
     from engines.adapters.perception import PerceptionCore
     from training.pseudo.label_config import LabelConfig
@@ -49,12 +55,6 @@ DEFAULT_GEMINI_MODEL = "gemini-2.5-pro"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY")
 """Where the providers look for keys; every one set is redacted from what a run keeps."""
-DEFAULT_MAX_ATTEMPTS = 5
-DEFAULT_TIMEOUT_S = 120.0
-"""A hosted model that thinks over eight images can take a minute to answer."""
-DEFAULT_MAX_RETRY_AFTER_S = 120.0
-MAX_WAIT_S = 3600.0
-"""The largest timeout or Retry-After cap accepted: past an hour, a typo is likelier."""
 
 
 def add_label_parser(jobs: argparse._SubParsersAction) -> argparse.ArgumentParser:
