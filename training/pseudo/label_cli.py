@@ -359,7 +359,6 @@ def _redacted_errors(redact: Redactor) -> Iterator[None]:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from dataclasses import replace
 
     from training.data.manifest import read_manifest
     from training.pseudo.redact import Redactor, run_secrets
@@ -380,9 +379,10 @@ def _report_command(args: argparse.Namespace) -> int:
     # A store written by an older hidemo may hold an echoed key in its errors: the keys
     # this shell holds are blanked from what the report shows.
     redact = Redactor(run_secrets(os.environ, KEY_VARIABLES))
-    report = replace(report, videos=tuple(
-        replace(video, error=None if video.error is None else redact(video.error))
-        for video in report.videos))
+    report = report.model_copy(update={"videos": tuple(
+        video.model_copy(update={"error": None if video.error is None
+                                 else redact(video.error)})
+        for video in report.videos)})
     print(redact(report.to_text(per_video=args.per_video)))
     if args.csv is not None:
         write_per_video_csv(report, args.csv)
