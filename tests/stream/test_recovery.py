@@ -39,6 +39,9 @@ from pipeline_runs import (
 pytestmark = pytest.mark.slow
 
 STREAM = "demo0"
+STAGES = ("capture", "detect", "features", "classify")
+"""Killed in an order hypothesis draws anew each run (pipeline order excluded: the
+explicit kills before and after already start and end with the capture)."""
 CAPTURE_FPS = 10.0
 STRIDE_S = 1.0
 RESUME_FRAMES = math.ceil(3 * STRIDE_S * CAPTURE_FPS) + 10
@@ -90,8 +93,8 @@ def contiguous(predictions: list[dict[str, Any]]) -> bool:
     return seqs == list(range(len(seqs)))
 
 
-@settings(max_examples=1, deadline=None, phases=[Phase.generate], derandomize=True)
-@given(order=st.permutations(["capture", "detect", "features", "classify"]))
+@settings(max_examples=1, deadline=None, phases=[Phase.generate], database=None)
+@given(order=st.permutations(STAGES).filter(lambda order: order != list(STAGES)))
 def test_kills_of_every_stage_resume_within_frames_not_uptime(
         tiny_engine_dir: Path, tmp_path_factory: pytest.TempPathFactory,
         order: list[str]) -> None:
