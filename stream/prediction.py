@@ -99,6 +99,27 @@ class Prediction(_Record):
     random_engines: list[str]
 
 
+class FrameTrace(BaseModel):
+    """One line of ``frames.jsonl``: a frame that reached the classifier, with its age on
+    arrival (in source frames) and every stage's stamps ``[stage, arrived, t_in, t_out]``,
+    from which the bench splits a frame's latency into work and waiting. Counts saturate
+    (:data:`Count`); a non-finite time is written as null (pydantic's JSON default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str
+    seq: Count
+    generation: Count
+    capture_time: float
+    arrival: float
+    age_frames: float
+    dropped: Count
+    lost: Count
+    persons: Count
+    latency_ms: dict[str, float]
+    stamps: list[tuple[str, float, float, float]]
+
+
 def schema_text() -> str:
     """The published JSON Schema of :class:`Prediction`, as written to the docs."""
     return json.dumps(Prediction.model_json_schema(by_alias=True), indent=2) + "\n"

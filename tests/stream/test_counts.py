@@ -75,7 +75,7 @@ class Lines:
     def __init__(self) -> None:
         self.records: list[Any] = []
 
-    def emit(self, record: dict[str, Any], line: bytes) -> None:
+    def emit(self, record: Prediction, line: bytes) -> None:
         self.records.append(json.loads(line))
 
     def close(self) -> None:

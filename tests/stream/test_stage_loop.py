@@ -64,7 +64,7 @@ class NullSinks:
     def __init__(self) -> None:
         self.errors: dict[str, int] = {}
 
-    def emit(self, record: dict) -> None:
+    def emit(self, prediction: object) -> None:
         pass
 
     def close(self) -> None:
