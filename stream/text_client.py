@@ -18,7 +18,6 @@ pipeline's ``server.key``, as ``hidemo keys --out DIR`` writes them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,12 +25,13 @@ from pathlib import Path
 import zmq
 
 from stream.curve import ClientKeys, client_security
+from stream.text_topic import TextLine
 
 
 def publish(socket: zmq.Socket, stream: str, text: str, spoken: float | None = None) -> None:
     """Send one line of ``text`` for ``stream``, spoken at ``spoken`` (monotonic; now)."""
-    body = {"text": text, "time": time.monotonic() if spoken is None else spoken}
-    socket.send_multipart([stream.encode(), json.dumps(body).encode()])
+    line = TextLine(text=text, time=time.monotonic() if spoken is None else spoken)
+    socket.send_multipart([stream.encode(), line.body()])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,9 +35,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import zmq
+from pydantic import BaseModel, ConfigDict
 
 from engines.adapters.transcriber import (
     PACKAGED_NAME,
@@ -53,10 +54,11 @@ from stream.config import AsrConfig, RunConfig
 from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.files import write_document
-from stream.sinks import JsonlSink
+from stream.sinks import JsonlSink, json_line
 from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
 from stream.stage import StopFlag
 from stream.status import FailedItems, StatusReporter
+from stream.text_topic import MAX_LINE_CHARS, TextLine
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,20 @@ class AsrFigures:
                 "skipped_after_restart": self.skipped}
 
 
+class TranscriptEntry(BaseModel):
+    """One line of ``transcript-STREAM.jsonl``: the words and their span on the source's
+    media clock; ``time`` is when a live input's words were spoken (monotonic seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str
+    text: str
+    media_start: float
+    media_end: float
+    time: float | None = None
+    origin: Literal["asr"] = "asr"
+
+
 class LinePublisher:
     """Sends a stream's lines on the text topic: media-timed for a file, monotonic for a
     live input (``anchor`` + media offset); with a ``transcript`` sink, each line also goes
@@ -134,18 +150,18 @@ class LinePublisher:
         self.anchor: float | None = None
 
     def send(self, start: float, end: float, text: str) -> None:
+        text = text[:MAX_LINE_CHARS]  # the longest line the topic takes
         if self.live:
-            body: dict[str, Any] = {"text": text, "time": (self.anchor or 0.0) + end,
-                                    "origin": "asr"}
+            line = TextLine(text=text, time=(self.anchor or 0.0) + end, origin="asr")
         else:
-            body = {"text": text, "media_start": round(start, 3), "media_end": round(end, 3),
-                    "origin": "asr"}
-        self.socket.send_multipart([self.stream.encode(), json.dumps(body).encode()])
+            line = TextLine(text=text, media_start=round(start, 3), media_end=round(end, 3),
+                            origin="asr")
+        self.socket.send_multipart([self.stream.encode(), line.body()])
         if self.transcript is not None:
-            record = {"stream": self.stream, "media_start": round(start, 3),
-                      "media_end": round(end, 3), **body}
+            record = TranscriptEntry(stream=self.stream, text=text, time=line.time,
+                                     media_start=round(start, 3), media_end=round(end, 3))
             try:
-                self.transcript.emit(record, json.dumps(record).encode())
+                self.transcript.emit(record, json_line(record))
             except OSError as error:  # a full disk: the lines still go out on the topic;
                 # the file keeps its whole lines, the rest is counted (transcript_unwritten)
                 log.warning("asr %s: transcript not written: %s", self.stream, error)

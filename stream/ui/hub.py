@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from stream.prediction import Prediction
 from stream.status import Rejections
@@ -47,7 +47,6 @@ MAX_FRAMES_IN_FLIGHT = 2
 """Frames sent to one browser and not yet acknowledged as drawn: two keep a frame coming
 while the page draws the last one."""
 TOPICS = ("preview", "predictions", "transcript", "monitor")
-_LINE = TypeAdapter(TextLine)
 
 
 def wall_clock() -> Callable[[float], float]:
@@ -218,7 +217,7 @@ class Hub:
         if stream not in self.lines:
             raise WireError(f"stream {stream[:32]!r} is not one of this run's", "unknown-stream")
         try:
-            line = _LINE.validate_json(parts[1])
+            line = TextLine.model_validate_json(parts[1])
         except ValidationError as error:
             raise refusal(error, "transcript line") from None
         entry = {"stream": stream, "text": line.text[:MAX_LINE_CHARS],

@@ -12,9 +12,10 @@ Example:
 
 from __future__ import annotations
 
-import json
-
 import zmq
+from pydantic import ValidationError
+
+from stream.text_topic import TextLine
 
 
 class TranscriptEcho:
@@ -26,7 +27,11 @@ class TranscriptEcho:
         self.unsent = 0
 
     def publish(self, stream: str, spoken: float, text: str) -> None:
-        body = json.dumps({"text": text, "time": spoken}, allow_nan=False).encode()
+        try:
+            body = TextLine(text=text, time=spoken).body()
+        except ValidationError:  # a time off its clock's range: not worth a crash
+            self.unsent += 1
+            return
         try:
             self.socket.send_multipart([stream.encode(), body], flags=zmq.NOBLOCK)
             self.published += 1
