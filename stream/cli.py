@@ -173,6 +173,7 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
     from stream.perception import resolve_keypoints
     from stream.placement import resolve_placement
     from stream.preflight import PreflightError, preflight, write_problem
+    from stream.stages.spec import StageSpec
     from stream.supervisor import Supervisor
     from stream.view import TeeView
 
@@ -209,10 +210,9 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
             write_before_start(out / "config.json",
                                strictjson.dumps(config.model_dump(mode="json"), indent=2))
         spec_path = run_dir / "spec.json"
-        write_before_start(spec_path, strictjson.dumps({
-            "config": config.model_dump(mode="json"), "endpoints": asdict(endpoints),
-            "out": None if out is None else str(out.resolve()), "state_dir": str(run_dir),
-        }), private=True)
+        spec = StageSpec(config=config, endpoints=endpoints,
+                         out=None if out is None else out.resolve(), state_dir=run_dir)
+        write_before_start(spec_path, spec.text(), private=True)
         log_dir = (out or run_dir) / "logs"
         say(f"{len(config.sources)} source(s) {', '.join(config.stream_ids())}, profile "
             f"{config.profile}; predictions on {endpoints.predictions}, text topic "

@@ -11,7 +11,6 @@ streams (:mod:`stream.stages.fused`); classify then runs as its own process.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from stream.endpoints import Endpoints, Side, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.sinks import JsonlSink, PubSink, ResultsSink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
+from stream.stages.spec import StageSpec
 from stream.status import StatusReporter
 from stream.subscriptions import watch
 from stream.wire import WireRules
@@ -267,7 +267,7 @@ def _batch_hwm(config: RunConfig, stage_config: StageConfig) -> int:
     return max(config.endpoints.high_water_mark, stage_config.batch)
 
 
-def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
+def run_stage(stage_name: str, index: int, spec: StageSpec) -> int:
     """Build the stage and run it until SIGTERM; the process exit code. A build error
     (engine refused, bad configuration, address in use) is logged with its fix and ends
     the stage with :data:`EX_CONFIG`, which the supervisor never restarts."""
@@ -275,10 +275,8 @@ def run_stage(stage_name: str, index: int, spec: dict[str, Any]) -> int:
     context = zmq.Context()
     try:
         try:
-            config = RunConfig.model_validate(spec["config"])
-            endpoints = Endpoints(**spec["endpoints"])
-            out = Path(spec["out"]) if spec.get("out") else None
-            state_dir = Path(spec["state_dir"]) if spec.get("state_dir") else None
+            config, endpoints = spec.config, spec.endpoints
+            out, state_dir = spec.out, spec.state_dir
             if stage_name == "fused":
                 chain, fused_io = build_fused(index, config, endpoints, context)
             elif stage_name not in ("capture", "asr"):
@@ -323,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO,
                         format=f"%(levelname)s {args[0]}[{args[1]}] %(name)s: %(message)s")
-    spec = json.loads(Path(args[2]).read_text())
+    try:
+        spec = StageSpec.read(Path(args[2]))
+    except (OSError, ValidationError) as error:
+        log.error("%s stage spec %s unreadable: %s", FATAL_MARKER, args[2], error)
+        return EX_CONFIG
     return run_stage(args[0], int(args[1]), spec)
 
 

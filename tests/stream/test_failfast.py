@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from stream.preflight import (
     preflight,
 )
 from stream.sources import probe_source
+from stream.stages.spec import StageSpec
 from stream.status import Counters, Health, StageStatus
 from stream.supervisor import StopRequest, Supervisor, fatal_message
 from stream.view import make_view
@@ -249,9 +250,7 @@ def stage_spec(config_overrides: dict, tmp_path: Path) -> Path:
                                 **config_overrides})
     endpoints = Endpoints.for_config(config.endpoints, tmp_path)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"config": config.model_dump(mode="json"),
-                                "endpoints": asdict(endpoints),
-                                "out": None}))
+    spec.write_text(StageSpec(config=config, endpoints=endpoints).text())
     return spec
 
 
