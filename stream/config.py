@@ -25,6 +25,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engines.overrides import apply_overrides, apply_values
 from engines.profiles import get_profile
 
 GPU_MAX_BATCH = 8
@@ -47,9 +48,10 @@ KEYS_DIR = "DIR"
 @dataclass(frozen=True)
 class Fix:
     """One way to make a refused configuration acceptable: ``overrides`` as ``--set`` would
-    apply them (:func:`apply_override`), after ``first``, a step outside the configuration
-    (making keys), when there is one. A refusal's text is rendered from its fixes, so what
-    it tells the user is exactly what a test can apply and validate again."""
+    apply them (:func:`engines.overrides.apply_overrides`), after ``first``, a step outside
+    the configuration (making keys), when there is one. A refusal's text is rendered from
+    its fixes, so what it tells the user is exactly what a test can apply and validate
+    again."""
 
     overrides: dict[str, str]
     first: str | None = None
@@ -624,20 +626,6 @@ class RunConfig(_Strict):
         return [s.id or f"{s.kind}{i}" for i, s in enumerate(self.sources)]
 
 
-def apply_override(data: dict[str, Any], dotted: str) -> None:
-    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (numbers, bools)."""
-    key, sep, raw = dotted.partition("=")
-    if not sep or not key:
-        raise ValueError(f"override {dotted!r} is not KEY=VALUE (e.g. classify.stride_s=0.5)")
-    node = data
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"override {dotted!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw)
-
-
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None,
                 dotted: list[str] | None = None) -> RunConfig:
     """The file at ``path`` (YAML or JSON), then ``overrides`` (top-level keys), then
@@ -648,11 +636,8 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None,
         if not isinstance(loaded, dict):
             raise ValueError(f"config {path} must hold a mapping at the top level")
         data.update(loaded)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
-    for item in dotted or []:
-        apply_override(data, item)
+    apply_values(data, overrides or {})
+    apply_overrides(data, dotted or [])
     return RunConfig.model_validate(data)
 
 
