@@ -14,7 +14,6 @@ import contextlib
 import logging
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -299,7 +298,7 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
     token = resolve_token(config.ui.bind, config.ui.token_file)
     spec = UiSpec(host=host, port=port, streams=config.stream_ids(),
                   history_s=config.ui.history_s, max_clients=config.ui.max_clients,
-                  endpoints=asdict(endpoints), endpoint_config=config.endpoints,
+                  endpoints=endpoints, endpoint_config=config.endpoints,
                   stats_path=run_dir / "ui-stats.json",
                   preview_publishers=detect_processes(config))
     spec_path = run_dir / "ui-spec.json"

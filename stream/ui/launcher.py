@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.config import EndpointConfig
+from stream.endpoints import Endpoints
 from stream.ui.access import TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class UiSpec(BaseModel):
     streams: list[str]
     history_s: float = Field(gt=0)
     max_clients: int = Field(ge=1)
-    endpoints: dict[str, str]
+    endpoints: Endpoints
+    """The run's addresses, with the stream ids its publishers admit and its internal keys."""
     endpoint_config: EndpointConfig
     stats_path: Path | None = None
     preview_publishers: int = Field(1, ge=1)

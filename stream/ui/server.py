@@ -21,7 +21,7 @@ import uvicorn
 import zmq
 import zmq.asyncio
 
-from stream.endpoints import Endpoints, connect_address, open_endpoint
+from stream.endpoints import connect_address, open_endpoint
 from stream.files import write_document
 from stream.ui.access import TOKEN_ENV
 from stream.ui.app import build_app
@@ -37,7 +37,7 @@ def subscribe(context: zmq.asyncio.Context, spec: UiSpec) -> dict[str, zmq.async
     """A SUB socket per topic, connected as :data:`stream.endpoints.LAYOUT` declares (the
     predictions with the run's CURVE client keys when they are secured). The preview socket
     also connects to every further fused worker's preview endpoint: one SUB takes them all."""
-    endpoints = Endpoints(**spec.endpoints)
+    endpoints = spec.endpoints
     sockets = {}
     for topic in TOPICS:
         socket = open_endpoint(context, endpoints, topic, "connect", spec.endpoint_config)

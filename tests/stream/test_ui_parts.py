@@ -7,7 +7,6 @@ import contextlib
 import json
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -272,7 +271,7 @@ def test_the_view_takes_the_previews_of_every_fused_worker(tmp_path: Path) -> No
     config = EndpointConfig(predictions=f"ipc://{tmp_path}/p", text=f"ipc://{tmp_path}/t")
     endpoints = Endpoints.for_config(config, tmp_path)
     spec = UiSpec(host="127.0.0.1", port=8080, streams=["s0", "s1", "s2"], history_s=10.0,
-                  max_clients=2, endpoints=asdict(endpoints), endpoint_config=config,
+                  max_clients=2, endpoints=endpoints, endpoint_config=config,
                   preview_publishers=3)
     context = zmq.Context()
     view = zmq.asyncio.Context()
