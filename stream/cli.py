@@ -15,11 +15,18 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from stream.config import EndpointConfig, RunConfig
     from stream.curve import RunKeys
+    from stream.endpoints import Endpoints
+    from stream.strictjson import JsonDict
+    from stream.supervisor import StopRequest
+    from stream.ui.launcher import UiProcess
+    from stream.view import View
+
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ def say(message: str) -> None:
     print(one_line(f"hidemo run: {message}"), file=sys.stderr)
 
 
-def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
+def add_run_parser(jobs: SubParsers) -> argparse.ArgumentParser:
     """Add the ``run`` subcommand to ``hidemo``'s subparsers."""
     run = jobs.add_parser("run", help="run the live pipeline on cameras, files, URLs or the demo")
     run.add_argument("--source", action="append", metavar="0|PATH|URL|demo",
@@ -99,7 +106,7 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     from stream.config import load_config
 
-    overrides: dict[str, Any] = {
+    overrides: dict[str, object] = {
         "profile": args.profile, "engine_dir": args.run_engine_dir, "duration": args.duration,
         "out": args.out, "view": args.view, "keypoints": args.keypoints,
         "placement": args.placement,
@@ -156,7 +163,7 @@ def run_command(args: argparse.Namespace) -> int:
     return code
 
 
-def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str, Any]]:
+def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int, JsonDict]:
     """Supervise one run of ``config`` to its end; the exit code and the run summary (also
     written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
     this too, so what it measures is exactly what ``hidemo run`` runs.
@@ -264,7 +271,7 @@ def write_before_start(path: Path, text: str, *, private: bool = False) -> None:
         raise PreflightError([write_problem(path, error, private=private)]) from None
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> int:
+def write_summary(path: Path, summary: JsonDict) -> int:
     """Write ``summary.json`` whole (:func:`stream.files.write_document`), or leave it
     absent and make the failure part of the verdict: ``summary`` (what the console then
     prints) gains the failure and exit code 1. Returns the exit code this write calls for
@@ -288,7 +295,8 @@ def write_summary(path: Path, summary: dict[str, Any]) -> int:
     return 0
 
 
-def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) -> Any:
+def start_ui(config: RunConfig, endpoints: Endpoints, run_dir: Path,
+             log_dir: Path) -> UiProcess:
     """Start the web view's process (:mod:`stream.ui.launcher`) and say where it is."""
     from stream.placement import detect_processes
     from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token
@@ -311,7 +319,7 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
     return ui
 
 
-def ui_summary(config: RunConfig, ui: Any, run_dir: Path) -> dict[str, Any]:
+def ui_summary(config: RunConfig, ui: UiProcess, run_dir: Path) -> JsonDict:
     """The web view's part of ``summary.json``: where it was, its restarts, its counters."""
     import json
 
@@ -336,7 +344,7 @@ def _resolve_asr(config: RunConfig) -> RunConfig:
     return config
 
 
-def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
+def _print_summary(summary: JsonDict, log_dir: Path) -> None:
     """The run's verdict (why it ended, its failures and warnings) first, then its figures.
     Every figure is optional here: a summary missing one (a stage that never reported)
     still prints, so the verdict always reaches the console."""

@@ -20,7 +20,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -255,7 +255,7 @@ class CurveConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_dir(cls, data: Any) -> Any:
+    def _from_dir(cls, data: object) -> object:
         if isinstance(data, dict) and "dir" in data:
             data = dict(data)
             folder = Path(data.pop("dir"))
@@ -482,7 +482,7 @@ class AsrConfig(_Strict):
 
     @field_validator("mode", mode="before")
     @classmethod
-    def _yaml_bool(cls, value: Any) -> Any:
+    def _yaml_bool(cls, value: object) -> object:
         # YAML 1.1 (files and --set) reads a bare on/off as true/false
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
@@ -626,11 +626,11 @@ class RunConfig(_Strict):
         return [s.id or f"{s.kind}{i}" for i, s in enumerate(self.sources)]
 
 
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None,
+def load_config(path: Path | None, overrides: dict[str, object] | None = None,
                 dotted: list[str] | None = None) -> RunConfig:
     """The file at ``path`` (YAML or JSON), then ``overrides`` (top-level keys), then
     ``dotted`` ``KEY=VALUE`` strings, validated as one :class:`RunConfig`."""
-    data: dict[str, Any] = {}
+    data: dict[str, object] = {}
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):

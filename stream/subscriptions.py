@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
 import zmq
 
@@ -91,8 +90,8 @@ class GatedPub(zmq.Socket):
             self.setsockopt(option, topic)  # manual mode: applies to the sender's pipe
         return count
 
-    def send(self, data: Any, flags: int = 0, copy: bool = True, track: bool = False,
-             **kwargs: Any) -> Any:
+    def send(self, data: object, flags: int = 0, copy: bool = True, track: bool = False,
+             **kwargs: object) -> zmq.MessageTracker | None:
         if not self._in_message:  # never between the parts of one message
             self.admit()
         self._in_message = bool(flags & zmq.SNDMORE)
@@ -122,6 +121,6 @@ class PublisherWatch:
         self.monitor.admit()
 
 
-def watch(sockets: Collection[Any]) -> list[PublisherWatch]:
+def watch(sockets: Collection[object]) -> list[PublisherWatch]:
     """A :class:`PublisherWatch` for each of ``sockets`` that is a :class:`GatedPub`."""
     return [PublisherWatch(s) for s in sockets if isinstance(s, GatedPub)]

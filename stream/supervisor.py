@@ -35,10 +35,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import zmq
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from stream.config import RunConfig
 from stream.curve import Gatekeeper, RefusalMonitor
@@ -48,6 +48,7 @@ from stream.placement import detect_processes
 from stream.prediction import Prediction
 from stream.resources import ResourceMeter
 from stream.status import Health, Rejections, StageStatus, StatusError
+from stream.strictjson import JsonDict
 from stream.view import View
 from stream.wire import refusal
 
@@ -182,7 +183,7 @@ class Supervisor:
         """Records refused on the results hop (not a valid prediction)."""
         self.heard: dict[str, float] = {}
         """When each stage's last status report arrived (monotonic): its heartbeat."""
-        self.events: list[dict[str, Any]] = []
+        self.events: list[JsonDict] = []
         self.verdict = Verdict()
         self.exit_code = 0
         self.captures_started = False
@@ -213,7 +214,7 @@ class Supervisor:
         self.spawned.setdefault(child.label, set()).add(child.process.pid)
         self._event("started", child, pid=child.process.pid)
 
-    def _event(self, kind: str, child: Child, **details: Any) -> None:
+    def _event(self, kind: str, child: Child, **details: JsonValue) -> None:
         event = {"time": time.monotonic(), "event": kind, "stage": child.stage,
                  "index": child.index, **details}
         self.events.append(event)
@@ -472,7 +473,7 @@ class Supervisor:
             out[stream] = max(sent, classified.get(stream, {}).get("frames", 0))
         return out
 
-    def _classify_streams(self) -> dict[str, Any]:
+    def _classify_streams(self) -> JsonDict:
         """Classify's per-stream figures (their types are checked on arrival:
         :class:`stream.status.StreamFigures`)."""
         status = self.statuses.get("classify[0]")
@@ -602,7 +603,7 @@ class Supervisor:
             child.exit_codes.append(child.process.returncode)
         return code
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonDict:
         """What the run did: per stage its last status and restarts, per stream the
         classifier's accounting (frames, dropped, lost, predictions, latency, rates)."""
         classify = self.statuses.get("classify[0]")

@@ -5,7 +5,7 @@ Run beside ``hidemo run`` and type lines; each goes to the stream you name::
     python -m stream.text_client --endpoint tcp://127.0.0.1:5561 --stream demo0
     > I am happy with how I played today.
 
-Any program can do the same in a few lines: connect a ZeroMQ PUB socket to the text
+A program in any language can do the same in a few lines: connect a ZeroMQ PUB socket to the text
 endpoint (the pipeline binds it: classify is the side that stays, so no other process can
 take the address) and publish ``[stream id, {"text": ..., "time": time.monotonic()}]``
 (topic = stream id). Lines sent before the pipeline's subscription reaches a fresh

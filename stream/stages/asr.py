@@ -35,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import zmq
 from pydantic import BaseModel, ConfigDict
@@ -58,6 +58,7 @@ from stream.sinks import JsonlSink, json_line
 from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
 from stream.stage import StopFlag
 from stream.status import FailedItems, StatusReporter
+from stream.strictjson import JsonDict
 from stream.text_topic import MAX_LINE_CHARS, TextLine
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class AsrFigures:
     transcribe_cpu_s: float = 0.0
     skipped: int = 0
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> JsonDict:
         cpu = time.process_time()
         return {"lines": self.lines, "utterances": self.utterances,
                 "audio_s": round(self.audio_s, 2), "speech_s": round(self.speech_s, 2),
@@ -198,7 +199,7 @@ class AsrStage:
         self.origin: float | None = None
         self.ready = False
 
-    def extra(self) -> dict[str, Any]:
+    def extra(self) -> JsonDict:
         transcript = self.publisher.transcript
         return {"stream": self.stream, "audio": self.input.describe()[:256],
                 "model": self.transcriber.name, "problem": self.problem,

@@ -24,9 +24,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
+import zmq
 
 from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
 from engines.adapters.windows import WindowBatch
@@ -38,6 +39,7 @@ from stream.rings import PersonRing, StreamBook
 from stream.sinks import JsonlSink, Sinks, json_line, problem_text, stage_latency_ms
 from stream.stage import BatchStage
 from stream.status import Rejections
+from stream.strictjson import JsonDict
 from stream.text_topic import TextTopic
 from stream.wire import Header, Message, WireError
 
@@ -91,7 +93,7 @@ class ClassifyMemory:
 class Watched(Protocol):
     """A socket event source whose refusals count as rejections (CURVE handshakes)."""
 
-    monitor: Any
+    monitor: zmq.Socket
     rejections: Rejections
 
     def poll(self) -> None: ...
@@ -137,7 +139,7 @@ class _Stream:
                 "image": round(self.images / span, 2),
                 "keypoints": round(self.keypoint_frames / span, 2)}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonDict:
         latency = np.asarray(self.latency_ms, np.float64)
         age = np.asarray(self.age_frames, np.float64)
         book = self.book
@@ -406,7 +408,7 @@ class ClassifyStage(BatchStage):
         text = [] if self.text is None else [self.text.rejections]
         return text + [w.rejections for w in self.watched]
 
-    def extra_status(self) -> dict[str, Any]:
+    def extra_status(self) -> JsonDict:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
                 "persons": len(self._rings), "sink_errors": self.sink_errors(),
                 "sink_problems": self.sink_problems(),

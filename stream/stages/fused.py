@@ -39,7 +39,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import zmq
 
@@ -47,6 +46,7 @@ from stream.config import StageConfig
 from stream.hop import BatchPolicy, LatestInbox, Sender
 from stream.stage import BatchStage, StopFlag, _guarded, run_inbox_loop
 from stream.status import FailedItems, Rejections, StatusReporter
+from stream.strictjson import JsonDict
 from stream.turns import TurnGrants
 from stream.wire import ANY_STREAM, Message, WireRules
 
@@ -109,7 +109,7 @@ class FusedChain:
         self.chain_done: Callable[[], None] = _nothing
         """Called as a batch's chain ends, before its results go out (:mod:`stream.turns`:
         the next stream is asked for its frame then)."""
-        self.head_status: Callable[[], dict[str, Any]] = dict
+        self.head_status: Callable[[], JsonDict] = dict
         """More figures for the head's (detect's) status: the grants."""
         self.input_rejections = Rejections("detect_in", links[0].stage.name)
         """What the head's input socket refused, by reason (set by :func:`run_fused`)."""
@@ -168,7 +168,7 @@ class FusedChain:
             Rejections.report_to(link.reporter.counters, self._rejections(link))
             link.reporter.stopping(self._extra(link))
 
-    def _extra(self, link: Link) -> dict[str, Any]:
+    def _extra(self, link: Link) -> JsonDict:
         extra = link.stage.extra_status()
         if link is self.head:
             extra = {**extra, "turns": self.head_status()}

@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zmq
@@ -28,7 +28,7 @@ from stream.credits import CreditPublisher
 from stream.curve import Gatekeeper
 from stream.endpoints import Endpoints, Side, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
-from stream.sinks import JsonlSink, PubSink, ResultsSink, Sinks
+from stream.sinks import JsonlSink, PubSink, ResultsSink, Sink, Sinks
 from stream.stage import BatchStage, StageIO, StopFlag, run_batch_stage
 from stream.stages.spec import StageSpec
 from stream.status import StatusReporter
@@ -120,7 +120,7 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
             echo = TranscriptEcho(open_endpoint(context, endpoints, "transcript", "bind",
                                                 config.endpoints))
         results = open_endpoint(context, endpoints, "results", "connect", config.endpoints)
-        sinks: list[Any] = [PubSink(pub), ResultsSink(results)]
+        sinks: list[Sink] = [PubSink(pub), ResultsSink(results)]
         trace = None
         if out is not None:
             sinks.append(JsonlSink(out / "predictions.jsonl"))
@@ -133,7 +133,7 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     if curve is not None:
         sinks.append(curve)  # closed after the PUB sink, when the stage closes
 
-    def text_embedder() -> Any:
+    def text_embedder() -> Callable[[list[str]], np.ndarray]:
         from tokenizers import Tokenizer
 
         from engines.adapters.text_embedder import TextEmbedder, tokenizer_path

@@ -18,12 +18,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.config import EndpointConfig
 from stream.endpoints import Endpoints
+from stream.strictjson import JsonDict
 from stream.ui.access import TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class UiProcess:
         if self._watcher is not None:
             self._watcher.join(STOP_TIMEOUT_S)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> JsonDict:
         return {"restarts": self.restarts, "exit_codes": list(self.exit_codes),
                 "log": str(self.log_path)}
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
 
 import zmq
 
@@ -23,6 +22,7 @@ from stream.curve import Gatekeeper
 from stream.endpoints import Endpoints, open_endpoint
 from stream.prediction import Prediction
 from stream.status import StageStatus
+from stream.strictjson import JsonDict
 from stream.ui.records import MonitorEvent, MonitorSnapshot, event_detail
 
 KEEP_EVENTS = 20
@@ -42,7 +42,7 @@ class MonitorView:
     def prediction(self, record: Prediction) -> None:
         pass  # the web view subscribes to the predictions itself
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: JsonDict) -> None:
         details = {k: v for k, v in event.items()
                    if k not in ("time", "event", "stage", "index")}
         self.events.append(MonitorEvent(time=max(0.0, float(event["time"])),

@@ -17,9 +17,9 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, JsonValue, TypeAdapter, ValidationError
@@ -167,6 +167,6 @@ def decode_monitor(parts: Sequence[bytes]) -> MonitorSnapshot:
         raise refusal(error, "monitor snapshot") from None
 
 
-def event_detail(details: dict[str, Any]) -> str:
+def event_detail(details: Mapping[str, object]) -> str:
     """A supervisor event's details as one short line (``exit_code=1 restart_in_s=0.5``)."""
     return " ".join(f"{k}={v}" for k, v in details.items())[:200]
