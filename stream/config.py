@@ -127,16 +127,16 @@ class SourceConfig(_Strict):
     (an FFmpeg input: ``alsa:default``, ``pulse:default``, ``avfoundation::0``); None: the
     source's own audio track, if it has one (a camera index has none)."""
     in_flight: int = Field(2, ge=1)
-    """Frames sent but not yet accounted by classify (:mod:`stream.credits`). Offline
+    """Frames sent but not yet accounted by classify (:mod:`stream.transport.credits`). Offline
     (``realtime: false``): 2 keeps the slowest stage busy with one frame while the next
     waits; more only adds frames its latest-wins inbox then drops. Unless set, fused
     placement takes 1: there the next frame would wait a whole chain's time. Live
     (``realtime: true``; a camera or URL always is): the capture sends while fewer are
     unacknowledged and otherwise holds only the newest frame, so drops happen at capture,
     before any work; unless set, 2 in split with one stream, 1 in split with several and in
-    fused: the most no stage has to push out of its inbox (:mod:`stream.placement`). In
+    fused: the most no stage has to push out of its inbox (:mod:`stream.stages.placement`). In
     fused placement the head grants these credits at each stream's turn
-    (:mod:`stream.turns`) instead of classify as each frame finishes."""
+    (:mod:`stream.stages.grants`) instead of classify as each frame finishes."""
 
     @property
     def kind(self) -> SourceKind:
@@ -214,7 +214,7 @@ class ClassifyConfig(StageConfig):
     already paid for, and classify is cheap; with depth 1, a frame that carries an image
     embedding and the quick frame right behind it (``keypoints: engines``: features only
     embeds) land within one ``max_delay_ms`` and the later one pushes the image out. Fused
-    placement keeps :data:`stream.placement.FUSED_CLASSIFY_DEPTH` unless set."""
+    placement keeps :data:`stream.stages.placement.FUSED_CLASSIFY_DEPTH` unless set."""
     stride_s: float = Field(1.0, gt=0)
     """How often each (stream, person) gets a prediction, in seconds of media time."""
     smoothing: float = Field(0.0, ge=0, lt=1)
@@ -237,7 +237,7 @@ class AnalysisConfig(_Strict):
 
 
 class CurveConfig(_Strict):
-    """CurveZMQ key files, as ``hidemo keys --out DIR`` writes them (:mod:`stream.curve`).
+    """CurveZMQ key files, as ``hidemo keys --out DIR`` writes them (:mod:`stream.transport.curve`).
 
     ``{dir: DIR}`` is short for the three paths inside DIR. ``server_secret`` is the
     pipeline's key pair; ``authorized_clients`` the folder of client public keys (``*.key``)
@@ -499,7 +499,7 @@ class AsrConfig(_Strict):
 
 
 class FusedConfig(_Strict):
-    """Fused placement's worker processes (:mod:`stream.placement`). Each worker runs detect
+    """Fused placement's worker processes (:mod:`stream.stages.placement`). Each worker runs detect
     and features for its share of the streams (stream ``i`` on worker ``i mod workers``),
     frames handed on in memory; classify is one process for all. ``workers`` 0 (auto): one
     per usable core, at most one per stream; each worker's engines then take
@@ -543,7 +543,7 @@ class RunConfig(_Strict):
     mediapipe. ``hidemo run`` resolves ``auto`` before the
     stages start and keeps the result in the saved configuration."""
     placement: Literal["auto", "split", "fused"] = "auto"
-    """How the logical stages map onto processes (:mod:`stream.placement`): ``split`` (one
+    """How the logical stages map onto processes (:mod:`stream.stages.placement`): ``split`` (one
     process per stage, ``features.replicas`` side by side: the stages overlap when there are
     cores or a GPU for them), ``fused`` (detect and features in one worker process per share
     of the streams, frames handed on in memory, ``fused.workers``; classify and the captures

@@ -21,14 +21,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream.wire import Tally
+from stream.transport.wire import Tally
 
 SCHEMA = "hidemo.prediction/2"
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Count = Tally
-"""A count in a record: saturated at :data:`stream.wire.MAX_COUNT` (exact in a float64, as
+"""A count in a record: saturated at :data:`stream.transport.wire.MAX_COUNT` (exact in a float64, as
 JSON readers use), the bound the published schema states."""
 
 

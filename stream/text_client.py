@@ -24,8 +24,8 @@ from pathlib import Path
 
 import zmq
 
-from stream.curve import ClientKeys, client_security
-from stream.text_topic import TextLine
+from stream.transport.curve import ClientKeys, client_security
+from stream.transport.text_topic import TextLine
 
 
 def publish(socket: zmq.Socket, stream: str, text: str, spoken: float | None = None) -> None:

@@ -1,7 +1,7 @@
 """ASR: one process per source with audio; what is said there, as lines on the text topic.
 
-The process decodes the source's audio itself (:mod:`stream.audio`), cuts it into
-utterances with the VAD as it goes (:mod:`stream.speech`), transcribes each with Whisper
+The process decodes the source's audio itself (:mod:`stream.media.audio`), cuts it into
+utterances with the VAD as it goes (:mod:`stream.media.speech`), transcribes each with Whisper
 (:mod:`engines.adapters.transcriber`) and publishes one line per Whisper segment on the
 text topic, exactly as an outside publisher would (a PUB connected to classify's SUB).
 
@@ -49,17 +49,17 @@ from engines.adapters.transcriber import (
     packaged_model_path,
 )
 from engines.adapters.vad import SileroVad
-from stream.audio import AudioCorrupt, AudioInput, AudioReader, audio_input
 from stream.config import AsrConfig, RunConfig
-from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.files import write_document
-from stream.sinks import JsonlSink, json_line
-from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
-from stream.stage import StopFlag
-from stream.status import FailedItems, StatusReporter
+from stream.media.audio import AudioCorrupt, AudioInput, AudioReader, audio_input
+from stream.media.speech import JoinedSpeech, Speech, SpeechSegmenter
+from stream.stages.loop import StopFlag
+from stream.stages.sinks import JsonlSink, json_line
 from stream.strictjson import JsonDict
-from stream.text_topic import MAX_LINE_CHARS, TextLine
+from stream.transport.endpoints import Endpoints, open_endpoint
+from stream.transport.status import FailedItems, StatusReporter
+from stream.transport.text_topic import MAX_LINE_CHARS, TextLine
 
 log = logging.getLogger(__name__)
 

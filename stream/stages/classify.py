@@ -32,16 +32,16 @@ import zmq
 from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
 from engines.adapters.windows import WindowBatch
 from stream.config import ClassifyConfig
-from stream.credits import CreditPublisher
 from stream.files import write_document
 from stream.prediction import FrameCounts, FrameTrace, Prediction, Slots, Window
-from stream.rings import PersonRing, StreamBook
-from stream.sinks import JsonlSink, Sinks, json_line, problem_text, stage_latency_ms
-from stream.stage import BatchStage
-from stream.status import Rejections
+from stream.stages.loop import BatchStage
+from stream.stages.sinks import JsonlSink, Sinks, json_line, problem_text, stage_latency_ms
+from stream.stages.windows import PersonRing, StreamBook
 from stream.strictjson import JsonDict
-from stream.text_topic import TextTopic
-from stream.wire import Header, Message, WireError
+from stream.transport.credits import CreditPublisher
+from stream.transport.status import Rejections
+from stream.transport.text_topic import TextTopic
+from stream.transport.wire import Header, Message, WireError
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class ClassifyStage(BatchStage):
     def clock_offset(self, stream: str) -> float | None:
         """``capture_time - media_time`` of ``stream`` as last seen (None: no frame yet): the
         offset a window's media span is converted with, which media-timed text lines (the
-        ASR of a file, :mod:`stream.text_topic`) need to land in the same windows."""
+        ASR of a file, :mod:`stream.transport.text_topic`) need to land in the same windows."""
         state = self._streams.get(stream)
         return None if state is None else state.clock_offset
 

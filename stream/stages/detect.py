@@ -21,10 +21,10 @@ import time
 import numpy as np
 
 from engines.adapters.perception import Percept, PerceptionCore, PerceptionFrame
-from stream.stage import BatchStage
+from stream.stages.loop import BatchStage
 from stream.strictjson import JsonDict
+from stream.transport.wire import MAX_DIM, Message, Person, WireError
 from stream.ui.preview import NullPreview, Previews
-from stream.wire import MAX_DIM, Message, Person, WireError
 
 
 class DetectStage(BatchStage):

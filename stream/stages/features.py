@@ -20,9 +20,9 @@ from engines.adapters.image_embedder import ImageEmbedder
 from engines.adapters.openpose_layout import NUM_CHANNELS, NUM_KEYPOINTS
 from engines.adapters.perception import CropKeypoints, KeypointSource, PersonKey
 from engines.adapters.rates import RateSampler
-from stream.stage import BatchStage
+from stream.stages.loop import BatchStage
 from stream.strictjson import JsonDict
-from stream.wire import MAX_DIM, MAX_PIXELS, Message, Person, WireError
+from stream.transport.wire import MAX_DIM, MAX_PIXELS, Message, Person, WireError
 
 IDLE_FORGET_S = 10.0
 """A person unseen for this long (media time) loses its samplers and keypoint state."""

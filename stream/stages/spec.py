@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from stream.config import RunConfig
-from stream.endpoints import Endpoints
+from stream.transport.endpoints import Endpoints
 
 
 class StageSpec(BaseModel):

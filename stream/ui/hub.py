@@ -35,11 +35,11 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from stream.prediction import Prediction
-from stream.status import Rejections
 from stream.strictjson import JsonDict
-from stream.text_topic import MAX_LINE_CHARS, TextLine
+from stream.transport.status import Rejections
+from stream.transport.text_topic import MAX_LINE_CHARS, TextLine
+from stream.transport.wire import WireError, refusal
 from stream.ui.records import Preview, decode_monitor, decode_preview
-from stream.wire import WireError, refusal
 
 KEEP_LINES = 50
 MAX_DATA = 256

@@ -22,8 +22,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.config import EndpointConfig
-from stream.endpoints import Endpoints
 from stream.strictjson import JsonDict
+from stream.transport.endpoints import Endpoints
 from stream.ui.access import TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class UiSpec(BaseModel):
     stats_path: Path | None = None
     preview_publishers: int = Field(1, ge=1)
     """How many processes publish previews (fused placement: one per worker, each on its
-    own endpoint, :meth:`stream.endpoints.Endpoints.for_worker`)."""
+    own endpoint, :meth:`stream.transport.endpoints.Endpoints.for_worker`)."""
 
 
 class UiProcess:

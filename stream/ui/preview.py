@@ -27,8 +27,8 @@ import zmq
 
 from engines.adapters.perception import Percept
 from stream.strictjson import JsonDict
+from stream.transport.wire import Header
 from stream.ui.records import PreviewHeader, PreviewPerson
-from stream.wire import Header
 
 
 class Previews(Protocol):

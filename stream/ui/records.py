@@ -2,7 +2,7 @@
 
 Every message the web server receives is untrusted like any other on a socket: it is
 validated here (strict pydantic, bounded sizes, finite numbers, known streams) or refused
-with a :class:`~stream.wire.WireError` whose ``reason`` the server counts.
+with a :class:`~stream.transport.wire.WireError` whose ``reason`` the server counts.
 
 Preview message parts: ``[stream id, PreviewHeader JSON, JPEG, keypoints?]``, keypoints
 being ``keypoint_rows`` x 137 x 3 float32 in preview pixels (x, y, confidence).
@@ -25,8 +25,8 @@ import numpy as np
 from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from stream.status import StageStatus
-from stream.wire import (
+from stream.transport.status import StageStatus
+from stream.transport.wire import (
     MAX_DIM,
     MAX_PERSONS,
     WIRE_CONFIG,

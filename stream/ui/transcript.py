@@ -3,7 +3,8 @@
 Text publishers (ASR, subtitles) connect to classify's bound text SUB, so nobody else can
 read their lines; classify re-publishes each line it accepted (already validated, for one of
 the run's streams) as ``[stream id, TextLine JSON]`` on a PUB socket, without blocking.
-The web server validates it again with the same record (:class:`stream.text_topic.TextLine`).
+The web server validates it again with the same record
+(:class:`stream.transport.text_topic.TextLine`).
 
 Example:
     >>> echo = TranscriptEcho(socket)  # doctest: +SKIP
@@ -15,7 +16,7 @@ from __future__ import annotations
 import zmq
 from pydantic import ValidationError
 
-from stream.text_topic import TextLine
+from stream.transport.text_topic import TextLine
 
 
 class TranscriptEcho:

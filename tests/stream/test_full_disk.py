@@ -19,10 +19,10 @@ from pipeline_runs import finish, read_jsonl, start_run, wait_for, write_config
 from sample_records import prediction
 from small_disk import fill, free_bytes, small_disk
 
-from stream.cli import _print_summary, write_before_start, write_summary
 from stream.config import load_config
-from stream.preflight import OUT_MIN_FREE_BYTES, PreflightError, check_disk
-from stream.sinks import JsonlSink, Sinks
+from stream.run.cli import _print_summary, write_before_start, write_summary
+from stream.run.preflight import OUT_MIN_FREE_BYTES, PreflightError, check_disk
+from stream.stages.sinks import JsonlSink, Sinks
 
 DISK_KIB = OUT_MIN_FREE_BYTES // 1024 + 4096
 """Room for the preflight's minimum and a few MiB over it: the run starts, then is filled."""

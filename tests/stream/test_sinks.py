@@ -23,7 +23,7 @@ from sample_records import prediction
 
 from stream import strictjson
 from stream.prediction import FrameTrace, Prediction
-from stream.sinks import JsonlSink, Sinks, json_line
+from stream.stages.sinks import JsonlSink, Sinks, json_line
 
 FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full on this system")
@@ -57,7 +57,7 @@ def test_a_jsonl_sink_on_a_full_disk_fails_once_then_counts(caplog) -> None:
     full = JsonlSink(FULL)
     other = ListSink()
     sinks = Sinks([other, full])
-    with caplog.at_level(logging.WARNING, logger="stream.sinks"):
+    with caplog.at_level(logging.WARNING, logger="stream.stages.sinks"):
         for seq in range(5):
             sinks.emit(prediction(seq))
         sinks.close()  # never raises

@@ -22,8 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from stream.prediction import Prediction
-from stream.status import StageStatus
 from stream.strictjson import JsonDict
+from stream.transport.status import StageStatus
 
 REFRESH_S = 0.5
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from stream.files import LineAppender
 from stream.prediction import Prediction
-from stream.wire import Header, Stamp
+from stream.transport.wire import Header, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ def problem_text(error: BaseException) -> str:
 
 def json_line(record: BaseModel) -> bytes:
     """``record`` as one line of JSON, the one place a record leaving a stage is serialized.
-    Its model already bounds it: counts saturate at :data:`stream.wire.MAX_COUNT`
-    (:data:`stream.wire.Tally`), a prediction refuses a non-finite number, and any other
+    Its model already bounds it: counts saturate at :data:`stream.transport.wire.MAX_COUNT`
+    (:data:`stream.transport.wire.Tally`), a prediction refuses a non-finite number, and any other
     record's NaN or infinity is written as null (JSON has none; a strict reader would reject
     the whole line)."""
     return record.model_dump_json(by_alias=True).encode()

@@ -32,7 +32,7 @@ from collections.abc import Collection
 
 import zmq
 
-from stream.status import Rejections
+from stream.transport.status import Rejections
 
 SUBSCRIBE_OVERHEAD = 16
 """Bytes a subscription takes on the wire besides its topic: one flag byte as a message,
@@ -40,7 +40,7 @@ or ZMTP 3.1's ``SUBSCRIBE`` command (its name and length) as newer peers send it
 HANDSHAKE_BYTES = 128
 """The bound also applies to the handshake's READY command (its metadata: a default
 subscriber's takes a few dozen bytes); CURVE's larger INITIATE is allowed for where CURVE
-is on (:data:`stream.endpoints.CURVE_HANDSHAKE_BYTES`)."""
+is on (:data:`stream.transport.endpoints.CURVE_HANDSHAKE_BYTES`)."""
 ADMIT_PER_TURN = 1000
 """Subscription messages one :meth:`GatedPub.admit` reads at most: a flood of them costs
 the owner's loop a bounded time per turn."""

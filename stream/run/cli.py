@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from stream.config import EndpointConfig, RunConfig
-    from stream.curve import RunKeys
-    from stream.endpoints import Endpoints
+    from stream.run.supervisor import StopRequest
+    from stream.run.view import View
     from stream.strictjson import JsonDict
-    from stream.supervisor import StopRequest
+    from stream.transport.curve import RunKeys
+    from stream.transport.endpoints import Endpoints
     from stream.ui.launcher import UiProcess
-    from stream.view import View
 
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -147,8 +147,8 @@ def with_ui_args(config: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from stream.supervisor import StopRequest
-    from stream.view import NullView, make_view
+    from stream.run.supervisor import StopRequest
+    from stream.run.view import NullView, make_view
 
     config = config_from_args(args)
     stop = StopRequest()
@@ -156,7 +156,7 @@ def run_command(args: argparse.Namespace) -> int:
     view = make_view(config.view)
     if type(view) is not NullView and not getattr(args, "verbose", False):
         # the view shows the supervisor's events; its log lines would say each one twice
-        logging.getLogger("stream.supervisor").setLevel(logging.WARNING)
+        logging.getLogger("stream.run.supervisor").setLevel(logging.WARNING)
     code, summary = run_pipeline(config, view, stop)
     log_dir = config.out / "logs" if config.out is not None else Path("(scratch, removed)")
     _print_summary(summary, log_dir)
@@ -169,19 +169,19 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
     this too, so what it measures is exactly what ``hidemo run`` runs.
 
     Before any stage starts, ``keypoints: auto`` is resolved (by its rule, said on one
-    line), :func:`stream.preflight.preflight` checks the engines, the sources and the
-    endpoints, and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``:
+    line), :func:`stream.run.preflight.preflight` checks the engines, the sources and the
+    endpoints, and raises :class:`~stream.run.preflight.PreflightError` (a ``ValueError``:
     ``hidemo`` prints it and exits 2) with every problem and its fix, and ``placement: auto``
-    is resolved (:mod:`stream.placement`, said on one line). The full reasons are saved in
+    is resolved (:mod:`stream.stages.placement`, said on one line). The full reasons are saved in
     ``config.json`` (``reasons``)."""
     from stream import strictjson
-    from stream.endpoints import Endpoints
-    from stream.perception import resolve_keypoints
-    from stream.placement import resolve_placement
-    from stream.preflight import PreflightError, preflight, write_problem
+    from stream.run.preflight import PreflightError, preflight, write_problem
+    from stream.run.supervisor import Supervisor
+    from stream.run.view import TeeView
+    from stream.stages.perception import resolve_keypoints
+    from stream.stages.placement import resolve_placement
     from stream.stages.spec import StageSpec
-    from stream.supervisor import Supervisor
-    from stream.view import TeeView
+    from stream.transport.endpoints import Endpoints
 
     if config.ui.enabled:
         from stream.ui.access import parse_bind
@@ -248,7 +248,7 @@ def run_keys(config: EndpointConfig) -> RunKeys | None:
     internal socket: tcp transport (any local user can connect to loopback) or an
     ``ipc_dir`` the user chose (its permissions are not ours to vouch for). None with ipc
     in the run's own private folder (mode 0700), which is then the boundary."""
-    from stream.curve import RunKeys
+    from stream.transport.curve import RunKeys
 
     if config.transport == "tcp" or config.ipc_dir is not None:
         return RunKeys.generate()
@@ -257,12 +257,12 @@ def run_keys(config: EndpointConfig) -> RunKeys | None:
 
 def write_before_start(path: Path, text: str, *, private: bool = False) -> None:
     """Write a file the run needs before any stage starts, whole (:mod:`stream.files`), or
-    refuse the run (:class:`~stream.preflight.PreflightError`, exit 2) naming the folder,
+    refuse the run (:class:`~stream.run.preflight.PreflightError`, exit 2) naming the folder,
     the room it needs and the fix: the disk may fill between the preflight and here.
     A ``private`` file (in the run's private folder) is readable by its owner only: it may
     hold the run's keys."""
     from stream.files import write_document
-    from stream.preflight import PreflightError, write_problem
+    from stream.run.preflight import PreflightError, write_problem
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +278,7 @@ def write_summary(path: Path, summary: JsonDict) -> int:
     (0 written, 1 not)."""
     from stream import strictjson
     from stream.files import write_document
-    from stream.wire import saturated
+    from stream.transport.wire import saturated
 
     try:
         write_document(path, strictjson.dumps(saturated(summary), indent=2))
@@ -298,7 +298,7 @@ def write_summary(path: Path, summary: JsonDict) -> int:
 def start_ui(config: RunConfig, endpoints: Endpoints, run_dir: Path,
              log_dir: Path) -> UiProcess:
     """Start the web view's process (:mod:`stream.ui.launcher`) and say where it is."""
-    from stream.placement import detect_processes
+    from stream.stages.placement import detect_processes
     from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token
     from stream.ui.launcher import UiProcess, UiSpec
 
@@ -332,8 +332,8 @@ def ui_summary(config: RunConfig, ui: UiProcess, run_dir: Path) -> JsonDict:
 
 
 def _resolve_asr(config: RunConfig) -> RunConfig:
-    """``asr`` resolved per source (:mod:`stream.asr_plan`), each choice said with why."""
-    from stream.asr_plan import resolve_asr
+    """``asr`` resolved per source (:mod:`stream.run.asr_plan`), each choice said with why."""
+    from stream.run.asr_plan import resolve_asr
 
     config, plan = resolve_asr(config)
     if plan.warning is not None:

@@ -37,8 +37,8 @@ import numpy as np
 import zmq
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
-from stream.status import Rejections
-from stream.wire import WIRE_CONFIG, Seconds, WireError, refusal
+from stream.transport.status import Rejections
+from stream.transport.wire import WIRE_CONFIG, Seconds, WireError, refusal
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from pydantic.dataclasses import dataclass
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from stream.strictjson import JsonDict
-from stream.wire import MAX_COUNT, MAX_SECONDS, Name, refusal, saturated
+from stream.transport.wire import MAX_COUNT, MAX_SECONDS, Name, refusal, saturated
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class StageStatus:
 
     def to_json(self) -> bytes:
         """The report as sent: every count saturated at the bound the supervisor checks
-        (:func:`stream.wire.saturated`), whichever stage or figure holds it."""
+        (:func:`stream.transport.wire.saturated`), whichever stage or figure holds it."""
         return json.dumps(saturated(asdict(self)), separators=(",", ":"), allow_nan=False,
                           default=str).encode()
 

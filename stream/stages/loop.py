@@ -38,10 +38,10 @@ from typing import TypeVar
 import zmq
 
 from stream.config import StageConfig
-from stream.hop import BatchPolicy, LatestInbox, Sender, drain
-from stream.status import Counters, FailedItems, Rejections, StatusReporter
 from stream.strictjson import JsonDict
-from stream.wire import ANY_STREAM, Message, WireError, WireRules
+from stream.transport.inbox import BatchPolicy, LatestInbox, Sender, drain
+from stream.transport.status import Counters, FailedItems, Rejections, StatusReporter
+from stream.transport.wire import ANY_STREAM, Message, WireError, WireRules
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -118,7 +118,7 @@ class StageIO:
     """The input's name in rejection counts."""
     offline: dict[str, int] = field(default_factory=dict)
     """Offline streams (``realtime: false``) and their ``in_flight``: the inbox keeps that
-    many of theirs (:class:`~stream.hop.LatestInbox` ``keep``), so a stage busy with
+    many of theirs (:class:`~stream.transport.inbox.LatestInbox` ``keep``), so a stage busy with
     another stream's frame never pushes out a frame of a file."""
 
 
