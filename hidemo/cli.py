@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_label_parser(jobs)
 
-    from stream.cli import add_run_parser  # argparse only
+    from stream.run.cli import add_run_parser  # argparse only
 
     add_run_parser(jobs)
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return list_command(args)
         if args.job == "run":
-            from stream.cli import run_command
+            from stream.run.cli import run_command
 
             return run_command(args)
         if args.job == "train":
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return label_command(args)
         if args.job == "keys":
-            from stream.curve import keys_command
+            from stream.transport.curve import keys_command
 
             return keys_command(args.out, force=args.force)
         if args.job == "bench" and args.command == "engines":

@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "stream")
 from speech_video import SENTENCES, make_speech_video, missing_tools, word_errors
 
 from engines.adapters.vad import SileroVad
-from stream.audio import AudioInput
 from stream.config import AsrConfig
-from stream.speech import SpeechSegmenter
-from stream.stage import StopFlag
+from stream.media.audio import AudioInput
+from stream.media.speech import SpeechSegmenter
 from stream.stages.asr import AsrMemory, AsrStage, LinePublisher, load_transcriber
-from stream.status import StatusReporter
+from stream.stages.loop import StopFlag
+from stream.transport.status import StatusReporter
 
 
 class Recorder(LinePublisher):

@@ -20,11 +20,12 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engines.overrides import apply_overrides, apply_values
 from engines.profiles import get_profile
 
 GPU_MAX_BATCH = 8
@@ -47,9 +48,10 @@ KEYS_DIR = "DIR"
 @dataclass(frozen=True)
 class Fix:
     """One way to make a refused configuration acceptable: ``overrides`` as ``--set`` would
-    apply them (:func:`apply_override`), after ``first``, a step outside the configuration
-    (making keys), when there is one. A refusal's text is rendered from its fixes, so what
-    it tells the user is exactly what a test can apply and validate again."""
+    apply them (:func:`engines.overrides.apply_overrides`), after ``first``, a step outside
+    the configuration (making keys), when there is one. A refusal's text is rendered from
+    its fixes, so what it tells the user is exactly what a test can apply and validate
+    again."""
 
     overrides: dict[str, str]
     first: str | None = None
@@ -125,16 +127,16 @@ class SourceConfig(_Strict):
     (an FFmpeg input: ``alsa:default``, ``pulse:default``, ``avfoundation::0``); None: the
     source's own audio track, if it has one (a camera index has none)."""
     in_flight: int = Field(2, ge=1)
-    """Frames sent but not yet accounted by classify (:mod:`stream.credits`). Offline
+    """Frames sent but not yet accounted by classify (:mod:`stream.transport.credits`). Offline
     (``realtime: false``): 2 keeps the slowest stage busy with one frame while the next
     waits; more only adds frames its latest-wins inbox then drops. Unless set, fused
     placement takes 1: there the next frame would wait a whole chain's time. Live
     (``realtime: true``; a camera or URL always is): the capture sends while fewer are
     unacknowledged and otherwise holds only the newest frame, so drops happen at capture,
     before any work; unless set, 2 in split with one stream, 1 in split with several and in
-    fused: the most no stage has to push out of its inbox (:mod:`stream.placement`). In
+    fused: the most no stage has to push out of its inbox (:mod:`stream.stages.placement`). In
     fused placement the head grants these credits at each stream's turn
-    (:mod:`stream.turns`) instead of classify as each frame finishes."""
+    (:mod:`stream.stages.grants`) instead of classify as each frame finishes."""
 
     @property
     def kind(self) -> SourceKind:
@@ -212,7 +214,7 @@ class ClassifyConfig(StageConfig):
     already paid for, and classify is cheap; with depth 1, a frame that carries an image
     embedding and the quick frame right behind it (``keypoints: engines``: features only
     embeds) land within one ``max_delay_ms`` and the later one pushes the image out. Fused
-    placement keeps :data:`stream.placement.FUSED_CLASSIFY_DEPTH` unless set."""
+    placement keeps :data:`stream.stages.placement.FUSED_CLASSIFY_DEPTH` unless set."""
     stride_s: float = Field(1.0, gt=0)
     """How often each (stream, person) gets a prediction, in seconds of media time."""
     smoothing: float = Field(0.0, ge=0, lt=1)
@@ -235,7 +237,7 @@ class AnalysisConfig(_Strict):
 
 
 class CurveConfig(_Strict):
-    """CurveZMQ key files, as ``hidemo keys --out DIR`` writes them (:mod:`stream.curve`).
+    """CurveZMQ key files, as ``hidemo keys --out DIR`` writes them (:mod:`stream.transport.curve`).
 
     ``{dir: DIR}`` is short for the three paths inside DIR. ``server_secret`` is the
     pipeline's key pair; ``authorized_clients`` the folder of client public keys (``*.key``)
@@ -253,7 +255,7 @@ class CurveConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_dir(cls, data: Any) -> Any:
+    def _from_dir(cls, data: object) -> object:
         if isinstance(data, dict) and "dir" in data:
             data = dict(data)
             folder = Path(data.pop("dir"))
@@ -480,7 +482,7 @@ class AsrConfig(_Strict):
 
     @field_validator("mode", mode="before")
     @classmethod
-    def _yaml_bool(cls, value: Any) -> Any:
+    def _yaml_bool(cls, value: object) -> object:
         # YAML 1.1 (files and --set) reads a bare on/off as true/false
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
@@ -497,7 +499,7 @@ class AsrConfig(_Strict):
 
 
 class FusedConfig(_Strict):
-    """Fused placement's worker processes (:mod:`stream.placement`). Each worker runs detect
+    """Fused placement's worker processes (:mod:`stream.stages.placement`). Each worker runs detect
     and features for its share of the streams (stream ``i`` on worker ``i mod workers``),
     frames handed on in memory; classify is one process for all. ``workers`` 0 (auto): one
     per usable core, at most one per stream; each worker's engines then take
@@ -541,7 +543,7 @@ class RunConfig(_Strict):
     mediapipe. ``hidemo run`` resolves ``auto`` before the
     stages start and keeps the result in the saved configuration."""
     placement: Literal["auto", "split", "fused"] = "auto"
-    """How the logical stages map onto processes (:mod:`stream.placement`): ``split`` (one
+    """How the logical stages map onto processes (:mod:`stream.stages.placement`): ``split`` (one
     process per stage, ``features.replicas`` side by side: the stages overlap when there are
     cores or a GPU for them), ``fused`` (detect and features in one worker process per share
     of the streams, frames handed on in memory, ``fused.workers``; classify and the captures
@@ -624,35 +626,18 @@ class RunConfig(_Strict):
         return [s.id or f"{s.kind}{i}" for i, s in enumerate(self.sources)]
 
 
-def apply_override(data: dict[str, Any], dotted: str) -> None:
-    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (numbers, bools)."""
-    key, sep, raw = dotted.partition("=")
-    if not sep or not key:
-        raise ValueError(f"override {dotted!r} is not KEY=VALUE (e.g. classify.stride_s=0.5)")
-    node = data
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"override {dotted!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw)
-
-
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None,
+def load_config(path: Path | None, overrides: dict[str, object] | None = None,
                 dotted: list[str] | None = None) -> RunConfig:
     """The file at ``path`` (YAML or JSON), then ``overrides`` (top-level keys), then
     ``dotted`` ``KEY=VALUE`` strings, validated as one :class:`RunConfig`."""
-    data: dict[str, Any] = {}
+    data: dict[str, object] = {}
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config {path} must hold a mapping at the top level")
         data.update(loaded)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
-    for item in dotted or []:
-        apply_override(data, item)
+    apply_values(data, overrides or {})
+    apply_overrides(data, dotted or [])
     return RunConfig.model_validate(data)
 
 

@@ -21,14 +21,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream.wire import Tally
+from stream.transport.wire import Tally
 
 SCHEMA = "hidemo.prediction/2"
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Count = Tally
-"""A count in a record: saturated at :data:`stream.wire.MAX_COUNT` (exact in a float64, as
+"""A count in a record: saturated at :data:`stream.transport.wire.MAX_COUNT` (exact in a float64, as
 JSON readers use), the bound the published schema states."""
 
 
@@ -97,6 +97,27 @@ class Prediction(_Record):
                     "records made before it was added)")
     random_weights: bool
     random_engines: list[str]
+
+
+class FrameTrace(BaseModel):
+    """One line of ``frames.jsonl``: a frame that reached the classifier, with its age on
+    arrival (in source frames) and every stage's stamps ``[stage, arrived, t_in, t_out]``,
+    from which the bench splits a frame's latency into work and waiting. Counts saturate
+    (:data:`Count`); a non-finite time is written as null (pydantic's JSON default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str
+    seq: Count
+    generation: Count
+    capture_time: float
+    arrival: float
+    age_frames: float
+    dropped: Count
+    lost: Count
+    persons: Count
+    latency_ms: dict[str, float]
+    stamps: list[tuple[str, float, float, float]]
 
 
 def schema_text() -> str:

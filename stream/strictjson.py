@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from typing import Any
+
+from pydantic import JsonValue
+
+JsonDict = dict[str, JsonValue]
+"""A JSON object as hidemo reports it: a status figure, an event, a run summary."""
 
 
-def finite(value: Any) -> Any:
+def finite(value: object) -> object:
     """``value`` with every NaN or infinite float (nested in dicts, lists, tuples) as None."""
     if isinstance(value, bool | int | str) or value is None:
         return value
@@ -33,8 +37,7 @@ def finite(value: Any) -> Any:
     return value
 
 
-def dumps(value: Any, **options: Any) -> str:
+def dumps(value: object, *, indent: int | None = None) -> str:
     """``json.dumps`` that never writes NaN/Infinity (they become null); anything else that
     is not JSON (a path, an enum) is written as its ``str``."""
-    options.setdefault("default", str)
-    return json.dumps(finite(value), allow_nan=False, **options)
+    return json.dumps(finite(value), allow_nan=False, indent=indent, default=str)

@@ -5,7 +5,7 @@ Run beside ``hidemo run`` and type lines; each goes to the stream you name::
     python -m stream.text_client --endpoint tcp://127.0.0.1:5561 --stream demo0
     > I am happy with how I played today.
 
-Any program can do the same in a few lines: connect a ZeroMQ PUB socket to the text
+A program in any language can do the same in a few lines: connect a ZeroMQ PUB socket to the text
 endpoint (the pipeline binds it: classify is the side that stays, so no other process can
 take the address) and publish ``[stream id, {"text": ..., "time": time.monotonic()}]``
 (topic = stream id). Lines sent before the pipeline's subscription reaches a fresh
@@ -18,20 +18,20 @@ pipeline's ``server.key``, as ``hidemo keys --out DIR`` writes them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import zmq
 
-from stream.curve import ClientKeys, client_security
+from stream.transport.curve import ClientKeys, client_security
+from stream.transport.text_topic import TextLine
 
 
 def publish(socket: zmq.Socket, stream: str, text: str, spoken: float | None = None) -> None:
     """Send one line of ``text`` for ``stream``, spoken at ``spoken`` (monotonic; now)."""
-    body = {"text": text, "time": time.monotonic() if spoken is None else spoken}
-    socket.send_multipart([stream.encode(), json.dumps(body).encode()])
+    line = TextLine(text=text, time=time.monotonic() if spoken is None else spoken)
+    socket.send_multipart([stream.encode(), line.body()])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,8 +18,8 @@ import pytest
 from engines.adapters.rates import slot_of
 from engines.profiles import get_profile
 from stream.config import RunConfig, load_config
-from stream.demo import DemoClip
-from stream.wire import Header, WireRules, encode
+from stream.media.demo import DemoClip
+from stream.transport.wire import Header, WireRules, encode
 from training.features.frames import FrameFeatures, NoPerson, due_selector
 from training.features.perception import Perception, PerceptionChoice
 from training.features.video import SampledFrame
@@ -58,7 +58,7 @@ def box(values: object) -> tuple[float, ...]:
 
 
 def through_live_stages(config: RunConfig, frames: list[np.ndarray]) -> list[dict]:
-    from stream.stages.main import build_detect, build_features
+    from stream.stages.build import build_detect, build_features
 
     detect, _ = build_detect(config)
     features, _ = build_features(config)

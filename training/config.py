@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engines.overrides import apply_values
 from training.pseudo.merge import PseudoLabelConfig
 
 
@@ -101,14 +102,7 @@ class TrainConfig(BaseModel):
                 data = json.loads(Path(path).read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"config {path}: not valid JSON ({exc})") from exc
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if "." in key:
-                head, tail = key.split(".", 1)
-                data.setdefault(head, {})[tail] = value
-            else:
-                data[key] = value
+        apply_values(data, overrides)
         return cls.model_validate(data)
 
     def identity(self) -> dict[str, Any]:

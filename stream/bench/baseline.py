@@ -46,8 +46,8 @@ from engines.adapters.perception import (
 from engines.adapters.rates import RateSampler
 from engines.adapters.windows import WindowBatch
 from stream.bench.figures import percentiles
-from stream.demo import DemoClip
-from stream.rings import PersonRing
+from stream.media.demo import DemoClip
+from stream.stages.windows import PersonRing
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Baseline:
         """The engines and rates a :class:`stream.config.RunConfig` gives the pipeline."""
         from engines.adapters.perception import crop_keypoints_for, open_core
         from engines.runtime import open_engine
-        from stream.perception import core_options, keypoint_source
+        from stream.stages.perception import core_options, keypoint_source
 
         source = keypoint_source(config)
         core = open_core(source, dataclasses.replace(core_options(config), threads=threads))

@@ -2,7 +2,7 @@
 
 A pipeline run leaves one ``frames.jsonl`` line per frame that reached the classifier,
 with every stage's stamp ``[stage, t_arrive, t_in, t_out]`` (monotonic seconds, see
-:class:`stream.wire.Stamp`). :func:`stage_breakdown` splits each frame's time per stage
+:class:`stream.transport.wire.Stamp`). :func:`stage_breakdown` splits each frame's time per stage
 into four parts that add up to its time from capture to the classifier:
 
 - *transfer*: the previous stage's send to this stage taking it off its socket (ZeroMQ,

@@ -20,7 +20,7 @@ import numpy as np
 
 from engines.adapters.detector import crop_with_margin
 from stream.bench.engines import BenchRow, BenchSettings, sample_stats, time_case
-from stream.demo import DemoClip
+from stream.media.demo import DemoClip
 
 log = logging.getLogger(__name__)
 

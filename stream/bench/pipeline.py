@@ -1,6 +1,6 @@
 """``hidemo bench pipeline``: the real pipeline (supervisor, one process per stage) under load.
 
-Each :class:`Scenario` runs ``hidemo run``'s own code (:func:`stream.cli.run_pipeline`) on
+Each :class:`Scenario` runs ``hidemo run``'s own code (:func:`stream.run.cli.run_pipeline`) on
 N streams for S seconds, in one of two modes:
 
 - ``paced``: every source delivers frames at its frame rate, as a camera would; the figures
@@ -108,9 +108,9 @@ def scenario_config(setup: PipelineSetup, scenario: Scenario, out: Path) -> RunC
 
 def run_scenario(setup: PipelineSetup, scenario: Scenario, out: Path) -> dict[str, Any]:
     """Run ``scenario`` through the supervisor and return its figures (see module doc)."""
-    from stream.cli import run_pipeline
-    from stream.supervisor import StopRequest
-    from stream.view import make_view
+    from stream.run.cli import run_pipeline
+    from stream.run.supervisor import StopRequest
+    from stream.run.view import make_view
 
     out.mkdir(parents=True, exist_ok=True)
     config = scenario_config(setup, scenario, out)

@@ -1,7 +1,7 @@
 """ASR: one process per source with audio; what is said there, as lines on the text topic.
 
-The process decodes the source's audio itself (:mod:`stream.audio`), cuts it into
-utterances with the VAD as it goes (:mod:`stream.speech`), transcribes each with Whisper
+The process decodes the source's audio itself (:mod:`stream.media.audio`), cuts it into
+utterances with the VAD as it goes (:mod:`stream.media.speech`), transcribes each with Whisper
 (:mod:`engines.adapters.transcriber`) and publishes one line per Whisper segment on the
 text topic, exactly as an outside publisher would (a PUB connected to classify's SUB).
 
@@ -35,9 +35,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import zmq
+from pydantic import BaseModel, ConfigDict
 
 from engines.adapters.transcriber import (
     PACKAGED_NAME,
@@ -48,15 +49,17 @@ from engines.adapters.transcriber import (
     packaged_model_path,
 )
 from engines.adapters.vad import SileroVad
-from stream.audio import AudioCorrupt, AudioInput, AudioReader, audio_input
 from stream.config import AsrConfig, RunConfig
-from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.files import write_document
-from stream.sinks import JsonlSink
-from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
-from stream.stage import StopFlag
-from stream.status import FailedItems, StatusReporter
+from stream.media.audio import AudioCorrupt, AudioInput, AudioReader, audio_input
+from stream.media.speech import JoinedSpeech, Speech, SpeechSegmenter
+from stream.stages.loop import StopFlag
+from stream.stages.sinks import JsonlSink, json_line
+from stream.strictjson import JsonDict
+from stream.transport.endpoints import Endpoints, open_endpoint
+from stream.transport.status import FailedItems, StatusReporter
+from stream.transport.text_topic import MAX_LINE_CHARS, TextLine
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ class AsrFigures:
     transcribe_cpu_s: float = 0.0
     skipped: int = 0
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> JsonDict:
         cpu = time.process_time()
         return {"lines": self.lines, "utterances": self.utterances,
                 "audio_s": round(self.audio_s, 2), "speech_s": round(self.speech_s, 2),
@@ -118,6 +121,20 @@ class AsrFigures:
                 "process_cpu_s": round(cpu, 3),
                 "rtf_cpu": round(cpu / self.audio_s, 4) if self.audio_s else 0.0,
                 "skipped_after_restart": self.skipped}
+
+
+class TranscriptEntry(BaseModel):
+    """One line of ``transcript-STREAM.jsonl``: the words and their span on the source's
+    media clock; ``time`` is when a live input's words were spoken (monotonic seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str
+    text: str
+    media_start: float
+    media_end: float
+    time: float | None = None
+    origin: Literal["asr"] = "asr"
 
 
 class LinePublisher:
@@ -134,18 +151,18 @@ class LinePublisher:
         self.anchor: float | None = None
 
     def send(self, start: float, end: float, text: str) -> None:
+        text = text[:MAX_LINE_CHARS]  # the longest line the topic takes
         if self.live:
-            body: dict[str, Any] = {"text": text, "time": (self.anchor or 0.0) + end,
-                                    "origin": "asr"}
+            line = TextLine(text=text, time=(self.anchor or 0.0) + end, origin="asr")
         else:
-            body = {"text": text, "media_start": round(start, 3), "media_end": round(end, 3),
-                    "origin": "asr"}
-        self.socket.send_multipart([self.stream.encode(), json.dumps(body).encode()])
+            line = TextLine(text=text, media_start=round(start, 3), media_end=round(end, 3),
+                            origin="asr")
+        self.socket.send_multipart([self.stream.encode(), line.body()])
         if self.transcript is not None:
-            record = {"stream": self.stream, "media_start": round(start, 3),
-                      "media_end": round(end, 3), **body}
+            record = TranscriptEntry(stream=self.stream, text=text, time=line.time,
+                                     media_start=round(start, 3), media_end=round(end, 3))
             try:
-                self.transcript.emit(record, json.dumps(record).encode())
+                self.transcript.emit(record, json_line(record))
             except OSError as error:  # a full disk: the lines still go out on the topic;
                 # the file keeps its whole lines, the rest is counted (transcript_unwritten)
                 log.warning("asr %s: transcript not written: %s", self.stream, error)
@@ -182,7 +199,7 @@ class AsrStage:
         self.origin: float | None = None
         self.ready = False
 
-    def extra(self) -> dict[str, Any]:
+    def extra(self) -> JsonDict:
         transcript = self.publisher.transcript
         return {"stream": self.stream, "audio": self.input.describe()[:256],
                 "model": self.transcriber.name, "problem": self.problem,

@@ -10,7 +10,7 @@ frame gets the next sequence number of its session generation and its capture ti
 monotonic clock. At the end of a file the stage sends an end-of-stream marker and exits 0;
 a live source that drops is reopened with backoff by :class:`SourceReader`.
 
-What goes out is paced by classify's acknowledgements (:mod:`stream.credits`). An offline
+What goes out is paced by classify's acknowledgements (:mod:`stream.transport.credits`). An offline
 source (``realtime: false``) simply waits for a credit before reading on. A live one (a
 camera, a URL, the demo, a file in real time) keeps reading on time, since a camera's
 buffer must be drained and its pacing kept, and sends through :class:`LiveSend`: at once
@@ -34,15 +34,15 @@ import zmq
 
 from engines.adapters.rates import RateSampler
 from stream.config import RunConfig
-from stream.credits import CREDIT_TIMEOUT_S, CreditWindow, LiveWindow
-from stream.endpoints import Endpoints, open_endpoint
-from stream.generations import GenerationLedger
-from stream.hop import Sender
-from stream.placement import worker_of, worker_streams
-from stream.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
-from stream.stage import StopFlag
-from stream.status import StatusReporter
-from stream.wire import FrameMeta, Header, Kind, Message
+from stream.media.sources import DemoSource, SourceReader, SourceState, ended_early, make_source
+from stream.stages.generations import GenerationLedger
+from stream.stages.loop import StopFlag
+from stream.stages.placement import worker_of, worker_streams
+from stream.transport.credits import CREDIT_TIMEOUT_S, CreditWindow, LiveWindow
+from stream.transport.endpoints import Endpoints, open_endpoint
+from stream.transport.inbox import Sender
+from stream.transport.status import StatusReporter
+from stream.transport.wire import FrameMeta, Header, Kind, Message
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     credits = open_endpoint(context, endpoints, "credits", "connect", config.endpoints)
     credits.setsockopt(zmq.SUBSCRIBE, stream_id.encode())
     in_flight = source_config.in_flight
-    # fused: the worker grants credits stream by stream (stream.turns), so a stream's next
+    # fused: the worker grants credits stream by stream (stream.stages.grants), so a stream's next
     # credit comes once per round of the worker's streams, not once per chain run
     timeout_s = CREDIT_TIMEOUT_S * streams_in_turn
     window = (CreditWindow(credits, stream_id, in_flight=in_flight, timeout_s=timeout_s)
@@ -100,7 +100,7 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
     live = LiveSend(window, sender) if isinstance(window, LiveWindow) else None
     counters = reporter.counters
     # the run's private folder keeps the last generation, so a restarted capture goes on
-    # counting (stream.generations); downstream resets on each new one
+    # counting (stream.stages.generations); downstream resets on each new one
     ledger = GenerationLedger(None if state_dir is None else state_dir / f"generation-{index}")
     generation, opened, seq, origin, last_media = -1, -1, 0, 0.0, 0.0
     state = SourceState.OPENING
@@ -254,7 +254,7 @@ class LiveSend:
     ``dropped`` and carried in ``Header.dropped`` of the stream's next message (classify
     tells it from a lost frame by that count; its sequence number is the gap). The held
     frame goes as soon as a credit frees a slot (fused placement grants one just before
-    the stream's turn: :mod:`stream.turns`), so the frame that enters the pipeline is the
+    the stream's turn: :mod:`stream.stages.grants`), so the frame that enters the pipeline is the
     newest read at that moment; its ``capture_time`` stays the time it was read, and the
     hold shows as capture's queue wait (its stamp's arrival to start).
 

@@ -24,22 +24,24 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
+import zmq
 
 from engines.adapters.classifier import CLASS_NAMES, WindowPredictions
 from engines.adapters.windows import WindowBatch
 from stream.config import ClassifyConfig
-from stream.credits import CreditPublisher
 from stream.files import write_document
-from stream.prediction import SCHEMA, Prediction
-from stream.rings import PersonRing, StreamBook
-from stream.sinks import JsonlSink, Sinks, json_line, problem_text, stage_latency_ms
-from stream.stage import BatchStage
-from stream.status import Rejections
-from stream.text_topic import TextTopic
-from stream.wire import Header, Message, WireError
+from stream.prediction import FrameCounts, FrameTrace, Prediction, Slots, Window
+from stream.stages.loop import BatchStage
+from stream.stages.sinks import JsonlSink, Sinks, json_line, problem_text, stage_latency_ms
+from stream.stages.windows import PersonRing, StreamBook
+from stream.strictjson import JsonDict
+from stream.transport.credits import CreditPublisher
+from stream.transport.status import Rejections
+from stream.transport.text_topic import TextTopic
+from stream.transport.wire import Header, Message, WireError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class ClassifyMemory:
 class Watched(Protocol):
     """A socket event source whose refusals count as rejections (CURVE handshakes)."""
 
-    monitor: Any
+    monitor: zmq.Socket
     rejections: Rejections
 
     def poll(self) -> None: ...
@@ -137,7 +139,7 @@ class _Stream:
                 "image": round(self.images / span, 2),
                 "keypoints": round(self.keypoint_frames / span, 2)}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonDict:
         latency = np.asarray(self.latency_ms, np.float64)
         age = np.asarray(self.age_frames, np.float64)
         book = self.book
@@ -186,7 +188,7 @@ class ClassifyStage(BatchStage):
     def clock_offset(self, stream: str) -> float | None:
         """``capture_time - media_time`` of ``stream`` as last seen (None: no frame yet): the
         offset a window's media span is converted with, which media-timed text lines (the
-        ASR of a file, :mod:`stream.text_topic`) need to land in the same windows."""
+        ASR of a file, :mod:`stream.transport.text_topic`) need to land in the same windows."""
         state = self._streams.get(stream)
         return None if state is None else state.clock_offset
 
@@ -339,46 +341,45 @@ class ClassifyStage(BatchStage):
                                  *(["classifier"] if self.classifier.random_weights else [])})
         latency = stage_latency_ms(header, t_in, done, self.name)
         state.latency_ms.append(latency["total"])
-        record = {
-            "schema": SCHEMA, "stream": header.stream, "seq": state.predictions,
+        # the one model that publishes the schema builds the record: never one it refuses
+        prediction = Prediction.model_validate({
+            "stream": header.stream, "seq": state.predictions,
             "person": track, "generation": header.generation, "frame_seq": header.seq,
             "label": CLASS_NAMES[int(np.argmax(probs))],
             "probs": {name: round(float(v), 5) for name, v in zip(CLASS_NAMES, probs,
                                                                   strict=True)},
-            "window": {"start": round(header.media_time - self.classifier.window_seconds, 3),
-                       "end": round(header.media_time, 3),
-                       "seconds": self.classifier.window_seconds},
+            "window": Window(start=round(header.media_time - self.classifier.window_seconds, 3),
+                             end=round(header.media_time, 3),
+                             seconds=self.classifier.window_seconds),
             "modalities": modalities,
-            "slots": {"image": int(batch.image_mask[index].sum()),
-                      "keypoints": int(batch.keypoints_mask[index].sum()),
-                      "text": int(batch.text_mask[index].sum())},
+            "slots": Slots(image=int(batch.image_mask[index].sum()),
+                           keypoints=int(batch.keypoints_mask[index].sum()),
+                           text=int(batch.text_mask[index].sum())),
             "smoothing": self.config.smoothing,
             "capture_time": round(header.capture_time, 6), "emit_time": round(done, 6),
             "latency_ms": latency,
-            "frames": {"received": state.book.frames, "dropped": state.book.dropped,
-                       "lost": state.book.lost},
+            "frames": FrameCounts(received=state.book.frames, dropped=state.book.dropped,
+                                  lost=state.book.lost),
             "detector": header.meta.detector, "keypoints": header.meta.keypoints,
             "random_weights": bool(random_engines), "random_engines": random_engines,
-        }
+        })
         state.predictions += 1
         if self.memory is not None:  # reserved before it is sent: a restart never reuses it
             self.memory.save(self._streams)
-        # the one model that publishes the schema builds the record: never one it refuses
-        self.sinks.emit(Prediction.model_validate(record).model_dump(mode="json",
-                                                                      by_alias=True))
+        self.sinks.emit(prediction)
 
     def _trace(self, header: Header, t_in: float, lost: int, arrived: float | None) -> None:
         age = (t_in - header.capture_time) * header.source_fps
         state = self._streams[header.stream]
         state.age_frames.append(age)
         if self.trace is not None:
-            record = {"stream": header.stream, "seq": header.seq,
-                      "generation": header.generation, "capture_time": header.capture_time,
-                      "arrival": t_in, "age_frames": round(age, 2), "dropped": header.dropped,
-                      "lost": lost, "persons": len(header.meta.persons),
-                      "latency_ms": stage_latency_ms(header, t_in, t_in, self.name),
-                      "stamps": [[s.stage, s.arrived, s.t_in, s.t_out] for s in header.stamps]
-                      + [[self.name, t_in if arrived is None else arrived, t_in, t_in]]}
+            record = FrameTrace(
+                stream=header.stream, seq=header.seq, generation=header.generation,
+                capture_time=header.capture_time, arrival=t_in, age_frames=round(age, 2),
+                dropped=header.dropped, lost=lost, persons=len(header.meta.persons),
+                latency_ms=stage_latency_ms(header, t_in, t_in, self.name),
+                stamps=[(s.stage, s.arrived, s.t_in, s.t_out) for s in header.stamps]
+                + [(self.name, t_in if arrived is None else arrived, t_in, t_in)])
             try:
                 self.trace.emit(record, json_line(record))
             except OSError as error:  # counted in sink_errors; the file stays whole lines
@@ -407,7 +408,7 @@ class ClassifyStage(BatchStage):
         text = [] if self.text is None else [self.text.rejections]
         return text + [w.rejections for w in self.watched]
 
-    def extra_status(self) -> dict[str, Any]:
+    def extra_status(self) -> JsonDict:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
                 "persons": len(self._rings), "sink_errors": self.sink_errors(),
                 "sink_problems": self.sink_problems(),

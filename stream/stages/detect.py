@@ -17,14 +17,14 @@ waits, and costs nothing when the view is off (:class:`~stream.ui.preview.NullPr
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 
 from engines.adapters.perception import Percept, PerceptionCore, PerceptionFrame
-from stream.stage import BatchStage
+from stream.stages.loop import BatchStage
+from stream.strictjson import JsonDict
+from stream.transport.wire import MAX_DIM, Message, Person, WireError
 from stream.ui.preview import NullPreview, Previews
-from stream.wire import MAX_DIM, Message, Person, WireError
 
 
 class DetectStage(BatchStage):
@@ -73,8 +73,8 @@ class DetectStage(BatchStage):
         self.core.release(message.header.stream)
         return [message]
 
-    def extra_status(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"detector": self.core.name, "persons": self.persons_seen}
+    def extra_status(self) -> JsonDict:
+        extra: JsonDict = {"detector": self.core.name, "persons": self.persons_seen}
         preview = self.preview.status()
         if preview:
             extra["preview"] = preview

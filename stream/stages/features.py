@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -21,8 +20,9 @@ from engines.adapters.image_embedder import ImageEmbedder
 from engines.adapters.openpose_layout import NUM_CHANNELS, NUM_KEYPOINTS
 from engines.adapters.perception import CropKeypoints, KeypointSource, PersonKey
 from engines.adapters.rates import RateSampler
-from stream.stage import BatchStage
-from stream.wire import MAX_DIM, MAX_PIXELS, Message, Person, WireError
+from stream.stages.loop import BatchStage
+from stream.strictjson import JsonDict
+from stream.transport.wire import MAX_DIM, MAX_PIXELS, Message, Person, WireError
 
 IDLE_FORGET_S = 10.0
 """A person unseen for this long (media time) loses its samplers and keypoint state."""
@@ -181,7 +181,7 @@ class FeaturesStage(BatchStage):
         self.keypoints.release(stream)
         return [message]
 
-    def extra_status(self) -> dict[str, Any]:
+    def extra_status(self) -> JsonDict:
         return {"images": self.images, "keypoint_frames": self.keypoint_frames,
                 "persons": len(self._persons), "keypoints": self.keypoints.source.value}
 

@@ -2,7 +2,7 @@
 
 On a small CPU the split stages only take turns on the same cores, and every hop costs a
 serialisation, a copy, a poll and sometimes a frame one stage finished and the next then
-dropped (:mod:`stream.placement`). Here one loop takes its streams' frames from the
+dropped (:mod:`stream.stages.placement`). Here one loop takes its streams' frames from the
 captures on the worker's own input endpoint (latest-wins, as detect's inbox: a frame waits
 there, unworked, or is dropped unworked) and runs each batch through detect and features
 before it takes the next: work starts only on a frame the chain will finish, so nothing
@@ -16,11 +16,11 @@ share of the cores, so two frames go through at once on two cores.
 
 Which frame comes next is decided here: the captures send only on credit, and in fused
 placement the credits are granted by this loop, one of its streams at a time, as the
-current frame's chain ends (:mod:`stream.turns`), instead of by classify as each frame
+current frame's chain ends (:mod:`stream.stages.grants`), instead of by classify as each frame
 finishes; so a frame starts its chain as soon as it arrives, and frames are dropped only
 at capture.
 
-The stage objects are the split stages' own (built by :mod:`stream.stages.main`). The
+The stage objects are the split stages' own (built by :mod:`stream.stages.build`). The
 process reports two statuses, ``detect[i]`` and ``features[i]``, each with that stage's
 own counters (busy time, batches, items, failures) and figures: the run summary and the
 bench's stage breakdown read them exactly as in split mode. Each hand-off stamps the
@@ -39,16 +39,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import zmq
 
 from stream.config import StageConfig
-from stream.hop import BatchPolicy, LatestInbox, Sender
-from stream.stage import BatchStage, StopFlag, _guarded, run_inbox_loop
-from stream.status import FailedItems, Rejections, StatusReporter
-from stream.turns import TurnGrants
-from stream.wire import ANY_STREAM, Message, WireRules
+from stream.stages.grants import TurnGrants
+from stream.stages.loop import BatchStage, StopFlag, _guarded, run_inbox_loop
+from stream.strictjson import JsonDict
+from stream.transport.inbox import BatchPolicy, LatestInbox, Sender
+from stream.transport.status import FailedItems, Rejections, StatusReporter
+from stream.transport.wire import ANY_STREAM, Message, WireRules
 
 
 @dataclass
@@ -107,9 +107,9 @@ class FusedChain:
         self.links = links
         self.sender = Sender(output) if output is not None else None
         self.chain_done: Callable[[], None] = _nothing
-        """Called as a batch's chain ends, before its results go out (:mod:`stream.turns`:
+        """Called as a batch's chain ends, before its results go out (:mod:`stream.stages.grants`:
         the next stream is asked for its frame then)."""
-        self.head_status: Callable[[], dict[str, Any]] = dict
+        self.head_status: Callable[[], JsonDict] = dict
         """More figures for the head's (detect's) status: the grants."""
         self.input_rejections = Rejections("detect_in", links[0].stage.name)
         """What the head's input socket refused, by reason (set by :func:`run_fused`)."""
@@ -168,7 +168,7 @@ class FusedChain:
             Rejections.report_to(link.reporter.counters, self._rejections(link))
             link.reporter.stopping(self._extra(link))
 
-    def _extra(self, link: Link) -> dict[str, Any]:
+    def _extra(self, link: Link) -> JsonDict:
         extra = link.stage.extra_status()
         if link is self.head:
             extra = {**extra, "turns": self.head_status()}
@@ -234,7 +234,7 @@ class FusedIO:
     endpoint: str = "detect_in"
     offline: dict[str, int] = field(default_factory=dict)
     grants: TurnGrants | None = None
-    """The captures' credits, granted at each stream's turn (:mod:`stream.turns`); None:
+    """The captures' credits, granted at each stream's turn (:mod:`stream.stages.grants`); None:
     classify acknowledges each frame as it finishes, as in split placement."""
 
 

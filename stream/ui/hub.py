@@ -31,15 +31,15 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from stream.prediction import Prediction
-from stream.status import Rejections
-from stream.text_topic import MAX_LINE_CHARS, TextLine
+from stream.strictjson import JsonDict
+from stream.transport.status import Rejections
+from stream.transport.text_topic import MAX_LINE_CHARS, TextLine
+from stream.transport.wire import WireError, refusal
 from stream.ui.records import Preview, decode_monitor, decode_preview
-from stream.wire import WireError, refusal
 
 KEEP_LINES = 50
 MAX_DATA = 256
@@ -47,7 +47,6 @@ MAX_FRAMES_IN_FLIGHT = 2
 """Frames sent to one browser and not yet acknowledged as drawn: two keep a frame coming
 while the page draws the last one."""
 TOPICS = ("preview", "predictions", "transcript", "monitor")
-_LINE = TypeAdapter(TextLine)
 
 
 def wall_clock() -> Callable[[float], float]:
@@ -120,7 +119,7 @@ class Client:
         else:
             self.sent_data += 1
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> JsonDict:
         return {"name": self.name, "sent_frames": self.sent_frames,
                 "sent_data": self.sent_data, "dropped_frames": self.dropped_frames,
                 "dropped_data": self.dropped_data, "acked": self.acked,
@@ -139,14 +138,14 @@ class Hub:
         self.to_wall = wall_clock()
         self.clients: list[Client] = []
         self.frames: dict[str, bytes] = {}
-        self.latest: dict[tuple[str, int], dict[str, Any]] = {}
-        self.history: dict[str, deque[list[Any]]] = {s: deque() for s in self.streams}
-        self.lines: dict[str, deque[dict[str, Any]]] = {
+        self.latest: dict[tuple[str, int], JsonDict] = {}
+        self.history: dict[str, deque[list[float | int | str]]] = {s: deque() for s in self.streams}
+        self.lines: dict[str, deque[JsonDict]] = {
             s: deque(maxlen=KEEP_LINES) for s in self.streams}
-        self.monitor: dict[str, Any] | None = None
+        self.monitor: JsonDict | None = None
         self.received = dict.fromkeys(TOPICS, 0)
         self.rejections = {topic: Rejections(topic, "ui") for topic in TOPICS}
-        self.departed: list[dict[str, Any]] = []
+        self.departed: list[JsonDict] = []
 
     # -- clients ---------------------------------------------------------------------
 
@@ -166,7 +165,7 @@ class Hub:
             self.clients.remove(client)
             self.departed = [*self.departed[-15:], client.stats()]
 
-    def _data(self, message: dict[str, Any]) -> None:
+    def _data(self, message: JsonDict) -> None:
         text = json.dumps(message, separators=(",", ":"), allow_nan=False)
         for client in self.clients:
             client.put_data(text)
@@ -218,7 +217,7 @@ class Hub:
         if stream not in self.lines:
             raise WireError(f"stream {stream[:32]!r} is not one of this run's", "unknown-stream")
         try:
-            line = _LINE.validate_json(parts[1])
+            line = TextLine.model_validate_json(parts[1])
         except ValidationError as error:
             raise refusal(error, "transcript line") from None
         entry = {"stream": stream, "text": line.text[:MAX_LINE_CHARS],
@@ -234,7 +233,7 @@ class Hub:
 
     # -- reading -----------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> JsonDict:
         """Everything a page needs to draw itself now (also ``/api/state``)."""
         return {"streams": self.streams, "history_s": self.history_s,
                 "predictions": list(self.latest.values()),
@@ -242,7 +241,7 @@ class Hub:
                 "transcript": {s: list(lines) for s, lines in self.lines.items()},
                 "monitor": self.monitor, "now_wall": time.time()}
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> JsonDict:
         """The view's own counters (``/api/stats``): messages per topic, refusals, and per
         client what it was sent and what its queue dropped."""
         return {"received": dict(self.received),

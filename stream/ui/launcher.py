@@ -18,12 +18,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.config import EndpointConfig
-from stream.endpoints import Endpoints
+from stream.strictjson import JsonDict
+from stream.transport.endpoints import Endpoints
 from stream.ui.access import TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,12 @@ class UiSpec(BaseModel):
     history_s: float = Field(gt=0)
     max_clients: int = Field(ge=1)
     endpoints: Endpoints
-    """The run's addresses, topics and internal keys (the spec file is private)."""
+    """The run's addresses, with the stream ids its publishers admit and its internal keys."""
     endpoint_config: EndpointConfig
     stats_path: Path | None = None
     preview_publishers: int = Field(1, ge=1)
     """How many processes publish previews (fused placement: one per worker, each on its
-    own endpoint, :meth:`stream.endpoints.Endpoints.for_worker`)."""
+    own endpoint, :meth:`stream.transport.endpoints.Endpoints.for_worker`)."""
 
 
 class UiProcess:
@@ -130,7 +130,7 @@ class UiProcess:
         if self._watcher is not None:
             self._watcher.join(STOP_TIMEOUT_S)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> JsonDict:
         return {"restarts": self.restarts, "exit_codes": list(self.exit_codes),
                 "log": str(self.log_path)}
 

@@ -2,8 +2,8 @@
 events), published for the web view a few times a second.
 
 Stage statuses travel on a PUSH/PULL socket to the supervisor alone; :class:`MonitorView` is
-a :class:`~stream.view.View` the supervisor already feeds (beside the terminal view, through
-:class:`~stream.view.TeeView`), so the supervisor itself is unchanged. Each snapshot
+a :class:`~stream.run.view.View` the supervisor already feeds (beside the terminal view, through
+:class:`~stream.run.view.TeeView`), so the supervisor itself is unchanged. Each snapshot
 supersedes the last: the PUB keeps at most two and never waits.
 
 Example:
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
 
 import zmq
 
 from stream.config import EndpointConfig
-from stream.curve import Gatekeeper
-from stream.endpoints import Endpoints, open_endpoint
 from stream.prediction import Prediction
-from stream.status import StageStatus
+from stream.strictjson import JsonDict
+from stream.transport.curve import Gatekeeper
+from stream.transport.endpoints import Endpoints, open_endpoint
+from stream.transport.status import StageStatus
 from stream.ui.records import MonitorEvent, MonitorSnapshot, event_detail
 
 KEEP_EVENTS = 20
@@ -42,7 +42,7 @@ class MonitorView:
     def prediction(self, record: Prediction) -> None:
         pass  # the web view subscribes to the predictions itself
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: JsonDict) -> None:
         details = {k: v for k, v in event.items()
                    if k not in ("time", "event", "stage", "index")}
         self.events.append(MonitorEvent(time=max(0.0, float(event["time"])),
@@ -82,8 +82,8 @@ class OwnedMonitorView(MonitorView):
 
 
 def open_monitor(endpoints: Endpoints, config: EndpointConfig) -> MonitorView:
-    """The supervisor's side of the monitor topic, bound as :data:`~stream.endpoints.LAYOUT`
-    declares."""
+    """The supervisor's side of the monitor topic, bound as
+    :data:`~stream.transport.endpoints.LAYOUT` declares."""
     context = zmq.Context()
     try:
         socket = open_endpoint(context, endpoints, "monitor", "bind", config)

@@ -19,22 +19,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 import zmq
 
 from engines.adapters.perception import Percept
+from stream.strictjson import JsonDict
+from stream.transport.wire import Header
 from stream.ui.records import PreviewHeader, PreviewPerson
-from stream.wire import Header
 
 
 class Previews(Protocol):
     def offer(self, header: Header, image: np.ndarray, percepts: Sequence[Percept],
               analysed_time: float, detector: str | None) -> None: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> JsonDict: ...
 
     def close(self) -> None: ...
 
@@ -46,7 +47,7 @@ class NullPreview:
               analysed_time: float, detector: str | None) -> None:
         pass
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JsonDict:
         return {}
 
     def close(self) -> None:
@@ -121,7 +122,7 @@ class PreviewPublisher:
             parts.append(np.ascontiguousarray(np.stack(rows), np.float32).tobytes())
         return parts
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JsonDict:
         """Counts for detect's status: ``published``, ``skipped`` (rate cap), ``unsent``
         (the socket refused without waiting), ``failed`` (encoding), ``encode_ms`` (mean
         time per published preview, the view's cost to the stage)."""

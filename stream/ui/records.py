@@ -2,7 +2,7 @@
 
 Every message the web server receives is untrusted like any other on a socket: it is
 validated here (strict pydantic, bounded sizes, finite numbers, known streams) or refused
-with a :class:`~stream.wire.WireError` whose ``reason`` the server counts.
+with a :class:`~stream.transport.wire.WireError` whose ``reason`` the server counts.
 
 Preview message parts: ``[stream id, PreviewHeader JSON, JPEG, keypoints?]``, keypoints
 being ``keypoint_rows`` x 137 x 3 float32 in preview pixels (x, y, confidence).
@@ -17,16 +17,16 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from stream.status import StageStatus
-from stream.wire import (
+from stream.transport.status import StageStatus
+from stream.transport.wire import (
     MAX_DIM,
     MAX_PERSONS,
     WIRE_CONFIG,
@@ -167,6 +167,6 @@ def decode_monitor(parts: Sequence[bytes]) -> MonitorSnapshot:
         raise refusal(error, "monitor snapshot") from None
 
 
-def event_detail(details: dict[str, Any]) -> str:
+def event_detail(details: Mapping[str, object]) -> str:
     """A supervisor event's details as one short line (``exit_code=1 restart_in_s=0.5``)."""
     return " ".join(f"{k}={v}" for k, v in details.items())[:200]

@@ -21,8 +21,8 @@ import uvicorn
 import zmq
 import zmq.asyncio
 
-from stream.endpoints import connect_address, open_endpoint
 from stream.files import write_document
+from stream.transport.endpoints import connect_address, open_endpoint
 from stream.ui.access import TOKEN_ENV
 from stream.ui.app import build_app
 from stream.ui.hub import TOPICS, Hub
@@ -34,7 +34,7 @@ PARENT_CHECK_S = 1.0
 
 
 def subscribe(context: zmq.asyncio.Context, spec: UiSpec) -> dict[str, zmq.asyncio.Socket]:
-    """A SUB socket per topic, connected as :data:`stream.endpoints.LAYOUT` declares (the
+    """A SUB socket per topic, connected as :data:`stream.transport.endpoints.LAYOUT` declares (the
     predictions with the run's CURVE client keys when they are secured). The preview socket
     also connects to every further fused worker's preview endpoint: one SUB takes them all."""
     endpoints = spec.endpoints

@@ -3,7 +3,8 @@
 Text publishers (ASR, subtitles) connect to classify's bound text SUB, so nobody else can
 read their lines; classify re-publishes each line it accepted (already validated, for one of
 the run's streams) as ``[stream id, TextLine JSON]`` on a PUB socket, without blocking.
-The web server validates it again with the same record (:class:`stream.text_topic.TextLine`).
+The web server validates it again with the same record
+(:class:`stream.transport.text_topic.TextLine`).
 
 Example:
     >>> echo = TranscriptEcho(socket)  # doctest: +SKIP
@@ -12,9 +13,10 @@ Example:
 
 from __future__ import annotations
 
-import json
-
 import zmq
+from pydantic import ValidationError
+
+from stream.transport.text_topic import TextLine
 
 
 class TranscriptEcho:
@@ -26,7 +28,11 @@ class TranscriptEcho:
         self.unsent = 0
 
     def publish(self, stream: str, spoken: float, text: str) -> None:
-        body = json.dumps({"text": text, "time": spoken}, allow_nan=False).encode()
+        try:
+            body = TextLine(text=text, time=spoken).body()
+        except ValidationError:  # a time off its clock's range: not worth a crash
+            self.unsent += 1
+            return
         try:
             self.socket.send_multipart([stream.encode(), body], flags=zmq.NOBLOCK)
             self.published += 1

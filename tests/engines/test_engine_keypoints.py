@@ -173,7 +173,7 @@ def photos() -> dict[str, np.ndarray]:
     import cv2
 
     data = pytest.importorskip("skimage.data")
-    from stream.demo import DemoClip
+    from stream.media.demo import DemoClip
 
     clip = DemoClip()
     return {
@@ -312,7 +312,7 @@ def test_two_people_keep_their_ids_over_a_clip(estimator: EngineKeypoints) -> No
 
 def _pair(t: float) -> np.ndarray:
     """Demo-clip frame at ``t`` beside the mirrored frame at ``t + 2``: two people."""
-    from stream.demo import DemoClip
+    from stream.media.demo import DemoClip
 
     clip = DemoClip(480, 480)
     return np.ascontiguousarray(np.concatenate([clip.frame(t), clip.frame(t + 2.0)[:, ::-1]],

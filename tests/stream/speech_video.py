@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.demo import write_demo_video
+from stream.media.demo import write_demo_video
 
 SENTENCES = (
     "I am happy with how I played today.",

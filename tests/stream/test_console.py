@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from stream.cli import LINE_WIDTH, one_line
 from stream.prediction import FrameCounts, Prediction, Slots, Window
-from stream.view import LogView
+from stream.run.cli import LINE_WIDTH, one_line
+from stream.run.view import LogView
 
 DECISIONS = ("hidemo run: keypoints ", "hidemo run: placement ", "hidemo run: asr ")
 

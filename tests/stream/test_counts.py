@@ -1,5 +1,6 @@
-"""Every count in a record stays within the schema's bound (:data:`stream.wire.MAX_COUNT`),
-whatever a peer sends; the wire's ``version`` is an integer, not something equal to one.
+"""Every count in a record stays within the schema's bound
+(:data:`stream.transport.wire.MAX_COUNT`), whatever a peer sends; the wire's ``version``
+is an integer, not something equal to one.
 
 Frames with the run's real stream id but absurd sequence numbers, drop counts and
 generation jumps are accepted (they are well-formed), and classify's accounting sums them:
@@ -25,10 +26,10 @@ from engines.adapters.classifier import WindowPredictions
 from engines.adapters.windows import WindowBatch
 from stream.config import ClassifyConfig
 from stream.prediction import FrameCounts, Prediction
-from stream.sinks import JsonlSink, Sinks
 from stream.stages.classify import ClassifyStage
-from stream.status import StageStatus, StatusReporter
-from stream.wire import (
+from stream.stages.sinks import JsonlSink, Sinks
+from stream.transport.status import StageStatus, StatusReporter
+from stream.transport.wire import (
     MAX_COUNT,
     FrameMeta,
     Header,
@@ -75,7 +76,7 @@ class Lines:
     def __init__(self) -> None:
         self.records: list[Any] = []
 
-    def emit(self, record: dict[str, Any], line: bytes) -> None:
+    def emit(self, record: Prediction, line: bytes) -> None:
         self.records.append(json.loads(line))
 
     def close(self) -> None:

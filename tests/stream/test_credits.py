@@ -7,7 +7,7 @@ import time
 
 import zmq
 
-from stream.credits import CreditPublisher, CreditWindow
+from stream.transport.credits import CreditPublisher, CreditWindow
 
 
 def _pair(context: zmq.Context, name: str, stream: str) -> tuple[zmq.Socket, zmq.Socket]:

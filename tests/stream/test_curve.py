@@ -25,9 +25,9 @@ from pydantic import ValidationError
 
 from hidemo.cli import main as hidemo
 from stream.config import EndpointConfig, RunConfig
-from stream.curve import ClientKeys, client_security, write_keys
-from stream.endpoints import Endpoints, open_endpoint, start_curve
 from stream.text_client import publish
+from stream.transport.curve import ClientKeys, client_security, write_keys
+from stream.transport.endpoints import Endpoints, open_endpoint, start_curve
 
 
 def free_port() -> int:

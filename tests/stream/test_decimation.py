@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 
 from engines.adapters.rates import RateSampler
 from stream.config import load_config
-from stream.demo import DemoClip, write_demo_video
-from stream.endpoints import Endpoints
-from stream.sources import (
+from stream.media.demo import DemoClip, write_demo_video
+from stream.media.sources import (
     DemoSource,
     OpenCVSource,
     SkippingSource,
@@ -26,10 +25,11 @@ from stream.sources import (
     SourceState,
     ended_early,
 )
-from stream.stage import StopFlag
 from stream.stages.capture import run_capture
-from stream.status import Health, StageStatus
-from stream.wire import Kind, decode
+from stream.stages.loop import StopFlag
+from stream.transport.endpoints import Endpoints
+from stream.transport.status import Health, StageStatus
+from stream.transport.wire import Kind, decode
 
 
 def decode_all_then_sample(path: Path, rate: float) -> list[tuple[float, np.ndarray]]:

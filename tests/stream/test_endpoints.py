@@ -9,8 +9,8 @@ import pytest
 import zmq
 
 from stream.config import EndpointConfig
-from stream.curve import write_keys
-from stream.endpoints import (
+from stream.transport.curve import write_keys
+from stream.transport.endpoints import (
     LAYOUT,
     SUBSCRIPTION_MAX_BYTES,
     Endpoints,

@@ -15,27 +15,29 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import zmq
 
 from stream.config import EndpointConfig, load_config
-from stream.demo import write_demo_video
-from stream.endpoints import Endpoints
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
-from stream.preflight import (
+from stream.media.demo import write_demo_video
+from stream.media.sources import probe_source
+from stream.run.preflight import (
     PreflightError,
     check_endpoints,
     check_engines,
     endpoint_in_use,
     preflight,
 )
-from stream.sources import probe_source
-from stream.status import Counters, Health, StageStatus
-from stream.supervisor import StopRequest, Supervisor, fatal_message
-from stream.view import make_view
+from stream.run.summary import verdict_of
+from stream.run.supervisor import StopRequest, Supervisor, fatal_message
+from stream.run.view import make_view
+from stream.stages.spec import StageSpec
+from stream.transport.endpoints import Endpoints
+from stream.transport.status import Counters, Health, StageStatus
 
 
 def corrupted_copy(engine_dir: Path, tmp_path: Path) -> Path:
@@ -90,7 +92,7 @@ def without_keypoint_engines(engine_dir: Path, tmp_path: Path) -> Path:
 
 def test_keypoints_engines_without_them_is_one_problem_naming_the_build(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
-    from stream.perception import resolve_keypoints
+    from stream.stages.perception import resolve_keypoints
 
     engines = without_keypoint_engines(tiny_engine_dir, tmp_path)
     config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
@@ -249,9 +251,7 @@ def stage_spec(config_overrides: dict, tmp_path: Path) -> Path:
                                 **config_overrides})
     endpoints = Endpoints.for_config(config.endpoints, tmp_path)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"config": config.model_dump(mode="json"),
-                                "endpoints": asdict(endpoints),
-                                "out": None}))
+    spec.write_text(StageSpec(config=config, endpoints=endpoints).text())
     return spec
 
 
@@ -273,11 +273,11 @@ def test_a_stage_that_refuses_its_engine_exits_with_ex_config_and_the_fix(
 @pytest.mark.slow
 def test_a_stage_refusing_its_engine_fails_the_run_at_once_without_restarts(
         tiny_engine_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from stream.cli import run_pipeline
+    from stream.run.cli import run_pipeline
 
     # the engine goes bad after the preflight (replaced while the run starts): the stage
     # itself refuses it, and the run must still end at once with the stage's own message
-    monkeypatch.setattr("stream.preflight.preflight", lambda config, endpoints: None)
+    monkeypatch.setattr("stream.run.preflight.preflight", lambda config, endpoints: None)
     engines = corrupted_copy(tiny_engine_dir, tmp_path)
     config = load_config(None, {"sources": [{"spec": "demo"}], "profile": "tiny",
                                 "engine_dir": engines, "duration": 30, "out": tmp_path / "out",
@@ -335,17 +335,17 @@ def test_the_verdict_fails_a_run_without_frames_or_with_a_failed_sink(tmp_path: 
         supervisor.captures_started = True
         supervisor.statuses["capture[0]"] = status("capture")
         supervisor.statuses["classify[0]"] = status("classify", streams={})
-        verdict = supervisor._verdict()
+        verdict = verdict_of(supervisor)
         assert verdict.failures == ["no source produced a frame: demo0 (demo)"]
         supervisor.statuses["capture[0]"] = status("capture", processed=40)
         supervisor.statuses["classify[0]"] = status("classify", sink_errors={"jsonl": 7},
                                                     streams={"demo0": {"frames": 40}})
-        verdict = supervisor._verdict()
+        verdict = verdict_of(supervisor)
         assert len(verdict.failures) == 1 and "sink jsonl failed: 7 record(s)" in \
             verdict.failures[0], verdict
         supervisor.statuses["classify[0]"] = status("classify",
                                                     streams={"demo0": {"frames": 40}})
-        assert supervisor._verdict().failures == []
+        assert verdict_of(supervisor).failures == []
     finally:
         supervisor._shutdown()
 

@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from engines.adapters.perception import GivenKeypoints, MediaPipeCropKeypoints
 from engines.adapters.records import ImageEmbeddings
 from stream.stages.features import FeaturesStage
-from stream.wire import MAX_PIXELS, FrameMeta, Header, Message, Person, WireError, decode, encode
+from stream.transport.wire import (
+    MAX_PIXELS,
+    FrameMeta,
+    Header,
+    Message,
+    Person,
+    WireError,
+    decode,
+    encode,
+)
 
 DIM = 8
 

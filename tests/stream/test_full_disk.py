@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from pipeline_runs import finish, read_jsonl, start_run, wait_for, write_config
+from sample_records import prediction
 from small_disk import fill, free_bytes, small_disk
 
-from stream.cli import _print_summary, write_before_start, write_summary
 from stream.config import load_config
-from stream.preflight import OUT_MIN_FREE_BYTES, PreflightError, check_disk
-from stream.sinks import JsonlSink, Sinks
+from stream.run.cli import _print_summary, write_before_start, write_summary
+from stream.run.preflight import OUT_MIN_FREE_BYTES, PreflightError, check_disk
+from stream.stages.sinks import JsonlSink, Sinks
 
 DISK_KIB = OUT_MIN_FREE_BYTES // 1024 + 4096
 """Room for the preflight's minimum and a few MiB over it: the run starts, then is filled."""
@@ -118,12 +119,12 @@ def test_sinks_on_a_disk_that_fills_keep_whole_lines_count_and_name_the_error(
         trace = JsonlSink(disk / "frames.jsonl", name="frames")
         sinks = Sinks([log])
         for seq in range(3):
-            sinks.emit({"stream": "s", "seq": seq, "pad": "x" * 300})
+            sinks.emit(prediction(seq, pad=300))
         fill(disk)
         for seq in range(3, 10):  # more than the file's last block has left
-            sinks.emit({"stream": "s", "seq": seq, "pad": "x" * 5000})
+            sinks.emit(prediction(seq, pad=5000))
         with pytest.raises(OSError):
-            trace.emit({}, b"{}" + b" " * 8192)
+            trace.emit(prediction(0), b"{}" + b" " * 8192)
         sinks.close()
         trace.close()
         seqs = [r["seq"] for r in parse_jsonl(disk / "predictions.jsonl")]

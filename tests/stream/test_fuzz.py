@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from pipeline_runs import finish, read_jsonl, run_folder, start_run, wait_for, write_config
 
 from stream.prediction import Prediction
-from stream.wire import FrameMeta, Header, Person, encode
+from stream.transport.wire import FrameMeta, Header, Person, encode
 
 pytestmark = pytest.mark.slow
 

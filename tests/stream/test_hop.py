@@ -10,8 +10,8 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.hop import BatchPolicy, LatestInbox, Sender
-from stream.wire import Header, Kind, Message, decode
+from stream.transport.inbox import BatchPolicy, LatestInbox, Sender
+from stream.transport.wire import Header, Kind, Message, decode
 
 
 def message(stream: str, seq: int, dropped: int = 0, kind: Kind = Kind.FRAME) -> Message:
@@ -123,7 +123,7 @@ def test_control_messages_wait_in_a_backlog_instead_of_being_dropped(tmp_path: P
 
 
 def test_drop_counts_saturate_instead_of_breaking_the_header_bound() -> None:
-    from stream.wire import MAX_COUNT
+    from stream.transport.wire import MAX_COUNT
 
     inbox = LatestInbox(depth=1)
     inbox.offer(message("a", 0, dropped=MAX_COUNT))  # a peer's absurd count
@@ -196,7 +196,7 @@ def test_the_stage_loops_inbox_drops_only_what_came_while_it_was_busy(
         events: list, depth: int, max_batch: int) -> None:
     """The stage loop's use of the inbox, modelled: frames arrive; an idle turn waits for a
     batch that is not due (``batching`` on), a busy turn takes a batch, as
-    :func:`stream.stage.run_inbox_loop` does (a turn with a frame set aside takes a batch:
+    :func:`stream.stages.loop.run_inbox_loop` does (a turn with a frame set aside takes a batch:
     the policy is then ready). Every frame is taken once, dropped once or
     still waiting; each stream's frames are taken in order; and a frame is pushed out only
     by a frame that arrived while no batch was being held (the stage was busy)."""
@@ -230,15 +230,15 @@ def test_the_stage_loops_inbox_drops_only_what_came_while_it_was_busy(
 
 def test_the_stage_loop_batches_two_quick_frames_of_a_stream_instead_of_dropping_one(
         tmp_path: Path) -> None:
-    """Real sockets through :func:`stream.stage.run_inbox_loop`: a frame waits for its
+    """Real sockets through :func:`stream.stages.loop.run_inbox_loop`: a frame waits for its
     batch (300 ms) when its stream's next frame comes. Both are worked on, in order, and
     nothing is counted dropped (before: the first was pushed out)."""
     import threading
     import time
 
-    from stream.stage import run_inbox_loop
-    from stream.status import Rejections, StatusReporter
-    from stream.wire import ANY_STREAM, encode
+    from stream.stages.loop import run_inbox_loop
+    from stream.transport.status import Rejections, StatusReporter
+    from stream.transport.wire import ANY_STREAM, encode
 
     class Stop:
         done = False

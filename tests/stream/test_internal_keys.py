@@ -2,8 +2,8 @@
 
 With tcp transport every local user can connect to a loopback port, and the pids a status
 report is signed with are public in /proc. So the run makes a server and a client key pair
-of its own (:class:`stream.curve.RunKeys`), hands them to its children privately, and every
-internal socket admits only them. The attacks here send well-formed, correctly pid-signed
+of its own (:class:`stream.transport.curve.RunKeys`), hands them to its children privately,
+and every internal socket admits only them. The attacks here send well-formed, correctly pid-signed
 messages, the kind a pid check alone would believe.
 """
 
@@ -22,10 +22,10 @@ import zmq
 from pipeline_runs import finish, read_jsonl, stage_process, start_run, wait_for, write_config
 
 from stream.config import EndpointConfig
-from stream.curve import RunKeys, write_keys
-from stream.endpoints import INTERNAL, Endpoints, open_endpoint
-from stream.status import Counters, Health, StageStatus
-from stream.wire import Header, encode
+from stream.transport.curve import RunKeys, write_keys
+from stream.transport.endpoints import INTERNAL, Endpoints, open_endpoint
+from stream.transport.status import Counters, Health, StageStatus
+from stream.transport.wire import Header, encode
 
 
 def _endpoints(tmp_path: Path, keys: RunKeys | None) -> tuple[EndpointConfig, Endpoints]:
@@ -66,7 +66,7 @@ def test_an_internal_socket_admits_the_run_keys_only(tmp_path: Path) -> None:
         stranger.connect(address)
         assert not _delivered(status, stranger, b"from a stranger with keys")
     finally:
-        from stream.curve import Gatekeeper
+        from stream.transport.curve import Gatekeeper
 
         Gatekeeper.stop_for(context)
         context.destroy(linger=0)
@@ -83,7 +83,7 @@ def test_an_outside_allow_listed_client_cannot_reach_an_internal_hop(tmp_path: P
                             secure="always", curve={"dir": folder})
     endpoints = Endpoints.for_config(config, tmp_path, ["cam0"], keys=run_keys)
     context = zmq.Context()
-    from stream.curve import ClientKeys, CurveServer, Gatekeeper, client_security
+    from stream.transport.curve import ClientKeys, CurveServer, Gatekeeper, client_security
 
     server = CurveServer.start(context, config.curve)
     try:

@@ -21,18 +21,18 @@ import pytest
 import zmq
 
 from stream.config import load_config
-from stream.credits import CreditPublisher, LiveWindow
-from stream.endpoints import Endpoints
-from stream.placement import (
+from stream.stages import capture
+from stream.stages.loop import StopFlag
+from stream.stages.placement import (
     FUSED_IN_FLIGHT,
     SPLIT_LIVE_IN_FLIGHT,
     live_in_flight,
     resolve_placement,
 )
-from stream.stage import StopFlag
-from stream.stages import capture
-from stream.status import Health, StageStatus
-from stream.wire import Header, Kind, decode
+from stream.transport.credits import CreditPublisher, LiveWindow
+from stream.transport.endpoints import Endpoints
+from stream.transport.status import Health, StageStatus
+from stream.transport.wire import Header, Kind, decode
 from tests.stream.pipeline_runs import finish, read_jsonl, start_run, write_config
 
 WAIT_S = 60.0

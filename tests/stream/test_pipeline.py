@@ -26,7 +26,7 @@ from pipeline_runs import (
     write_config,
 )
 
-from stream.demo import write_demo_video
+from stream.media.demo import write_demo_video
 from stream.text_client import publish
 
 pytestmark = pytest.mark.slow

@@ -32,9 +32,12 @@ from pipeline_runs import (
 from pydantic import ValidationError
 
 from stream.config import EndpointConfig, RunConfig, StageConfig, load_config
-from stream.demo import write_demo_video
-from stream.endpoints import PER_WORKER, Endpoints
-from stream.placement import (
+from stream.media.demo import write_demo_video
+from stream.run.summary import processed_then_dropped
+from stream.run.supervisor import stage_children
+from stream.stages.fused import FusedChain, FusedIO, Link, OfflineInbox, run_fused
+from stream.stages.loop import BatchStage, StopFlag
+from stream.stages.placement import (
     FUSED_CLASSIFY_DEPTH,
     FUSED_IN_FLIGHT,
     choose,
@@ -43,12 +46,10 @@ from stream.placement import (
     usable_cores,
     worker_streams,
 )
-from stream.stage import BatchStage, StopFlag
-from stream.stages.fused import FusedChain, FusedIO, Link, OfflineInbox, run_fused
-from stream.status import Counters, Health, StageStatus, StatusReporter
-from stream.supervisor import processed_then_dropped, stage_children
 from stream.text_client import publish
-from stream.wire import Header, Kind, Message, WireError, decode, encode
+from stream.transport.endpoints import PER_WORKER, Endpoints
+from stream.transport.status import Counters, Health, StageStatus, StatusReporter
+from stream.transport.wire import Header, Kind, Message, WireError, decode, encode
 
 # -- the rule of auto -------------------------------------------------------------------
 
@@ -354,7 +355,7 @@ def test_an_offline_stream_keeps_its_in_flight_frames_while_live_ones_keep_the_l
 
 def test_a_fused_worker_admits_its_own_streams_only_and_binds_its_own_endpoints(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
-    from stream.stages.main import build_fused
+    from stream.stages.build import build_fused
 
     config = load_config(None, {
         "sources": [{"spec": "demo", "id": f"cam{i}", "width": 160, "height": 120}

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from stream.config import KEYS_DIR, Refusal, load_config
-from stream.curve import write_keys
+from stream.transport.curve import write_keys
 
 HOSTS = ["127.0.0.1", "localhost", "[::1]", "0.0.0.0", "*", "192.168.1.20", "eth0",
          "cam.example.org", "127.0.0.2"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from engines.adapters.openpose_layout import NUM_KEYPOINTS
-from stream.rings import PersonRing, StreamBook
-from stream.sinks import stage_latency_ms
-from stream.wire import Header
+from stream.stages.sinks import stage_latency_ms
+from stream.stages.windows import PersonRing, StreamBook
+from stream.transport.wire import Header
 
 
 def test_gaps_explained_by_drops_are_not_losses() -> None:

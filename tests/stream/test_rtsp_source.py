@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stream.config import SourceConfig
-from stream.sources import SourceReader, SourceState, make_source
+from stream.media.sources import SourceReader, SourceState, make_source
 
 pytest.importorskip("av", reason="the test RTSP server encodes with PyAV: pip install -e '.[dev]'")
 pytest.importorskip("aio_rtsp_toolkit",

@@ -92,7 +92,7 @@ def test_keypoints_is_mediapipe_engines_or_auto() -> None:
 def test_the_run_command_takes_keypoints_from_its_flag() -> None:
     import argparse
 
-    from stream.cli import add_run_parser, config_from_args
+    from stream.run.cli import add_run_parser, config_from_args
 
     parser = argparse.ArgumentParser()
     add_run_parser(parser.add_subparsers())

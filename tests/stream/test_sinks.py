@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 import zmq
 from pipeline_runs import finish, start_run, write_config
+from sample_records import prediction
 
 from stream import strictjson
-from stream.sinks import JsonlSink, Sinks, json_line
+from stream.prediction import FrameTrace, Prediction
+from stream.stages.sinks import JsonlSink, Sinks, json_line
 
 FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full on this system")
@@ -39,9 +41,11 @@ class ListSink:
     name = "list"
 
     def __init__(self) -> None:
+        self.predictions: list[Prediction] = []
         self.lines: list[bytes] = []
 
-    def emit(self, record: dict[str, Any], line: bytes) -> None:
+    def emit(self, prediction: Prediction, line: bytes) -> None:
+        self.predictions.append(prediction)
         self.lines.append(line)
 
     def close(self) -> None:
@@ -53,11 +57,13 @@ def test_a_jsonl_sink_on_a_full_disk_fails_once_then_counts(caplog) -> None:
     full = JsonlSink(FULL)
     other = ListSink()
     sinks = Sinks([other, full])
-    with caplog.at_level(logging.WARNING, logger="stream.sinks"):
+    with caplog.at_level(logging.WARNING, logger="stream.stages.sinks"):
         for seq in range(5):
-            sinks.emit({"stream": "s", "seq": seq})
+            sinks.emit(prediction(seq))
         sinks.close()  # never raises
     assert len(other.lines) == 5  # the other sinks got everything
+    assert [p.seq for p in other.predictions] == list(range(5))  # the object, and its line:
+    assert [Prediction.model_validate_json(line) for line in other.lines] == other.predictions
     assert sinks.errors == {"jsonl": 5}  # every record the log missed, counted
     assert isinstance(full.error, OSError) and full.error.errno == errno.ENOSPC
     assert sum("sink jsonl failed" in r.getMessage() for r in caplog.records) == 1  # once
@@ -67,10 +73,11 @@ def test_a_jsonl_sink_on_a_full_disk_fails_once_then_counts(caplog) -> None:
 @needs_dev_full
 def test_a_frame_trace_on_a_full_disk_raises_once_only() -> None:
     trace = JsonlSink(FULL, name="frames")  # used without Sinks: the caller logs the raise
+    record = prediction(0)
     with pytest.raises(OSError):
-        trace.emit({}, b"{}")
+        trace.emit(record, json_line(record))
     for _ in range(3):
-        trace.emit({}, b"{}")
+        trace.emit(record, json_line(record))
     assert trace.skipped == 3
     trace.close()
 
@@ -79,9 +86,18 @@ def test_outputs_are_strict_json() -> None:
     record = {"p": float("nan"), "inf": [float("inf"), 1.5], "n": np.int64(3),
               "f": np.float32(0.25), "deep": {"x": -math.inf}}
     expected = {"p": None, "inf": [None, 1.5], "n": 3, "f": 0.25, "deep": {"x": None}}
-    assert strict_loads(json_line({**record, "n": 3, "f": 0.25}).decode()) == expected
     assert strict_loads(strictjson.dumps(record)) == expected
-    assert json_line({"a": 1.0}) == b'{"a":1.0}'
+    trace = FrameTrace(stream="s", seq=2**60, generation=1, capture_time=1.0,
+                       arrival=float("nan"), age_frames=float("inf"), dropped=0, lost=0,
+                       persons=1, latency_ms={"total": -math.inf}, stamps=[("a", 1, 2, 3)])
+    line = strict_loads(json_line(trace).decode())
+    assert line["arrival"] is None and line["age_frames"] is None
+    assert line["latency_ms"] == {"total": None}
+    assert line["seq"] == 2**53  # saturated at the bound the records state
+    assert line["stamps"] == [["a", 1.0, 2.0, 3.0]]
+    one = prediction(7)
+    assert Prediction.model_validate_json(json_line(one)) == one
+    assert strict_loads(json_line(one).decode())["schema"] == "hidemo.prediction/2"
 
 
 @pytest.mark.slow

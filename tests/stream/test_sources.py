@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from stream.config import SourceConfig
-from stream.demo import DemoClip, write_demo_video
-from stream.sources import FrameSource, OpenCVSource, SourceReader, SourceState, make_source
+from stream.media.demo import DemoClip, write_demo_video
+from stream.media.sources import FrameSource, OpenCVSource, SourceReader, SourceState, make_source
 
 
 def test_demo_clip_moves() -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from stream.config import ClassifyConfig, StageConfig
-from stream.stage import BatchStage, _process
 from stream.stages.classify import ClassifyMemory, ClassifyStage
-from stream.status import Counters, FailedItems
-from stream.wire import FrameMeta, Header, Kind, Message, Person, WireError
+from stream.stages.loop import BatchStage, _process
+from stream.transport.status import Counters, FailedItems
+from stream.transport.wire import FrameMeta, Header, Kind, Message, Person, WireError
 
 
 def frame(seq: int, **changes: object) -> Message:
@@ -64,7 +64,7 @@ class NullSinks:
     def __init__(self) -> None:
         self.errors: dict[str, int] = {}
 
-    def emit(self, record: dict) -> None:
+    def emit(self, prediction: object) -> None:
         pass
 
     def close(self) -> None:

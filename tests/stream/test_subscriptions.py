@@ -13,7 +13,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.subscriptions import GatedPub, open_gated_pub
+from stream.transport.subscriptions import GatedPub, open_gated_pub
 
 STREAMS = ("cam0", "cam1")
 

@@ -9,7 +9,7 @@ import numpy as np
 import zmq
 
 from stream.text_client import publish
-from stream.text_topic import TextTopic
+from stream.transport.text_topic import TextTopic
 
 
 def test_published_lines_are_embedded_per_window(tmp_path: Path) -> None:

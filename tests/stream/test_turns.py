@@ -1,4 +1,4 @@
-"""Fused placement's demand (:mod:`stream.turns`): one stream at a time is asked for its
+"""Fused placement's demand (:mod:`stream.stages.grants`): one stream at a time is asked for its
 next frame, in turn, only while no frame waits; and, end to end, a fused run of several
 live streams works on no frame it then drops, serves the streams evenly and renders no
 frame it does not send.
@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.turns import TurnGrants
+from stream.stages.grants import TurnGrants
 from tests.stream.pipeline_runs import finish, read_jsonl, start_run, write_config
 
 

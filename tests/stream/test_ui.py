@@ -17,7 +17,7 @@ import pytest
 from browser import headless_chromium, save_screenshot
 from pipeline_runs import finish, start_run, wait_for, write_config
 
-from stream.demo import write_demo_video
+from stream.media.demo import write_demo_video
 
 pytestmark = pytest.mark.slow
 

@@ -19,15 +19,15 @@ from starlette.testclient import TestClient
 
 from engines.adapters.perception import Percept
 from stream.config import EndpointConfig
-from stream.endpoints import Endpoints, open_endpoint
-from stream.status import Counters, Health, StageStatus
+from stream.transport.endpoints import Endpoints, open_endpoint
+from stream.transport.status import Counters, Health, StageStatus
+from stream.transport.wire import Header, WireError
 from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token, token_ok
 from stream.ui.app import build_app
 from stream.ui.hub import Client, Hub
 from stream.ui.monitor import MonitorView
 from stream.ui.preview import PreviewPublisher
 from stream.ui.records import decode_monitor, decode_preview
-from stream.wire import Header, WireError
 
 TOKEN = "a-long-enough-test-token"
 

@@ -7,8 +7,8 @@ import io
 from rich.console import Console
 
 from stream.prediction import FrameCounts, Prediction, Slots, Window
-from stream.status import Counters, Health, StageStatus
-from stream.view import RichView
+from stream.run.view import RichView
+from stream.transport.status import Counters, Health, StageStatus
 
 
 def test_rich_view_shows_stages_streams_latency_and_restarts() -> None:

@@ -21,10 +21,10 @@ import pytest
 from pipeline_runs import finish, read_jsonl, stage_process, start_run, wait_for, write_config
 
 from stream.config import load_config
-from stream.endpoints import Endpoints
-from stream.status import Health, StageStatus
-from stream.supervisor import StopRequest, Supervisor
-from stream.view import make_view
+from stream.run.supervisor import StopRequest, Supervisor
+from stream.run.view import make_view
+from stream.transport.endpoints import Endpoints
+from stream.transport.status import Health, StageStatus
 
 
 def supervisor_with_sleeper(tmp_path: Path, state: Health, silent_s: float) -> Supervisor:

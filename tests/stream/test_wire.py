@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import zmq
 
-from stream.hop import LatestInbox, drain
-from stream.wire import (
+from stream.transport.inbox import LatestInbox, drain
+from stream.transport.wire import (
     PROTOCOL_VERSION,
     ZERO_COPY_BYTES,
     FrameMeta,

@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def make_manifest(folder: Path, count: int, labelled: int = 0, width: int = 64) -> Path:
     """``count`` small distinct demo videos; the first ``labelled`` have gold labels."""
-    from stream.demo import write_demo_video
+    from stream.media.demo import write_demo_video
 
     rows = []
     for index in range(count):

@@ -39,7 +39,7 @@ FRAME = Sampling(frames=3, size=64, crop=CropMode.FRAME)
 
 def make_videos(folder: Path, count: int) -> list[ManifestRow]:
     """``count`` small, distinct demo videos (different lengths: different bytes)."""
-    from stream.demo import write_demo_video
+    from stream.media.demo import write_demo_video
 
     rows = []
     for index in range(count):

@@ -39,7 +39,7 @@ REFUSAL_USAGE = {"openai": (100, 10), "gemini": (100, 0)}
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Three small distinct demo videos, made once for every example."""
-    from stream.demo import write_demo_video
+    from stream.media.demo import write_demo_video
 
     folder = tmp_path_factory.mktemp("spend-videos")
     return [write_demo_video(folder / f"f{index}.avi", seconds=0.3 + 0.1 * index, fps=10,

@@ -29,9 +29,9 @@ import zmq
 from engines.adapters.perception import keypoint_engines_problem
 from engines.manifest import EngineRefused, read_manifest, verify
 from stream.config import EndpointConfig, RunConfig
-from stream.endpoints import LAYOUT, OUTSIDE, PER_WORKER, Endpoints
-from stream.placement import detect_processes
-from stream.sources import probe_source
+from stream.media.sources import probe_source
+from stream.stages.placement import detect_processes
+from stream.transport.endpoints import LAYOUT, OUTSIDE, PER_WORKER, Endpoints
 
 IPC_PATH_MAX = 107
 """Longest unix socket path (sun_path is 108 bytes with its terminating NUL)."""
@@ -130,7 +130,7 @@ def check_sources(config: RunConfig) -> list[Problem]:
 
 
 def bound_by_pipeline() -> list[str]:
-    """The endpoints a process of the run binds, from :data:`stream.endpoints.LAYOUT`."""
+    """The endpoints a process of the run binds, from :data:`stream.transport.endpoints.LAYOUT`."""
     return [name for name, hop in LAYOUT.items() if OUTSIDE not in hop.bind.opened_by]
 
 

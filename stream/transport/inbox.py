@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import zmq
 
-from stream.wire import MAX_COUNT, Message, WireError, encode
+from stream.transport.wire import MAX_COUNT, Message, WireError, encode
 
 
 class DropPolicy(enum.StrEnum):

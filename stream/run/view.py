@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from stream.prediction import Prediction
-from stream.status import StageStatus
+from stream.strictjson import JsonDict
+from stream.transport.status import StageStatus
 
 REFRESH_S = 0.5
 
@@ -30,7 +31,7 @@ REFRESH_S = 0.5
 class View(Protocol):
     def prediction(self, record: Prediction) -> None: ...
 
-    def event(self, event: dict[str, Any]) -> None: ...
+    def event(self, event: JsonDict) -> None: ...
 
     def update(self, statuses: dict[str, StageStatus], restarts: dict[str, int]) -> None: ...
 
@@ -41,7 +42,7 @@ class NullView:
     def prediction(self, record: Prediction) -> None:
         pass
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: JsonDict) -> None:
         pass
 
     def update(self, statuses: dict[str, StageStatus], restarts: dict[str, int]) -> None:
@@ -73,7 +74,7 @@ class LogView(NullView):
             f"{record.label} {probs} {'+'.join(record.modalities)} "
             f"latency {record.latency_ms.get('total', 0.0):.0f} ms")
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: JsonDict) -> None:
         if event["event"] not in ("started", "stopped"):
             details = {k: v for k, v in event.items()
                        if k not in ("time", "event", "stage", "index")}
@@ -95,7 +96,7 @@ class RichView(NullView):
     def prediction(self, record: Prediction) -> None:
         self.last[(record.stream, record.person)] = record
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: JsonDict) -> None:
         if event["event"] not in ("started", "stopped"):
             self.events = [*self.events[-4:], f"{event['stage']}[{event['index']}] "
                                               f"{event['event']}"]
@@ -105,7 +106,7 @@ class RichView(NullView):
         if now < self._next:
             return
         self._next = now + REFRESH_S
-        parts: list[Any] = [stage_table(statuses, restarts), self._streams(statuses)]
+        parts: list[RenderableType] = [stage_table(statuses, restarts), self._streams(statuses)]
         if self.events:
             parts.append("\n".join(self.events))
         self.live.update(Group(*parts))
@@ -160,7 +161,7 @@ class TeeView:
         for view in self.views:
             view.prediction(record)
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: JsonDict) -> None:
         for view in self.views:
             view.event(event)
 

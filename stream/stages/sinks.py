@@ -1,29 +1,30 @@
 """Where predictions go: a PUB socket (JSON), an append-only JSONL log, anything else.
 
-A prediction is one JSON object (schema ``hidemo.prediction/2``: :mod:`stream.prediction`
-and ``docs/prediction.schema.json``, built by the classify stage). Sinks are independent:
-one that fails (a full disk, a closed socket) is counted and reported, never allowed to stop
-the pipeline.
+A prediction is a :class:`stream.prediction.Prediction` (schema ``hidemo.prediction/2``,
+``docs/prediction.schema.json``), built by the classify stage. :class:`Sinks` serializes it
+once (:func:`json_line`) and hands every sink the object and its line. Sinks are
+independent: one that fails (a full disk, a closed socket) is counted and reported, never
+allowed to stop the pipeline.
 
 Example:
     >>> sinks = Sinks([JsonlSink(Path("out/predictions.jsonl"))])  # doctest: +SKIP
-    >>> sinks.emit(record)  # doctest: +SKIP
+    >>> sinks.emit(prediction)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import zmq
+from pydantic import BaseModel
 
-from stream import strictjson
 from stream.files import LineAppender
-from stream.wire import Header, Stamp, saturated
+from stream.prediction import Prediction
+from stream.transport.wire import Header, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,11 @@ PROBLEM_CHARS = 200
 """Longest error text a status report carries for one sink."""
 
 class Sink(Protocol):
+    """Takes each prediction and its JSON line (serialized once, by :class:`Sinks`)."""
+
     name: str
 
-    def emit(self, record: dict[str, Any], line: bytes) -> None: ...
+    def emit(self, prediction: Prediction, line: bytes) -> None: ...
 
     def close(self) -> None: ...
 
@@ -46,8 +49,8 @@ class PubSink:
     def __init__(self, socket: zmq.Socket) -> None:
         self.socket = socket
 
-    def emit(self, record: dict[str, Any], line: bytes) -> None:
-        self.socket.send_multipart([record["stream"].encode(), line], flags=zmq.NOBLOCK)
+    def emit(self, prediction: Prediction, line: bytes) -> None:
+        self.socket.send_multipart([prediction.stream.encode(), line], flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -63,7 +66,7 @@ class ResultsSink:
     def __init__(self, socket: zmq.Socket) -> None:
         self.socket = socket
 
-    def emit(self, record: dict[str, Any], line: bytes) -> None:
+    def emit(self, prediction: Prediction, line: bytes) -> None:
         with contextlib.suppress(zmq.Again):
             self.socket.send(line, flags=zmq.NOBLOCK)
 
@@ -72,9 +75,9 @@ class ResultsSink:
 
 
 class JsonlSink:
-    """Appends one JSON line per record (:class:`stream.files.LineAppender`): each line is
-    written whole or not at all, unbuffered, so a crash loses nothing written and a full
-    disk never leaves half a line.
+    """Appends one JSON line per record (a prediction, a frame trace, a transcript line)
+    through :class:`stream.files.LineAppender`: each line is written whole or not at all,
+    unbuffered, so a crash loses nothing written and a full disk never leaves half a line.
 
     A write that fails (a full disk: ENOSPC, an I/O error) is cut back to the last whole
     line and disables the sink: that error is raised once, for the caller to report, and
@@ -97,7 +100,8 @@ class JsonlSink:
         """Records that did not reach the file: the failed write and those skipped since."""
         return (self.error is not None) + self.skipped
 
-    def emit(self, record: dict[str, Any], line: bytes) -> None:
+    def emit(self, record: BaseModel, line: bytes) -> None:
+        """Append ``line`` (``record`` serialized by :func:`json_line`)."""
         if self.error is not None:
             self.skipped += 1
             return
@@ -115,7 +119,7 @@ class JsonlSink:
 
 
 class Sinks:
-    """Fans a record out to every sink; counts failures per sink instead of raising."""
+    """Fans a prediction out to every sink; counts failures per sink instead of raising."""
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
         self.sinks = list(sinks)
@@ -135,12 +139,12 @@ class Sinks:
                 out[sink.name] = out.get(sink.name, 0) + skipped
         return out
 
-    def emit(self, record: dict[str, Any]) -> None:
-        line = json_line(record)
+    def emit(self, prediction: Prediction) -> None:
+        line = json_line(prediction)
         self.emitted += 1
         for sink in self.sinks:
             try:
-                sink.emit(record, line)
+                sink.emit(prediction, line)
             except (OSError, zmq.ZMQError) as error:
                 count = self._raised[sink.name] = self._raised.get(sink.name, 0) + 1
                 self.problems.setdefault(sink.name, problem_text(error))
@@ -166,15 +170,13 @@ def problem_text(error: BaseException) -> str:
     return text[:PROBLEM_CHARS]
 
 
-def json_line(record: dict[str, Any]) -> bytes:
-    """``record`` as one line of strict JSON: a NaN or infinite number is written as null
-    (JSON has no NaN; a strict reader would reject the whole line), and every count is
-    saturated at :data:`stream.wire.MAX_COUNT` (:func:`stream.wire.saturated`)."""
-    record = saturated(record)
-    try:
-        return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
-    except ValueError:
-        return strictjson.dumps(record, separators=(",", ":")).encode()
+def json_line(record: BaseModel) -> bytes:
+    """``record`` as one line of JSON, the one place a record leaving a stage is serialized.
+    Its model already bounds it: counts saturate at :data:`stream.transport.wire.MAX_COUNT`
+    (:data:`stream.transport.wire.Tally`), a prediction refuses a non-finite number, and any other
+    record's NaN or infinity is written as null (JSON has none; a strict reader would reject
+    the whole line)."""
+    return record.model_dump_json(by_alias=True).encode()
 
 
 def stage_latency_ms(header: Header, t_in: float, done: float,

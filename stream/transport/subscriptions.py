@@ -29,11 +29,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
 import zmq
 
-from stream.status import Rejections
+from stream.transport.status import Rejections
 
 SUBSCRIBE_OVERHEAD = 16
 """Bytes a subscription takes on the wire besides its topic: one flag byte as a message,
@@ -41,7 +40,7 @@ or ZMTP 3.1's ``SUBSCRIBE`` command (its name and length) as newer peers send it
 HANDSHAKE_BYTES = 128
 """The bound also applies to the handshake's READY command (its metadata: a default
 subscriber's takes a few dozen bytes); CURVE's larger INITIATE is allowed for where CURVE
-is on (:data:`stream.endpoints.CURVE_HANDSHAKE_BYTES`)."""
+is on (:data:`stream.transport.endpoints.CURVE_HANDSHAKE_BYTES`)."""
 ADMIT_PER_TURN = 1000
 """Subscription messages one :meth:`GatedPub.admit` reads at most: a flood of them costs
 the owner's loop a bounded time per turn."""
@@ -91,8 +90,8 @@ class GatedPub(zmq.Socket):
             self.setsockopt(option, topic)  # manual mode: applies to the sender's pipe
         return count
 
-    def send(self, data: Any, flags: int = 0, copy: bool = True, track: bool = False,
-             **kwargs: Any) -> Any:
+    def send(self, data: object, flags: int = 0, copy: bool = True, track: bool = False,
+             **kwargs: object) -> zmq.MessageTracker | None:
         if not self._in_message:  # never between the parts of one message
             self.admit()
         self._in_message = bool(flags & zmq.SNDMORE)
@@ -122,6 +121,6 @@ class PublisherWatch:
         self.monitor.admit()
 
 
-def watch(sockets: Collection[Any]) -> list[PublisherWatch]:
+def watch(sockets: Collection[object]) -> list[PublisherWatch]:
     """A :class:`PublisherWatch` for each of ``sockets`` that is a :class:`GatedPub`."""
     return [PublisherWatch(s) for s in sockets if isinstance(s, GatedPub)]

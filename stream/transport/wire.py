@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
 from pydantic import (
@@ -56,6 +56,16 @@ FLOAT_DTYPES = frozenset({"float16", "float32", "float64"})
 
 MAX_SECONDS = 1e9
 """Upper bound of any time on the wire (monotonic or media seconds: 31 years)."""
+class Frame(Protocol):
+    """A message part received with ``copy=False`` (``zmq.Frame``): its bytes in ``buffer``."""
+
+    @property
+    def buffer(self) -> memoryview: ...
+
+
+Part = bytes | bytearray | memoryview | Frame
+"""One part of a multipart message as a socket gives it."""
+
 MAX_COUNT = 2**53
 """Upper bound of sequence numbers and counters (exact in a float64, as JSON readers use).
 A count read off the wire above it is refused; a count this program reports (summed over
@@ -70,7 +80,7 @@ MAX_ARRAYS = MAX_PERSONS + 4
 MAX_PIXELS = 1e6
 """Bound of box coordinates and crop offsets (pixels; frames are far smaller)."""
 
-def saturate(count: Any) -> Any:
+def saturate(count: object) -> object:
     """``count`` capped at :data:`MAX_COUNT` when it is an integer (anything else is left
     for validation to refuse): the one rule every reported count follows."""
     if isinstance(count, int) and not isinstance(count, bool) and count > MAX_COUNT:
@@ -78,7 +88,7 @@ def saturate(count: Any) -> Any:
     return count
 
 
-def saturated(record: Any) -> Any:
+def saturated(record: object) -> object:
     """``record`` (dicts, lists and tuples of JSON values) with every integer capped by
     :func:`saturate`: applied where a record leaves its stage (a status report, a JSONL
     line), so no count can exceed the bound its schema states, whichever field holds it."""
@@ -89,7 +99,7 @@ def saturated(record: Any) -> Any:
     return saturate(record)
 
 
-def _exact_int(value: Any) -> Any:
+def _exact_int(value: object) -> object:
     """Refuse a version that is not an ``int`` (``4.0``, ``True``): a ``Literal`` alone
     compares by equality, and ``4.0 == 4``."""
     if type(value) is not int:
@@ -214,7 +224,7 @@ class Header:
         arrived = t_in if t_arrive is None else t_arrive
         return replace(self, stamps=(*self.stamps, Stamp(stage, t_in, t_out, arrived)))
 
-    def with_meta(self, **changes: Any) -> Header:
+    def with_meta(self, **changes: object) -> Header:
         """A copy whose :class:`FrameMeta` has ``changes``."""
         return replace(self, meta=replace(self.meta, **changes))
 
@@ -261,14 +271,15 @@ class Message:
         return self.header.kind is not Kind.FRAME
 
 
-def encode(header: Header, arrays: Mapping[str, np.ndarray] | None = None) -> list[Any]:
+def encode(header: Header,
+           arrays: Mapping[str, np.ndarray] | None = None) -> list[bytes | memoryview]:
     """Multipart frames for ``send_multipart(..., copy=False)``: header JSON, then buffers.
 
     Arrays are made C-contiguous (a view when they already are); buffers of at least
     :data:`ZERO_COPY_BYTES` are passed as memoryviews so ZeroMQ sends them without a copy.
     """
     specs: list[ArraySpec] = []
-    buffers: list[Any] = []
+    buffers: list[bytes | memoryview] = []
     for name, array in (arrays or {}).items():
         data = np.ascontiguousarray(array)
         if data.dtype.name not in ALLOWED_DTYPES:
@@ -288,7 +299,7 @@ class WireRules:
     streams: Collection[str] | None = None
     max_bytes: int = 64 * 1024 * 1024
 
-    def decode(self, parts: Sequence[Any]) -> Message:
+    def decode(self, parts: Sequence[Part]) -> Message:
         """Parse multipart ``parts`` (bytes or zmq.Frame); raise :class:`WireError`."""
         if not parts:
             raise WireError("empty message", "empty")
@@ -323,7 +334,7 @@ class WireRules:
 ANY_STREAM = WireRules()
 
 
-def decode(parts: Sequence[Any]) -> Message:
+def decode(parts: Sequence[Part]) -> Message:
     """:meth:`WireRules.decode` accepting any stream id (tests and tools)."""
     return ANY_STREAM.decode(parts)
 
@@ -350,7 +361,7 @@ def refusal(error: ValidationError, what: str) -> WireError:
     return WireError(f"{what}: {where or 'message'}: {first['msg']}"[:200], reason)
 
 
-def _buffer(part: Any) -> memoryview:
+def _buffer(part: Part) -> memoryview:
     if isinstance(part, bytes | bytearray | memoryview):
         return memoryview(part)
     buffer = getattr(part, "buffer", None)  # zmq.Frame received with copy=False

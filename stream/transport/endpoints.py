@@ -3,7 +3,7 @@
 The pipeline side binds and whatever may come and go connects, so a restart never changes
 an address: detect binds its input (captures connect) and its output (feature replicas
 connect); classify binds its input, the predictions PUB, the credits PUB (unpaced captures
-connect, :mod:`stream.credits`) and the text SUB (the ASR stages and outside publishers
+connect, :mod:`stream.transport.credits`) and the text SUB (the ASR stages and outside publishers
 connect, so no stranger can stand in for the topic); the supervisor binds the status
 socket every stage reports to. In fused placement each worker binds its own input, credits
 and preview (:meth:`Endpoints.for_worker`), and classify no credits. Internal hops use ipc
@@ -12,7 +12,8 @@ in one private folder by default (no port clashes between runs, no network expos
 Every socket that receives has ``ZMQ_MAXMSGSIZE``: a peer that sends a bigger message is
 disconnected by ZeroMQ before the message is buffered (it may reconnect), so one hostile or
 broken peer cannot make a stage allocate gigabytes. The outside endpoints (predictions,
-text) are CURVE-secured when :meth:`EndpointConfig.curve_on` says so (:mod:`stream.curve`).
+text) are CURVE-secured when :meth:`EndpointConfig.curve_on` says so
+(:mod:`stream.transport.curve`).
 
 Example:
     >>> Endpoints.for_config(EndpointConfig(), Path("/tmp/run")).detect_in
@@ -34,8 +35,15 @@ import zmq
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from stream.config import EndpointConfig
-from stream.curve import ClientKeys, CurveServer, RunKeys, Secure, client_security, serve_internal
-from stream.subscriptions import GatedPub
+from stream.transport.curve import (
+    ClientKeys,
+    CurveServer,
+    RunKeys,
+    Secure,
+    client_security,
+    serve_internal,
+)
+from stream.transport.subscriptions import GatedPub
 
 INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits", "preview",
             "monitor", "transcript", "results")
@@ -272,7 +280,7 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool,
     :data:`DEFAULT_MAX_BYTES`); a PUB only receives subscriptions, bounded by
     :data:`SUBSCRIPTION_MAX_BYTES`. ``secure`` sets CURVE options before bind or connect.
     ``socket`` is a new socket of ``kind``'s family made by the caller (a
-    :class:`~stream.subscriptions.GatedPub` for a PUB), else one is made here.
+    :class:`~stream.transport.subscriptions.GatedPub` for a PUB), else one is made here.
     """
     if socket is None:
         socket = context.socket(kind)

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from stream.config import SourceConfig
-from stream.demo import DemoClip
+from stream.media.demo import DemoClip
 
 
 class FrameSource(ABC):

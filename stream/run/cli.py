@@ -14,13 +14,19 @@ import contextlib
 import logging
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from stream.config import EndpointConfig, RunConfig
-    from stream.curve import RunKeys
+    from stream.run.supervisor import StopRequest
+    from stream.run.view import View
+    from stream.strictjson import JsonDict
+    from stream.transport.curve import RunKeys
+    from stream.transport.endpoints import Endpoints
+    from stream.ui.launcher import UiProcess
+
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ def say(message: str) -> None:
     print(one_line(f"hidemo run: {message}"), file=sys.stderr)
 
 
-def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
+def add_run_parser(jobs: SubParsers) -> argparse.ArgumentParser:
     """Add the ``run`` subcommand to ``hidemo``'s subparsers."""
     run = jobs.add_parser("run", help="run the live pipeline on cameras, files, URLs or the demo")
     run.add_argument("--source", action="append", metavar="0|PATH|URL|demo",
@@ -100,7 +106,7 @@ def add_run_parser(jobs: Any) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     from stream.config import load_config
 
-    overrides: dict[str, Any] = {
+    overrides: dict[str, object] = {
         "profile": args.profile, "engine_dir": args.run_engine_dir, "duration": args.duration,
         "out": args.out, "view": args.view, "keypoints": args.keypoints,
         "placement": args.placement,
@@ -141,8 +147,8 @@ def with_ui_args(config: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from stream.supervisor import StopRequest
-    from stream.view import NullView, make_view
+    from stream.run.supervisor import StopRequest
+    from stream.run.view import NullView, make_view
 
     config = config_from_args(args)
     stop = StopRequest()
@@ -150,31 +156,32 @@ def run_command(args: argparse.Namespace) -> int:
     view = make_view(config.view)
     if type(view) is not NullView and not getattr(args, "verbose", False):
         # the view shows the supervisor's events; its log lines would say each one twice
-        logging.getLogger("stream.supervisor").setLevel(logging.WARNING)
+        logging.getLogger("stream.run.supervisor").setLevel(logging.WARNING)
     code, summary = run_pipeline(config, view, stop)
     log_dir = config.out / "logs" if config.out is not None else Path("(scratch, removed)")
     _print_summary(summary, log_dir)
     return code
 
 
-def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str, Any]]:
+def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int, JsonDict]:
     """Supervise one run of ``config`` to its end; the exit code and the run summary (also
     written to ``config.out/summary.json``). ``hidemo bench`` drives the pipeline through
     this too, so what it measures is exactly what ``hidemo run`` runs.
 
     Before any stage starts, ``keypoints: auto`` is resolved (by its rule, said on one
-    line), :func:`stream.preflight.preflight` checks the engines, the sources and the
-    endpoints, and raises :class:`~stream.preflight.PreflightError` (a ``ValueError``:
+    line), :func:`stream.run.preflight.preflight` checks the engines, the sources and the
+    endpoints, and raises :class:`~stream.run.preflight.PreflightError` (a ``ValueError``:
     ``hidemo`` prints it and exits 2) with every problem and its fix, and ``placement: auto``
-    is resolved (:mod:`stream.placement`, said on one line). The full reasons are saved in
+    is resolved (:mod:`stream.stages.placement`, said on one line). The full reasons are saved in
     ``config.json`` (``reasons``)."""
     from stream import strictjson
-    from stream.endpoints import Endpoints
-    from stream.perception import resolve_keypoints
-    from stream.placement import resolve_placement
-    from stream.preflight import PreflightError, preflight, write_problem
-    from stream.supervisor import Supervisor
-    from stream.view import TeeView
+    from stream.run.preflight import PreflightError, preflight, write_problem
+    from stream.run.supervisor import Supervisor
+    from stream.run.view import TeeView
+    from stream.stages.perception import resolve_keypoints
+    from stream.stages.placement import resolve_placement
+    from stream.stages.spec import StageSpec
+    from stream.transport.endpoints import Endpoints
 
     if config.ui.enabled:
         from stream.ui.access import parse_bind
@@ -209,10 +216,9 @@ def run_pipeline(config: RunConfig, view: Any, stop: Any) -> tuple[int, dict[str
             write_before_start(out / "config.json",
                                strictjson.dumps(config.model_dump(mode="json"), indent=2))
         spec_path = run_dir / "spec.json"
-        write_before_start(spec_path, strictjson.dumps({
-            "config": config.model_dump(mode="json"), "endpoints": asdict(endpoints),
-            "out": None if out is None else str(out.resolve()), "state_dir": str(run_dir),
-        }), private=True)
+        spec = StageSpec(config=config, endpoints=endpoints,
+                         out=None if out is None else out.resolve(), state_dir=run_dir)
+        write_before_start(spec_path, spec.text(), private=True)
         log_dir = (out or run_dir) / "logs"
         say(f"{len(config.sources)} source(s) {', '.join(config.stream_ids())}, profile "
             f"{config.profile}; predictions on {endpoints.predictions}, text topic "
@@ -242,7 +248,7 @@ def run_keys(config: EndpointConfig) -> RunKeys | None:
     internal socket: tcp transport (any local user can connect to loopback) or an
     ``ipc_dir`` the user chose (its permissions are not ours to vouch for). None with ipc
     in the run's own private folder (mode 0700), which is then the boundary."""
-    from stream.curve import RunKeys
+    from stream.transport.curve import RunKeys
 
     if config.transport == "tcp" or config.ipc_dir is not None:
         return RunKeys.generate()
@@ -251,12 +257,12 @@ def run_keys(config: EndpointConfig) -> RunKeys | None:
 
 def write_before_start(path: Path, text: str, *, private: bool = False) -> None:
     """Write a file the run needs before any stage starts, whole (:mod:`stream.files`), or
-    refuse the run (:class:`~stream.preflight.PreflightError`, exit 2) naming the folder,
+    refuse the run (:class:`~stream.run.preflight.PreflightError`, exit 2) naming the folder,
     the room it needs and the fix: the disk may fill between the preflight and here.
     A ``private`` file (in the run's private folder) is readable by its owner only: it may
     hold the run's keys."""
     from stream.files import write_document
-    from stream.preflight import PreflightError, write_problem
+    from stream.run.preflight import PreflightError, write_problem
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,14 +271,14 @@ def write_before_start(path: Path, text: str, *, private: bool = False) -> None:
         raise PreflightError([write_problem(path, error, private=private)]) from None
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> int:
+def write_summary(path: Path, summary: JsonDict) -> int:
     """Write ``summary.json`` whole (:func:`stream.files.write_document`), or leave it
     absent and make the failure part of the verdict: ``summary`` (what the console then
     prints) gains the failure and exit code 1. Returns the exit code this write calls for
     (0 written, 1 not)."""
     from stream import strictjson
     from stream.files import write_document
-    from stream.wire import saturated
+    from stream.transport.wire import saturated
 
     try:
         write_document(path, strictjson.dumps(saturated(summary), indent=2))
@@ -289,9 +295,10 @@ def write_summary(path: Path, summary: dict[str, Any]) -> int:
     return 0
 
 
-def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) -> Any:
+def start_ui(config: RunConfig, endpoints: Endpoints, run_dir: Path,
+             log_dir: Path) -> UiProcess:
     """Start the web view's process (:mod:`stream.ui.launcher`) and say where it is."""
-    from stream.placement import detect_processes
+    from stream.stages.placement import detect_processes
     from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token
     from stream.ui.launcher import UiProcess, UiSpec
 
@@ -312,7 +319,7 @@ def start_ui(config: RunConfig, endpoints: Any, run_dir: Path, log_dir: Path) ->
     return ui
 
 
-def ui_summary(config: RunConfig, ui: Any, run_dir: Path) -> dict[str, Any]:
+def ui_summary(config: RunConfig, ui: UiProcess, run_dir: Path) -> JsonDict:
     """The web view's part of ``summary.json``: where it was, its restarts, its counters."""
     import json
 
@@ -325,8 +332,8 @@ def ui_summary(config: RunConfig, ui: Any, run_dir: Path) -> dict[str, Any]:
 
 
 def _resolve_asr(config: RunConfig) -> RunConfig:
-    """``asr`` resolved per source (:mod:`stream.asr_plan`), each choice said with why."""
-    from stream.asr_plan import resolve_asr
+    """``asr`` resolved per source (:mod:`stream.run.asr_plan`), each choice said with why."""
+    from stream.run.asr_plan import resolve_asr
 
     config, plan = resolve_asr(config)
     if plan.warning is not None:
@@ -337,7 +344,7 @@ def _resolve_asr(config: RunConfig) -> RunConfig:
     return config
 
 
-def _print_summary(summary: dict[str, Any], log_dir: Path) -> None:
+def _print_summary(summary: JsonDict, log_dir: Path) -> None:
     """The run's verdict (why it ended, its failures and warnings) first, then its figures.
     Every figure is optional here: a summary missing one (a stage that never reported)
     still prints, so the verdict always reaches the console."""

@@ -35,11 +35,10 @@ from typing import Annotated, Literal
 
 import numpy as np
 import zmq
-from pydantic import StringConstraints, TypeAdapter, ValidationError, model_validator
-from pydantic.dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
-from stream.status import Rejections
-from stream.wire import WIRE_CONFIG, Seconds, WireError, refusal
+from stream.transport.status import Rejections
+from stream.transport.wire import WIRE_CONFIG, Seconds, WireError, refusal
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +57,13 @@ StreamClock = Callable[[str], float | None]
 """A stream's current ``capture_time - media_time`` (None: no frame seen yet)."""
 
 
-@dataclass(frozen=True, config=WIRE_CONFIG)
-class TextLine:
+class TextLine(BaseModel):
     """The body of one text message: the words, and when they were spoken
-    (``time.monotonic()`` seconds; None: when the line arrived)."""
+    (``time.monotonic()`` seconds; None: when the line arrived). Every reader validates with
+    it (``TextLine.model_validate_json``) and every writer builds one and sends
+    :meth:`body`."""
+
+    model_config = ConfigDict(**WIRE_CONFIG, frozen=True)
 
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_LINE_CHARS)]
     time: Seconds | None = None
@@ -82,8 +84,9 @@ class TextLine:
             raise ValueError("media_end is before media_start")
         return self
 
-
-_LINE = TypeAdapter(TextLine)
+    def body(self) -> bytes:
+        """The message body: JSON without the fields left unset (None)."""
+        return self.model_dump_json(exclude_none=True).encode()
 
 
 class TextTopic:
@@ -179,7 +182,7 @@ class TextTopic:
         if self.known_streams is not None and stream not in self.known_streams:
             raise WireError(f"stream {stream[:32]!r} is not one of this run's", "unknown-stream")
         try:
-            return stream, _LINE.validate_json(parts[1])
+            return stream, TextLine.model_validate_json(parts[1])
         except ValidationError as error:
             raise refusal(error, "text line") from None
 

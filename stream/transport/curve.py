@@ -50,7 +50,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 from stream.config import CurveConfig
-from stream.status import Rejections
+from stream.transport.status import Rejections
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """Which sources get an ASR process (``asr.mode``), and why: decided before any stage starts.
 
-``auto``: each source whose audio opens and has an audio stream (:mod:`stream.audio`),
+``auto``: each source whose audio opens and has an audio stream (:mod:`stream.media.audio`),
 when faster-whisper and the model are installed; a source without audio gets none, and a
 missing model is a one-line warning (the run goes on without transcripts). ``on``: the
 same, but a missing model, or no source with audio, stops the run before it starts
-(:class:`~stream.preflight.PreflightError`, exit 2) with the fix. ``off``: none. The
+(:class:`~stream.run.preflight.PreflightError`, exit 2) with the fix. ``off``: none. The
 choice per source and its reason are printed and saved in ``config.json``
 (``reasons.asr``, ``asr.streams``).
 
@@ -26,9 +26,9 @@ from engines.adapters.transcriber import (
     model_problem,
     packaged_model_path,
 )
-from stream.audio import AudioInput, AudioProbe, audio_input, probe_audio
 from stream.config import RunConfig, SourceConfig
-from stream.preflight import PreflightError, Problem
+from stream.media.audio import AudioInput, AudioProbe, audio_input, probe_audio
+from stream.run.preflight import PreflightError, Problem
 
 NO_AUDIO = {"demo": "the demo clip has no audio",
             "camera": "a camera index has no audio; name a microphone with the source's "

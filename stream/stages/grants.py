@@ -12,7 +12,7 @@ and the frame starts its chain as soon as it arrives. A capture holds only its n
 frame meanwhile (:class:`stream.stages.capture.LiveSend`): the frames it replaces are
 dropped before any work, and nothing waits in a queue.
 
-The grant is an ordinary acknowledgement (:class:`stream.credits.Ack`) of the last frame
+The grant is an ordinary acknowledgement (:class:`stream.transport.credits.Ack`) of the last frame
 received from the stream, so captures need no other protocol, and a lost grant is covered
 by their ack timeout (in fused placement ``CREDIT_TIMEOUT_S`` times the number of streams:
 a stream's credit comes once per round of the streams, and a capture that sent unasked
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.credits import CreditPublisher
+from stream.transport.credits import CreditPublisher
 
 GRANT_PATIENCE_S = 0.1
 """How long the head waits for a granted stream's frame before granting the next stream:

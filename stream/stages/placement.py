@@ -43,7 +43,7 @@ only wait a whole chain's time. With several streams the others' frames keep the
 busy.
 
 A live source (``realtime: true``: a camera, a URL, the demo, a file in real time) is
-paced by the same credits (:class:`stream.credits.LiveWindow`): its capture drops before
+paced by the same credits (:class:`stream.transport.credits.LiveWindow`): its capture drops before
 sending, so no stage works on a frame a later one drops, provided no stage ever holds more
 of a stream's frames than its inbox keeps (detect and features: one waiting, beside the
 one being worked on). Unless the source sets ``in_flight`` (:func:`live_in_flight`):
@@ -58,7 +58,7 @@ one being worked on). Unless the source sets ``in_flight`` (:func:`live_in_fligh
 
 In fused placement the credits come from each worker, not from classify: it asks one of its
 streams at a time for its next frame, as the current frame's chain ends
-(:mod:`stream.turns`), so a frame never waits in the inbox behind the other streams' frames.
+(:mod:`stream.stages.grants`), so a frame never waits in the inbox behind the other streams' frames.
 
 Each window starts with one frame until it was acknowledged (slow start): frames sent
 before the stages are connected would reach detect together.

@@ -37,7 +37,7 @@ import zmq
 from pydantic import TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from stream.wire import WIRE_CONFIG, Count
+from stream.transport.wire import WIRE_CONFIG, Count
 
 CREDIT_TIMEOUT_S = 2.0
 """Longest a capture waits for an acknowledgement before sending anyway."""

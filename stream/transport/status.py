@@ -24,14 +24,15 @@ import math
 import os
 import time
 from dataclasses import asdict, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import zmq
 from pydantic import ConfigDict, Field, JsonValue, TypeAdapter, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from stream.wire import MAX_COUNT, MAX_SECONDS, Name, refusal, saturated
+from stream.strictjson import JsonDict
+from stream.transport.wire import MAX_COUNT, MAX_SECONDS, Name, refusal, saturated
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class StageStatus:
 
     @field_validator("extra")
     @classmethod
-    def _finite(cls, extra: dict[str, Any]) -> dict[str, Any]:
+    def _finite(cls, extra: JsonDict) -> JsonDict:
         if not _all_finite(extra):
             raise ValueError("a figure is NaN or infinite")
         if "streams" in extra:
@@ -117,7 +118,7 @@ class StageStatus:
 
     def to_json(self) -> bytes:
         """The report as sent: every count saturated at the bound the supervisor checks
-        (:func:`stream.wire.saturated`), whichever stage or figure holds it."""
+        (:func:`stream.transport.wire.saturated`), whichever stage or figure holds it."""
         return json.dumps(saturated(asdict(self)), separators=(",", ":"), allow_nan=False,
                           default=str).encode()
 
@@ -132,7 +133,7 @@ class StageStatus:
 _STATUS = TypeAdapter(StageStatus)
 
 
-def _all_finite(value: Any) -> bool:
+def _all_finite(value: object) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
@@ -228,7 +229,7 @@ class StatusReporter:
             return Health.STALLED
         return Health.RUNNING
 
-    def maybe_send(self, extra: dict[str, Any] | None = None, force: bool = False) -> None:
+    def maybe_send(self, extra: JsonDict | None = None, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now < self._next:
             return
@@ -258,6 +259,6 @@ class StatusReporter:
             raw = self.status.to_json()
         return raw
 
-    def stopping(self, extra: dict[str, Any] | None = None) -> None:
+    def stopping(self, extra: JsonDict | None = None) -> None:
         self.status.state = Health.STOPPING
         self.maybe_send(extra, force=True)

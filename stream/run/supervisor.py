@@ -1,7 +1,7 @@
 """The supervisor: starts every stage as its own process, watches it, restarts it, stops it.
 
-Placement (:mod:`stream.placement`) decides the processes: ``split`` runs classify, each
-features replica and detect as their own; ``fused`` runs classify and ``fused.workers``
+Placement (:mod:`stream.stages.placement`) decides the processes: ``split`` runs classify,
+each features replica and detect as their own; ``fused`` runs classify and ``fused.workers``
 ``fused`` processes, each holding detect and features for its share of the streams and
 reporting each one's status under its own name (``detect[i]``, ``features[i]``), so
 everything below reads the same figures either way.
@@ -18,9 +18,10 @@ restarted the same way (event ``hung``). A capture that exits 0 has finished its
 (Ctrl-C, SIGTERM, ``--duration``, or every source ended): stop the captures (each sends an
 end-of-stream marker), let the pipeline drain until classify has seen every end or
 ``drain_s`` passes, then stop detect, features and classify in pipeline order, killing any
-that ignore ``stop_timeout_s``. A summary of the run goes to ``summary.json``, with
-``failures`` (why the run exits non-zero: a stage gave up or refused to start, no source
-gave a frame, a sink failed) and ``warnings`` (a file that ended early).
+that ignore ``stop_timeout_s``. A summary of the run (:mod:`stream.run.summary`) goes to
+``summary.json``, with ``failures`` (why the run exits non-zero: a stage gave up or
+refused to start, no source gave a frame, a sink failed) and ``warnings`` (a file that
+ended early).
 """
 
 from __future__ import annotations
@@ -35,21 +36,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import zmq
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from stream.config import RunConfig
-from stream.curve import Gatekeeper, RefusalMonitor
-from stream.endpoints import Endpoints, open_endpoint
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
-from stream.placement import detect_processes
 from stream.prediction import Prediction
-from stream.resources import ResourceMeter
-from stream.status import Health, Rejections, StageStatus, StatusError
-from stream.view import View
-from stream.wire import refusal
+from stream.run.resources import ResourceMeter
+from stream.run.summary import Verdict, run_summary, verdict_of
+from stream.run.view import View
+from stream.stages.placement import detect_processes
+from stream.strictjson import JsonDict
+from stream.transport.curve import Gatekeeper, RefusalMonitor
+from stream.transport.endpoints import Endpoints, open_endpoint
+from stream.transport.status import Health, Rejections, StageStatus, StatusError
+from stream.transport.wire import refusal
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +97,6 @@ class Child:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Why a run ends non-zero (``failures``) and what a user should know anyway
-    (``warnings``), as readable sentences for the console and ``summary.json``."""
-
-    failures: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def fatal_message(log_path: Path) -> str | None:
@@ -182,7 +176,7 @@ class Supervisor:
         """Records refused on the results hop (not a valid prediction)."""
         self.heard: dict[str, float] = {}
         """When each stage's last status report arrived (monotonic): its heartbeat."""
-        self.events: list[dict[str, Any]] = []
+        self.events: list[JsonDict] = []
         self.verdict = Verdict()
         self.exit_code = 0
         self.captures_started = False
@@ -195,6 +189,8 @@ class Supervisor:
         self._logs: list[IO[bytes]] = []
         self.resources = ResourceMeter()
         self.watch_s = 0.0
+        self.reason = "unknown"
+        self.wall_s = 0.0
 
     # -- processes ----------------------------------------------------------------------
 
@@ -213,7 +209,7 @@ class Supervisor:
         self.spawned.setdefault(child.label, set()).add(child.process.pid)
         self._event("started", child, pid=child.process.pid)
 
-    def _event(self, kind: str, child: Child, **details: Any) -> None:
+    def _event(self, kind: str, child: Child, **details: JsonValue) -> None:
         event = {"time": time.monotonic(), "event": kind, "stage": child.stage,
                  "index": child.index, **details}
         self.events.append(event)
@@ -345,9 +341,6 @@ class Supervisor:
     def _everyone(self) -> list[Child]:
         return [*self.children, *self.captures, *self.asrs]
 
-    def _restarts(self) -> dict[str, int]:
-        return {c.label: c.restarts for c in self._everyone()}
-
     def _view_restarts(self) -> dict[str, int]:
         """Restarts by status label (a fused worker's restarts show on each of its stages)."""
         return {label: c.restarts for c in self._everyone() for label in c.status_labels}
@@ -389,47 +382,9 @@ class Supervisor:
             reason = f"failed: {self.failed}"
         self.reason = reason
         self.wall_s = time.monotonic() - started
-        self.verdict = self._verdict()
+        self.verdict = verdict_of(self)
         self.exit_code = 1 if self.verdict.failures else code
         return self.exit_code
-
-    # -- the verdict ----------------------------------------------------------------------
-
-    def _verdict(self) -> Verdict:
-        failures = [self.failed] if self.failed else []
-        warnings: list[str] = []
-        frames = self._frames_by_stream()
-        specs = dict(zip(self.config.stream_ids(), (s.spec for s in self.config.sources),
-                         strict=True))
-        if self.captures_started and frames and not any(frames.values()):
-            failures.append("no source produced a frame: " + ", ".join(
-                f"{stream} ({specs[stream]})" for stream in frames))
-        elif self.captures_started:
-            warnings += [f"source {specs[stream]} ({stream}) produced no frame"
-                         for stream, count in frames.items() if not count]
-        failures += self._sink_failures()
-        warnings += self._early_ends()
-        warnings += self._refusals()
-        warnings += self.asr_warnings + self._asr_problems()
-        return Verdict(failures, warnings)
-
-    def _refusals(self) -> list[str]:
-        """A flood or a forgery on the supervisor's own sockets: counted and said, never
-        obeyed."""
-        out = []
-        handshakes = self.handshakes.rejections.total if self.handshakes is not None else 0
-        for what, count, reasons in (
-                ("status report(s)", self.status_rejections.total,
-                 self.status_rejections.counts),
-                ("prediction record(s) on the results hop", self.result_rejections.total,
-                 self.result_rejections.counts),
-                ("connection attempt(s) without the run's keys", handshakes,
-                 {} if self.handshakes is None else self.handshakes.rejections.counts)):
-            if count:
-                reasons_text = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
-                out.append(f"the supervisor refused {count} {what} ({reasons_text}): "
-                           "another process on this machine wrote to it")
-        return out
 
     def _start_asr(self) -> None:
         """Start the ASR processes before the captures and wait until each is ready (its
@@ -450,67 +405,6 @@ class Supervisor:
                 self.asr_warnings.append("an ASR process was not ready in time; the video "
                                          "started without waiting for its first lines")
                 return
-
-    def _asr_problems(self) -> list[str]:
-        """What the ASR processes reported they could not do (audio that does not decode)."""
-        out = []
-        for child in self.asrs:
-            status = self.statuses.get(child.label)
-            problem = None if status is None else status.extra.get("problem")
-            if isinstance(problem, str):
-                out.append(f"{child.label} ({self.config.sources[child.index].spec}): "
-                           f"{problem}; no transcript past that point")
-        return out
-
-    def _frames_by_stream(self) -> dict[str, int]:
-        """Frames each source gave: what its capture sent or classify received, the more."""
-        classified = self._classify_streams()
-        out = {}
-        for index, stream in enumerate(self.config.stream_ids()):
-            capture = self.statuses.get(f"capture[{index}]")
-            sent = capture.counters.processed if capture is not None else 0
-            out[stream] = max(sent, classified.get(stream, {}).get("frames", 0))
-        return out
-
-    def _classify_streams(self) -> dict[str, Any]:
-        """Classify's per-stream figures (their types are checked on arrival:
-        :class:`stream.status.StreamFigures`)."""
-        status = self.statuses.get("classify[0]")
-        return {} if status is None else status.extra.get("streams", {})
-
-    def _sink_failures(self) -> list[str]:
-        """Each sink that failed, with its error (a full disk may also have kept it out of
-        classify's log, so the verdict carries it)."""
-        status = self.statuses.get("classify[0]")
-        errors = {} if status is None else status.extra.get("sink_errors", {})
-        problems = {} if status is None else status.extra.get("sink_problems", {})
-        if not isinstance(errors, dict):
-            return []
-        if not isinstance(problems, dict):
-            problems = {}
-        return [f"sink {name} failed: {count} record(s) not written ("
-                + (f"{problem[:200]}; " if isinstance(problem := problems.get(name), str)
-                   else "")
-                + f"predictions still went out on the PUB socket; classify's log: "
-                f"{self._log_of('classify[0]')})"
-                for name, count in sorted(errors.items()) if isinstance(count, int) and count]
-
-    def _log_of(self, label: str) -> Path:
-        """The log of the process that reports as ``label`` (detect's and features' are a
-        fused worker's log when placement fused them)."""
-        child = next(c for c in self.children if label in c.status_labels)
-        return self.log_dir / f"{child.stage}-{child.index}.log"
-
-    def _early_ends(self) -> list[str]:
-        out = []
-        for index, source in enumerate(self.config.sources):
-            status = self.statuses.get(f"capture[{index}]")
-            early = None if status is None else status.extra.get("ended_early")
-            if isinstance(early, dict):
-                out.append(f"source {source.spec} ended early: {early.get('read')} of "
-                           f"{early.get('expected')} frames (truncated or corrupt file?); "
-                           "the predictions made up to there are kept")
-        return out
 
     def _watch(self) -> str:
         ready_at = time.monotonic()
@@ -602,35 +496,9 @@ class Supervisor:
             child.exit_codes.append(child.process.returncode)
         return code
 
-    def summary(self) -> dict[str, Any]:
-        """What the run did: per stage its last status and restarts, per stream the
-        classifier's accounting (frames, dropped, lost, predictions, latency, rates)."""
-        classify = self.statuses.get("classify[0]")
-        return {
-            "reason": getattr(self, "reason", "unknown"),
-            "exit_code": self.exit_code,
-            "failures": self.verdict.failures,
-            "warnings": self.verdict.warnings,
-            "hangs": {c.label: c.hangs for c in self._everyone()},
-            "wall_s": round(getattr(self, "wall_s", 0.0), 2),
-            "running_s": round(self.watch_s, 2),
-            "resources": self.resources.report(),
-            "restarts": self._restarts(),
-            "events": self.events,
-            "stages": {name: {"state": str(s.state), "pid": s.pid,
-                              "counters": s.counters.__dict__, "extra": s.extra}
-                       for name, s in sorted(self.statuses.items())},
-            "streams": {} if classify is None else classify.extra.get("streams", {}),
-            "placement": {"placement": self.config.placement,
-                          "reason": self.config.reasons.placement,
-                          "processes": [c.label for c in self.children]},
-            "processed_then_dropped": processed_then_dropped(self.statuses),
-            "rejected": {"status": dict(self.status_rejections.counts),
-                         "status_senders": dict(self.refused_senders),
-                         "status_handshakes": ({} if self.handshakes is None
-                                               else dict(self.handshakes.rejections.counts)),
-                         "results": dict(self.result_rejections.counts)},
-        }
+    def summary(self) -> JsonDict:
+        """What the run did (:func:`stream.run.summary.run_summary`)."""
+        return run_summary(self)
 
 
 def _read_some(socket: zmq.Socket, take: Callable[[bytes], None]) -> int:
@@ -660,7 +528,7 @@ def stage_children(config: RunConfig) -> list[Child]:
                   for i in range(detect_processes(config)))]
     if config.placement != "split":
         raise ValueError(f"placement {config.placement!r} is not resolved: call "
-                         "stream.placement.resolve_placement before starting the stages")
+                         "stream.stages.placement.resolve_placement before starting the stages")
     return [Child("classify", 0),
             *(Child("features", i) for i in range(config.features.replicas)),
             Child("detect", 0)]
@@ -676,21 +544,3 @@ def child_threads(config: RunConfig, stage: str) -> int:
     return max(1, getattr(config, stage).threads)
 
 
-NEXT_STAGE = {"capture": "detect", "detect": "features", "features": "classify"}
-"""Who takes each stage's output: a frame a stage finished and the next dropped unworked
-is work thrown away."""
-
-
-def processed_then_dropped(statuses: dict[str, StageStatus]) -> dict[str, int]:
-    """Per stage, frames it finished that were then dropped before the next stage worked on
-    them: those it could not send (``dropped_out``) plus those the next stage's latest-wins
-    inbox replaced (the next stage's ``dropped_in``). For a capture "finished" means read.
-    In fused placement detect hands on to features in memory: 0 by construction, computed
-    all the same from the same counters."""
-    totals: dict[str, dict[str, int]] = {}
-    for status in statuses.values():
-        figures = totals.setdefault(status.stage, {"in": 0, "out": 0})
-        figures["in"] += status.counters.dropped_in
-        figures["out"] += status.counters.dropped_out
-    return {stage: totals[stage]["out"] + totals.get(after, {}).get("in", 0)
-            for stage, after in NEXT_STAGE.items() if stage in totals}

@@ -23,7 +23,7 @@ import numpy as np
 
 from engines.adapters.transcriber import SAMPLE_RATE
 from engines.adapters.vad import Vad
-from stream.audio import GAP_S, AudioBlock
+from stream.media.audio import GAP_S, AudioBlock
 
 KEEP_SILENCE_S = 0.5
 """Silence kept at the end of the buffer when no speech was found: a word starting right
@@ -43,7 +43,7 @@ class Speech:
 
 
 class SpeechSegmenter:
-    """Utterances out of consecutive :class:`~stream.audio.AudioBlock` s (see the module)."""
+    """Utterances out of consecutive :class:`~stream.media.audio.AudioBlock` s (see the module)."""
 
     def __init__(self, vad: Vad, *, step_s: float = 2.0, min_silence_s: float = 0.5,
                  max_utterance_s: float = 20.0) -> None:

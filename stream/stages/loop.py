@@ -33,16 +33,18 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import zmq
 
 from stream.config import StageConfig
-from stream.hop import BatchPolicy, LatestInbox, Sender, drain
-from stream.status import Counters, FailedItems, Rejections, StatusReporter
-from stream.wire import ANY_STREAM, Message, WireError, WireRules
+from stream.strictjson import JsonDict
+from stream.transport.inbox import BatchPolicy, LatestInbox, Sender, drain
+from stream.transport.status import Counters, FailedItems, Rejections, StatusReporter
+from stream.transport.wire import ANY_STREAM, Message, WireError, WireRules
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 IDLE_POLL_MS = 100.0
 
@@ -86,7 +88,7 @@ class BatchStage(ABC):
         """What to send for a control message (end of stream): by default, itself."""
         return [message]
 
-    def extra_status(self) -> dict[str, Any]:
+    def extra_status(self) -> JsonDict:
         """Stage-specific figures for the status report."""
         return {}
 
@@ -109,14 +111,14 @@ class StageIO:
     input: zmq.Socket
     output: zmq.Socket | None
     reporter: StatusReporter
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JsonDict = field(default_factory=dict)
     rules: WireRules = ANY_STREAM
     """What arriving messages must satisfy beyond the schema (the run's stream ids)."""
     endpoint: str = "input"
     """The input's name in rejection counts."""
     offline: dict[str, int] = field(default_factory=dict)
     """Offline streams (``realtime: false``) and their ``in_flight``: the inbox keeps that
-    many of theirs (:class:`~stream.hop.LatestInbox` ``keep``), so a stage busy with
+    many of theirs (:class:`~stream.transport.inbox.LatestInbox` ``keep``), so a stage busy with
     another stream's frame never pushes out a frame of a file."""
 
 
@@ -230,7 +232,7 @@ def _process(stage: BatchStage, batch: list[Message], config: StageConfig, count
     _send_all(results, sender)
 
 
-def _guarded(call: Callable[[], Any], failures: FailedItems | None) -> Any:
+def _guarded(call: Callable[[], _T], failures: FailedItems | None) -> _T | None:
     """``call()``, or None when it raised (counted in ``failures`` when given). Only an
     error in the stage's own making (out of memory, a stop) is let through."""
     try:

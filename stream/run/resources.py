@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
+from pydantic import JsonValue
+
+from stream.strictjson import JsonDict
 
 
 @dataclass
@@ -40,7 +42,7 @@ class ResourceMeter:
         self._usage: dict[str, _Usage] = {}
         self._next = 0.0
         self._origin: float | None = None
-        self.series: list[dict[str, Any]] = []
+        self.series: list[JsonDict] = []
 
     def sample(self, pids: dict[str, int], force: bool = False) -> None:
         now = time.monotonic()
@@ -49,7 +51,8 @@ class ResourceMeter:
         self._next = now + self.interval_s
         if self._origin is None:
             self._origin = now
-        sample: dict[str, Any] = {"t": round(now - self._origin, 3), "rss_mb": {}, "cpu_s": {}}
+        rss_mb: dict[str, JsonValue] = {}
+        cpu_s: dict[str, JsonValue] = {}
         for label, pid in pids.items():
             usage = self._usage.setdefault(label, _Usage(first=now))
             try:
@@ -63,14 +66,15 @@ class ResourceMeter:
             usage.cpu_s = usage.base_cpu_s + times.user + times.system
             usage.peak_rss = max(usage.peak_rss, rss)
             usage.last = now
-            sample["rss_mb"][label] = round(rss / 2**20, 2)
-            sample["cpu_s"][label] = round(usage.cpu_s, 3)
-        if sample["rss_mb"]:
-            self.series.append(sample)
+            rss_mb[label] = round(rss / 2**20, 2)
+            cpu_s[label] = round(usage.cpu_s, 3)
+        if rss_mb:
+            self.series.append({"t": round(now - self._origin, 3), "rss_mb": rss_mb,
+                                "cpu_s": cpu_s})
             if len(self.series) > self.max_samples:
                 self.series = self.series[::2]
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> JsonDict:
         stages = {}
         for label, usage in sorted(self._usage.items()):
             # one sample (a process that lived less than an interval) spans no time: its
