@@ -254,7 +254,7 @@ def _engine_rows(plan: Plan, args: argparse.Namespace, report: dict[str, Any],
     rows += bench_mediapipe(settings)
     rows += bench_holistic_engines(plan.engine_dir, settings)
     report["settings"].update(asdict(settings))
-    report["engines"]["rows"] = [r.to_json() for r in rows]
+    report["engines"]["rows"] = [asdict(r) for r in rows]
     return rows
 
 

@@ -18,7 +18,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,6 @@ class BenchRow:
     window_s: float | None = None
     """The classifier's window length (its axes' lengths are in ``extra``)."""
 
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def sample_stats(samples: list[float], batch: int) -> dict[str, float | int]:

@@ -28,7 +28,7 @@ def rows_table(rows: list[BenchRow], title: str) -> Table:
     for row in rows:
         model = row.model + (" [yellow](random)" if row.random_weights else "")
         table.add_row(row.engine, model, row.backend, str(row.batch),
-                      case_label(row.to_json()),
+                      case_label(asdict(row)),
                       f"{row.median_ms:.1f}", f"{row.p95_ms:.1f}", f"{row.p99_ms:.1f}",
                       f"{row.throughput:.1f}", str(row.runs))
     return table
@@ -47,7 +47,7 @@ def bench_engines_command(args: argparse.Namespace) -> int:
         args.engine_dir, settings, names, weights_dir=args.weights_dir,
         on_row=lambda r: console.print(
             f"  {r.engine:15} {r.backend:22} b{r.batch:<2} "
-            f"{case_label(r.to_json()):14} {r.median_ms:8.1f} ms"),
+            f"{case_label(asdict(r)):14} {r.median_ms:8.1f} ms"),
     )
     if any(row.engine in KEYPOINT_ENGINES for row in rows):  # built: Holistic on them too
         from stream.bench.perception import bench_holistic_engines, bench_mediapipe
@@ -66,7 +66,7 @@ def bench_engines_command(args: argparse.Namespace) -> int:
             "kind": "bench-engines", "created": utc_now(), "git_commit": git_commit(),
             "machine": machine_info(), "versions": library_versions(),
             "profile": args.profile, "engine_dir": str(args.engine_dir),
-            "settings": asdict(settings), "rows": [r.to_json() for r in rows],
+            "settings": asdict(settings), "rows": [asdict(r) for r in rows],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

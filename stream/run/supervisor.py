@@ -51,7 +51,7 @@ from stream.stages.placement import detect_processes
 from stream.strictjson import JsonDict
 from stream.transport.curve import Gatekeeper, RefusalMonitor
 from stream.transport.endpoints import Endpoints, open_endpoint
-from stream.transport.status import Health, Rejections, StageStatus, StatusError
+from stream.transport.status import Health, Rejections, StageStatus, StatusError, decode_status
 from stream.transport.wire import refusal
 
 log = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ class Supervisor:
     def _take_status(self, raw: bytes) -> None:
         """Believe a report only when it is valid and signed by a process this run runs."""
         try:
-            status = StageStatus.from_json(raw)
+            status = decode_status(raw)
         except StatusError as error:
             self._refuse_status("schema", "unreadable", error)
             return

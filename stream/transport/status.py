@@ -6,11 +6,11 @@ blocked: no room downstream), its counters (in, out, dropped per reason, rejecte
 per endpoint and reason, items that failed) and stage-specific figures (a capture's frame
 rate, the classifier's per-stream accounting). The supervisor shows them live, keeps the
 last one of each stage for the run summary, and reads their arrival as the stage's
-heartbeat. A report is untrusted like any message: :meth:`StageStatus.from_json` validates
+heartbeat. A report is untrusted like any message: :func:`decode_status` validates
 it (strict types, bounds, finite numbers, bounded nesting) or raises :class:`StatusError`.
 
 Example:
-    >>> StageStatus(stage="detect", replica=0, pid=1, state=Health.RUNNING).to_json()[:9]
+    >>> encode_status(StageStatus(stage="detect", replica=0, pid=1, state=Health.RUNNING))[:9]
     b'{"stage":'
 """
 
@@ -116,21 +116,25 @@ class StageStatus:
             _STREAMS.validate_python(extra["streams"], strict=True)
         return extra
 
-    def to_json(self) -> bytes:
-        """The report as sent: every count saturated at the bound the supervisor checks
-        (:func:`stream.transport.wire.saturated`), whichever stage or figure holds it."""
-        return json.dumps(saturated(asdict(self)), separators=(",", ":"), allow_nan=False,
-                          default=str).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> StageStatus:
-        try:
-            return _STATUS.validate_json(raw)
-        except ValidationError as error:
-            raise StatusError(str(refusal(error, "status report"))) from None
-
 
 _STATUS = TypeAdapter(StageStatus)
+
+
+def encode_status(status: StageStatus) -> bytes:
+    """The report as sent: every count saturated at the bound the supervisor checks
+    (:func:`stream.transport.wire.saturated`), whichever stage or figure holds it; a figure
+    of an odd type reads as text."""
+    return json.dumps(saturated(asdict(status)), separators=(",", ":"), allow_nan=False,
+                      default=str).encode()
+
+
+def decode_status(raw: bytes) -> StageStatus:
+    """A report from the wire, validated (strict types, bounds, finite numbers, bounded
+    nesting); :class:`StatusError` when it is not one."""
+    try:
+        return _STATUS.validate_json(raw)
+    except ValidationError as error:
+        raise StatusError(str(refusal(error, "status report"))) from None
 
 
 def _all_finite(value: object) -> bool:
@@ -247,16 +251,16 @@ class StatusReporter:
         """The report as the supervisor will validate it. Reports are the heartbeat: one
         the supervisor would refuse (a figure out of bounds) must not read as a hang, so
         it goes out without its stage figures instead (and the problem is logged once)."""
-        raw = self.status.to_json()
+        raw = encode_status(self.status)
         try:
-            StageStatus.from_json(raw)
+            decode_status(raw)
         except StatusError as error:
             if not self._warned:
                 self._warned = True
                 log.error("%s: status figures refused (%s); reporting without them",
                           self.status.stage, error)
             self.status.extra = {}
-            raw = self.status.to_json()
+            raw = encode_status(self.status)
         return raw
 
     def stopping(self, extra: JsonDict | None = None) -> None:

@@ -39,7 +39,7 @@ from stream.strictjson import JsonDict
 from stream.transport.status import Rejections
 from stream.transport.text_topic import MAX_LINE_CHARS, TextLine
 from stream.transport.wire import WireError, refusal
-from stream.ui.records import Preview, decode_monitor, decode_preview
+from stream.ui.records import Preview, decode_monitor, decode_preview, monitor_dict
 
 KEEP_LINES = 50
 MAX_DATA = 256
@@ -227,7 +227,7 @@ class Hub:
         self._data({"type": "transcript", "line": entry})
 
     def _monitor(self, parts: Sequence[bytes]) -> None:
-        snapshot = decode_monitor(parts).to_dict()
+        snapshot = monitor_dict(decode_monitor(parts))
         self.monitor = snapshot
         self._data({"type": "monitor", "monitor": snapshot})
 

@@ -23,7 +23,7 @@ from stream.strictjson import JsonDict
 from stream.transport.curve import Gatekeeper
 from stream.transport.endpoints import Endpoints, open_endpoint
 from stream.transport.status import StageStatus
-from stream.ui.records import MonitorEvent, MonitorSnapshot, event_detail
+from stream.ui.records import MonitorEvent, MonitorSnapshot, encode_monitor, event_detail
 
 KEEP_EVENTS = 20
 
@@ -59,7 +59,7 @@ class MonitorView:
         snapshot = MonitorSnapshot(time=now, stages=dict(statuses), restarts=dict(restarts),
                                    events=tuple(self.events))
         try:
-            self.socket.send(snapshot.to_json(), flags=zmq.NOBLOCK)
+            self.socket.send(encode_monitor(snapshot), flags=zmq.NOBLOCK)
             self.published += 1
         except zmq.Again:
             self.unsent += 1

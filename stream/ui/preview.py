@@ -28,7 +28,7 @@ import zmq
 from engines.adapters.perception import Percept
 from stream.strictjson import JsonDict
 from stream.transport.wire import Header
-from stream.ui.records import PreviewHeader, PreviewPerson
+from stream.ui.records import PreviewHeader, PreviewPerson, encode_preview
 
 
 class Previews(Protocol):
@@ -117,7 +117,7 @@ class PreviewPublisher:
             capture_time=header.capture_time, analysed_time=analysed_time,
             frame_hw=(int(height), int(width)), size_hw=(size[1], size[0]),
             persons=tuple(persons), keypoint_rows=len(rows), detector=detector)
-        parts = [header.stream.encode(), record.to_json(), jpeg.tobytes()]
+        parts = [header.stream.encode(), encode_preview(record), jpeg.tobytes()]
         if rows:
             parts.append(np.ascontiguousarray(np.stack(rows), np.float32).tobytes())
         return parts

@@ -10,15 +10,14 @@ being ``keypoint_rows`` x 137 x 3 float32 in preview pixels (x, y, confidence).
 Example:
     >>> header = PreviewHeader(stream="demo0", seq=1, generation=1, capture_time=1.0,
     ...                        analysed_time=1.1, frame_hw=(480, 640), size_hw=(360, 480))
-    >>> header.to_json()[:10]
+    >>> encode_preview(header)[:10]
     b'{"stream":'
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
@@ -77,11 +76,14 @@ class PreviewHeader:
     detector: Name | None = None
     version: Annotated[Literal[1], ExactInt] = PREVIEW_VERSION
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False).encode()
 
 
 _PREVIEW = TypeAdapter(PreviewHeader)
+
+
+def encode_preview(header: PreviewHeader) -> bytes:
+    """A preview header as the JSON bytes it travels as."""
+    return _PREVIEW.dump_json(header)
 
 
 @dataclass(frozen=True)
@@ -147,15 +149,19 @@ class MonitorSnapshot:
     events: Annotated[tuple[MonitorEvent, ...], Field(max_length=64)] = ()
     version: Annotated[Literal[1], ExactInt] = 1
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False,
-                          default=str).encode()
-
-    def to_dict(self) -> dict[str, JsonValue]:
-        return json.loads(self.to_json())
 
 
 _MONITOR = TypeAdapter(MonitorSnapshot)
+
+
+def encode_monitor(snapshot: MonitorSnapshot) -> bytes:
+    """A monitor snapshot as the JSON bytes it travels as."""
+    return _MONITOR.dump_json(snapshot, fallback=str)
+
+
+def monitor_dict(snapshot: MonitorSnapshot) -> dict[str, JsonValue]:
+    """A monitor snapshot as JSON-ready values (what the page receives)."""
+    return _MONITOR.dump_python(snapshot, mode="json")
 
 
 def decode_monitor(parts: Sequence[bytes]) -> MonitorSnapshot:

@@ -90,13 +90,23 @@ def test_a_model_without_densify_is_returned_as_it_is() -> None:
 def test_bytes_that_are_no_model_are_refused_with_densify_error(
         source: bytes, data: st.DataObject) -> None:
     """Random bytes, and the real model cut short anywhere: a :class:`DensifyError` (the
-    build and the backend turn it into their own message), never another exception."""
-    blob = data.draw(st.one_of(
+    build and the backend turn it into their own message), never another exception. The
+    real file ends with its metadata (an appended zip of associated files): a cut there
+    leaves the flatbuffer whole, and then it must fold exactly as the whole file does."""
+    random_bytes = st.one_of(
         st.binary(max_size=2048),
-        st.integers(0, len(source) - 1).map(lambda n: source[:n]),
-        st.binary(min_size=4, max_size=512).map(lambda b: b[:4] + FILE_IDENTIFIER + b[4:])))
-    with pytest.raises(DensifyError, match="not a TFLite flatbuffer"):
-        densify(blob)
+        st.binary(min_size=4, max_size=512).map(lambda b: b[:4] + FILE_IDENTIFIER + b[4:]))
+    cut = data.draw(st.one_of(st.none(), st.integers(0, len(source) - 1)))
+    if cut is None:
+        with pytest.raises(DensifyError, match="not a TFLite flatbuffer"):
+            densify(data.draw(random_bytes))
+        return
+    try:
+        folded = densify(source[:cut])
+    except DensifyError as error:
+        assert "not a TFLite flatbuffer" in str(error)
+    else:
+        assert folded == densify(source), cut
 
 
 def test_the_pose_detector_runs_folded_on_xnnpack_with_the_reference_outputs() -> None:

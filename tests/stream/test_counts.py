@@ -28,7 +28,7 @@ from stream.config import ClassifyConfig
 from stream.prediction import FrameCounts, Prediction
 from stream.stages.classify import ClassifyStage
 from stream.stages.sinks import JsonlSink, Sinks
-from stream.transport.status import StageStatus, StatusReporter
+from stream.transport.status import StatusReporter, decode_status, encode_status
 from stream.transport.wire import (
     MAX_COUNT,
     FrameMeta,
@@ -127,8 +127,8 @@ def test_every_count_classify_reports_stays_within_the_bound(
     trace.close()
     reporter = StatusReporter(None, "classify", 0)
     reporter.maybe_send(stage.extra_status(), force=True)
-    raw = reporter.status.to_json()
-    status = StageStatus.from_json(raw)  # the supervisor accepts it, figures included
+    raw = encode_status(reporter.status)
+    status = decode_status(raw)  # the supervisor accepts it, figures included
     assert set(status.extra["streams"]) == {"cam"}, status.extra
     traced = [json.loads(line) for line in trace_path.read_bytes().splitlines()]
     assert len(traced) == index

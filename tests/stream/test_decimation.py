@@ -28,7 +28,7 @@ from stream.media.sources import (
 from stream.stages.capture import run_capture
 from stream.stages.loop import StopFlag
 from stream.transport.endpoints import Endpoints
-from stream.transport.status import Health, StageStatus
+from stream.transport.status import Health, StageStatus, decode_status
 from stream.transport.wire import Kind, decode
 
 
@@ -238,7 +238,7 @@ def test_the_capture_stage_reports_grabbed_and_retrieved_frames(tmp_path: Path) 
         # delivering it, so wait for it rather than take what has arrived
         while not reports or reports[-1].state is not Health.STOPPING:
             assert status.poll(10_000), "no stopping report from capture within 10 s"
-            reports.append(StageStatus.from_json(status.recv()))
+            reports.append(decode_status(status.recv()))
     finally:
         stop.set()
         thread.join(10)

@@ -24,7 +24,7 @@ from pipeline_runs import finish, read_jsonl, stage_process, start_run, wait_for
 from stream.config import EndpointConfig
 from stream.transport.curve import RunKeys, write_keys
 from stream.transport.endpoints import INTERNAL, Endpoints, open_endpoint
-from stream.transport.status import Counters, Health, StageStatus
+from stream.transport.status import Counters, Health, StageStatus, encode_status
 from stream.transport.wire import Header, encode
 
 
@@ -146,7 +146,7 @@ def test_a_process_without_the_run_keys_gets_nothing_accepted(
             heartbeat = StageStatus("detect", 0, detect.pid, Health.RUNNING, time.monotonic())
             for record in (heartbeat, verdict):
                 with contextlib.suppress(zmq.Again):
-                    status.send(record.to_json(), flags=zmq.NOBLOCK)
+                    status.send(encode_status(record), flags=zmq.NOBLOCK)
             header = Header(stream="demo0", seq=seq, generation=999_999,
                             capture_time=time.monotonic(), media_time=seq / 10)
             with contextlib.suppress(zmq.Again):

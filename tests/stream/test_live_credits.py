@@ -31,7 +31,7 @@ from stream.stages.placement import (
 )
 from stream.transport.credits import CreditPublisher, LiveWindow
 from stream.transport.endpoints import Endpoints
-from stream.transport.status import Health, StageStatus
+from stream.transport.status import Health, StageStatus, decode_status
 from stream.transport.wire import Header, Kind, decode
 from tests.stream.pipeline_runs import finish, read_jsonl, start_run, write_config
 
@@ -96,7 +96,7 @@ class Rig:
         while self.frames.poll(0):
             self.received.append(decode(self.frames.recv_multipart()).header)
         while self.status.poll(0):
-            self.reports.append(StageStatus.from_json(self.status.recv()))
+            self.reports.append(decode_status(self.status.recv()))
 
     def until(self, predicate: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + WAIT_S
