@@ -37,21 +37,33 @@ def _placeholder_torchvision() -> None:
 
 
 def import_onnx2torch() -> Any:
-    """``onnx2torch.convert``, importable whether or not torchvision loads."""
+    """``onnx2torch.convert``, importable whether or not torchvision loads.
+
+    The placeholder lives only while onnx2torch imports (it keeps the two functions it
+    took): left in ``sys.modules`` it would pass for a real torchvision to every later
+    import check (transformers' asks for its ``__spec__``, which a placeholder lacks)."""
+    placeholder = False
     try:
         importlib.import_module("torchvision")
     except Exception:  # noqa: BLE001 - a broken torchvision raises more than ImportError
-        for name in [n for n in sys.modules if n == "torchvision" or
-                     n.startswith("torchvision.")]:
-            del sys.modules[name]
+        _forget_torchvision()
         _placeholder_torchvision()
+        placeholder = True
     try:
         from onnx2torch import convert
     except ImportError as error:
         raise ImportError("running a converted engine on torch needs onnx2torch "
                           "(pip install 'onnx2torch==1.5.*')") from error
+    finally:
+        if placeholder:
+            _forget_torchvision()
     quiet_onnx2torch()
     return convert
+
+
+def _forget_torchvision() -> None:
+    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+        del sys.modules[name]
 
 
 ONNX2TORCH_SLICE_WARNING = "Using a non-tuple sequence for multidimensional indexing"
