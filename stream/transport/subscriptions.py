@@ -94,8 +94,10 @@ class GatedPub(zmq.Socket):
              **kwargs: object) -> zmq.MessageTracker | None:
         if not self._in_message:  # never between the parts of one message
             self.admit()
+        tracker = super().send(data, flags=flags, copy=copy, track=track, **kwargs)
+        # only a part that went out starts or ends a message (a NOBLOCK send may not)
         self._in_message = bool(flags & zmq.SNDMORE)
-        return super().send(data, flags=flags, copy=copy, track=track, **kwargs)
+        return tracker
 
     def _refuse(self, reason: str, detail: str) -> None:
         if self.rejections is not None:
@@ -114,8 +116,10 @@ class PublisherWatch:
     wait (:meth:`poll` admits them), and its refusals count as the stage's rejections."""
 
     def __init__(self, socket: GatedPub) -> None:
+        if socket.rejections is None:
+            raise ValueError("watch a publisher opened gated (open_gated_pub, open_endpoint)")
         self.monitor = socket
-        self.rejections = socket.rejections or Rejections("publisher", "stage")
+        self.rejections = socket.rejections
 
     def poll(self) -> None:
         self.monitor.admit()
