@@ -17,18 +17,16 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import subprocess
-import sys
 import tempfile
-import venv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines import toolenv
 from engines.backends.tflite_densify import DensifyError, densify
-from engines.manifest import sha256_json
+from engines.toolenv import tail as _tail
 
 PINS = ("tensorflow-cpu==2.19.1", "tf2onnx==1.17.0", "numpy==2.1.3", "protobuf==4.25.9",
         "onnx==1.19.1")
@@ -36,8 +34,7 @@ PINS = ("tensorflow-cpu==2.19.1", "tf2onnx==1.17.0", "numpy==2.1.3", "protobuf==
 
 DEFAULT_ROOT = Path("artifacts/build-env")
 WORKER = Path(__file__).with_name("convert_worker.py")
-READY = "hidemo-ready.json"
-INSTALL_TIMEOUT_S = 1800
+ENV_NAME = "tflite2onnx"
 CONVERT_TIMEOUT_S = 600
 
 
@@ -105,26 +102,9 @@ def _last_json_line(text: str) -> dict[str, object] | None:
     return None
 
 
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join("  " + line for line in text.strip().splitlines()[-lines:])
-
-
 def env_folder(root: Path) -> Path:
     """Where the environment for the current :data:`PINS` lives under ``root``."""
-    tag = sha256_json({"pins": PINS, "python": list(sys.version_info[:2])})[:12]
-    return Path(root) / f"tflite2onnx-{tag}"
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One creator at a time (two builds started together must not both pip install)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return toolenv.env_folder(root, ENV_NAME, PINS)
 
 
 def ensure_convert_env(root: Path = DEFAULT_ROOT,
@@ -134,37 +114,16 @@ def ensure_convert_env(root: Path = DEFAULT_ROOT,
     Raises :class:`ConvertEnvError` with pip's last lines and the way out when the install
     fails (usually: no access to the package index).
     """
-    folder = env_folder(root)
-    env = ConvertEnv(folder)
-    with _locked(folder.with_name(folder.name + ".lock")):
-        if _is_ready(folder):
-            return env
-        say(f"creating the conversion environment {folder} ({', '.join(PINS)}; once, ~1-3 min)")
-        venv.EnvBuilder(clear=True, with_pip=True).create(folder)
-        install = [str(env.python), "-m", "pip", "install", "--quiet",
-                   "--disable-pip-version-check", *PINS]
-        try:
-            done = subprocess.run(install, capture_output=True, text=True,
-                                  timeout=INSTALL_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired as error:
-            raise ConvertEnvError(f"installing the conversion environment took over "
-                                  f"{INSTALL_TIMEOUT_S} s") from error
-        if done.returncode != 0:
-            raise ConvertEnvError(
-                f"could not create the conversion environment {folder}: `pip install "
-                f"{' '.join(PINS)}` failed:\n{_tail(done.stderr)}\n  It needs the package "
-                "index once. Offline: create it on a connected machine with these pins and "
-                "pass its parent folder with --convert-env, or skip the keypoint engines "
-                "(--only with the other engines).")
-        (folder / READY).write_text(json.dumps({"pins": list(PINS)}))
-    return env
+    try:
+        env = toolenv.ensure_tool_env(
+            root, ENV_NAME, PINS, say=say,
+            offline_hint="Offline: create it on a connected machine with these pins and "
+                         "pass its parent folder with --convert-env, or skip the keypoint "
+                         "engines (--only with the other engines).")
+    except toolenv.ToolEnvError as error:
+        raise ConvertEnvError(str(error)) from error
+    return ConvertEnv(env.root)
 
 
 def _is_ready(folder: Path) -> bool:
-    marker = folder / READY
-    if not marker.is_file() or not (folder / "bin" / "python").exists():
-        return False
-    try:
-        return json.loads(marker.read_text()).get("pins") == list(PINS)
-    except (json.JSONDecodeError, AttributeError):
-        return False
+    return toolenv.is_ready(folder, PINS)
