@@ -31,13 +31,26 @@ from engines.manifest import (
     verify,
 )
 from engines.plans import no_plan_message, select_plan, tensorrt_build_command
+from engines.serving.settings import TritonSettings
 from engines.sources.mediapipe import KEYPOINT_ROLE
 from engines.sources.roles import ROLES
 
 log = logging.getLogger(__name__)
 
+BackendChoice = Backend | str | TritonSettings
+"""Where an engine runs: a local backend by name, or a Triton server (its settings): the
+engines those settings list are served there, every other one runs locally on ``auto``."""
 
-def open_engine(engine_dir: Path | str, name: str, backend: Backend | str = Backend.AUTO, *,
+
+def local_backend(backend: BackendChoice, name: str) -> Backend | TritonSettings:
+    """``backend`` for engine ``name``: the Triton settings when that engine is served,
+    else the local backend (``auto`` for an engine a Triton run keeps local)."""
+    if isinstance(backend, TritonSettings):
+        return backend if name in backend.engines else Backend.AUTO
+    return Backend(backend)
+
+
+def open_engine(engine_dir: Path | str, name: str, backend: BackendChoice = Backend.AUTO, *,
                 threads: int = 0) -> tuple[Engine, EngineManifest]:
     """Read, verify and load engine ``name``; the manifest comes back with it.
 
@@ -47,7 +60,7 @@ def open_engine(engine_dir: Path | str, name: str, backend: Backend | str = Back
     """
     engine_dir = Path(engine_dir)
     manifest = read_manifest(engine_dir, name)
-    chosen = Backend(backend)
+    chosen = local_backend(backend, name)
     if chosen is Backend.TORCH and manifest.role not in ROLES and manifest.role != KEYPOINT_ROLE:
         log.info("%s: backend torch covers the perception engines; this one runs on "
                  "onnxruntime", manifest.name)
@@ -56,7 +69,7 @@ def open_engine(engine_dir: Path | str, name: str, backend: Backend | str = Back
     return engine, manifest
 
 
-def load_engine(engine_dir: Path, name: str, backend: Backend | str = Backend.AUTO, *,
+def load_engine(engine_dir: Path, name: str, backend: BackendChoice = Backend.AUTO, *,
                 threads: int = 0, device_id: int = 0, weights_dir: Path | None = None,
                 providers: list[str] | None = None, trt_fp16: bool = False,
                 manifest: EngineManifest | None = None) -> Engine:
@@ -65,15 +78,21 @@ def load_engine(engine_dir: Path, name: str, backend: Backend | str = Backend.AU
     ``providers`` pins onnxruntime's execution providers: each GPU provider named must be
     available, else :class:`~engines.backends.onnxruntime.ProviderUnavailable`. Default:
     TensorRT, CUDA, CPU, whichever this onnxruntime build has (the fallback is logged).
-    ``trt_fp16`` lets onnxruntime's TensorRT provider use fp16 kernels.
+    ``trt_fp16`` lets onnxruntime's TensorRT provider use fp16 kernels. Triton settings
+    as ``backend``: the engine is served there (:mod:`engines.backends.triton`) when the
+    settings list it, after the same local verification.
     """
     engine_dir = Path(engine_dir)
-    backend = Backend(backend)
+    backend = local_backend(backend, name)
     manifest = manifest or read_manifest(engine_dir, name)
     verify(manifest, engine_dir)
     if manifest.random_weights:
         log.warning("engine %s (%s) has RANDOM weights: its outputs are meaningless",
                     name, manifest.model)
+    if isinstance(backend, TritonSettings):
+        from engines.backends.triton import TritonEngine
+
+        return TritonEngine.open(engine_dir, manifest, backend)
     if backend is Backend.TFLITE:
         from engines.backends.tflite import TfliteEngine
 

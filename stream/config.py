@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from engines.overrides import apply_overrides, apply_values
 from engines.profiles import get_profile
+from engines.serving.settings import TritonSettings
 
 GPU_MAX_BATCH = 8
 """Automatic ``max_batch`` of a stage whose engines run on a GPU."""
@@ -531,9 +532,13 @@ class RunConfig(_Strict):
     """The engine set: ``paper``, ``edge`` or ``tiny``."""
     engine_dir: Path | None = None
     """Engines folder (null: ``artifacts/engines/PROFILE``)."""
-    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = "auto"
+    backend: Literal["auto", "onnxruntime", "tensorrt", "torch", "triton"] = "auto"
     """Where engines run: ``auto`` takes TensorRT, then onnxruntime (CUDA, then CPU);
-    ``torch`` runs the perception models on torch (CUDA when torch sees a GPU)."""
+    ``torch`` runs the perception models on torch (CUDA when torch sees a GPU); ``triton``
+    sends the engines ``triton.engines`` lists to a Triton server (``triton.url``) and runs
+    the others locally on ``auto``."""
+    triton: TritonSettings = Field(default_factory=TritonSettings)
+    """The Triton server of ``backend: triton`` (docs/serving.md)."""
     keypoints: Literal["mediapipe", "engines", "auto"] = "auto"
     """Where keypoints come from: ``mediapipe`` (detect finds and tracks persons, features
     runs MediaPipe Holistic on each crop), ``engines`` (detect runs Holistic on the keypoint
@@ -611,6 +616,11 @@ class RunConfig(_Strict):
 
     def resolved_engine_dir(self) -> Path:
         return self.engine_dir or Path("artifacts") / "engines" / self.profile
+
+    def engine_backend(self) -> str | TritonSettings:
+        """What the engine loaders take as ``backend``: the Triton settings for ``triton``
+        (:func:`engines.runtime.local_backend` splits served and local engines)."""
+        return self.triton if self.backend == "triton" else self.backend
 
     def image_rate(self) -> float:
         return self.analysis.image_rate or get_profile(self.profile).classifier.image_rate

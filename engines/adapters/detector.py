@@ -17,6 +17,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.runtime import BackendChoice
+
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,7 +208,7 @@ class PersonDetector:
         self._output = engine.signature.output_names[0]
 
     @classmethod
-    def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
+    def from_engine_dir(cls, engine_dir: Path | str, backend: BackendChoice = Backend.AUTO,
                         *, name: str = "detector", **options: Any) -> PersonDetector:
         """Verify and load engine ``name`` from ``engine_dir``; ``options`` go to ``__init__``."""
         engine, manifest = open_engine(engine_dir, name, backend)

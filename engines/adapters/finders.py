@@ -14,6 +14,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.runtime import BackendChoice
+
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -120,7 +125,7 @@ class PerStreamFinder:
             self.release(stream)
 
 
-def make_finder(detector: DetectorChoice, engine_dir: Path, backend: str,
+def make_finder(detector: DetectorChoice, engine_dir: Path, backend: BackendChoice,
                 threads: int) -> PersonFinder:
     """The finder ``detector`` names: ``yolo`` (the profile's engine), ``mediapipe``
     (BlazePose per stream) or ``auto``: yolo unless its engine has random weights (it would

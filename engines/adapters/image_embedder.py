@@ -14,6 +14,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.runtime import BackendChoice
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,7 +85,7 @@ class ImageEmbedder:
         self.dim = int(outputs["cls"].shape[-1])
 
     @classmethod
-    def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
+    def from_engine_dir(cls, engine_dir: Path | str, backend: BackendChoice = Backend.AUTO,
                         *, name: str = "image_embedder", **options: Any) -> ImageEmbedder:
         """Verify and load engine ``name`` from ``engine_dir``; ``options`` go to ``__init__``."""
         engine, manifest = open_engine(engine_dir, name, backend)

@@ -15,6 +15,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.runtime import BackendChoice
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +106,7 @@ class TextEmbedder:
         self.dim = int(output.shape[-1])
 
     @classmethod
-    def from_engine_dir(cls, engine_dir: Path | str, backend: Backend | str = Backend.AUTO,
+    def from_engine_dir(cls, engine_dir: Path | str, backend: BackendChoice = Backend.AUTO,
                         *, name: str = "text_embedder", **options: Any) -> TextEmbedder:
         """Verify and load engine ``name`` and its tokenizer; ``options`` go to ``__init__``."""
         engine_dir = Path(engine_dir)

@@ -119,9 +119,10 @@ class Baseline:
         source = keypoint_source(config)
         core = open_core(source, dataclasses.replace(core_options(config), threads=threads))
         engine_dir = config.resolved_engine_dir()
-        embedder = ImageEmbedder(*open_engine(engine_dir, "image_embedder", config.backend,
+        backend = config.engine_backend()
+        embedder = ImageEmbedder(*open_engine(engine_dir, "image_embedder", backend,
                                               threads=threads))
-        classifier = WindowClassifier(*open_engine(engine_dir, "classifier", config.backend,
+        classifier = WindowClassifier(*open_engine(engine_dir, "classifier", backend,
                                                    threads=threads))
         width, height = ((config.sources[0].width, config.sources[0].height)
                          if config.sources else (640, 480))

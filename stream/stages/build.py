@@ -69,7 +69,7 @@ def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:
     from stream.stages.perception import keypoint_source
 
     engine, manifest = open_engine(config.resolved_engine_dir(), "image_embedder",
-                                   config.backend, threads=config.features.threads)
+                                   config.engine_backend(), threads=config.features.threads)
     stage_config = config.features.for_device(engine.device)
     # up to detect.max_persons crops per frame: a batch of frames is a bigger batch of crops
     embedder = ImageEmbedder(engine, manifest,
@@ -93,7 +93,7 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
     from stream.transport.text_topic import TextTopic
 
     engine, manifest = open_engine(config.resolved_engine_dir(), CLASSIFIER_NAME,
-                                   config.backend, threads=config.classify.threads)
+                                   config.engine_backend(), threads=config.classify.threads)
     stage_config = config.classify.for_device(engine.device)
     classifier = WindowClassifier(engine, manifest, max_batch=stage_config.batch * 8)
     # classify binds the outside endpoints (predictions PUB, text SUB): with CURVE, its
@@ -132,7 +132,7 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
         from engines.adapters.text_embedder import TextEmbedder, tokenizer_path
 
         engine, manifest = open_engine(config.resolved_engine_dir(), "text_embedder",
-                                       config.backend, threads=config.classify.threads)
+                                       config.engine_backend(), threads=config.classify.threads)
         tokenizer = Tokenizer.from_file(str(tokenizer_path(config.resolved_engine_dir(),
                                                            manifest)))
         embedder = TextEmbedder(engine, manifest, tokenizer)

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 def resolve_keypoints(config: RunConfig) -> tuple[RunConfig, Resolved]:
     """``config`` with ``keypoints`` resolved (``auto`` by its rule), and why."""
-    resolved = choose_keypoints(config.keypoints, config.resolved_engine_dir(), config.backend,
-                                config.detect.threads, config.profile)
+    resolved = choose_keypoints(config.keypoints, config.resolved_engine_dir(),
+                                config.engine_backend(), config.detect.threads, config.profile)
     if config.keypoints == "auto":
         log.debug("keypoints: %s (%s)", resolved.source.value, resolved.reason)
     return config.model_copy(update={"keypoints": resolved.source.value}), resolved
@@ -45,7 +45,7 @@ def keypoint_source(config: RunConfig) -> KeypointSource:
 
 def core_options(config: RunConfig) -> CoreOptions:
     """What the detect stage's perception core is opened with."""
-    return CoreOptions(engine_dir=config.resolved_engine_dir(), backend=config.backend,
+    return CoreOptions(engine_dir=config.resolved_engine_dir(), backend=config.engine_backend(),
                        threads=config.detect.threads, detector=config.detect.detector,
                        frame_rate=config.capture_fps(), max_persons=config.detect.max_persons,
                        crop_margin=config.detect.crop_margin, profile=config.profile)

@@ -289,7 +289,7 @@ def image_embedder_device(config: RunConfig) -> str:
     if not gpu_visible():
         return "cpu"
 
-    engine, _ = open_engine(config.resolved_engine_dir(), "image_embedder", config.backend,
+    engine, _ = open_engine(config.resolved_engine_dir(), "image_embedder", config.engine_backend(),
                             threads=config.features.threads)
     try:
         return engine.device

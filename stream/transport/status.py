@@ -31,6 +31,7 @@ from pydantic import ConfigDict, Field, JsonValue, TypeAdapter, ValidationError,
 from pydantic.dataclasses import dataclass
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
+from engines.serving.health import served_status
 from stream.strictjson import JsonDict
 from stream.transport.wire import MAX_COUNT, MAX_SECONDS, Name, refusal, saturated
 
@@ -242,6 +243,9 @@ class StatusReporter:
         self.status.state = self.health(now)
         if extra is not None:
             self.status.extra = extra
+        served = served_status()
+        if served:  # the stage's engines on a Triton server: how they are doing
+            self.status.extra = {**self.status.extra, "served": served}
         if self.socket is not None:
             # the supervisor is busy: the next report supersedes this one
             with contextlib.suppress(zmq.Again):

@@ -33,6 +33,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.runtime import BackendChoice
+
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,7 +226,8 @@ class EngineKeypoints:
         self._closed = False
 
     @classmethod
-    def from_engine_dir(cls, engine_dir: Path | str, backend: str = "auto", threads: int = 0,
+    def from_engine_dir(cls, engine_dir: Path | str, backend: BackendChoice = "auto",
+                        threads: int = 0,
                         **options: Any) -> EngineKeypoints:
         """Load (and verify) every keypoint engine from ``engine_dir``; ``options`` go to the
         constructor. All are required: a missing face or hand engine would silently empty

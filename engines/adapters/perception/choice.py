@@ -17,6 +17,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.runtime import BackendChoice
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +53,7 @@ class CoreOptions:
     """What opening a core needs besides the keypoint source."""
 
     engine_dir: Path
-    backend: str = "auto"
+    backend: BackendChoice = "auto"
     threads: int = 0
     detector: DetectorChoice = "auto"
     frame_rate: float = 10.0
@@ -90,7 +95,7 @@ def keypoint_engines_problem(engine_dir: Path,
     return refused[0] if refused else None
 
 
-def choose_keypoints(choice: KeypointChoice | str, engine_dir: Path, backend: str,
+def choose_keypoints(choice: KeypointChoice | str, engine_dir: Path, backend: BackendChoice,
                      threads: int = 0, profile: str = "<profile>") -> Resolved:
     """``mediapipe`` and ``engines`` as given; ``auto`` by measurement (see the module
     docstring): the engines wherever they are built and verified, else MediaPipe."""
@@ -106,7 +111,7 @@ def choose_keypoints(choice: KeypointChoice | str, engine_dir: Path, backend: st
     return Resolved(KeypointSource.ENGINES, f"auto: {CPU_RULE}")
 
 
-def _device_of(engine_dir: Path, backend: str, threads: int) -> str:
+def _device_of(engine_dir: Path, backend: BackendChoice, threads: int) -> str:
     """Where ``backend`` puts the pose landmark engine (loaded once, then closed)."""
     from engines.runtime import load_engine
 
@@ -117,13 +122,16 @@ def _device_of(engine_dir: Path, backend: str, threads: int) -> str:
         engine.close()
 
 
-def keypoint_backend(engine_dir: Path, backend: str, threads: int = 0) -> str:
+def keypoint_backend(engine_dir: Path, backend: BackendChoice,
+                     threads: int = 0) -> BackendChoice:
     """The backend the keypoint engines run on: as asked, except that ``auto`` on a machine
     where they would land on the CPU takes ``tflite`` (their own ``.tflite`` files on the
     TFLite interpreter, faster than onnxruntime on a CPU for these models)."""
-    if backend != "auto":
+    from engines.runtime import local_backend
+
+    if local_backend(backend, ENGINE_NAMES[1]) != "auto":
         return backend
-    return "tflite" if _device_of(engine_dir, backend, threads) == "cpu" else backend
+    return "tflite" if _device_of(engine_dir, "auto", threads) == "cpu" else backend
 
 
 def open_core(source: KeypointSource, options: CoreOptions) -> PerceptionCore:
