@@ -120,6 +120,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_parser(jobs)
 
+    serve = jobs.add_parser(
+        "serve-engines", help="serve verified engines with Triton Inference Server "
+                              "(supervised; pipelines use it with --set backend=triton)")
+    serve.add_argument("--profile", default="edge",
+                       help="engine profile whose folder to serve (default: edge)")
+    serve.add_argument("--engine-dir", type=Path, default=None,
+                       help="where engines live (default: artifacts/engines/PROFILE)")
+    serve.add_argument("--engines", nargs="+", default=None, metavar="ENGINE",
+                       help="only these engines (default: every engine in the folder)")
+    serve.add_argument("--bind", default="127.0.0.1:8001", metavar="HOST:PORT",
+                       help="gRPC address (default: loopback 127.0.0.1:8001; any other "
+                            "address puts every API behind the access token)")
+    serve.add_argument("--http-port", type=int, default=8000,
+                       help="HTTP port, on the --bind host (default: 8000)")
+    serve.add_argument("--metrics-bind", default=None, metavar="HOST:PORT",
+                       help="Triton's Prometheus metrics (default: off)")
+    serve.add_argument("--metrics-public", action="store_true",
+                       help="allow a non-loopback --metrics-bind (no access control there)")
+    serve.add_argument("--model-prefix", default="",
+                       help="served name = prefix + engine name (set triton.model_prefix "
+                            "to match)")
+    serve.add_argument("--max-batch-size", type=int, default=16)
+    serve.add_argument("--preferred-batch-sizes", type=int, nargs="+", default=[4, 8])
+    serve.add_argument("--max-queue-delay-us", type=int, default=5000,
+                       help="how long a request may wait for others to join its batch")
+    serve.add_argument("--instances", type=int, default=1, help="model instances per engine")
+    serve.add_argument("--threads", type=int, default=0,
+                       help="onnxruntime threads per instance (0: onnxruntime's choice)")
+    serve.add_argument("--state-dir", type=Path, default=Path("artifacts/serve"),
+                       help="token, log (triton.log) and the server's scratch folders")
+    serve.add_argument("--token-file", type=Path, default=None,
+                       help="access token file (default: STATE_DIR/token, made once, 0600)")
+    serve.add_argument("--env-root", type=Path, default=Path("artifacts/serve-env"),
+                       help="where the serving environment (PyTriton, numpy<2) is made")
+    serve.add_argument("--max-restarts", type=int, default=None,
+                       help="give up after this many restarts (default: never)")
+
     keys = jobs.add_parser("keys", help="make CurveZMQ keys for endpoints outside loopback")
     keys.add_argument("--out", type=Path, required=True, metavar="DIR",
                       help="writes server.key(_secret), client.key(_secret) and "
@@ -165,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             from training.pseudo.label_cli import label_command
 
             return label_command(args)
+        if args.job == "serve-engines":
+            from engines.serving.server import serve_command
+
+            return serve_command(args)
         if args.job == "keys":
             from stream.transport.curve import keys_command
 

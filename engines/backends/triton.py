@@ -60,6 +60,10 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 FIRST_BACKOFF_S = 0.25
 
 
+class ModelNotReady(EngineRefused):
+    """The server answers but does not serve this model (yet: it may be loading)."""
+
+
 class EngineUnavailable(RuntimeError):
     """The served engine could not answer this call (server away, timeout, refused call).
     The stage drops the item and counts it; the engine itself stays usable."""
@@ -242,11 +246,15 @@ class TritonEngine(Engine):
         try:
             self._check_served()
         except EngineUnavailable as error:
-            self.health.failed("unavailable", str(error))
+            self.health.failed("unavailable", _one_line(error))
             self._away()
             raise
+        except ModelNotReady as error:  # it came back and is still loading its models
+            self.health.failed("unavailable", _one_line(error))
+            self._away()
+            raise EngineUnavailable(_one_line(error)) from None
         except EngineRefused as error:  # it came back serving something else
-            self.health.failed("refused", str(error))
+            self.health.failed("refused", _one_line(error))
             self._away()
             raise EngineUnavailable(str(error).splitlines()[0]) from None
         if self._regions:
@@ -261,7 +269,7 @@ class TritonEngine(Engine):
         """The served model is this engine: identity parameters, inputs, outputs, batch."""
         try:
             if not self._client.is_model_ready(self.model, headers=self._headers):
-                raise EngineRefused(
+                raise ModelNotReady(
                     f"engine {self.name!r}: Triton at {self.settings.url} has no ready model "
                     f"{self.model!r}", f"serve it: {serve_command(self.engine_dir)}")
             config = self._client.get_model_config(self.model, headers=self._headers,

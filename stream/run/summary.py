@@ -21,6 +21,7 @@ from typing import Protocol
 
 from stream.config import RunConfig
 from stream.run.resources import ResourceMeter
+from stream.run.served import served_summary, served_warnings
 from stream.strictjson import JsonDict
 from stream.transport.curve import RefusalMonitor
 from stream.transport.status import Rejections, StageStatus
@@ -93,6 +94,7 @@ def verdict_of(run: RunRecord) -> Verdict:
     warnings += early_ends(run)
     warnings += refusals(run)
     warnings += run.asr_warnings + asr_problems(run)
+    warnings += served_warnings(run.statuses)
     return Verdict(failures, warnings)
 
 
@@ -206,6 +208,7 @@ def run_summary(run: RunRecord) -> JsonDict:
                       "reason": run.config.reasons.placement,
                       "processes": [c.label for c in run.children]},
         "processed_then_dropped": processed_then_dropped(run.statuses),
+        "served": served_summary(run.statuses),
         "rejected": {"status": dict(run.status_rejections.counts),
                      "status_senders": dict(run.refused_senders),
                      "status_handshakes": ({} if run.handshakes is None

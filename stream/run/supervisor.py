@@ -44,6 +44,7 @@ from pydantic import JsonValue, ValidationError
 from stream.config import RunConfig
 from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.prediction import Prediction
+from stream.run import served
 from stream.run.resources import ResourceMeter
 from stream.run.summary import Verdict, run_summary, verdict_of
 from stream.run.view import View
@@ -320,6 +321,10 @@ class Supervisor:
         if not self._from_child(label, status.pid):
             self._refuse_status("unknown-pid", label, f"{label} pid {status.pid}")
             return
+        child = next((c for c in self._everyone() if c.status_labels[:1] == (label,)), None)
+        if child is not None:  # once per process: a fused worker reports two stage names
+            for kind, details in served.transitions(self.statuses.get(label), status):
+                self._event(kind, child, **details)
         self.statuses[label] = status
         self.heard[label] = time.monotonic()
 
