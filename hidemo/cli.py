@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only these engines (default: every engine in the folder)")
     serve.add_argument("--bind", default="127.0.0.1:8001", metavar="HOST:PORT",
                        help="gRPC address (default: loopback 127.0.0.1:8001; any other "
-                            "address puts every API behind the access token)")
+                            "address puts inference behind the access token too)")
     serve.add_argument("--http-port", type=int, default=8000,
                        help="HTTP port, on the --bind host (default: 8000)")
     serve.add_argument("--metrics-bind", default=None, metavar="HOST:PORT",

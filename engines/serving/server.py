@@ -15,8 +15,8 @@ worker's plan, then supervises:
 
 Access: loopback by default. Triton's restricted APIs take an access token (a file of mode
 0600 in the state folder, made once and reused): on loopback, shared memory, statistics and
-the repository APIs need it; on any other address every API does (inference and health
-included): such a server is never open.
+the repository APIs need it; on any other address inference and model configuration need
+it too (only health and metadata answer without it): such a server is never open.
 
 Example:
     >>> serve(ServeOptions(engine_dir=Path("artifacts/engines/edge")))  # doctest: +SKIP
@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +56,9 @@ SERVE_PINS = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "numpy==1.26.4")
 ENV_NAME = "pytriton"
 WORKER = Path(__file__).with_name("worker.py")
 ADMIN_APIS = ("shared-memory", "model-repository", "statistics", "trace", "logging")
-ALL_APIS = ("health", "metadata", "inference", "model-config", *ADMIN_APIS)
+OFF_LOOPBACK_APIS = ("inference", "model-config", *ADMIN_APIS)
+"""Behind the token off loopback: everything but health and metadata (liveness, readiness
+and model names, which PyTriton's own loader and an orchestrator's probes read without it)."""
 HEALTH_PERIOD_S = 1.0
 UNHEALTHY_AFTER = 3
 """Consecutive failed health checks (one a second) after which a live server is restarted."""
@@ -187,12 +190,12 @@ class Server:
         self._start_count = 0
         self._ready = threading.Event()
         self._died = threading.Event()
-        self._segments: set[str] = set()
+        self._leftovers: set[str] = set()
         self._stop = threading.Event()
 
     # -- one life of the worker ---------------------------------------------------------
     def _plan(self, scratch: Path) -> Path:
-        restricted = ADMIN_APIS if is_loopback(self.host) else ALL_APIS
+        restricted = ADMIN_APIS if is_loopback(self.host) else OFF_LOOPBACK_APIS
         plan = {
             "grpc_address": self.host, "grpc_port": self.grpc_port,
             "http_address": self.host, "http_port": self.options.http_port,
@@ -211,9 +214,10 @@ class Server:
     def start(self) -> None:
         """Start one worker in a new process group; its output goes to the log."""
         self._start_count += 1
-        scratch = self.options.state_dir / f"run-{os.getpid()}-{self._start_count}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        (scratch / "tmp").mkdir(parents=True, mode=0o700)
+        # short, under the system's temporary folder: the server's unix sockets live in its
+        # workspace and TMPDIR, and a socket path must fit in 108 bytes
+        scratch = Path(tempfile.mkdtemp(prefix=f"hidemo-triton-{self._start_count}-"))
+        (scratch / "tmp").mkdir(mode=0o700)
         self.scratch = scratch
         env = dict(os.environ)
         libdir = sysconfig.get_config_var("LIBDIR") or ""
@@ -224,7 +228,7 @@ class Server:
         env["PYTHONUNBUFFERED"] = "1"
         self._ready.clear()
         self._died.clear()
-        self._segments = set()
+        self._leftovers = set()
         self.process = subprocess.Popen(
             [str(self.env.python), str(WORKER), str(self._plan(scratch))],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -278,25 +282,32 @@ class Server:
             return "127.0.0.1"
         return f"[{self.host}]" if ":" in self.host else self.host
 
-    def note_segments(self) -> None:
-        """Remember the ``/dev/shm`` segments the worker's processes map, to remove them
-        if the worker dies (a killed Python backend never unlinks its own)."""
+    def note_leftovers(self) -> None:
+        """Remember the ``/dev/shm`` segments the worker's processes map, and the model
+        folders Triton's Python backend made for its stubs (``/tmp/folderXXXXXX``, named on
+        each stub's command line), to remove them if the worker dies: a killed server
+        never removes its own."""
         if self.process is None:
             return
+        temp = Path(tempfile.gettempdir())
         for pid in group_pids(self.process.pid):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for arg in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"):
+                    if arg.startswith(f"{temp}/folder"):
+                        self._leftovers.add(str(temp / Path(arg).relative_to(temp).parts[0]))
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
                     fields = line.split(maxsplit=5)  # address perms offset dev inode path
                     path = fields[5] if len(fields) == 6 else ""
                     if path.startswith("/dev/shm/"):
-                        self._segments.add(path.removesuffix(" (deleted)"))
+                        self._leftovers.add(path.removesuffix(" (deleted)"))
 
     def stop_worker(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM to the worker, then SIGKILL to its whole group; then clean up."""
         process = self.process
         if process is None:
             return
-        self.note_segments()
+        self.note_leftovers()
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
@@ -315,11 +326,15 @@ class Server:
         for straggler in group_pids(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(straggler, signal.SIGKILL)
-        segments = set(self._segments)
+        segments = set(self._leftovers)
         segments.update(str(p) for p in Path("/dev/shm").glob(f"pytrtion{pid}-*"))
         for segment in sorted(segments):
+            path = Path(segment)
             with contextlib.suppress(FileNotFoundError):
-                Path(segment).unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(segment)
         shutil.rmtree(self.scratch, ignore_errors=True)
         return removed
@@ -371,7 +386,7 @@ class Server:
             if self.process is None or self.process.poll() is not None or self._died.is_set():
                 code = None if self.process is None else self.process.poll()
                 return f"exited (code {code})"
-            self.note_segments()
+            self.note_leftovers()
             failures = 0 if self.healthy() else failures + 1
             if failures >= UNHEALTHY_AFTER:
                 return f"did not answer {UNHEALTHY_AFTER} health checks"
