@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    from engines.serving.export_cli import add_export_triton_parser  # argparse only
+
+    add_export_triton_parser(engine_cmds)
+
     bench = jobs.add_parser("bench", help="measure latency and throughput")
     bench_cmds = bench.add_subparsers(dest="command")  # none: `bench all`
     bench_engines = bench_cmds.add_parser("engines", help="each engine alone, per backend")
@@ -186,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             from engines.cli import list_command
 
             return list_command(args)
+        if args.job == "engines" and args.command == "export-triton":
+            from engines.serving.export_cli import export_triton_command
+
+            return export_triton_command(args)
         if args.job == "run":
             from stream.run.cli import run_command
 
