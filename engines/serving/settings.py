@@ -43,7 +43,7 @@ class TritonSettings(_Settings):
     token_file: Path | None = None
     """File holding the server's access token (``hidemo serve-engines`` writes one, mode
     0600); needed for shared memory and statistics, and for inference on a non-loopback
-    server. Never given on the command line."""
+    server. The token itself never goes on a command line or in a configuration file."""
     reconnect_max_s: float = Field(5.0, gt=0, le=300)
     """Longest wait between reconnection attempts while the server is away."""
 
