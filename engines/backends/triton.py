@@ -134,12 +134,12 @@ class TritonEngine(Engine):
         client = _make_client(settings)
         engine = cls(manifest, settings, Path(engine_dir), client, token)
         try:
-            engine._check_served()
+            engine._wait_until_served(settings.start_wait_s)
         except EngineUnavailable as error:
             engine._close_client()
             raise EngineRefused(
                 f"engine {manifest.name!r}: Triton at {settings.url} ({settings.protocol}) "
-                f"does not answer: {error}",
+                f"does not answer (waited {settings.start_wait_s:g} s): {error}",
                 f"start it: {serve_command(engine_dir)} (or set triton.url to the server)",
             ) from None
         except EngineRefused:
@@ -264,6 +264,29 @@ class TritonEngine(Engine):
                 log.warning("%s: shared memory could not be registered again (%s); tensors "
                             "go over the socket", self.model, _one_line(error))
                 self._destroy_regions(unregister=False)
+
+    def _wait_until_served(self, wait_s: float) -> None:
+        """:meth:`_check_served`, retried with backoff for up to ``wait_s`` while the server
+        does not answer or is still loading the model (a pipeline may start, or a stage
+        restart, while the server restarts). A model that is another engine: at once."""
+        deadline = time.monotonic() + wait_s
+        backoff = FIRST_BACKOFF_S
+        said = False
+        while True:
+            try:
+                self._check_served()
+                return
+            except (EngineUnavailable, ModelNotReady) as error:
+                if time.monotonic() + backoff > deadline:
+                    if isinstance(error, ModelNotReady):
+                        raise
+                    raise EngineUnavailable(str(error)) from None
+                if not said:
+                    log.warning("%s: waiting up to %.0f s for Triton at %s (%s)", self.name,
+                                wait_s, self.settings.url, _one_line(error))
+                    said = True
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.reconnect_max_s)
 
     def _check_served(self) -> None:
         """The served model is this engine: identity parameters, inputs, outputs, batch."""

@@ -44,6 +44,10 @@ class TritonSettings(_Settings):
     """File holding the server's access token (``hidemo serve-engines`` writes one, mode
     0600); needed for shared memory and statistics, and for inference on a non-loopback
     server. The token itself never goes on a command line or in a configuration file."""
+    start_wait_s: float = Field(60.0, ge=0, le=3600)
+    """How long a stage starting (or restarting) waits for the server to answer and serve
+    its models before it refuses to start; a served model that is another engine is
+    refused at once."""
     reconnect_max_s: float = Field(5.0, gt=0, le=300)
     """Longest wait between reconnection attempts while the server is away."""
 

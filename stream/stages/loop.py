@@ -229,7 +229,7 @@ def _process(stage: BatchStage, batch: list[Message], config: StageConfig, count
     counters.busy_s += time.monotonic() - started
     counters.batches += 1
     counters.processed += len(batch)
-    _send_all(results, sender)
+    _send_all(results or [], sender)  # None: the only item failed (counted, dropped)
 
 
 def _guarded(call: Callable[[], _T], failures: FailedItems | None) -> _T | None:

@@ -115,10 +115,10 @@ def test_orphan_regions_of_dead_processes_are_removed(tmp_path: Path) -> None:
 def test_a_server_that_is_not_there_is_refused_with_the_command_that_starts_one(
         tiny_engine_dir: Path) -> None:
     (port,) = free_ports(1)
-    settings = TritonSettings(url=f"127.0.0.1:{port}", timeout_s=2)
+    settings = TritonSettings(url=f"127.0.0.1:{port}", timeout_s=2, start_wait_s=1)
     with pytest.raises(EngineRefused) as refused:
         open_engine(tiny_engine_dir, "image_embedder", settings)
-    assert "does not answer" in str(refused.value)
+    assert "does not answer (waited 1 s)" in str(refused.value)
     assert "hidemo serve-engines --engine-dir" in refused.value.fix
 
 

@@ -51,6 +51,18 @@ def test_one_failing_item_costs_only_itself() -> None:
     assert counters.processed == 6
 
 
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_a_batch_of_failing_items_of_any_size_is_dropped_and_counted(size: int) -> None:
+    """A batch of one that fails (an engine error on a lone frame) must not kill the stage
+    any more than a bigger one does."""
+    counters, sink = Counters(), Sink()
+    failures = FailedItems(counters, "picky")
+    _process(Picky(), [frame(2 * i + 1) for i in range(size)], StageConfig(max_batch=8),
+             counters, sink, failures)
+    assert sink.sent == []
+    assert counters.failed == {"KeyError": size} and counters.processed == size
+
+
 class FakeClassifier:
     window_seconds = 2.0
     image_rate = 2.0
