@@ -12,6 +12,7 @@ How the subcommands compose::
     hidemo bench --soak 10 --profile edge     # only a 10-minute paced run, with its trends
     hidemo bench engines --profile edge       # each engine alone (unchanged)
     hidemo bench compare A/report.json B/report.json
+    hidemo bench scale --pipelines 1 2 4      # N hidemo runs at once: local vs one Triton
 
 Every run writes ``DIR/report.json`` (figures, machine, versions, config, git commit), the
 PNGs beside it, and each pipeline run's own outputs under ``DIR/runs/``; the tables go to
@@ -101,6 +102,10 @@ def add_bench_commands(bench: argparse.ArgumentParser, commands: Any) -> None:
              "baseline": "the same engines in one process, one frame after another"}
     for name in COMMANDS:
         add_bench_options(commands.add_parser(name, help=helps[name]))
+    from stream.bench.scale import add_scale_options
+
+    add_scale_options(commands.add_parser(
+        "scale", help="several pipelines at once, on local engines and on one Triton server"))
     compare = commands.add_parser("compare", help="two bench reports side by side")
     compare.add_argument("reports", type=Path, nargs=2, metavar="REPORT")
 
@@ -144,6 +149,10 @@ def bench_command(args: argparse.Namespace) -> int:
     """``hidemo bench [all|pipeline|baseline|compare]``; returns the exit code."""
     if args.command == "compare":
         return compare_command(args.reports)
+    if args.command == "scale":
+        from stream.bench.scale import scale_command
+
+        return scale_command(args)
     from rich.console import Console
 
     from engines.console import wide_console
