@@ -8,6 +8,8 @@ test writes, so nothing here depends on a system service.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -49,17 +51,22 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """A broker on 127.0.0.1:``port`` with persistence in ``folder``: stopped with SIGTERM
     (it saves its sessions and retained messages), started again on the same port with
-    them, as a broker restart on a site does."""
+    them, as a broker restart on a site does. ``extra`` is more configuration (a TLS
+    listener)."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, extra: str = "") -> None:
         self.binary = need("mosquitto", "mosquitto")
         self.folder = folder
         self.port = port or free_port()
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "mosquitto.conf"
+        # as this user: started by root, mosquitto would otherwise become "mosquitto" and
+        # could not write its sessions into the test's private folder
+        user = pwd.getpwuid(os.geteuid()).pw_name
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nautosave_interval 1\nlog_dest stderr\n")
+            f"user {user}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n"
+            f"log_dest stderr\n{extra}")
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -70,10 +77,15 @@ class Mosquitto:
         wait_port(self.port)
 
     def stop(self) -> None:
+        """SIGTERM: mosquitto saves its state and exits; a save that failed fails the test
+        (a restart would then have lost the sessions the test relies on)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(10)
         self.process = None
+        errors = [line for line in (self.folder / "mosquitto.log").read_text().splitlines()
+                  if "Error" in line and "OpenSSL" not in line]  # a refused TLS peer is not
+        assert not errors, f"mosquitto: {errors}"
 
 
 class Prometheus:

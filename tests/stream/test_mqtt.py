@@ -6,13 +6,14 @@ every message counted as unsent, and the run says so."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from servers import Mosquitto, free_port
+from servers import Mosquitto, free_port, need
 
 from stream.config import MqttConfig
 from stream.run.mqtt import MqttPublisher
@@ -48,8 +49,8 @@ class Collector:
 
 
 def publisher(port: int, **settings: object) -> MqttPublisher:
-    config = MqttConfig(url=f"mqtt://127.0.0.1:{port}", topic=TOPIC, reconnect_min_s=1,
-                        reconnect_max_s=1, **settings)
+    settings.setdefault("url", f"mqtt://127.0.0.1:{port}")
+    config = MqttConfig(topic=TOPIC, reconnect_min_s=1, reconnect_max_s=1, **settings)
     return MqttPublisher.from_config(config, environ={})
 
 
@@ -100,3 +101,45 @@ def test_a_broker_that_never_answers_leaves_every_message_counted() -> None:
     assert box.unsent == 5 and box.published == 0
     assert any(w.startswith("mqtt: never connected to mqtt://127.0.0.1:")
                for w in box.warnings())
+
+
+def certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own authority) and its key."""
+    openssl = need("openssl", "openssl")
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                   capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.mark.slow
+def test_mqtts_delivers_to_a_broker_it_trusts_and_refuses_one_it_does_not(
+        tmp_path: Path) -> None:
+    cert, key = certificate(tmp_path / "broker-cert")
+    stranger, _ = certificate(tmp_path / "other-cert")
+    tls_port = free_port()
+    broker = Mosquitto(tmp_path / "broker", extra=f"listener {tls_port} 127.0.0.1\n"
+                                                  f"certfile {cert}\nkeyfile {key}\n")
+    collector = Collector(broker.port)  # the plain listener: what arrived over TLS
+    wait(lambda: collector.client.is_connected(), 10, "the collector")
+    trusting = publisher(tls_port, url=f"mqtts://127.0.0.1:{tls_port}",
+                         tls={"ca_file": cert}, flush_s=10)
+    wary = publisher(tls_port, url=f"mqtts://127.0.0.1:{tls_port}",
+                     tls={"ca_file": stranger}, flush_s=1)
+    try:
+        for box in (trusting, wary):
+            box.start()
+            for seq in range(3):
+                box.publish("s/prediction", json.dumps({"seq": seq}).encode())
+        wait(lambda: len(collector.seqs()) >= 3, 30, "the messages sent over TLS")
+    finally:
+        trusting.close()
+        wary.close()
+        collector.close()
+        broker.stop()
+    assert sorted(set(collector.seqs())) == [0, 1, 2] and trusting.published == 3
+    assert wary.connects == 0 and wary.unsent == 3  # its certificate was not trusted
+    assert any(w.startswith("mqtt: never connected") for w in wary.warnings())
