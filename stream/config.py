@@ -21,6 +21,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -435,6 +436,169 @@ class UiConfig(_Strict):
     """Restarts of the web server process before the run goes on without it."""
 
 
+class MetricsConfig(_Strict):
+    """The run's HTTP endpoints for operators (:mod:`stream.run.service`): ``/metrics`` in
+    the Prometheus text format, ``/healthz`` (the supervisor is alive) and ``/readyz``
+    (every stage ready, every running source delivering frames).
+
+    ``bind`` null turns them off; ``PORT`` alone means ``127.0.0.1:PORT``. A host other
+    than loopback needs a token, as the web view's does: ``HIDEMO_METRICS_TOKEN`` or
+    ``token_file``, never a command-line value and never the saved configuration; clients
+    send it as ``Authorization: Bearer <token>``.
+    """
+
+    bind: str | None = None
+    """``HOST:PORT`` the endpoints listen on (``--metrics-bind``; a port alone listens on
+    127.0.0.1); null: no endpoints."""
+    token_file: Path | None = None
+    """A file holding the endpoints' token (``--metrics-token-file``); else
+    ``HIDEMO_METRICS_TOKEN``. Required for a host other than loopback."""
+
+    @field_validator("bind", mode="before")
+    @classmethod
+    def _port_alone(cls, value: object) -> object:
+        # a port alone (``9109``, which YAML and --set read as a number) stays on loopback
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value.isdigit():
+            return f"127.0.0.1:{value}"
+        return value
+
+
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+"""The broker URL schemes and their default ports (``mqtts``: TLS)."""
+MQTT_RESERVED = ("+", "#", "\0")
+"""Characters a topic that is published to may not hold (MQTT's wildcards, and NUL)."""
+
+
+class MqttTlsConfig(_Strict):
+    """TLS to the broker (``mqtts://`` turns it on with the system's certificate
+    authorities). Files are read when the run starts; none is copied into the saved
+    configuration but its path."""
+
+    ca_file: Path | None = None
+    """Certificate authorities that sign the broker's certificate (null: the system's)."""
+    cert_file: Path | None = None
+    """This client's certificate, for a broker that asks for one."""
+    key_file: Path | None = None
+    """This client's private key (with ``cert_file``)."""
+
+
+class MqttConfig(_Strict):
+    """Predictions, transcript lines and the run's status on an MQTT broker
+    (:mod:`stream.run.mqtt`), published by the supervisor with paho-mqtt.
+
+    Topics under ``topic``: each prediction's JSON (the prediction schema) on
+    ``TOPIC/STREAM/prediction``, each transcript line on ``TOPIC/STREAM/transcript``, and
+    ``TOPIC/status``, retained, ``online`` while the run is connected and ``offline`` when it
+    ends or dies (the broker publishes the last will). While the broker is away, messages
+    wait in a queue of ``queue_size``; when it is full ``queue_policy`` drops the oldest or
+    the newest, and counts them. Credentials never come from the command line: the user
+    name from ``username`` or ``HIDEMO_MQTT_USERNAME``, the password from ``password_file``
+    or ``HIDEMO_MQTT_PASSWORD``.
+    """
+
+    url: str
+    """The broker: ``mqtt://HOST[:PORT]`` (default port 1883) or ``mqtts://HOST[:PORT]``
+    (TLS, default port 8883); no user or password in it."""
+    topic: str = "hidemo"
+    """The prefix of every topic the run publishes to."""
+    qos: Literal[0, 1, 2] = 1
+    """MQTT quality of service of the predictions and transcripts (0 may lose a message
+    published as the connection drops; 1 may deliver one twice, with the same ``seq``)."""
+    client_id: str | None = None
+    """The client id (null: ``hidemo-HOST-PID``)."""
+    username: str | None = None
+    """The user name (null: ``HIDEMO_MQTT_USERNAME``, or none)."""
+    password_file: Path | None = None
+    """A file holding the password (null: ``HIDEMO_MQTT_PASSWORD``, or none)."""
+    tls: MqttTlsConfig | None = None
+    """TLS settings (``mqtts://`` alone uses the system's certificate authorities)."""
+    transcripts: bool = True
+    """Publish each transcript line classify accepts on ``TOPIC/STREAM/transcript``."""
+    queue_size: int = Field(10_000, ge=1, le=1_000_000)
+    """Messages kept while the broker is away or slow."""
+    queue_policy: Literal["drop-oldest", "drop-newest"] = "drop-oldest"
+    """What a full queue gives up, counted (``mqtt.dropped`` in the summary,
+    ``hidemo_mqtt_dropped_total``): the oldest message waiting, or the new one."""
+    max_inflight: int = Field(20, ge=1, le=65_535)
+    """Messages sent and not yet acknowledged by the broker (QoS 1 and 2)."""
+    keepalive_s: int = Field(30, ge=5, le=65_535)
+    """MQTT keepalive: the broker declares the run offline (its last will) this long (times
+    1.5) after it stops hearing from it without a clean disconnect."""
+    reconnect_min_s: int = Field(1, ge=1)
+    """First wait before reconnecting to a broker that went away; it doubles each try."""
+    reconnect_max_s: int = Field(30, ge=1)
+    """Longest wait between two reconnect tries."""
+    flush_s: float = Field(10.0, ge=0)
+    """At the end of a run, how long the messages still queued may take to reach the
+    broker before the run says how many did not."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        broker_address(url)
+        return url
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, topic: str) -> str:
+        bad = [c for c in MQTT_RESERVED if c in topic]
+        if not topic or len(topic) > 128 or bad or topic.startswith("$") \
+                or topic.endswith("/"):
+            raise ValueError(f"sinks.mqtt.topic {topic!r} must be 1 to 128 characters, "
+                             f"without '+', '#' or NUL, not start with '$' (the broker's "
+                             f"own topics) and not end with '/' (e.g. hidemo or site/room1)")
+        return topic
+
+    @model_validator(mode="after")
+    def _reconnect(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"sinks.mqtt.reconnect_max_s ({self.reconnect_max_s}) is below "
+                             f"reconnect_min_s ({self.reconnect_min_s})")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int, bool]:
+        """(host, port, TLS) of the broker."""
+        return broker_address(self.url)
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """``mqtt://HOST[:PORT]`` or ``mqtts://...`` as (host, port, TLS), or ValueError
+    naming the URL and the form it takes.
+
+    Example:
+        >>> broker_address("mqtt://127.0.0.1")
+        ('127.0.0.1', 1883, False)
+    """
+    form = "mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)"
+    parts = urlsplit(url)
+    if parts.scheme not in MQTT_SCHEMES:
+        raise ValueError(f"sinks.mqtt.url {url!r} is not {form}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("sinks.mqtt.url must not hold a user or password (it would be "
+                         "saved with the configuration and seen in the process list): set "
+                         "sinks.mqtt.username (or HIDEMO_MQTT_USERNAME) and "
+                         "sinks.mqtt.password_file (or HIDEMO_MQTT_PASSWORD)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"sinks.mqtt.url {url!r}: the port is not a number from 0 to "
+                         f"65535") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"sinks.mqtt.url {url!r} is not {form}")
+    return parts.hostname, port or MQTT_SCHEMES[parts.scheme], parts.scheme == "mqtts"
+
+
+class SinksConfig(_Strict):
+    """Where predictions go besides ``predictions.jsonl`` (with ``--out``) and the
+    predictions PUB socket (``endpoints.predictions``)."""
+
+    mqtt: MqttConfig | None = None
+    """An MQTT broker (null: none)."""
+
+
 class AsrConfig(_Strict):
     """Live transcripts from the sources' own audio (:mod:`stream.stages.asr`).
 
@@ -583,6 +747,10 @@ class RunConfig(_Strict):
     """The live web view."""
     asr: AsrConfig = Field(default_factory=AsrConfig)
     """Live transcripts from the sources' audio."""
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    """Prometheus metrics and health endpoints."""
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    """Where predictions go besides the JSONL log and the PUB socket (MQTT)."""
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -592,6 +760,10 @@ class RunConfig(_Strict):
             raise ValueError(f"stream ids must be unique, got {ids}")
         if too_long := [i for i in ids if not 1 <= len(i) <= 64]:
             raise ValueError(f"stream ids are 1 to 64 characters (the wire's bound): {too_long}")
+        if self.sinks.mqtt is not None and (
+                bad := [i for i in ids if "/" in i or any(c in i for c in MQTT_RESERVED)]):
+            raise ValueError(f"stream ids {bad} cannot be an MQTT topic level (sinks.mqtt): "
+                             f"give those sources an id without '/', '+', '#' or NUL")
         if self.placement == "fused" and self.features.replicas > 1:
             raise Refusal(
                 f"placement: fused runs features inside its worker processes, but "
@@ -621,6 +793,12 @@ class RunConfig(_Strict):
         """What the engine loaders take as ``backend``: the Triton settings for ``triton``
         (:func:`engines.runtime.local_backend` splits served and local engines)."""
         return self.triton if self.backend == "triton" else self.backend
+
+    @property
+    def echoes_transcripts(self) -> bool:
+        """Whether classify publishes each transcript line it accepts on the run's transcript
+        topic: the web view shows them, the MQTT sink carries them."""
+        return self.ui.enabled or (self.sinks.mqtt is not None and self.sinks.mqtt.transcripts)
 
     def image_rate(self) -> float:
         return self.analysis.image_rate or get_profile(self.profile).classifier.image_rate

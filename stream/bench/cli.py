@@ -64,6 +64,10 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="a hidemo run config file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a run config field, e.g. features.replicas=2")
+    parser.add_argument("--metrics-bind", default=None, metavar="HOST:PORT",
+                        help="serve each pipeline run's /metrics, /healthz and /readyz here, "
+                             "as `hidemo run --metrics-bind` does (to measure what they "
+                             "cost); short for --set metrics.bind=HOST:PORT")
     parser.add_argument("--placement", choices=("auto", "split", "fused"), nargs="+",
                         default=None,
                         help="the pipeline's processes (run config `placement`): split, "
@@ -199,6 +203,8 @@ def _setup(plan: Plan, args: argparse.Namespace, placement: str | None = None) -
 
     placement = placement or next(iter(args.placement or []), None)
     overrides = [] if placement is None else [f"placement={placement}"]
+    if getattr(args, "metrics_bind", None):
+        overrides.append(f"metrics.bind={args.metrics_bind}")
     return PipelineSetup(profile=plan.profile, engine_dir=plan.engine_dir,
                          sources=plan.sources, config_file=args.config,
                          overrides=(*args.set, *overrides))

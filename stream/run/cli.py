@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from stream.config import EndpointConfig, RunConfig
-    from stream.run.supervisor import StopRequest
+    from stream.run.mqtt import MqttPublisher, MqttView
+    from stream.run.service import Service
+    from stream.run.supervisor import StopRequest, Supervisor
     from stream.run.view import View
     from stream.strictjson import JsonDict
     from stream.transport.curve import RunKeys
@@ -98,6 +100,13 @@ def add_run_parser(jobs: SubParsers) -> argparse.ArgumentParser:
     run.add_argument("--ui-token-file", type=Path, default=None, metavar="FILE",
                      help="a file holding the web view's token (the page is then opened as "
                           "/?token=...); or set HIDEMO_UI_TOKEN")
+    run.add_argument("--metrics-bind", default=None, metavar="HOST:PORT",
+                     help="serve /metrics (Prometheus), /healthz and /readyz here (a port "
+                          "alone: 127.0.0.1:PORT); a host other than loopback needs a token: "
+                          "HIDEMO_METRICS_TOKEN or --metrics-token-file")
+    run.add_argument("--metrics-token-file", type=Path, default=None, metavar="FILE",
+                     help="a file holding the metrics endpoints' bearer token; or set "
+                          "HIDEMO_METRICS_TOKEN")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config field, e.g. classify.stride_s=0.5 (repeatable)")
     return run
@@ -115,8 +124,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["sources"] = [{"spec": spec, "realtime": not args.fast}
                                 for spec in args.source]
     dotted = [*args.set, *([f"asr.mode={args.asr}"] if getattr(args, "asr", None) else [])]
+    metrics = getattr(args, "metrics_bind", None)
+    dotted += [*([f"metrics.bind={metrics}"] if metrics else []),
+               *([f"metrics.token_file={args.metrics_token_file}"]
+                 if getattr(args, "metrics_token_file", None) is not None else [])]
     config = load_config(args.config, overrides, dotted)
     config = with_ui_args(config, args)
+    check_metrics(config)
     if not config.sources:
         raise ValueError("no source: pass --source 0|PATH|URL|demo (or list sources in --config)")
     for source in config.sources:
@@ -144,6 +158,19 @@ def with_ui_args(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         parse_bind(resolved.bind)
         resolve_token(resolved.bind, resolved.token_file)
     return config.model_copy(update={"ui": resolved})
+
+
+def check_metrics(config: RunConfig) -> str | None:
+    """The metrics endpoints' token (None: none needed), or ValueError (exit 2) for a bad
+    bind or a network-facing one without a token, before anything starts."""
+    from stream.run.service import METRICS_TOKEN
+    from stream.ui.access import parse_bind, resolve_token
+
+    bind = config.metrics.bind
+    if bind is None:
+        return None
+    parse_bind(bind, METRICS_TOKEN.bind_option, METRICS_TOKEN.example_port)
+    return resolve_token(bind, config.metrics.token_file, rule=METRICS_TOKEN)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -195,7 +222,13 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
     except OSError as error:
         raise PreflightError([write_problem(Path(tempfile.gettempdir()) / "hidemo-run-*",
                                             error, private=True)]) from None
-    with scratch as scratch_path:
+    with contextlib.ExitStack() as services, scratch as scratch_path:
+        service = None
+        if config.metrics.bind is not None:  # listening now: a port in use stops the run here
+            from stream.run.service import Service
+
+            service = Service.bind(config.metrics.bind, check_metrics(config))
+            services.callback(service.close)
         run_dir = Path(scratch_path)
         endpoints = Endpoints.for_config(config.endpoints, run_dir, config.stream_ids(),
                                          keys=run_keys(config.endpoints))
@@ -223,6 +256,14 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
         say(f"{len(config.sources)} source(s) {', '.join(config.stream_ids())}, profile "
             f"{config.profile}; predictions on {endpoints.predictions}, text topic "
             f"{endpoints.text}")
+        mqtt = None
+        if config.sinks.mqtt is not None:
+            from stream.run.mqtt import open_mqtt
+
+            mqtt = open_mqtt(config.sinks.mqtt, endpoints, config.endpoints)
+            view = TeeView(view, mqtt)
+            say(f"predictions on MQTT {config.sinks.mqtt.url} under "
+                f"{config.sinks.mqtt.topic}/")
         ui = None
         if config.ui.enabled:
             from stream.ui.monitor import open_monitor
@@ -230,6 +271,8 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
             ui = start_ui(config, endpoints, run_dir, log_dir)
             view = TeeView(view, open_monitor(endpoints, config.endpoints))
         supervisor = Supervisor(config, endpoints, spec_path, log_dir, view, stop)
+        if service is not None:
+            serve_metrics(service, supervisor, None if mqtt is None else mqtt.publisher)
         try:
             code = supervisor.run()
         finally:
@@ -238,9 +281,44 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
         summary = supervisor.summary()
         if ui is not None:
             summary["ui"] = ui_summary(config, ui, run_dir)
+        if service is not None:
+            summary["metrics"] = {"bind": service.address}
+        if mqtt is not None:
+            summary["mqtt"] = mqtt.publisher.report()
+            summary["warnings"] = [*summary.get("warnings", []), *mqtt_warnings(mqtt, summary)]
         if out is not None:
             code = max(code, write_summary(out / "summary.json", summary))
     return code, summary
+
+
+def serve_metrics(service: Service, supervisor: Supervisor,
+                  publisher: MqttPublisher | None) -> None:
+    """Answer ``/metrics``, ``/healthz`` and ``/readyz`` for ``supervisor``'s run, from now
+    on; the metrics also take each prediction (latency histograms) as a view."""
+    from stream.run.health import liveness, readiness
+    from stream.run.metrics import RunMetrics, engine_identities
+    from stream.run.preflight import engines_to_verify
+    from stream.run.view import TeeView
+
+    config = supervisor.config
+    metrics = RunMetrics(supervisor, engine_identities(config, engines_to_verify(config)),
+                         None if publisher is None else publisher.report)
+    supervisor.view = TeeView(supervisor.view, metrics)  # fed as the terminal view is
+    service.serve(metrics.registry, lambda: liveness(supervisor),
+                  lambda: readiness(supervisor))
+    say(f"metrics on http://{service.address}/metrics, health on /healthz and /readyz")
+
+
+def mqtt_warnings(mqtt: MqttView, summary: JsonDict) -> list[str]:
+    """The MQTT publisher's warnings, and predictions classify could not hand to the
+    supervisor (so they never reached the broker)."""
+    warnings = mqtt.publisher.warnings()
+    classify = summary.get("stages", {}).get("classify[0]", {}).get("extra", {})
+    unsent = classify.get("results_unsent", 0) if isinstance(classify, dict) else 0
+    if isinstance(unsent, int) and unsent:
+        warnings.append(f"{unsent} prediction(s) did not reach the supervisor (its results "
+                        f"hop was full), nor the MQTT broker; predictions.jsonl has them")
+    return warnings
 
 
 def run_keys(config: EndpointConfig) -> RunKeys | None:

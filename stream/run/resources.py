@@ -31,6 +31,7 @@ class _Usage:
     last: float = 0.0
     pid: int = 0
     base_cpu_s: float = 0.0
+    rss: int = 0
 
 
 class ResourceMeter:
@@ -65,6 +66,7 @@ class ResourceMeter:
                 usage.base_cpu_s, usage.pid = usage.cpu_s, pid
             usage.cpu_s = usage.base_cpu_s + times.user + times.system
             usage.peak_rss = max(usage.peak_rss, rss)
+            usage.rss = rss
             usage.last = now
             rss_mb[label] = round(rss / 2**20, 2)
             cpu_s[label] = round(usage.cpu_s, 3)
@@ -73,6 +75,12 @@ class ResourceMeter:
                                 "cpu_s": cpu_s})
             if len(self.series) > self.max_samples:
                 self.series = self.series[::2]
+
+    def usage(self) -> dict[str, tuple[float, int]]:
+        """Per process label, its CPU seconds (restarts added up) and its resident memory
+        (bytes) at the last sample: what the metrics endpoint serves. Safe to call from
+        another thread than the one sampling."""
+        return {label: (usage.cpu_s, usage.rss) for label, usage in list(self._usage.items())}
 
     def report(self) -> JsonDict:
         stages = {}

@@ -99,6 +99,12 @@ class Child:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid (None between a death and its restart)."""
+        process = self.process
+        return None if process is None else process.pid
+
 
 def fatal_message(log_path: Path) -> str | None:
     """The message a stage logged before exiting with :data:`EX_CONFIG` (the last record
@@ -177,6 +183,15 @@ class Supervisor:
         """Records refused on the results hop (not a valid prediction)."""
         self.heard: dict[str, float] = {}
         """When each stage's last status report arrived (monotonic): its heartbeat."""
+        self.last_frame: dict[str, float] = {}
+        """Per capture label, when its source last delivered a frame (monotonic; the
+        capture's start until the first): what readiness (:mod:`stream.run.health`) reads."""
+        self._frames_read: dict[str, tuple[int, int]] = {}
+        """Per capture label, the (pid, frames read) of its last report."""
+        self.phase = "starting"
+        """``starting`` (stages loading), ``running`` (sources started), ``stopping``."""
+        self.turned = time.monotonic()
+        """When the loop last turned (read for liveness by :mod:`stream.run.health`)."""
         self.events: list[JsonDict] = []
         self.verdict = Verdict()
         self.exit_code = 0
@@ -208,6 +223,8 @@ class Supervisor:
              str(self.spec_path)], stdout=log_file, stderr=subprocess.STDOUT, env=env)
         child.restart_at = None
         self.spawned.setdefault(child.label, set()).add(child.process.pid)
+        if child.stage == "capture":  # its source has until hang_after_s from now
+            self.last_frame[child.label] = time.monotonic()
         self._event("started", child, pid=child.process.pid)
 
     def _event(self, kind: str, child: Child, **details: JsonValue) -> None:
@@ -296,6 +313,7 @@ class Supervisor:
         """Wait up to ``timeout_ms`` for status reports and predictions, then read at most
         :data:`READ_BUDGET` messages (or :data:`READ_BUDGET_S` seconds) from each socket:
         whatever arrives, the caller's timers (watchdog, duration, drain) get their turn."""
+        self.turned = time.monotonic()
         poller = zmq.Poller()
         poller.register(self.status_socket, zmq.POLLIN)
         poller.register(self.results, zmq.POLLIN)
@@ -327,6 +345,11 @@ class Supervisor:
                 self._event(kind, child, **details)
         self.statuses[label] = status
         self.heard[label] = time.monotonic()
+        if status.stage == "capture":
+            read = (status.pid, status.counters.received)
+            if read[1] and read != self._frames_read.get(label):
+                self.last_frame[label] = self.heard[label]
+            self._frames_read[label] = read
 
     def _refuse_status(self, reason: str, sender: str, detail: object) -> None:
         self.status_rejections.add(reason, detail)
@@ -380,6 +403,7 @@ class Supervisor:
                 for child in self.captures:
                     self._spawn(child)
                 self.captures_started = True
+                self.phase = "running"
                 reason = self._watch()
         finally:
             code = self._shutdown()
@@ -449,6 +473,7 @@ class Supervisor:
                 return "all sources ended"
 
     def _shutdown(self) -> int:
+        self.phase = "stopping"
         sup = self.config.supervisor
         self.resources.sample(self._pids(), force=True)
         self._stop_children([*self.captures, *self.asrs], sup.stop_timeout_s)
@@ -459,6 +484,8 @@ class Supervisor:
         for child in reversed(self.children):  # detect, features (or the workers), classify
             code = max(code, self._stop_children([child], sup.stop_timeout_s))
         self._pump(0)
+        while _read_some(self.results, self._take_result):  # classify's last predictions
+            pass
         self.view.close()
         if self.handshakes is not None:
             self.handshakes.close()

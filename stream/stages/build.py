@@ -107,7 +107,7 @@ def build_classify(config: RunConfig, endpoints: Endpoints, out: Path | None,
         text_socket = open_endpoint(context, endpoints, "text", "bind", config.endpoints,
                                     curve=curve)
         echo = None
-        if config.ui.enabled:  # the web view's transcript topic
+        if config.echoes_transcripts:  # the transcript topic (web view, MQTT)
             from stream.ui.transcript import TranscriptEcho
 
             echo = TranscriptEcho(open_endpoint(context, endpoints, "transcript", "bind",

@@ -412,6 +412,7 @@ class ClassifyStage(BatchStage):
         return {"streams": {name: s.summary() for name, s in self._streams.items()},
                 "persons": len(self._rings), "sink_errors": self.sink_errors(),
                 "sink_problems": self.sink_problems(),
+                "results_unsent": self.sinks.unsent("results"),
                 "state_unsaved": 0 if self.memory is None else self.memory.unsaved,
                 "non_finite_predictions": self.non_finite,
                 "text_lines": 0 if self.text is None else self.text.received,

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,22 +55,31 @@ class PubSink:
         self.socket.close(linger=0)
 
 
+RESULTS_LINGER_MS = 1000
+"""How long a closing classify keeps its last records for the supervisor (which reads
+them as it stops the stages); bounded, so an absent supervisor cannot hold it."""
+
+
 class ResultsSink:
-    """Hands each record to the supervisor's own view over the private ``results`` hop.
-    Never waits and never fails the run: a busy or absent supervisor misses a line of its
-    view, the pipeline goes on."""
+    """Hands each record to the supervisor over the private ``results`` hop (its view, its
+    metrics, its MQTT publisher). Never waits and never fails the run: a record the hop
+    has no room for (a supervisor that stopped reading) is counted in ``unsent``, and the
+    pipeline goes on."""
 
     name = "results"
 
     def __init__(self, socket: zmq.Socket) -> None:
         self.socket = socket
+        self.unsent = 0
 
     def emit(self, prediction: Prediction, line: bytes) -> None:
-        with contextlib.suppress(zmq.Again):
+        try:
             self.socket.send(line, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.unsent += 1
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        self.socket.close(linger=RESULTS_LINGER_MS)
 
 
 class JsonlSink:
@@ -127,6 +135,10 @@ class Sinks:
         self.problems: dict[str, str] = {}
         """Per sink that failed, its first error (``No space left on device: PATH``)."""
         self.emitted = 0
+
+    def unsent(self, name: str) -> int:
+        """Records sink ``name`` had no room for (0 for a sink that never drops)."""
+        return sum(getattr(sink, "unsent", 0) for sink in self.sinks if sink.name == name)
 
     @property
     def errors(self) -> dict[str, int]:

@@ -119,7 +119,7 @@ LAYOUT: Mapping[str, Hop] = MappingProxyType({
     "monitor": Hop(SocketEnd(("supervisor",), zmq.PUB, 2),
                    SocketEnd((UI,), zmq.SUB, 2), max_bytes=1 * MiB),
     "transcript": Hop(SocketEnd(("classify",), zmq.PUB, 100),
-                      SocketEnd((UI,), zmq.SUB, 100), max_bytes=64 * KiB),
+                      SocketEnd((UI, "supervisor"), zmq.SUB, 100), max_bytes=64 * KiB),
     # classify's predictions for the supervisor's own view, over a private hop: the public
     # predictions endpoint may be bound by anyone on the machine before classify binds it
     "results": Hop(SocketEnd(("supervisor",), zmq.PULL, 1000),

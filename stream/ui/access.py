@@ -8,6 +8,9 @@ process list, and never the saved configuration. A browser passes it as ``?token
 (the page hands it on to its WebSocket) or ``Authorization: Bearer ...``; it is compared in
 constant time.
 
+The run's other HTTP endpoints (metrics and health, :mod:`stream.run.service`) follow the
+same rule with their own variable and options: a :class:`TokenRule` names them.
+
 Example:
     >>> parse_bind("127.0.0.1:8080")
     ('127.0.0.1', 8080)
@@ -21,20 +24,41 @@ import hmac
 import ipaddress
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_ENV = "HIDEMO_UI_TOKEN"
 MIN_TOKEN_CHARS = 16
 
 
-def parse_bind(bind: str) -> tuple[str, int]:
+@dataclass(frozen=True)
+class TokenRule:
+    """Whose token: the environment variable, the options that set the bind and the token
+    file, why a network bind needs it, and how a client then passes it."""
+
+    env: str
+    bind_option: str
+    file_option: str
+    why: str
+    then: str
+    """What to do with the token once set; ``{bind}`` is replaced."""
+    example_port: int
+
+
+UI_TOKEN = TokenRule(env=TOKEN_ENV, bind_option="--ui-bind", file_option="--ui-token-file",
+                     why="the page shows live video", then="open http://{bind}/?token=<token>",
+                     example_port=8080)
+
+
+def parse_bind(bind: str, option: str = UI_TOKEN.bind_option,
+               example_port: int = UI_TOKEN.example_port) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:8080`` for IPv6) as (host, port), or ValueError naming
-    ``--ui-bind``."""
+    ``option``."""
     host, sep, port = bind.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--ui-bind {bind!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+        raise ValueError(f"{option} {bind!r} is not HOST:PORT (e.g. 127.0.0.1:{example_port})")
     return host, int(port)
 
 
@@ -48,28 +72,32 @@ def is_loopback_host(host: str) -> bool:
 
 
 def resolve_token(bind: str, token_file: Path | None,
-                  environ: Mapping[str, str] | None = None) -> str | None:
-    """The page's token (None: none needed, loopback only), or ValueError with the fix."""
+                  environ: Mapping[str, str] | None = None,
+                  rule: TokenRule = UI_TOKEN) -> str | None:
+    """The token of ``rule``'s endpoint (None: none needed, loopback only), or ValueError
+    with the fix."""
     environ = os.environ if environ is None else environ
-    token = environ.get(TOKEN_ENV) or None
+    token = environ.get(rule.env) or None
     if token_file is not None:
         try:
             token = token_file.read_text().strip() or None
         except OSError as error:
-            raise ValueError(f"--ui-token-file {token_file}: {error.strerror}") from None
+            raise ValueError(f"{rule.file_option} {token_file}: {error.strerror}") from None
         if token is None:
-            raise ValueError(f"--ui-token-file {token_file} is empty")
-    host, _ = parse_bind(bind)
+            raise ValueError(f"{rule.file_option} {token_file} is empty")
+    host, _ = parse_bind(bind, rule.bind_option, rule.example_port)
     if token is None and not is_loopback_host(host):
+        then = rule.then.replace("{bind}", bind)
         raise ValueError(
-            f"--ui-bind {bind} faces the network: the page shows live video, so it needs a "
-            f"token. Set {TOKEN_ENV}=<a long random string> (e.g. `export {TOKEN_ENV}="
+            f"{rule.bind_option} {bind} faces the network: {rule.why}, so it needs a "
+            f"token. Set {rule.env}=<a long random string> (e.g. `export {rule.env}="
             f"$(python -c 'import secrets; print(secrets.token_urlsafe(24))')`) or pass "
-            f"--ui-token-file FILE, then open http://{bind}/?token=<token>; or bind to "
+            f"{rule.file_option} FILE, then {then}; or bind to "
             f"127.0.0.1")
     if token is not None and len(token) < MIN_TOKEN_CHARS:
-        raise ValueError(f"the web view's token is {len(token)} characters; use at least "
-                         f"{MIN_TOKEN_CHARS} (e.g. secrets.token_urlsafe(24))")
+        raise ValueError(f"the token in {rule.env} or {rule.file_option} is {len(token)} "
+                         f"characters; use at least {MIN_TOKEN_CHARS} (e.g. "
+                         f"secrets.token_urlsafe(24))")
     return token
 
 
