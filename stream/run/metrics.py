@@ -53,6 +53,7 @@ from stream.config import RunConfig
 from stream.prediction import Prediction
 from stream.run.health import HealthRecord, readiness
 from stream.run.resources import ResourceMeter
+from stream.run.served import served_summary
 from stream.strictjson import JsonDict
 from stream.transport.curve import RefusalMonitor
 from stream.transport.status import Counters, Health, Rejections, StageStatus
@@ -225,6 +226,7 @@ class _RunCollector(Collector):
         yield from self._stages(metrics, run)
         yield from self._rejections(metrics, run)
         yield from self._resources(run)
+        yield from _served(dict(run.statuses))
         if metrics.mqtt is not None:
             yield from _mqtt(metrics.mqtt())
 
@@ -383,6 +385,33 @@ class _RunCollector(Collector):
             rss.add_metric([stage, replica], rss_bytes)
         yield cpu
         yield rss
+
+
+def _served(statuses: dict[str, StageStatus]) -> Iterator[Metric]:
+    """Engines on a Triton server, per process that uses them (``backend: triton``)."""
+    labels = ["stage", "replica", "model", "url"]
+    up = GaugeMetricFamily("hidemo_served_engine_up", "1 while the Triton server answers "
+                           "this engine's calls", labels=labels)
+    calls = CounterMetricFamily("hidemo_served_engine_calls", "Inference requests sent to "
+                                "Triton", labels=labels)
+    failed = CounterMetricFamily("hidemo_served_engine_failed_calls", "Requests that failed "
+                                 "(their items were dropped)", labels=[*labels, "kind"])
+    outages = CounterMetricFamily("hidemo_served_engine_outages", "Times the server went "
+                                  "away", labels=labels)
+    away = CounterMetricFamily("hidemo_served_engine_away_seconds", "Seconds the server was "
+                               "away", labels=labels)
+    for label, engines in served_summary(statuses).items():
+        stage, replica = split_label(label)
+        for model, figures in engines.items():
+            key = [stage, replica, model, str(figures.get("url", ""))]
+            up.add_metric(key, int(figures.get("state") == "up"))
+            calls.add_metric(key, _number(figures.get("calls")))
+            errors = figures.get("errors")
+            for kind, count in (errors.items() if isinstance(errors, dict) else []):
+                failed.add_metric([*key, str(kind)], _number(count))
+            outages.add_metric(key, _number(figures.get("outages")))
+            away.add_metric(key, _number(figures.get("away_s")))
+    yield from (up, calls, failed, outages, away)
 
 
 def _mqtt(report: JsonDict) -> Iterator[Metric]:

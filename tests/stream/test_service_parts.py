@@ -243,6 +243,27 @@ def test_the_exposition_carries_streams_stages_and_totals_across_restarts(
     assert "hidemo_supervisor_process_cpu_seconds_total" in samples
 
 
+def test_engines_served_by_triton_are_in_the_exposition_once_per_process(
+        supervisor: Supervisor) -> None:
+    figures = {"url": "127.0.0.1:8001", "state": "away", "calls": 7, "items": 9,
+               "errors": {"unavailable": 3, "timeout": 1}, "outages": 2, "reconnects": 1,
+               "away_s": 4.5, "last_error": "gone"}
+    for label in ("detect[0]", "features[0]"):  # as a fused worker reports: one pid, two names
+        status = supervisor.statuses[label]
+        supervisor.statuses[label] = replace(status, extra={"served": {
+            "image_embedder": figures}})
+    samples = scrape(RunMetrics(supervisor, []))
+    up = samples["hidemo_served_engine_up"]
+    assert len(up) == 1 and next(iter(up.values())) == 0, "away, and counted once"
+    key = (("model", "image_embedder"), ("replica", "0"), ("stage", "detect"),
+           ("url", "127.0.0.1:8001"))
+    assert samples["hidemo_served_engine_calls_total"][key] == 7
+    assert samples["hidemo_served_engine_outages_total"][key] == 2
+    assert samples["hidemo_served_engine_away_seconds_total"][key] == 4.5
+    assert samples["hidemo_served_engine_failed_calls_total"][(("kind", "unavailable"),
+                                                               *key)] == 3
+
+
 # -- the HTTP endpoints ------------------------------------------------------------------------
 
 
