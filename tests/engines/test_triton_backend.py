@@ -263,7 +263,7 @@ def test_off_loopback_inference_needs_the_token(tiny_engine_dir: Path,
 
 
 @pytest.mark.slow
-def test_a_dead_worker_is_cleaned_up_and_the_server_comes_back(
+def test_a_dead_worker_is_cleaned_up_the_server_comes_back_and_stops_on_sigterm(
         tiny_engine_dir: Path, tmp_path: Path) -> None:
     """SIGKILL the worker: its stubs and tritonserver (same group), its /dev/shm segments
     and its scratch folder must go, and the same clients work again afterwards."""
@@ -302,6 +302,12 @@ def test_a_dead_worker_is_cleaned_up_and_the_server_comes_back(
         assert figures["state"] == "up" and figures["outages"] == 1
         assert figures["reconnects"] == 1
         engine.close()
+        group = os.getpgid(served.worker().pid)
+        served.process.send_signal(signal.SIGTERM)
+        served.process.wait(60)
+        output = served.stop()
+    assert served.process.returncode == 0 and "serve-engines: stopped" in output, output
+    assert not [p.pid for p in psutil_group(group)], "SIGTERM leaves no server process"
 
 
 def psutil_group(group: int) -> list:
