@@ -326,6 +326,9 @@ class Server:
         for straggler in group_pids(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(straggler, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0  # SIGKILLed processes take a moment to go
+        while group_pids(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         segments = set(self._leftovers)
         segments.update(str(p) for p in Path("/dev/shm").glob(f"pytrtion{pid}-*"))
         for segment in sorted(segments):
@@ -408,12 +411,14 @@ class Server:
 
 
 def group_pids(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid``."""
+    """Live processes of process group ``pgid`` (zombies, already dead, left out)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.getpgid(int(entry.name)) == pgid:
+            with contextlib.suppress(OSError, IndexError):
+                stat = (entry / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+                if int(fields[2]) == pgid and fields[0] != "Z":
                     pids.append(int(entry.name))
     return pids
 

@@ -29,11 +29,14 @@ from stream.strictjson import JsonDict
 from stream.transport.status import Health, StageStatus
 
 
-class ProcessRecord(Protocol):
-    """One process as health reads it (:class:`stream.run.supervisor.Child`)."""
+class ChildRecord(Protocol):
+    """One stage process as the run's health, metrics and summary read it
+    (:class:`stream.run.supervisor.Child`)."""
 
     stage: str
     index: int
+    restarts: int
+    hangs: int
     finished: bool
 
     @property
@@ -58,8 +61,8 @@ class HealthRecord(Protocol):
     heard: dict[str, float]
     last_frame: dict[str, float]
     """Per capture label, when its source last delivered a frame (or the capture started)."""
-    children: Sequence[ProcessRecord]
-    captures: Sequence[ProcessRecord]
+    children: Sequence[ChildRecord]
+    captures: Sequence[ChildRecord]
 
 
 @dataclass(frozen=True)

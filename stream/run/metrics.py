@@ -51,7 +51,7 @@ from prometheus_client.registry import Collector
 
 from stream.config import RunConfig
 from stream.prediction import Prediction
-from stream.run.health import HealthRecord, readiness
+from stream.run.health import ChildRecord, HealthRecord, readiness
 from stream.run.resources import ResourceMeter
 from stream.run.served import served_summary
 from stream.strictjson import JsonDict
@@ -74,22 +74,6 @@ def split_label(label: str) -> tuple[str, str]:
     """``detect[0]`` -> (``detect``, ``0``)."""
     match = LABEL.match(label)
     return (match["stage"], match["replica"]) if match else (label, "0")
-
-
-class ChildRecord(Protocol):
-    stage: str
-    index: int
-    restarts: int
-    hangs: int
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def status_labels(self) -> tuple[str, ...]: ...
-
-    @property
-    def pid(self) -> int | None: ...
 
 
 class MetricsRecord(HealthRecord, Protocol):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from stream.config import RunConfig
+from stream.run.health import ChildRecord
 from stream.run.resources import ResourceMeter
 from stream.run.served import served_summary, served_warnings
 from stream.strictjson import JsonDict
@@ -34,21 +35,6 @@ class Verdict:
 
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-class ChildRecord(Protocol):
-    """One stage process as the summary reads it."""
-
-    stage: str
-    index: int
-    restarts: int
-    hangs: int
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def status_labels(self) -> tuple[str, ...]: ...
 
 
 class RunRecord(Protocol):

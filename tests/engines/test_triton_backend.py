@@ -311,12 +311,14 @@ def test_a_dead_worker_is_cleaned_up_the_server_comes_back_and_stops_on_sigterm(
 
 
 def psutil_group(group: int) -> list:
+    """Live (not zombie) processes of process group ``group``."""
     import psutil
 
     out = []
     for process in psutil.process_iter():
         try:
-            if os.getpgid(process.pid) == group:
+            if os.getpgid(process.pid) == group and \
+                    process.status() != psutil.STATUS_ZOMBIE:
                 out.append(process)
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue

@@ -108,6 +108,23 @@ class Prometheus:
              f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, 30)
+        self.wait_ready(120)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until ``/-/ready`` answers 200: the port opens before the storage is loaded, and
+        queries meanwhile answer 503 (seen on a busy machine)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready",
+                                            timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:  # URLError and HTTPError (503) are OSErrors
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"prometheus not ready within {timeout} s")
+            time.sleep(0.2)
 
     def api(self, path: str, **query: str) -> Any:
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}"

@@ -33,8 +33,11 @@ def _seqs(path: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def shared_server(tiny_engine_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """One server for the tests that do not kill it (a start costs several seconds)."""
+    # a request waits up to 0.5 s for a second one: the two pipelines' requests (a few a
+    # second each) then meet however busy the machine is, so batching is not left to timing
     with serving(tiny_engine_dir, tmp_path_factory.mktemp("serve"), "--max-queue-delay-us",
-                 "20000", engines=("image_embedder", "text_embedder")) as served:
+                 "500000", "--preferred-batch-sizes", "2",
+                 engines=("image_embedder", "text_embedder")) as served:
         yield served
 
 
