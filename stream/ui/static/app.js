@@ -215,7 +215,7 @@ function drawLabels(stream) {
   }
   view.labels.replaceChildren(...chips);
   hidemo.chips[stream] = { shown: recent.map((r) => r.person), earlier,
-                           video: state.video[stream] || null };
+                           people: people.map((r) => r.person) };
 }
 
 // The axis spans the run so far (at least MIN_AXIS_S), up to history_s; ticks at a round
