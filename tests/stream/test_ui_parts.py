@@ -470,3 +470,36 @@ def test_a_wildcard_bind_is_shown_as_the_addresses_another_machine_can_open() ->
     assert "127.0.0.1:8080" in ui_message("0.0.0.0", 8080, True, None, {"lo": ["127.0.0.1"]})[0]
     real = browser_urls("0.0.0.0", 8080)  # this machine's own interfaces
     assert all("127.0.0.1" not in url and "0.0.0.0" not in url for url in real)
+
+
+def test_each_address_printed_for_a_wildcard_bind_serves_the_page() -> None:
+    """The page bound to 0.0.0.0 (a real uvicorn server, with a token) answers at every
+    address ``hidemo run`` prints for it, the token parameter filled in."""
+    import socket
+    import threading
+    import urllib.request
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        port = probe.getsockname()[1]
+    urls = browser_urls("0.0.0.0", port, f"?token={TOKEN}")
+    if not urls:
+        pytest.skip("this machine has no network interface besides loopback")
+    app = build_app(Hub(["demo0"], history_s=60.0), token=TOKEN, host="0.0.0.0")
+    server = uvicorn.Server(uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        for url in urls:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert response.status == 200 and b"hidemo live" in response.read(), url
+    finally:
+        server.should_exit = True
+        thread.join(10)
