@@ -3,8 +3,8 @@
 :class:`Hub` takes each message from the view's subscriptions (previews, predictions,
 transcript lines, monitor snapshots), validates it (a refused one is counted per topic and
 reason, never raised), keeps the newest state (the last frame per stream, each person's
-probability over the last ``history_s``, recent transcript lines, the last snapshot) and
-hands a message for the page to every connected :class:`Client`.
+latest prediction and probability over the last ``history_s``, recent transcript lines,
+the last snapshot) and hands a message for the page to every connected :class:`Client`.
 
 Handing on never waits: each client has its own bounded queue (the newest frame per stream,
 latest-wins; at most ``max_data`` data messages, oldest dropped first) and its own sender
@@ -211,13 +211,21 @@ class Hub:
         data = record.model_dump(mode="json", by_alias=True)
         data["emit_wall"] = self.to_wall(record.emit_time)
         data["capture_wall"] = self.to_wall(record.capture_time)
-        self.latest[(record.stream, record.person)] = data
+        key = (record.stream, record.person)
+        self.latest.pop(key, None)  # the least recently predicted first
+        self.latest[key] = data
         point = [round(data["emit_wall"], 3), record.person,
                  round(record.probs.get("positive", 0.0), 4), record.label]
         history = self.history[record.stream]
         history.append(point)
-        while history and history[0][0] < point[0] - self.history_s:
+        cut = point[0] - self.history_s
+        while history and history[0][0] < cut:
             history.popleft()
+        while self.latest:  # persons not predicted for history_s are gone from the page
+            oldest = next(iter(self.latest))
+            if self.latest[oldest]["emit_wall"] >= cut:
+                break
+            del self.latest[oldest]
         self._data({"type": "prediction", "record": data})
 
     def _transcript(self, parts: Sequence[bytes]) -> None:

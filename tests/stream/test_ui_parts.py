@@ -503,3 +503,18 @@ def test_each_address_printed_for_a_wildcard_bind_serves_the_page() -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_hub_forgets_persons_not_predicted_for_history_s() -> None:
+    """An hour of passers-by: the state a page gets (``hello``) holds only the persons
+    predicted in the last ``history_s``, so it stays small however long the run."""
+    from sample_records import prediction
+
+    hub = Hub(["s"], history_s=11.0)
+    for person in range(200):  # a new person every 2 s
+        record = prediction(person, stream="s").model_copy(
+            update={"person": person, "emit_time": 1000.0 + 2 * person})
+        hub.receive("predictions", [b"s", record.model_dump_json(by_alias=True).encode()])
+    kept = sorted(r["person"] for r in hub.state()["predictions"])
+    assert kept == list(range(194, 200)), kept  # predicted in the last 11 s
+    assert sorted({point[1] for point in hub.state()["history"]["s"]}) == kept

@@ -186,6 +186,9 @@ function trimHistory(stream) {
   const history = state.history[stream], cut = nowS() - state.historyS;
   while (history.length && history[0][0] < cut) history.shift();
   hidemo.timelinePoints[stream] = history.length;
+  for (const [key, record] of Object.entries(state.latest)) {  // gone for history_s: forgotten
+    if (record.stream === stream && record.emit_wall < cut) delete state.latest[key];
+  }
 }
 
 // One chip per person seen in the last person_timeout_s of the stream's video; the others
@@ -209,7 +212,8 @@ function drawLabels(stream) {
     const el = document.createElement("div");
     el.className = "person earlier muted";
     el.dataset.earlier = earlier;
-    el.title = `not seen in the last ${state.personTimeoutS} s of the video`;
+    el.title = `predicted in the last ${Math.round(state.historyS / 60)} min, not seen in ` +
+      `the last ${state.personTimeoutS} s of the video`;
     el.textContent = `${earlier} earlier`;
     chips.push(el);
   }
