@@ -377,24 +377,46 @@ def start_ui(config: RunConfig, endpoints: Endpoints, run_dir: Path,
              log_dir: Path) -> UiProcess:
     """Start the web view's process (:mod:`stream.ui.launcher`) and say where it is."""
     from stream.stages.placement import detect_processes
-    from stream.ui.access import TOKEN_ENV, parse_bind, resolve_token
+    from stream.ui.access import parse_bind, resolve_token
     from stream.ui.launcher import UiProcess, UiSpec
 
     host, port = parse_bind(config.ui.bind)
     token = resolve_token(config.ui.bind, config.ui.token_file)
+    files = [stream for stream, source in zip(config.stream_ids(), config.sources, strict=True)
+             if source.kind == "file"]
     spec = UiSpec(host=host, port=port, streams=config.stream_ids(),
                   history_s=config.ui.history_s, max_clients=config.ui.max_clients,
                   endpoints=endpoints, endpoint_config=config.endpoints,
                   stats_path=run_dir / "ui-stats.json",
-                  preview_publishers=detect_processes(config))
+                  preview_publishers=detect_processes(config), media_streams=files,
+                  person_timeout_s=config.classify.person_timeout_s)
     spec_path = run_dir / "ui-spec.json"
     write_before_start(spec_path, spec.model_dump_json(), private=True)
     ui = UiProcess(spec_path, log_dir / "ui.log", token, max_restarts=config.ui.max_restarts)
     ui.start()
-    shown = f"[{host}]" if ":" in host else host
-    query = "" if token is None else f"?token=${TOKEN_ENV}"
-    say(f"web view on http://{shown}:{port}/{query}")
+    for line in ui_message(host, port, token is not None, config.ui.token_file):
+        say(line)
     return ui
+
+
+def ui_message(host: str, port: int, token: bool, token_file: Path | None,
+               interfaces: dict[str, list[str]] | None = None) -> list[str]:
+    """Where to open the page, as console lines: its address, or for a wildcard bind each
+    of this host's addresses another machine can use; with the token parameter as a shell
+    fills it in (never the token itself: the console may be logged)."""
+    from stream.ui.access import TOKEN_ENV, browser_urls
+
+    query = "" if not token else (f"?token=$(cat {token_file})" if token_file is not None
+                                  else f"?token=${TOKEN_ENV}")
+    urls = browser_urls(host, port, query, interfaces)
+    shown = f"[{host}]" if ":" in host else host
+    if urls == [f"http://{shown}:{port}/{query}"]:
+        return [f"web view on {urls[0]}"]
+    if not urls:
+        return [f"web view on {shown}:{port} (every interface), but this host has no "
+                f"address other than loopback: http://127.0.0.1:{port}/{query} here only"]
+    return [f"web view on {shown}:{port} (every interface); from another machine open:",
+            *(f"  {url}" for url in urls)]
 
 
 def ui_summary(config: RunConfig, ui: UiProcess, run_dir: Path) -> JsonDict:

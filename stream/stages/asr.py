@@ -282,7 +282,7 @@ class AsrStage:
 
     def _transcribe(self, batch: list[Speech]) -> None:
         joined = JoinedSpeech(batch)
-        started = time.process_time()
+        started, began = time.process_time(), time.monotonic()
         try:
             utterances = self.transcriber.transcribe(joined.samples)
         except (RuntimeError, ValueError) as error:
@@ -290,6 +290,7 @@ class AsrStage:
             return
         finally:
             self.figures.transcribe_cpu_s += time.process_time() - started
+            self.reporter.counters.busy_s += time.monotonic() - began  # ms per utterance
         self.figures.utterances += len(batch)
         self.figures.speech_s += sum(one.end - one.start for one in batch)
         self.reporter.counters.processed += len(batch)

@@ -165,6 +165,7 @@ def run_capture(config: RunConfig, index: int, endpoints: Endpoints, stop: StopF
                                     {"frame": event.frame}))
             seq += 1
             counters.processed += 1
+            counters.busy_s = reader.cost.grab_s + reader.cost.retrieve_s  # decoding (CPU)
             counters.sent, counters.dropped_out = sender.sent, sender.blocked
             counters.dropped_in = 0 if live is None else live.dropped
             reporter.last_blocked = sender.last_blocked

@@ -337,6 +337,7 @@ class ClassifyStage(BatchStage):
     def _emit(self, header: Header, track: int, probs: np.ndarray, modalities: list[str],
               batch: WindowBatch, index: int, t_in: float, done: float) -> None:
         state = self._streams[header.stream]
+        window_s = self.classifier.window_seconds
         random_engines = sorted({*header.meta.random_weights,
                                  *(["classifier"] if self.classifier.random_weights else [])})
         latency = stage_latency_ms(header, t_in, done, self.name)
@@ -348,7 +349,8 @@ class ClassifyStage(BatchStage):
             "label": CLASS_NAMES[int(np.argmax(probs))],
             "probs": {name: round(float(v), 5) for name, v in zip(CLASS_NAMES, probs,
                                                                   strict=True)},
-            "window": Window(start=round(header.media_time - self.classifier.window_seconds, 3),
+            # a window never starts before the source does (media time 0)
+            "window": Window(start=round(max(0.0, header.media_time - window_s), 3),
                              end=round(header.media_time, 3),
                              seconds=self.classifier.window_seconds),
             "modalities": modalities,
@@ -407,6 +409,10 @@ class ClassifyStage(BatchStage):
     def extra_rejections(self) -> list[Rejections]:
         text = [] if self.text is None else [self.text.rejections]
         return text + [w.rejections for w in self.watched]
+
+    def delivered(self) -> int:
+        """Predictions emitted (the stage's ``sent``)."""
+        return self.sinks.emitted
 
     def extra_status(self) -> JsonDict:
         return {"streams": {name: s.summary() for name, s in self._streams.items()},

@@ -92,6 +92,11 @@ class BatchStage(ABC):
         """Stage-specific figures for the status report."""
         return {}
 
+    def delivered(self) -> int:
+        """What the last stage (no output socket) handed on its own way: classify's
+        predictions, emitted to its sinks. Its status reports it as ``sent``."""
+        return 0
+
     def extra_sockets(self) -> list[tuple[zmq.Socket, Callable[[], None]]]:
         """More sockets to poll, each with the handler to call when it is readable."""
         return []
@@ -144,6 +149,8 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
             counters.sent = sender.sent
             counters.dropped_out = sender.blocked
             io.reporter.last_blocked = sender.last_blocked
+        else:
+            counters.sent = stage.delivered()
         Rejections.report_to(counters, [rejections, *stage.extra_rejections()])
         io.reporter.maybe_send(stage.extra_status())
 
@@ -154,6 +161,8 @@ def run_batch_stage(stage: BatchStage, io: StageIO, config: StageConfig,
         admit=stage.admit, rules=io.rules, rejections=rejections, reporter=io.reporter,
         handlers=[(socket, handler, failures) for socket, handler in stage.extra_sockets()],
         on_frames=frames, on_control=control, after_turn=after_turn, stop=stop)
+    if sender is None:
+        counters.sent = stage.delivered()
     Rejections.report_to(counters, [rejections, *stage.extra_rejections()])
     io.reporter.stopping(stage.extra_status())
 

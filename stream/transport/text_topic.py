@@ -96,14 +96,16 @@ class TextTopic:
     ``embed_factory`` (so a run without any text never loads the text engine). Messages are
     untrusted: exactly ``[stream id, JSON]``, a stream of this run (``streams``; None:
     any), a :class:`TextLine` body; anything else is counted in ``rejections`` and dropped.
-    ``on_line(stream, spoken, text)`` is told of each accepted line (the web view's
-    transcript topic, :mod:`stream.ui.transcript`); it must not block.
+    ``on_line(stream, line)`` is told of each accepted line (the web view's transcript
+    topic, :mod:`stream.ui.transcript`) on the clock it came with: a media-timed line as it
+    is (its media span), any other with its ``time`` (the arrival time where it had none);
+    it must not block.
     """
 
     def __init__(self, socket: zmq.Socket,
                  embed_factory: Callable[[], Callable[[Sequence[str]], np.ndarray]], *,
                  streams: Collection[str] | None = None, endpoint: str = "text",
-                 on_line: Callable[[str, float, str], None] | None = None,
+                 on_line: Callable[[str, TextLine], None] | None = None,
                  clock: StreamClock | None = None) -> None:
         self.socket = socket
         self.embed_factory = embed_factory
@@ -157,7 +159,7 @@ class TextTopic:
                 lines.popleft()
             self.received += 1
             if self.on_line is not None:
-                self.on_line(stream, spoken, line.text)
+                self.on_line(stream, TextLine(text=line.text, time=spoken))
 
     def _add_media(self, stream: str, line: TextLine) -> None:
         assert line.media_start is not None
@@ -167,10 +169,9 @@ class TextTopic:
         end = line.media_start if line.media_end is None else line.media_end
         lines.append((line.media_start, end, line.text))
         self.received += 1
-        if self.on_line is not None:  # shown at once; said at media_start on the frames' clock
-            offset = None if self.clock is None else self.clock(stream)
-            self.on_line(stream, time.monotonic() if offset is None
-                         else line.media_start + offset, line.text)
+        if self.on_line is not None:  # on the media clock: a viewer shows it when the video
+            self.on_line(stream, TextLine(text=line.text, media_start=line.media_start,
+                                          media_end=end))  # reaches media_start
 
     def _parse(self, parts: list[bytes]) -> tuple[str, TextLine]:
         if len(parts) != 2:

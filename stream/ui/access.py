@@ -16,6 +16,8 @@ Example:
     ('127.0.0.1', 8080)
     >>> is_loopback_host("0.0.0.0")
     False
+    >>> browser_urls("0.0.0.0", 8080, "?token=T", {"eth0": ["192.168.1.5"], "lo": ["127.0.0.1"]})
+    ['http://192.168.1.5:8080/?token=T']
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +120,51 @@ def allowed_hosts(host: str) -> list[str]:
     if is_loopback_host(host):
         return ["127.0.0.1", "localhost", "[::1]", "::1"]
     return ["*"]
+
+
+def interface_addresses() -> dict[str, list[str]]:
+    """This host's IP addresses per network interface that is up (psutil)."""
+    import psutil
+
+    stats = psutil.net_if_stats()
+    families = (socket.AF_INET, socket.AF_INET6)
+    return {name: [a.address for a in addresses if a.family in families]
+            for name, addresses in psutil.net_if_addrs().items()
+            if name in stats and stats[name].isup}
+
+
+def browser_urls(host: str, port: int, query: str = "",
+                 interfaces: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The addresses a browser can open the page at, bound to ``host:port``.
+
+    A wildcard bind (``0.0.0.0``; ``::``, IPv6 and on most systems IPv4 too) is not an
+    address anyone can open: it stands for each of this host's interface addresses
+    (``interfaces``; None: :func:`interface_addresses`), loopback and IPv6 link-local ones
+    left out (a browser on another machine cannot use them); empty when the host has no
+    other address. Any other host is its own single address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a host name
+        return [f"http://{host}:{port}/{query}"]
+    if not address.is_unspecified:
+        return [f"http://{_shown(address)}:{port}/{query}"]
+    found = interface_addresses() if interfaces is None else interfaces
+    urls = []
+    for addresses in found.values():
+        for text in addresses:
+            try:
+                one = ipaddress.ip_address(text.split("%")[0])
+            except ValueError:
+                continue
+            if one.is_loopback or one.is_link_local or one.is_unspecified:
+                continue
+            if one.version == 6 and address.version == 4:
+                continue  # an IPv4 wildcard does not listen on IPv6
+            url = f"http://{_shown(one)}:{port}/{query}"
+            if url not in urls:
+                urls.append(url)
+    return sorted(urls, key=lambda url: ("[" in url, url))
+
+
+def _shown(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return f"[{address}]" if address.version == 6 else str(address)

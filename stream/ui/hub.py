@@ -3,8 +3,8 @@
 :class:`Hub` takes each message from the view's subscriptions (previews, predictions,
 transcript lines, monitor snapshots), validates it (a refused one is counted per topic and
 reason, never raised), keeps the newest state (the last frame per stream, each person's
-probability over the last ``history_s``, recent transcript lines, the last snapshot) and
-hands a message for the page to every connected :class:`Client`.
+latest prediction and probability over the last ``history_s``, recent transcript lines,
+the last snapshot) and hands a message for the page to every connected :class:`Client`.
 
 Handing on never waits: each client has its own bounded queue (the newest frame per stream,
 latest-wins; at most ``max_data`` data messages, oldest dropped first) and its own sender
@@ -16,7 +16,10 @@ then drops, and counts, what it could not take (``dropped_frames``, ``dropped_da
 nobody else notices, least of all the pipeline.
 
 Times: the pipeline stamps ``time.monotonic()`` (system-wide on Linux); the page gets wall
-times (``*_wall``, epoch seconds) so a browser on this machine can tell a frame's age.
+times (``*_wall``, epoch seconds) so a browser on this machine can tell a frame's age. A
+transcript line is held until the stream's newest preview has reached it and goes out on
+the video's clock (:mod:`stream.ui.lines`): media time for a file (``media_streams``), wall
+time for a live source.
 
 Example:
     >>> hub = Hub(["demo0"], history_s=60.0)
@@ -37,8 +40,9 @@ from pydantic import ValidationError
 from stream.prediction import Prediction
 from stream.strictjson import JsonDict
 from stream.transport.status import Rejections
-from stream.transport.text_topic import MAX_LINE_CHARS, TextLine
+from stream.transport.text_topic import TextLine
 from stream.transport.wire import WireError, refusal
+from stream.ui.lines import HeldLines, VideoClock
 from stream.ui.records import Preview, decode_monitor, decode_preview, monitor_dict
 
 KEEP_LINES = 50
@@ -130,11 +134,14 @@ class Client:
 class Hub:
     """Validated state of one run's outputs, fanned out to the connected clients."""
 
-    def __init__(self, streams: Sequence[str], history_s: float,
-                 max_clients: int = 8) -> None:
+    def __init__(self, streams: Sequence[str], history_s: float, max_clients: int = 8, *,
+                 media_streams: Sequence[str] = (), person_timeout_s: float = 3.0) -> None:
         self.streams = list(streams)
         self.history_s = history_s
         self.max_clients = max_clients
+        self.person_timeout_s = person_timeout_s
+        self.held = {s: HeldLines(media=s in media_streams) for s in self.streams}
+        self.clocks: dict[str, VideoClock] = {}
         self.to_wall = wall_clock()
         self.clients: list[Client] = []
         self.frames: dict[str, bytes] = {}
@@ -184,9 +191,12 @@ class Hub:
     def _preview(self, parts: Sequence[bytes]) -> None:
         preview = decode_preview(parts, self.streams)
         payload = frame_message(preview, self.to_wall)
-        self.frames[preview.header.stream] = payload
+        stream = preview.header.stream
+        self.frames[stream] = payload
+        self.clocks[stream] = VideoClock(preview.header.capture_time, preview.header.media_time)
+        self._release(stream)  # before the frame: the page holds what its frame has not reached
         for client in self.clients:
-            client.put_frame(preview.header.stream, payload)
+            client.put_frame(stream, payload)
 
     def _prediction(self, parts: Sequence[bytes]) -> None:
         if len(parts) != 2:
@@ -201,13 +211,21 @@ class Hub:
         data = record.model_dump(mode="json", by_alias=True)
         data["emit_wall"] = self.to_wall(record.emit_time)
         data["capture_wall"] = self.to_wall(record.capture_time)
-        self.latest[(record.stream, record.person)] = data
+        key = (record.stream, record.person)
+        self.latest.pop(key, None)  # the least recently predicted first
+        self.latest[key] = data
         point = [round(data["emit_wall"], 3), record.person,
                  round(record.probs.get("positive", 0.0), 4), record.label]
         history = self.history[record.stream]
         history.append(point)
-        while history and history[0][0] < point[0] - self.history_s:
+        cut = point[0] - self.history_s
+        while history and history[0][0] < cut:
             history.popleft()
+        while self.latest:  # persons not predicted for history_s are gone from the page
+            oldest = next(iter(self.latest))
+            if self.latest[oldest]["emit_wall"] >= cut:
+                break
+            del self.latest[oldest]
         self._data({"type": "prediction", "record": data})
 
     def _transcript(self, parts: Sequence[bytes]) -> None:
@@ -220,11 +238,18 @@ class Hub:
             line = TextLine.model_validate_json(parts[1])
         except ValidationError as error:
             raise refusal(error, "transcript line") from None
-        entry = {"stream": stream, "text": line.text[:MAX_LINE_CHARS],
-                 "time_wall": self.to_wall(line.time if line.time is not None
-                                           else time.monotonic())}
-        self.lines[stream].append(entry)
-        self._data({"type": "transcript", "line": entry})
+        self.held[stream].add(line)
+        self._release(stream)
+
+    def _release(self, stream: str) -> None:
+        """Send the held lines of ``stream`` its video has reached."""
+        clock = self.clocks.get(stream)
+        if clock is None or not self.held[stream]:
+            return
+        for entry in self.held[stream].release(clock, self.to_wall):
+            entry = {"stream": stream, **entry}
+            self.lines[stream].append(entry)
+            self._data({"type": "transcript", "line": entry})
 
     def _monitor(self, parts: Sequence[bytes]) -> None:
         snapshot = monitor_dict(decode_monitor(parts))
@@ -236,6 +261,8 @@ class Hub:
     def state(self) -> JsonDict:
         """Everything a page needs to draw itself now (also ``/api/state``)."""
         return {"streams": self.streams, "history_s": self.history_s,
+                "person_timeout_s": self.person_timeout_s,
+                "clocks": {s: "media" if h.media else "wall" for s, h in self.held.items()},
                 "predictions": list(self.latest.values()),
                 "history": {s: list(h) for s, h in self.history.items()},
                 "transcript": {s: list(lines) for s, lines in self.lines.items()},
@@ -248,6 +275,8 @@ class Hub:
                 "rejected": {t: dict(r.counts) for t, r in self.rejections.items() if r.counts},
                 "clients": len(self.clients),
                 "per_client": [c.stats() for c in self.clients],
+                "held_lines": {s: len(h) for s, h in self.held.items()},
+                "dropped_lines": {s: h.dropped for s, h in self.held.items() if h.dropped},
                 "departed": list(self.departed)}
 
 
@@ -264,6 +293,7 @@ def frame_message(preview: Preview, to_wall: Callable[[float], float]) -> bytes:
         persons.append({"track_id": person.track_id, "score": round(person.score, 3),
                         "box": list(person.box), "keypoints": points})
     meta = {"type": "frame", "stream": header.stream, "seq": header.seq,
+            "generation": header.generation, "media_time": round(header.media_time, 3),
             "size_hw": list(header.size_hw), "frame_hw": list(header.frame_hw),
             "detector": header.detector, "persons": persons,
             "capture_wall": to_wall(header.capture_time),

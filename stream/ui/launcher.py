@@ -52,6 +52,12 @@ class UiSpec(BaseModel):
     preview_publishers: int = Field(1, ge=1)
     """How many processes publish previews (fused placement: one per worker, each on its
     own endpoint, :meth:`stream.transport.endpoints.Endpoints.for_worker`)."""
+    media_streams: list[str] = Field(default_factory=list)
+    """Streams read from a file: their transcript is shown on the media clock (seconds into
+    the source); the others' on the wall clock."""
+    person_timeout_s: float = Field(3.0, gt=0)
+    """Persons not seen for this long (classify's ``person_timeout_s``) fold into the
+    page's "N earlier"."""
 
 
 class UiProcess:

@@ -115,7 +115,8 @@ class PreviewPublisher:
         record = PreviewHeader(
             stream=header.stream, seq=header.seq, generation=header.generation,
             capture_time=header.capture_time, analysed_time=analysed_time,
-            frame_hw=(int(height), int(width)), size_hw=(size[1], size[0]),
+            media_time=header.media_time, frame_hw=(int(height), int(width)),
+            size_hw=(size[1], size[0]),
             persons=tuple(persons), keypoint_rows=len(rows), detector=detector)
         parts = [header.stream.encode(), encode_preview(record), jpeg.tobytes()]
         if rows:

@@ -9,7 +9,8 @@ being ``keypoint_rows`` x 137 x 3 float32 in preview pixels (x, y, confidence).
 
 Example:
     >>> header = PreviewHeader(stream="demo0", seq=1, generation=1, capture_time=1.0,
-    ...                        analysed_time=1.1, frame_hw=(480, 640), size_hw=(360, 480))
+    ...                        analysed_time=1.1, media_time=0.5, frame_hw=(480, 640),
+    ...                        size_hw=(360, 480))
     >>> encode_preview(header)[:10]
     b'{"stream":'
 """
@@ -62,13 +63,16 @@ class PreviewPerson:
 class PreviewHeader:
     """What was analysed in one frame, and when: ``capture_time`` (the capture's
     ``time.monotonic()``) and ``analysed_time`` (detect done) let the page show how old the
-    frame is and which part of that age is the pipeline's."""
+    frame is and which part of that age is the pipeline's; ``media_time`` (the frame's time
+    on the source's own timeline) is the video's clock, which a file's transcript lines wait
+    for."""
 
     stream: Name
     seq: Count
     generation: Annotated[int, Field(ge=0, le=2**31)]
     capture_time: Seconds
     analysed_time: Seconds
+    media_time: Seconds
     frame_hw: tuple[Dim, Dim]
     size_hw: tuple[Dim, Dim]
     persons: Annotated[tuple[PreviewPerson, ...], Field(max_length=MAX_PERSONS)] = ()

@@ -51,7 +51,8 @@ def subscribe(context: zmq.asyncio.Context, spec: UiSpec) -> dict[str, zmq.async
 
 async def serve(spec: UiSpec, token: str | None) -> Hub:
     context = zmq.asyncio.Context()
-    hub = Hub(spec.streams, spec.history_s, spec.max_clients)
+    hub = Hub(spec.streams, spec.history_s, spec.max_clients,
+              media_streams=spec.media_streams, person_timeout_s=spec.person_timeout_s)
     try:
         app = build_app(hub, token=token, host=spec.host, subscriptions=subscribe(context, spec))
         server = uvicorn.Server(uvicorn.Config(app, host=spec.host, port=spec.port,
