@@ -55,8 +55,9 @@ class RecordPublisher:
             if now < due:
                 self.skipped += 1
                 return
-            # the rate holds on average; a pause earns no burst afterwards
-            self._due[stream] = max(due + self.period, now - self.period)
+            # the rate holds on average (a late frame moves the next due time back by at
+            # most half a period); a pause earns no burst afterwards
+            self._due[stream] = max(due + self.period, now + self.period / 2)
         count = self._counts.get(stream, 0)
         self._counts[stream] = count + 1
         try:
