@@ -93,7 +93,9 @@ def timeline_png(stream: str, persons: Sequence[tuple[int, Sequence[Prediction]]
         axes[0].text(0.5, 0.5, "no predictions", ha="center", va="center",
                      transform=axes[0].transAxes)
     start, end = span
-    axes[-1].set_xlim(start, max(end, start + 1.0))
+    end = max(end, start + 1.0)
+    pad = 0.02 * (end - start)  # the first and last points whole, not cut by the frame
+    axes[-1].set_xlim(start - pad, end + pad)
     axes[-1].set_xlabel("seconds into the source (each point: the end of its window)",
                         fontsize=8)
     handles = [Line2D([], [], marker=MODALITY_MARKERS[key][0], linestyle="", color="#555",

@@ -54,10 +54,10 @@ class RunOutputs:
 
     def streams(self) -> list[str]:
         """Every stream the run had (configuration order), then any other seen."""
-        seen = list((self.summary or {}).get("streams", {}))
-        for source_id in self._configured_streams():
-            if source_id not in seen:
-                seen.append(source_id)
+        seen = self._configured_streams()
+        for stream in (self.summary or {}).get("streams", {}):
+            if stream not in seen:
+                seen.append(stream)
         for record in [*self.predictions, *self.frames]:
             if record.stream not in seen:
                 seen.append(record.stream)
