@@ -5,13 +5,15 @@ worker's too), the predictions and the transcript topic, hands each message to a
 :class:`~stream.record.recorder.Recorder` (a refused one is counted per topic and reason,
 never raised) and writes the frames held long enough, doing bounded work per turn. On
 SIGTERM or SIGINT, or when ``hidemo run`` is gone, it writes what it holds, closes its
-files (so they are playable) and leaves its figures in ``record-stats-PART.json``.
+files (so they are playable) and leaves its figures in ``record-stats-PART.json``. It runs
+at a lower CPU priority than the pipeline (:data:`NICENESS`).
 Exit status 0, or 1 when a file could not be written (the launcher then warns and may
 start a new part).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +43,9 @@ PER_TURN = 64
 """Messages taken from one socket per turn, so the timers run whatever arrives."""
 PARENT_CHECK_S = 1.0
 TOPICS = ("record", "predictions", "transcript")
+NICENESS = 10
+"""How much lower than the pipeline's the recorder's CPU priority is: where the cores are
+short, the recorder falls behind and drops frames (counted), the pipeline does not slow."""
 
 
 def subscribe(context: zmq.Context, spec: RecorderSpec) -> dict[str, zmq.Socket]:
@@ -169,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s recorder %(name)s: "
                                                    "%(message)s")
     spec = RecorderSpec.model_validate_json(Path(args[0]).read_text())
+    with contextlib.suppress(OSError):  # the pipeline first: a short CPU drops frames here
+        os.nice(NICENESS)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())

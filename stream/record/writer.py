@@ -74,8 +74,10 @@ class VideoWriter:
             stream.pix_fmt = "yuv420p"
             stream.codec_context.time_base = TIME_BASE
             if self.codec == "libx264":
-                # no B-frames nor lookahead: each frame leaves the encoder at once
-                stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "23"}
+                # no B-frames nor lookahead: each frame leaves the encoder at once; one
+                # thread and a fast preset: the recorder shares the pipeline's cores
+                stream.options = {"preset": "superfast", "tune": "zerolatency", "crf": "23",
+                                  "threads": "1"}
             else:
                 stream.bit_rate = 4_000_000
         except BaseException:
