@@ -63,6 +63,23 @@ class RecorderSpec(BaseModel):
     its own endpoint, :meth:`stream.transport.endpoints.Endpoints.for_worker`)."""
 
 
+def check_record(path: Path, codec: str) -> str:
+    """The encoder ``record.codec`` resolves to, once the folder of ``path`` is made and
+    writable; else ValueError naming the path and the fix (``hidemo`` exits 2 before
+    anything starts)."""
+    from stream.record.writer import choose_codec
+
+    folder = path.resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--record {path}: cannot make {folder} ({error.strerror or error}); "
+                         f"choose another path") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--record {path}: {folder} is not writable; choose another path")
+    return choose_codec(codec)
+
+
 def stats_path(stats_dir: Path, part: int) -> Path:
     return stats_dir / f"record-stats-{part}.json"
 

@@ -225,6 +225,10 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
         problem = check_port(*parse_bind(config.ui.bind))
         if problem is not None:
             raise ValueError(problem)
+    if config.record.path is not None:
+        from stream.record.launcher import check_record
+
+        check_record(config.record.path, config.record.codec)
     try:
         scratch = tempfile.TemporaryDirectory(prefix="hidemo-run-")
     except OSError as error:
@@ -417,8 +421,9 @@ def start_ui(config: RunConfig, endpoints: Endpoints, run_dir: Path,
 
 def start_recorder(config: RunConfig, endpoints: Endpoints, run_dir: Path,
                    log_dir: Path) -> RecorderProcess:
-    """Start the recorder's process (:mod:`stream.record.launcher`) and say where it writes.
-    A codec PyAV's FFmpeg lacks is an error (exit 2) before anything starts."""
+    """Start the recorder's process (:mod:`stream.record.launcher`) and say where it writes
+    (its folder and codec were checked before anything started:
+    :func:`stream.record.launcher.check_record`)."""
     from stream.record.launcher import RecorderProcess, RecorderSpec, record_paths
     from stream.record.writer import choose_codec
     from stream.stages.placement import detect_processes

@@ -8,6 +8,7 @@ import contextlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -349,3 +350,17 @@ def test_the_configuration_takes_record_and_refuses_another_suffix() -> None:
     assert config.record.path == Path("/tmp/run.mp4") and config.echoes_transcripts
     with pytest.raises(ValueError, match=r"must end in \.mp4"):
         RecordConfig(path=Path("run.avi"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["a-file/run.mp4", "run.avi"])
+def test_a_recording_that_cannot_be_written_stops_the_run_before_it_starts(
+        tmp_path: Path, name: str) -> None:
+    (tmp_path / "a-file").write_text("in the way of a folder")
+    run = subprocess.run(
+        [sys.executable, "-m", "hidemo", "run", "--source", "demo", "--profile", "tiny",
+         "--duration", "5", "--record", str(tmp_path / name)],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "--record" in run.stderr or "record.path" in run.stderr, run.stderr
+    assert "started" not in run.stderr and "Traceback" not in run.stderr
