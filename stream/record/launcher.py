@@ -70,6 +70,9 @@ def check_record(path: Path, codec: str) -> str:
     from stream.record.writer import choose_codec
 
     folder = path.resolve().parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--record {path}: {folder} is a file, not a folder; choose another "
+                         f"path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
