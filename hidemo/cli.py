@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_parser(jobs)
 
+    from stream.report.cli import add_report_parser  # argparse only
+
+    add_report_parser(jobs)
+
     serve = jobs.add_parser(
         "serve-engines", help="serve verified engines with Triton Inference Server "
                               "(supervised; pipelines use it with --set backend=triton)")
@@ -198,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             from stream.run.cli import run_command
 
             return run_command(args)
+        if args.job == "report":
+            from stream.report.cli import report_command
+
+            return report_command(args)
         if args.job == "train":
             from training.train_cli import train_command
 

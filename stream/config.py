@@ -436,6 +436,43 @@ class UiConfig(_Strict):
     """Restarts of the web server process before the run goes on without it."""
 
 
+class RecordConfig(_Strict):
+    """The annotated video of a run (``hidemo run --record FILE.mp4``, :mod:`stream.record`).
+
+    Detect hands each analysed frame (at most ``width`` pixels wide, at most ``fps`` per
+    second per stream) with its persons to a recorder process on a topic of its own,
+    without waiting: a frame the recorder cannot take now is dropped and counted. The
+    recorder draws boxes, track ids, skeletons, each person's label and probability and
+    the transcript line as a subtitle, and writes an MP4 per stream (``path``; with
+    several streams ``NAME.STREAM.mp4``), timed by the frames' own media times. It holds
+    each frame ``delay_s`` seconds so that the predictions of the window ending at that
+    frame are drawn on it. A recorder that fails is a warning: the run goes on.
+    """
+
+    path: Path | None = None
+    """The MP4 to write (``--record``); null: no recording."""
+    fps: float | None = Field(None, gt=0, le=120)
+    """Most frames per second recorded per stream (null: every analysed frame, the
+    analysis rate)."""
+    codec: Literal["auto", "libx264", "mpeg4"] = "auto"
+    """``auto``: H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4 part 2."""
+    width: int = Field(960, ge=64, le=3840)
+    """Frames wider than this are scaled down (by detect) before they are sent."""
+    delay_s: float = Field(2.0, ge=0, le=30)
+    """How long the recorder holds a frame for the predictions of its window."""
+    max_restarts: int = Field(2, ge=0)
+    """Restarts of the recorder process (each writes a new ``.partN`` file) before the
+    run goes on without it."""
+
+    @field_validator("path")
+    @classmethod
+    def _mp4(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() != ".mp4":
+            raise ValueError(f"record.path {str(value)!r} must end in .mp4 (e.g. "
+                             f"--record {value.with_suffix('.mp4')})")
+        return value
+
+
 class MetricsConfig(_Strict):
     """The run's HTTP endpoints for operators (:mod:`stream.run.service`): ``/metrics`` in
     the Prometheus text format, ``/healthz`` (the supervisor is alive) and ``/readyz``
@@ -751,6 +788,8 @@ class RunConfig(_Strict):
     """Prometheus metrics and health endpoints."""
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     """Where predictions go besides the JSONL log and the PUB socket (MQTT)."""
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    """The annotated video of the run (``--record``)."""
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -797,8 +836,10 @@ class RunConfig(_Strict):
     @property
     def echoes_transcripts(self) -> bool:
         """Whether classify publishes each transcript line it accepts on the run's transcript
-        topic: the web view shows them, the MQTT sink carries them."""
-        return self.ui.enabled or (self.sinks.mqtt is not None and self.sinks.mqtt.transcripts)
+        topic: the web view shows them, the MQTT sink carries them, the recorder subtitles
+        its video with them."""
+        return (self.ui.enabled or self.record.path is not None
+                or (self.sinks.mqtt is not None and self.sinks.mqtt.transcripts))
 
     def image_rate(self) -> float:
         return self.analysis.image_rate or get_profile(self.profile).classifier.image_rate

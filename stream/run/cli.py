@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from stream.config import EndpointConfig, RunConfig
+    from stream.record.launcher import RecorderProcess
     from stream.run.mqtt import MqttPublisher, MqttView
     from stream.run.service import Service
     from stream.run.supervisor import StopRequest, Supervisor
@@ -100,6 +101,11 @@ def add_run_parser(jobs: SubParsers) -> argparse.ArgumentParser:
     run.add_argument("--ui-token-file", type=Path, default=None, metavar="FILE",
                      help="a file holding the web view's token (the page is then opened as "
                           "/?token=...); or set HIDEMO_UI_TOKEN")
+    run.add_argument("--record", type=Path, default=None, metavar="FILE.mp4",
+                     help="write the annotated video (boxes, ids, skeletons, labels, "
+                          "probabilities, the transcript as subtitles) of the analysed frames "
+                          "to FILE.mp4 while the run goes (several streams: FILE.STREAM.mp4); "
+                          "short for --set record.path=FILE.mp4")
     run.add_argument("--metrics-bind", default=None, metavar="HOST:PORT",
                      help="serve /metrics (Prometheus), /healthz and /readyz here (a port "
                           "alone: 127.0.0.1:PORT); a host other than loopback needs a token: "
@@ -127,7 +133,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     metrics = getattr(args, "metrics_bind", None)
     dotted += [*([f"metrics.bind={metrics}"] if metrics else []),
                *([f"metrics.token_file={args.metrics_token_file}"]
-                 if getattr(args, "metrics_token_file", None) is not None else [])]
+                 if getattr(args, "metrics_token_file", None) is not None else []),
+               *([f"record.path={args.record}"]
+                 if getattr(args, "record", None) is not None else [])]
     config = load_config(args.config, overrides, dotted)
     config = with_ui_args(config, args)
     check_metrics(config)
@@ -217,6 +225,10 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
         problem = check_port(*parse_bind(config.ui.bind))
         if problem is not None:
             raise ValueError(problem)
+    if config.record.path is not None:
+        from stream.record.launcher import check_record
+
+        check_record(config.record.path, config.record.codec)
     try:
         scratch = tempfile.TemporaryDirectory(prefix="hidemo-run-")
     except OSError as error:
@@ -270,6 +282,9 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
 
             ui = start_ui(config, endpoints, run_dir, log_dir)
             view = TeeView(view, open_monitor(endpoints, config.endpoints))
+        recorder = None
+        if config.record.path is not None:
+            recorder = start_recorder(config, endpoints, run_dir, log_dir)
         supervisor = Supervisor(config, endpoints, spec_path, log_dir, view, stop)
         if service is not None:
             serve_metrics(service, supervisor, None if mqtt is None else mqtt.publisher)
@@ -278,9 +293,16 @@ def run_pipeline(config: RunConfig, view: View, stop: StopRequest) -> tuple[int,
         finally:
             if ui is not None:
                 ui.stop()
+            if recorder is not None:  # after the drain: the last predictions are drawn
+                recorder.stop()
         summary = supervisor.summary()
+        summary["engines"] = run_engines(config)
         if ui is not None:
             summary["ui"] = ui_summary(config, ui, run_dir)
+        if recorder is not None:
+            summary["record"] = record_summary(recorder, summary)
+            summary["warnings"] = [*summary.get("warnings", []),
+                                   *summary["record"]["warnings"]]
         if service is not None:
             summary["metrics"] = {"bind": service.address}
         if mqtt is not None:
@@ -417,6 +439,60 @@ def ui_message(host: str, port: int, token: bool, token_file: Path | None,
                 f"address other than loopback: http://127.0.0.1:{port}/{query} here only"]
     return [f"web view on {shown}:{port} (every interface); from another machine open:",
             *(f"  {url}" for url in urls)]
+
+
+def start_recorder(config: RunConfig, endpoints: Endpoints, run_dir: Path,
+                   log_dir: Path) -> RecorderProcess:
+    """Start the recorder's process (:mod:`stream.record.launcher`) and say where it writes
+    (its folder and codec were checked before anything started:
+    :func:`stream.record.launcher.check_record`)."""
+    from stream.record.launcher import RecorderProcess, RecorderSpec, record_paths
+    from stream.record.writer import choose_codec
+    from stream.stages.placement import detect_processes
+
+    assert config.record.path is not None
+    codec = choose_codec(config.record.codec)
+    path = config.record.path.resolve()
+    spec = RecorderSpec(path=path, streams=config.stream_ids(),
+                        fps=config.record.fps or config.capture_fps(), codec=codec,
+                        delay_s=config.record.delay_s, endpoints=endpoints,
+                        endpoint_config=config.endpoints, stats_dir=run_dir,
+                        publishers=detect_processes(config))
+    spec_path = run_dir / "record-spec.json"
+    write_before_start(spec_path, spec.model_dump_json(), private=True)
+    recorder = RecorderProcess(spec_path, spec, log_dir / "recorder.log",
+                               max_restarts=config.record.max_restarts)
+    recorder.start()
+    files = ", ".join(str(p) for p in record_paths(path, spec.streams).values())
+    say(f"recording {codec} at {spec.fps:g} fps to {files}")
+    return recorder
+
+
+def record_summary(recorder: RecorderProcess, summary: JsonDict) -> JsonDict:
+    """The recorder's part of ``summary.json`` (:meth:`RecorderProcess.report`), with what
+    detect's record publishers said (frames published, skipped by ``record.fps``, unsent)."""
+    report = recorder.report()
+    published: JsonDict = {}
+    for label, status in summary.get("stages", {}).items():
+        extra = status.get("extra") if isinstance(status, dict) else None
+        if label.startswith("detect[") and isinstance(extra, dict) and "record" in extra:
+            published[label] = extra["record"]
+    report["publishers"] = published
+    return report
+
+
+def run_engines(config: RunConfig) -> list[dict[str, str]]:
+    """The identity of each engine the run loaded (:func:`stream.run.metrics.
+    engine_identities`), kept in ``summary.json`` so a report can say what made the
+    predictions, and whether an engine had random weights."""
+    from engines.sources.mediapipe import KEYPOINT_ENGINES
+    from stream.run.metrics import engine_identities
+    from stream.run.preflight import engines_to_verify
+
+    names = engines_to_verify(config)
+    if config.keypoints == "engines":
+        names += list(KEYPOINT_ENGINES)
+    return engine_identities(config, names)
 
 
 def ui_summary(config: RunConfig, ui: UiProcess, run_dir: Path) -> JsonDict:

@@ -42,7 +42,8 @@ def build_detect(config: RunConfig, context: zmq.Context | None = None,
                  endpoints: Endpoints | None = None) -> tuple[BatchStage, StageConfig]:
     """Detect on the run's perception core (``keypoints`` resolved before the stages
     start; resolved here only when a caller skipped that), warmed up for the run's streams.
-    With ``ui.enabled`` (and sockets to bind) it publishes the web view's preview topic."""
+    With ``ui.enabled`` (and sockets to bind) it publishes the web view's preview topic;
+    with ``record.path``, the recorder's topic."""
     from stream.stages.detect import DetectStage
     from stream.stages.perception import open_run_core
 
@@ -54,10 +55,17 @@ def build_detect(config: RunConfig, context: zmq.Context | None = None,
             open_endpoint(context, endpoints, "preview", "bind", config.endpoints),
             fps=config.ui.preview_fps, width=config.ui.preview_width,
             quality=config.ui.jpeg_quality)
+    record = None
+    if config.record.path is not None and context is not None and endpoints is not None:
+        from stream.record.publisher import RecordPublisher
+
+        record = RecordPublisher(
+            open_endpoint(context, endpoints, "record", "bind", config.endpoints),
+            fps=config.record.fps, width=config.record.width)
     core = open_run_core(config)
     size = max(((s.height, s.width) for s in config.sources), default=(480, 640))
     core.warm_up(config.stream_ids(), size)
-    return DetectStage(core, preview), config.detect.for_device(core.device)
+    return DetectStage(core, preview, record), config.detect.for_device(core.device)
 
 
 def build_features(config: RunConfig) -> tuple[BatchStage, StageConfig]:

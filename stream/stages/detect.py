@@ -12,6 +12,8 @@ contiguous downstream.
 With the web view on (``--ui``), each analysed frame is also offered to a preview publisher
 (:mod:`stream.ui.preview`): it encodes and sends only when its rate cap says so, never
 waits, and costs nothing when the view is off (:class:`~stream.ui.preview.NullPreview`).
+With ``--record``, each analysed frame also goes to the recorder's publisher
+(:mod:`stream.record.publisher`), on the same terms.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from stream.ui.preview import NullPreview, Previews
 class DetectStage(BatchStage):
     name = "detect"
 
-    def __init__(self, core: PerceptionCore, preview: Previews | None = None) -> None:
+    def __init__(self, core: PerceptionCore, preview: Previews | None = None,
+                 record: Previews | None = None) -> None:
         self.core = core
         self.preview: Previews = preview or NullPreview()
+        self.record: Previews = record or NullPreview()
         self.persons_seen = 0
 
     def admit(self, message: Message) -> None:
@@ -65,6 +69,7 @@ class DetectStage(BatchStage):
             ).stamped(self.name, t_in, time.monotonic(), message.arrived)
             out.append(Message(header, arrays))
             self.preview.offer(message.header, frame.image, percepts, analysed, self.core.name)
+            self.record.offer(message.header, frame.image, percepts, analysed, self.core.name)
         return out
 
     def on_control(self, message: Message) -> list[Message]:
@@ -78,10 +83,14 @@ class DetectStage(BatchStage):
         preview = self.preview.status()
         if preview:
             extra["preview"] = preview
+        record = self.record.status()
+        if record:
+            extra["record"] = record
         return extra
 
     def close(self) -> None:
         self.preview.close()
+        self.record.close()
         self.core.close()
 
 

@@ -5,9 +5,10 @@ an address: detect binds its input (captures connect) and its output (feature re
 connect); classify binds its input, the predictions PUB, the credits PUB (unpaced captures
 connect, :mod:`stream.transport.credits`) and the text SUB (the ASR stages and outside publishers
 connect, so no stranger can stand in for the topic); the supervisor binds the status
-socket every stage reports to. In fused placement each worker binds its own input, credits
-and preview (:meth:`Endpoints.for_worker`), and classify no credits. Internal hops use ipc
-in one private folder by default (no port clashes between runs, no network exposure).
+socket every stage reports to. In fused placement each worker binds its own input,
+credits, preview and record (:meth:`Endpoints.for_worker`), and classify no credits.
+Internal hops use ipc in one private folder by default (no port clashes between runs, no
+network exposure).
 
 Every socket that receives has ``ZMQ_MAXMSGSIZE``: a peer that sends a bigger message is
 disconnected by ZeroMQ before the message is buffered (it may reconnect), so one hostile or
@@ -46,9 +47,9 @@ from stream.transport.curve import (
 from stream.transport.subscriptions import GatedPub
 
 INTERNAL = ("detect_in", "detect_out", "classify_in", "status", "credits", "preview",
-            "monitor", "transcript", "results")
+            "monitor", "transcript", "results", "record")
 
-PER_WORKER = ("detect_in", "credits", "preview")
+PER_WORKER = ("detect_in", "credits", "preview", "record")
 """The endpoints each fused worker binds for itself (:meth:`Endpoints.for_worker`)."""
 
 KiB = 2**10
@@ -94,6 +95,8 @@ STAGES = ("capture", "detect", "features", "classify", "asr")
 OUTSIDE = "outside client"
 UI = "ui"
 """The web view's process (:mod:`stream.ui`): a subscriber of the pipeline's outputs."""
+RECORDER = "recorder"
+"""The recorder's process (:mod:`stream.record`): writes the annotated video."""
 
 LAYOUT: Mapping[str, Hop] = MappingProxyType({
     "detect_in": Hop(SocketEnd(("detect",), zmq.PULL, None),
@@ -107,7 +110,8 @@ LAYOUT: Mapping[str, Hop] = MappingProxyType({
     "credits": Hop(SocketEnd(("classify",), zmq.PUB, 100),
                    SocketEnd(("capture",), zmq.SUB, 100), max_bytes=4 * KiB),
     "predictions": Hop(SocketEnd(("classify",), zmq.PUB, 1000),
-                       SocketEnd(("supervisor", OUTSIDE), zmq.SUB, 1000), max_bytes=1 * MiB,
+                       SocketEnd(("supervisor", RECORDER, OUTSIDE), zmq.SUB, 1000),
+                       max_bytes=1 * MiB,
                        outside=True),
     "text": Hop(SocketEnd(("classify",), zmq.SUB, 1000),
                 SocketEnd(("asr", OUTSIDE), zmq.PUB, 1000), max_bytes=64 * KiB,
@@ -119,7 +123,12 @@ LAYOUT: Mapping[str, Hop] = MappingProxyType({
     "monitor": Hop(SocketEnd(("supervisor",), zmq.PUB, 2),
                    SocketEnd((UI,), zmq.SUB, 2), max_bytes=1 * MiB),
     "transcript": Hop(SocketEnd(("classify",), zmq.PUB, 100),
-                      SocketEnd((UI, "supervisor"), zmq.SUB, 100), max_bytes=64 * KiB),
+                      SocketEnd((UI, "supervisor", RECORDER), zmq.SUB, 100),
+                      max_bytes=64 * KiB),
+    # the recorder's frames (bound only with ``record.path``): raw frames, bounded like the
+    # frame hops; a PUB with a queue of 2, never waited on (NOBLOCK): drops are counted
+    "record": Hop(SocketEnd(("detect",), zmq.PUB, 2),
+                  SocketEnd((RECORDER,), zmq.SUB, 2), max_bytes=None),
     # classify's predictions for the supervisor's own view, over a private hop: the public
     # predictions endpoint may be bound by anyone on the machine before classify binds it
     "results": Hop(SocketEnd(("supervisor",), zmq.PULL, 1000),
@@ -145,6 +154,7 @@ class Endpoints:
     monitor: str
     transcript: str
     results: str
+    record: str
     topics: tuple[str, ...] | None = None
     keys: RunKeys | None = None
 
@@ -163,7 +173,8 @@ class Endpoints:
 
     def for_worker(self, worker: int, config: EndpointConfig) -> Endpoints:
         """The endpoints fused worker ``worker`` binds, and its captures connect to: its
-        own input (``detect_in``), credits and preview; worker 0 keeps the run's own.
+        own input (``detect_in``), credits, preview and record; worker 0 keeps the run's
+        own.
         Over ipc the address takes the worker's number; over tcp, ports after the
         internal block (:data:`INTERNAL`), :data:`PER_WORKER` for each further worker."""
         if worker == 0:
