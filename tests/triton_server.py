@@ -24,6 +24,8 @@ import psutil
 SERVE_ENV = Path(__file__).resolve().parents[1] / "artifacts" / "serve-env"
 READY_TIMEOUT_S = 600.0
 """Generous: the first start also creates the serving environment."""
+READY_LINE = "serve-engines: ready:"
+"""The announcement exactly: other lines say 'did not become ready'."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -142,7 +144,7 @@ def start_serving(engine_dir: Path, state_dir: Path, *extra: str,
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        served.wait_for_line("ready", READY_TIMEOUT_S)
+        served.wait_for_line(READY_LINE, READY_TIMEOUT_S)
     except BaseException:
         served.stop()
         raise
@@ -155,6 +157,9 @@ def serving(engine_dir: Path, state_dir: Path, *extra: str, **options: object
     served = start_serving(engine_dir, state_dir, *extra, **options)  # type: ignore[arg-type]
     try:
         yield served
+    except BaseException:
+        print(served.stop())  # the server's own account, shown beside the failure
+        raise
     finally:
         served.stop()
 

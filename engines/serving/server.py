@@ -226,30 +226,43 @@ class Server:
             p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
         env["TMPDIR"] = str(scratch / "tmp")
         env["PYTHONUNBUFFERED"] = "1"
-        self._ready.clear()
-        self._died.clear()
+        # fresh events per life: a late word from the last worker cannot touch this one's
+        self._ready, self._died = threading.Event(), threading.Event()
         self._leftovers = set()
-        self.process = subprocess.Popen(
-            [str(self.env.python), str(WORKER), str(self._plan(scratch))],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            start_new_session=True)
-        threading.Thread(target=self._read_output, args=(self.process,), daemon=True).start()
+        # the worker's events come on a pipe of their own: tritonserver writes its log to the
+        # same stdout, and a line of it can land in the middle of an event line
+        events_read, events_write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [str(self.env.python), str(WORKER), str(self._plan(scratch)),
+                 str(events_write)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                start_new_session=True, pass_fds=(events_write,))
+        finally:
+            os.close(events_write)
+        threading.Thread(target=self._copy_log, args=(self.process,), daemon=True).start()
+        threading.Thread(target=self._read_events, args=(events_read, self._ready, self._died),
+                         daemon=True).start()
 
-    def _read_output(self, process: subprocess.Popen[str]) -> None:
+    def _copy_log(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
-        log_path = self.options.state_dir / "triton.log"
-        with open(log_path, "a") as log_file:
+        with open(self.options.state_dir / "triton.log", "a") as log_file:
             for line in process.stdout:
                 log_file.write(line)
                 log_file.flush()
-                if line.startswith("{"):
-                    with contextlib.suppress(json.JSONDecodeError):
-                        event = json.loads(line).get("event")
-                        if event == "ready":
-                            self._ready.set()
-                        elif event == "died":
-                            self._died.set()
-        self._died.set()
+
+    @staticmethod
+    def _read_events(events_read: int, ready: threading.Event, died: threading.Event) -> None:
+        """The worker's JSON event lines; the pipe's end means the worker is gone."""
+        with os.fdopen(events_read) as events:
+            for line in events:
+                with contextlib.suppress(json.JSONDecodeError, AttributeError):
+                    event = json.loads(line).get("event")
+                    if event == "ready":
+                        ready.set()
+                    elif event == "died":
+                        died.set()
+        died.set()
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> bool:
         """True once the worker said ready and Triton itself says every model is ready."""

@@ -9,15 +9,17 @@ batch Triton formed to one onnxruntime call). The model's identity (the manifest
 ``hidemo.*`` parameters) goes into the model configuration Triton serves, so a client can
 refuse a model that is not the engine it verified.
 
-It prints one JSON line ``{"event": "ready", ...}`` once every model is loaded and serves
-until SIGTERM or SIGINT.
+It writes one JSON line ``{"event": "ready", ...}`` to its events pipe (a file descriptor
+the supervisor passes; tritonserver's log shares stdout, so events never go there) once
+every model is loaded, and serves until SIGTERM or SIGINT.
 
-Usage (by the supervisor): ``<serving env>/bin/python worker.py PLAN.json``
+Usage (by the supervisor): ``<serving env>/bin/python worker.py PLAN.json EVENTS_FD``
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -95,8 +97,14 @@ def _add_parameters(triton: Any, name: str, parameters: dict[str, str]) -> None:
     raise RuntimeError(f"model {name!r} was not bound")
 
 
-def main(plan_path: str) -> int:
+def main(plan_path: str, events_fd: int) -> int:
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+    os.set_inheritable(events_fd, False)  # tritonserver must not hold the pipe open
+    events = os.fdopen(events_fd, "w", buffering=1)
+
+    def tell(event: dict[str, Any]) -> None:
+        events.write(json.dumps(event) + "\n")
 
     plan = json.loads(Path(plan_path).read_text())
     config = TritonConfig(
@@ -120,11 +128,10 @@ def main(plan_path: str) -> int:
         for model in plan["models"]:
             _bind(triton, model, plan["threads"])
         triton.run()
-        print(json.dumps({"event": "ready", "models": [m["name"] for m in plan["models"]]}),
-              flush=True)
+        tell({"event": "ready", "models": [m["name"] for m in plan["models"]]})
         while not stop.wait(1.0):
             if not triton.is_alive():
-                print(json.dumps({"event": "died"}), flush=True)
+                tell({"event": "died"})
                 return 1
         return 0
     finally:
@@ -132,4 +139,4 @@ def main(plan_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

@@ -309,7 +309,7 @@ class StartedServer:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                if "ready" in lines.get(timeout=1.0):
+                if "serve-engines: ready:" in lines.get(timeout=1.0):
                     return server
             except queue.Empty:
                 if process.poll() is not None:

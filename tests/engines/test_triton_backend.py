@@ -273,7 +273,8 @@ def test_a_dead_worker_is_cleaned_up_the_server_comes_back_and_stops_on_sigterm(
         segments = {p for p in Path("/dev/shm").iterdir() if p.name.startswith(
             f"pytrtion{worker.pid}-")}
         assert segments, "the Python backend maps its segments under the worker's pid"
-        scratch = [Path(worker.cmdline()[-1]).parent]  # the plan lies in its scratch folder
+        plan = next(arg for arg in worker.cmdline() if arg.endswith("plan.json"))
+        scratch = [Path(plan).parent]  # the plan lies in its scratch folder
         folders = {Path(arg).parents[1] for stub in worker.children(recursive=True)
                    for arg in stub.cmdline() if "/folder" in arg and arg.endswith("model.py")}
         assert folders, "each Python backend stub runs a model folder of its own"
@@ -285,7 +286,7 @@ def test_a_dead_worker_is_cleaned_up_the_server_comes_back_and_stops_on_sigterm(
         with pytest.raises(EngineUnavailable):
             for _ in range(50):  # until the server notices: then every call fails fast
                 engine.run({"pixels": pixels})
-        served.wait_for_line("ready again", 300)
+        served.wait_for_line("serve-engines: ready again:", 300)
         assert not [p.pid for p in psutil_group(group)], "no process of the dead group"
         assert not [p for p in segments if p.exists()], "its shm segments are removed"
         assert not [p for p in scratch if p.exists()], "its scratch folder is removed"

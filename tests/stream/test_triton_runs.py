@@ -84,7 +84,7 @@ def test_a_server_killed_mid_run_is_an_outage_the_run_reports_and_survives(
         server = served.tritonserver()
         server.send_signal(signal.SIGKILL)  # the worker notices, the supervisor restarts it
         killed_at = len(read_jsonl(predictions))
-        served.wait_for_line("ready again", 180)
+        served.wait_for_line("serve-engines: ready again:", 180)
         wait_for(lambda: any("image" in p["modalities"]
                              for p in read_jsonl(predictions)[killed_at + 2:]),
                  120, "predictions with images after the server came back", run)
