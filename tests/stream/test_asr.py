@@ -4,26 +4,37 @@ on a video that speaks known sentences (espeak-ng)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pipeline_runs import read_jsonl, write_config
-from speech_video import make_speech_video, missing_tools, word_errors
+from speech_video import (
+    CONTINUOUS,
+    continuous_speech,
+    make_speech_video,
+    missing_tools,
+    word_errors,
+    words_of,
+)
 
 from engines.adapters.transcriber import SAMPLE_RATE, Utterance
-from stream.config import RunConfig, load_config
+from stream.config import AsrConfig, RunConfig, load_config
 from stream.media.audio import AudioBlock, AudioInput, AudioProbe, probe_audio
 from stream.media.demo import write_demo_video
 from stream.media.speech import JoinedSpeech, Speech, SpeechSegmenter
 from stream.run.asr_plan import resolve_asr
 from stream.run.preflight import PreflightError
-from stream.stages.asr import AsrMemory, AsrStage, LinePublisher
+from stream.stages.asr import AsrMemory, AsrStage, LinePublisher, load_transcriber
 from stream.stages.loop import StopFlag
 from stream.transport.status import StatusReporter
 from stream.transport.text_topic import TextTopic
@@ -73,16 +84,91 @@ def test_segmenter_hands_out_each_utterance_once_it_has_ended() -> None:
     assert segmenter.vad_seconds < 2 * len(audio) / SAMPLE_RATE
 
 
-def test_segmenter_cuts_a_long_utterance_and_restarts_after_a_gap() -> None:
-    segmenter = SpeechSegmenter(energy_vad, step_s=1.0, min_silence_s=0.5, max_utterance_s=4)
+def test_a_forced_cut_falls_at_the_quietest_moment_and_the_pieces_overlap() -> None:
+    """8 s of tone with two quieter dips (still speech to the VAD): cut at 4 s, each cut
+    falls in the dip before the limit, and the pieces overlap by 1 s around it."""
+    audio = tone_track([(8, True)])
+    for dip in (2.6, 5.5):
+        audio[round(dip * SAMPLE_RATE):round((dip + 0.1) * SAMPLE_RATE)] *= 0.3
+    segmenter = SpeechSegmenter(energy_vad, step_s=1.0, min_silence_s=0.5, max_utterance_s=4,
+                                overlap_s=1.0)
     out = []
-    for block in blocks(tone_track([(10, True)])):
+    for block in blocks(audio):
         out += segmenter.feed(block)
-    assert [round(s.end - s.start, 2) for s in out] == [4.0, 4.0]  # cut at max_utterance_s
+        assert segmenter.buffered_s <= 4.5
+    out += segmenter.flush()
+    assert len(out) == 3 and segmenter.forced_cuts == 2
+    first, second, third = out
+    assert first.seam_after == pytest.approx(2.65, abs=0.06)
+    assert second.seam_after == pytest.approx(5.55, abs=0.06)
+    assert (first.seam_before, second.seam_before, third.seam_before) == (
+        None, first.seam_after, second.seam_after)
+    assert third.seam_after is None
+    for before, after in ((first, second), (second, third)):
+        assert before.end - before.seam_after == pytest.approx(0.5, abs=1e-3)
+        assert after.start == pytest.approx(before.seam_after - 0.5, abs=1e-3)
+    assert first.start == 0.0 and third.end == pytest.approx(8.0)
+    assert all(piece.end - piece.start <= 4.0 + 1e-9 for piece in out)
     # a jump in the timestamps ends what was being said
+    segmenter.feed(AudioBlock(0.0, tone_track([(1.0, True)])))
     out = segmenter.feed(AudioBlock(30.0, tone_track([(0.5, True)])))
-    assert [(round(s.start, 2), round(s.end, 2)) for s in out] == [(8.0, 10.0)]
+    assert [(round(s.start, 2), round(s.end, 2)) for s in out] == [(0.0, 1.0)]
     assert [round(s.start, 2) for s in segmenter.flush()] == [30.0]
+
+
+def loud_vad(audio: np.ndarray) -> list[tuple[int, int]]:
+    """:func:`energy_vad`, vectorised (the property test runs it many times)."""
+    frame = SAMPLE_RATE // 100
+    count = -(-len(audio) // frame)
+    padded = np.zeros(count * frame, np.float32)
+    padded[:len(audio)] = np.abs(audio)
+    loud = np.concatenate([[False], padded.reshape(count, frame).max(axis=1) > 0.1, [False]])
+    edges = np.flatnonzero(np.diff(loud.astype(np.int8)))
+    return [(int(a) * frame, min(len(audio), int(b) * frame))
+            for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(pattern=st.lists(st.tuples(st.floats(0.05, 9.0), st.booleans(), st.floats(0.2, 1.0)),
+                        min_size=1, max_size=8),
+       limit=st.floats(3.0, 8.0), share=st.floats(0.0, 0.25), block_s=st.floats(0.1, 1.5),
+       step_s=st.floats(0.5, 3.0))
+def test_segmenter_pieces_hold_every_loud_sample_and_overlap_only_at_seams(
+        pattern: list[tuple[float, bool, float]], limit: float, share: float, block_s: float,
+        step_s: float) -> None:
+    """Whatever the speech and the settings: every loud sample is in a piece, no piece is
+    longer than ``max_utterance_s``, and pieces overlap exactly where one was cut (by the
+    overlap, half on each side of its seam) and nowhere else."""
+    overlap = share * limit
+    parts = []
+    for seconds, loud, level in pattern:
+        n = round(seconds * SAMPLE_RATE)
+        t = np.arange(n) / SAMPLE_RATE
+        parts.append((level * np.sin(2 * np.pi * 220 * t) if loud else 0 * t).astype(np.float32))
+    audio = np.concatenate(parts)
+    segmenter = SpeechSegmenter(loud_vad, step_s=step_s, min_silence_s=0.5,
+                                max_utterance_s=limit, overlap_s=overlap)
+    out = []
+    for block in blocks(audio, 0.0, block_s):
+        out += segmenter.feed(block)
+        assert segmenter.buffered_s <= limit + block_s + 1e-6
+    out += segmenter.flush()
+    covered = np.zeros(len(audio), bool)
+    for piece in out:
+        first = round(piece.start * SAMPLE_RATE)
+        covered[first:first + len(piece.samples)] = True
+        assert len(piece.samples) <= round(limit * SAMPLE_RATE) + 1
+        assert np.array_equal(piece.samples, audio[first:first + len(piece.samples)])
+    loud = np.abs(audio) > 0.1
+    assert covered[loud].all(), "a loud sample is in no piece"
+    half = round(overlap * SAMPLE_RATE / 2) / SAMPLE_RATE
+    for before, after in itertools.pairwise(out):
+        if before.seam_after is not None:
+            assert after.seam_before == before.seam_after
+            assert before.end == pytest.approx(before.seam_after + half, abs=1e-6)
+            assert after.start == pytest.approx(before.seam_after - half, abs=1e-6)
+        else:
+            assert after.seam_before is None and after.start >= before.end - 1e-9
 
 
 def test_joined_utterances_map_whisper_times_back_to_media_time() -> None:
@@ -145,7 +231,7 @@ class FakeTranscriber:
     def __init__(self) -> None:
         self.calls: list[float] = []
 
-    def transcribe(self, audio: np.ndarray) -> list[Utterance]:
+    def transcribe(self, audio: np.ndarray, *, words: bool = False) -> list[Utterance]:
         seconds = len(audio) / SAMPLE_RATE
         self.calls.append(seconds)
         return [Utterance(0.0, seconds, f"words {len(self.calls)}")]
@@ -370,3 +456,48 @@ def test_a_live_input_is_timed_on_the_monotonic_clock_and_reopened_when_it_ends(
         assert transcriber.calls == [pytest.approx(1.0, abs=0.45)] * 4  # VAD-padded tones
     finally:
         context.destroy(linger=0)
+
+
+@pytest.mark.slow
+def test_speech_without_a_pause_loses_and_doubles_no_word_at_its_cuts(tmp_path: Path) -> None:
+    """28 s of espeak sentences with no pause between them, cut at 8 s (three or more
+    forced cuts) by the real VAD, transcribed by the real Whisper piece by piece: the lines
+    hold every word the same audio transcribed whole (one Whisper window, no cut) holds,
+    each as often. Whisper's own mishearings are those of the uncut control; a word lost
+    or doubled at a cut is not."""
+    if (why := missing_tools()) is not None:
+        pytest.skip(why)
+    pytest.importorskip("faster_whisper")
+    from engines.adapters.vad import SileroVad
+
+    path, audio = continuous_speech(tmp_path / "speech")
+    assert 20 * SAMPLE_RATE < len(audio) < 30 * SAMPLE_RATE  # the control is one window
+    transcriber = load_transcriber(AsrConfig())
+    control = Counter(words_of(" ".join(u.text for u in transcriber.transcribe(audio))))
+    context = zmq.Context()
+    try:
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.bind(f"ipc://{tmp_path}/asr-text")
+        pub = context.socket(zmq.PUB)
+        pub.connect(f"ipc://{tmp_path}/asr-text")
+        sub.poll(300)
+        time.sleep(0.3)
+        segmenter = SpeechSegmenter(SileroVad(), max_utterance_s=8.0, overlap_s=2.0)
+        stage = AsrStage(AudioInput(str(path), live=False), "file0", transcriber, segmenter,
+                         LinePublisher(pub, "file0", live=False),
+                         StatusReporter(None, "asr", 0), StopFlag(), paced=False,
+                         lead_s=60.0, memory=AsrMemory(None))
+        assert stage.run() == 0 and stage.problem is None
+        lines = _lines(sub)
+    finally:
+        context.destroy(linger=0)
+    assert segmenter.forced_cuts >= 3  # the speech never pauses long enough to end
+    heard = Counter(words_of(" ".join(line["text"] for line in lines)))
+    reference = Counter(words_of(" ".join(CONTINUOUS)))
+    wrong = {word: (count, heard[word]) for word, count in reference.items()
+             if control[word] == count and heard[word] != count}
+    assert not wrong, f"(said, heard) of words the uncut control heard right: {wrong}"
+    assert heard == control, (heard - control, control - heard)
+    starts = [line["media_start"] for line in lines]
+    assert starts == sorted(starts) and starts[0] >= 0 and lines[-1]["media_end"] <= 28.5
