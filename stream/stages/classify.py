@@ -3,7 +3,9 @@
 Features arrive per frame; each person's ring keeps the last ``window_seconds``. When a
 stream's media time passes its next stride, a window ending at that frame is built for each
 person seen recently (:func:`engines.adapters.windows.build_window`, as in training), and
-the due windows of all streams go through the classifier in one call. Each prediction is a
+the due windows of all streams go through the classifier in one call. A window with
+neither an image embedding nor a keypoint frame of its person makes no prediction (see
+:func:`has_evidence`; counted as ``windows_without_evidence``). Each prediction is a
 JSON record (``hidemo.prediction/2``, its JSON Schema in ``docs/prediction.schema.json``)
 sent to the sinks. Sequence numbers are accounted here: a gap the in-band drop count does
 not explain is reported as lost frames. A prediction's own ``seq`` is contiguous per stream
@@ -126,6 +128,8 @@ class _Stream:
         self.keypoint_frames = 0
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_KEEP)
         self.age_frames: deque[float] = deque(maxlen=LATENCY_KEEP)
+        self.without_evidence = 0
+        """Due windows with neither an image nor a keypoint frame: no prediction."""
         self.ended = False
         self.end: tuple[int, int] | None = None
         """(generation, frames sent) of the last end of stream: a later frame that the end
@@ -146,6 +150,7 @@ class _Stream:
         return {  # counts saturate where the report is sent (StageStatus.to_json)
             "frames": book.frames, "dropped": book.dropped, "lost": book.lost,
             "generations": book.generations, "predictions": self.predictions,
+            "windows_without_evidence": self.without_evidence,
             "rates": self.rates(), "ended": self.ended,
             "latency_ms": _percentiles(latency), "age_frames": _percentiles(age),
         }
@@ -177,6 +182,7 @@ class ClassifyStage(BatchStage):
         self._streams: dict[str, _Stream] = {}
         self._rings: dict[tuple[str, int, int], PersonRing] = {}
         self.non_finite = 0
+        self.without_evidence = 0
 
     def _stream(self, name: str) -> _Stream:
         if name not in self._streams:
@@ -315,9 +321,12 @@ class ClassifyStage(BatchStage):
                                         end + offset)
             window = ring.window(end, image_rate=c.image_rate, keypoint_rate=c.keypoint_rate,
                                  image_dim=c.image_dim, text_dim=c.text_dim, text=text)
-            if window.modalities_present[0]:  # a fully masked window gives NaN: skip it
+            if has_evidence(window):
                 windows.append(window)
                 kept.append((header, track, ring))
+            else:
+                self._streams[header.stream].without_evidence += 1
+                self.without_evidence += 1
         if not windows:
             return
         batch = WindowBatch.stack(windows)
@@ -415,6 +424,7 @@ class ClassifyStage(BatchStage):
                 "results_unsent": self.sinks.unsent("results"),
                 "state_unsaved": 0 if self.memory is None else self.memory.unsaved,
                 "non_finite_predictions": self.non_finite,
+                "windows_without_evidence": self.without_evidence,
                 "text_lines": 0 if self.text is None else self.text.received,
                 "text_superseded": 0 if self.text is None else self.text.superseded}
 
@@ -437,6 +447,15 @@ class ClassifyStage(BatchStage):
         self.sinks.close()
         if self.trace is not None:
             self.trace.close()
+
+
+def has_evidence(window: WindowBatch) -> bool:
+    """Whether ``window`` (a batch of one) holds something of its person: an image
+    embedding or a keypoint frame. Text alone is the stream's words, said by whoever speaks
+    (maybe no one in view): it is the stream's transcript, not this person's evidence, and
+    a window of text alone would give every person seen lately the same prediction. A
+    window with nothing at all would give NaN."""
+    return bool(window.image_mask.any() or window.keypoints_mask.any())
 
 
 def _contradicts(end: tuple[int, int] | None, header: Header) -> bool:

@@ -56,6 +56,7 @@ class StreamFigures(TypedDict, total=False):
     lost: Count
     generations: Count
     predictions: Count
+    windows_without_evidence: Count
     rates: dict[Name, float]
     ended: bool
     latency_ms: dict[Name, float]
