@@ -601,10 +601,10 @@ class SinksConfig(_Strict):
 
 DEFAULT_OVERLAP_S = 2.0
 """``asr.overlap_s`` when not given (less where ``max_utterance_s`` is short)."""
-WORD_MATCH_S = 0.6
-"""Two transcriptions of one word (by the overlapping pieces of a forced cut) are placed
-within this many seconds of each other (:mod:`stream.media.stitch`); the words of the last
-``overlap_s / 2`` plus twice this before a cut wait for the next piece."""
+WORD_MATCH_S = 0.25
+"""Two transcriptions of one word (by the overlapping pieces of a forced cut) overlap in
+time or leave at most this many seconds between them (:mod:`stream.media.stitch`); the
+words of the last ``overlap_s / 2`` plus twice this before a cut wait for the next piece."""
 
 
 class AsrConfig(_Strict):

@@ -78,6 +78,8 @@ class SpeechSegmenter:
         self._length = 0
         self._start = 0.0
         self._new = 0
+        self._block = 0
+        """The latest block's length: the next one is taken to be as long."""
         self._seam: float | None = None
         """The seam the buffer's first sample continues (it starts ``half`` before it)."""
         self.passes = 0
@@ -97,10 +99,11 @@ class SpeechSegmenter:
         if not self._length:
             self._start = block.start
         self._parts.append(np.asarray(block.samples, np.float32))
-        self._length += len(block.samples)
-        self._new += len(block.samples)
-        if self._new >= self.step or self._length >= self.limit:
-            out += self._pass(final=False)
+        self._block = len(block.samples)
+        self._length += self._block
+        self._new += self._block
+        if self._new >= self.step or self._length + self._block > self.limit:
+            out += self._pass(final=False)  # (before the next block overfills it)
         return out
 
     def flush(self) -> list[Speech]:
@@ -120,9 +123,9 @@ class SpeechSegmenter:
         closed = [span for span in spans if final or span[1] <= n - self.guard]
         out = [self._speech(audio, s, e) for s, e in closed]
         forced = None
-        if not final and len(closed) < len(spans) and n >= self.limit:
+        if not final and len(closed) < len(spans):
             start = spans[len(closed)][0]
-            if n - start >= max(self.limit - self.step, self.limit // 2):
+            if n - start + self._block > self.limit:  # the next block would overfill it
                 forced = start, self._quietest(audio, start, min(n, start + self.limit))
         if forced is not None:  # speech going on too long: cut it, overlapping the next
             start, seam = forced
@@ -157,7 +160,7 @@ class SpeechSegmenter:
         reach = min(n, 2 * self.half)
         if spans and spans[0][0] <= reach + self.guard:
             return [(0, max(spans[0][1], reach)), *spans[1:]]
-        return [(0, reach), *spans]
+        return [(0, reach), *spans] if reach else spans
 
     def _speech(self, audio: np.ndarray, start: int, end: int, *,
                 seam_after: float | None = None) -> Speech:
@@ -167,11 +170,12 @@ class SpeechSegmenter:
     def _quietest(self, audio: np.ndarray, start: int, end: int) -> int:
         """The seam of speech running from ``start`` to ``end`` (samples): the quietest
         moment (lowest short-time energy; the latest of equals) of its last
-        :data:`CUT_SEARCH_S`, leaving half the overlap after it for the piece's end and the
-        piece at least half its length before it."""
+        :data:`CUT_SEARCH_S`, leaving half the overlap after it for the piece's end, the
+        piece at least half its length before it, and the buffer room for the next block."""
         high = end - self.half
-        low = max(high - round(CUT_SEARCH_S * SAMPLE_RATE), start + (high - start) // 2)
-        return quietest(audio, low, high)
+        room = len(audio) + self._block + self.half - self.limit
+        low = max(high - round(CUT_SEARCH_S * SAMPLE_RATE), start + (high - start) // 2, room)
+        return quietest(audio, min(low, high), high)
 
 
 def quietest(audio: np.ndarray, low: int, high: int) -> int:
@@ -182,10 +186,13 @@ def quietest(audio: np.ndarray, low: int, high: int) -> int:
     if count <= 0:
         return high
     frames = np.asarray(audio[low:low + count * frame], np.float64).reshape(count, frame)
-    power = np.convolve((frames ** 2).mean(axis=1), np.ones(QUIET_SMOOTH) / QUIET_SMOOTH,
-                        mode="same")
-    index = count - 1 - int(np.argmin(power[::-1]))
-    return low + index * frame + frame // 2
+    raw = (frames ** 2).mean(axis=1)
+    width = min(QUIET_SMOOTH, count)
+    padded = np.pad(raw, (width // 2, (width - 1) // 2), mode="edge")
+    smooth = np.convolve(padded, np.ones(width) / width, mode="valid")  # one per frame
+    scale = max(float(smooth.max()), 1e-12)  # equal up to rounding: the quieter frame wins
+    order = np.lexsort((-np.arange(count), raw, np.round(smooth / scale, 6)))
+    return low + int(order[0]) * frame + frame // 2
 
 
 JOIN_GAP_S = 0.2

@@ -327,11 +327,11 @@ class AsrStage:
             self._line += 1
             timed = utterance.words or (TimedWord(utterance.start, utterance.end,
                                                   utterance.text),)
-            for word in timed:
+            for number, word in enumerate(timed):
                 start = joined.media_time(word.start)
                 end = max(start, joined.media_time(word.end, end=True))
                 index = joined.piece_at((word.start + word.end) / 2)
-                pieces[index].append(Word(start, end, word.text, self._line))
+                pieces[index].append(Word(start, end, word.text, self._line, number == 0))
         out: list[Word] = []
         for piece, words in zip(batch, pieces, strict=True):
             out += self.stitcher.take(words, seam_before=piece.seam_before,

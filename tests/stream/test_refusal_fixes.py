@@ -137,7 +137,7 @@ def test_any_suggested_fix_makes_the_configuration_acceptable(
      "--set placement=split; or --set placement=auto; or --set features.replicas=1", None),
     ({"sources": [{"spec": "rtsp://cam/live", "read_timeout_s": 40.5}]},
      "--set supervisor.hang_after_s=41", None),
-    ({"asr": {"lead_s": 5}}, "--set asr.lead_s=23.7", None),
+    ({"asr": {"lead_s": 5}}, "--set asr.lead_s=23.0", None),
 ], ids=["always-on-loopback", "wildcard", "always-and-wildcard", "missing-key-paths",
         "fused-replicas", "url-timeout", "asr-lead"])
 def test_each_refusal_names_the_fix_for_the_configuration_it_refuses(
