@@ -34,7 +34,7 @@ from stream.config import AsrConfig, RunConfig, load_config
 from stream.media.audio import AudioBlock, AudioInput, AudioProbe, probe_audio
 from stream.media.demo import write_demo_video
 from stream.media.speech import JoinedSpeech, Speech, SpeechSegmenter, quietest
-from stream.media.stitch import Word
+from stream.media.stitch import Stitcher, StitchState, Word
 from stream.run.asr_plan import resolve_asr
 from stream.run.preflight import PreflightError
 from stream.stages.asr import AsrMemory, AsrStage, LinePublisher, load_transcriber
@@ -202,6 +202,26 @@ def test_joined_utterances_map_whisper_times_back_to_media_time() -> None:
     assert joined.media_time(2.2, end=True) == 12.0  # in the gap: the first piece's end
     assert joined.media_time(2.2) == 20.0  # ... or the next one's start
     assert joined.media_time(3.0) == 20.5 and joined.media_time(9.0, end=True) == 21.0
+
+
+def test_the_words_waiting_at_a_cut_survive_a_restart(tmp_path: Path) -> None:
+    """A restarted ASR joins the next piece to the words the dead one held at its last cut
+    (kept with the published time); a state file from before cuts were joined still
+    loads."""
+    path = tmp_path / "asr-0.json"
+    held = StitchState(seam=12.5, tail=[(11.9, 12.3, " is", 4, False),
+                                        (12.3, 12.9, " furnished", 4, False)])
+    AsrMemory(path).save(13.5, held)
+    again = AsrMemory(path)
+    assert again.until == 13.5 and again.stitch == held
+    stitcher = Stitcher(half_s=1.0)
+    stitcher.restore(again.stitch)
+    later = [Word(11.95, 12.3, " is", 9, True), Word(12.3, 12.9, " furnished", 9),
+             Word(12.9, 13.2, " with", 9)]
+    assert [w.text for w in stitcher.take(later, seam_before=12.5)] == [" is", " furnished",
+                                                                        " with"]
+    path.write_text(json.dumps({"published_until": 7.0}))
+    assert AsrMemory(path).until == 7.0 and AsrMemory(path).stitch == StitchState()
 
 
 def _topic(tmp_path: Path, clock) -> tuple[zmq.Context, zmq.Socket, TextTopic]:
