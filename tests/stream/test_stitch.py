@@ -83,7 +83,7 @@ def heard(draw: st.DrawFn, words: list[Spoken], low: float, high: float, missed:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(timeline=timelines(), data=st.data())
 def test_every_word_comes_out_once_in_order_whatever_the_cuts(
         timeline: tuple[list[Spoken], list[float], float], data: st.DataObject) -> None:
