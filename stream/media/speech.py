@@ -154,13 +154,21 @@ class SpeechSegmenter:
     def _continued(self, spans: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
         """After a forced cut the buffer starts half the overlap before the seam: its first
         span starts there and reaches at least the end of the piece before (which ran on
-        half the overlap past the seam), however the VAD heard the seam's quiet moment."""
+        half the overlap past the seam), however the VAD heard the seam's quiet moment.
+        Speech the VAD heard starting before that end (after a short pause) joins the
+        first span: two pieces may overlap only at a seam, where the stitcher expects it."""
         if self._seam is None:
             return spans
         reach = min(n, 2 * self.half)
         if spans and spans[0][0] <= reach + self.guard:
-            return [(0, max(spans[0][1], reach)), *spans[1:]]
-        return [(0, reach), *spans] if reach else spans
+            first, rest = (0, max(spans[0][1], reach)), spans[1:]
+        elif reach:
+            first, rest = (0, reach), spans
+        else:
+            return spans
+        while rest and rest[0][0] <= first[1]:
+            first, rest = (0, max(first[1], rest[0][1])), rest[1:]
+        return [first, *rest]
 
     def _speech(self, audio: np.ndarray, start: int, end: int, *,
                 seam_after: float | None = None) -> Speech:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zmq
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pipeline_runs import read_jsonl, write_config
 from speech_video import (
@@ -154,6 +154,10 @@ def loud_vad(audio: np.ndarray) -> list[tuple[int, int]]:
                         min_size=1, max_size=8),
        limit=st.floats(3.0, 8.0), share=st.floats(0.0, 0.25), block_s=st.floats(0.1, 1.5),
        step_s=st.floats(0.5, 3.0))
+@example(  # speech resumes 0.25 s after a cut's seam, inside the overlap the cut promised
+    pattern=[(1.0625, False, 1.0), (1.0625, False, 1.0), (3.5, True, 1.0), (0.25, False, 1.0),
+             (1.0, True, 1.0)],
+    limit=3.0, share=0.25, block_s=0.5, step_s=1.0)
 def test_segmenter_pieces_hold_every_loud_sample_and_overlap_only_at_seams(
         pattern: list[tuple[float, bool, float]], limit: float, share: float, block_s: float,
         step_s: float) -> None:
