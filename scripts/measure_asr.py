@@ -72,7 +72,8 @@ def main() -> int:
         transcriber = load_transcriber(config)
         segmenter = SpeechSegmenter(SileroVad(min_silence_s=config.min_silence_s),
                                     step_s=config.step_s, min_silence_s=config.min_silence_s,
-                                    max_utterance_s=config.max_utterance_s)
+                                    max_utterance_s=config.max_utterance_s,
+                                    overlap_s=config.overlap())
         load = {"cpu_s": round(time.process_time() - cpu, 2),
                 "wall_s": round(time.perf_counter() - wall, 2)}
         publisher = Recorder()

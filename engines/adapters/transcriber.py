@@ -31,13 +31,24 @@ MODEL_FILES = ("model.bin", "config.json")
 
 
 @dataclass(frozen=True)
-class Utterance:
-    """One transcribed stretch: ``start``/``end`` seconds from the start of the audio given,
-    and its words (stripped, never empty)."""
+class TimedWord:
+    """One word of an utterance and where Whisper puts it (seconds from the start of the
+    audio given); ``text`` as Whisper spells it, with its leading space."""
 
     start: float
     end: float
     text: str
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One transcribed stretch: ``start``/``end`` seconds from the start of the audio given,
+    and its words (stripped, never empty); ``words`` are filled only when asked for."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[TimedWord, ...] = ()
 
 
 class Transcriber(Protocol):
@@ -45,7 +56,9 @@ class Transcriber(Protocol):
 
     name: str
 
-    def transcribe(self, audio: np.ndarray) -> list[Utterance]: ...
+    def transcribe(self, audio: np.ndarray, *, words: bool = False) -> list[Utterance]:
+        """Utterances of ``audio``; with ``words``, each with its words' times too."""
+        ...
 
 
 class TranscriberUnavailable(RuntimeError):
@@ -111,14 +124,18 @@ class WhisperTranscriber:
                                          f"{INSTALL_FIX}") from error
         return cls(model, name=name or path.name, language=language, beam_size=beam_size)
 
-    def transcribe(self, audio: np.ndarray) -> list[Utterance]:
+    def transcribe(self, audio: np.ndarray, *, words: bool = False) -> list[Utterance]:
+        """Whisper's segments; ``words`` asks for word times too (Whisper aligns them after
+        decoding: some CPU more, so only where a caller joins overlapping audio by them)."""
         segments, _ = self.model.transcribe(  # type: ignore[attr-defined]
             np.ascontiguousarray(audio, np.float32), language=self.language,
             beam_size=self.beam_size, vad_filter=False, condition_on_previous_text=False,
-            temperature=0.0)
+            temperature=0.0, word_timestamps=words)
         out = []
         for segment in segments:
             text = segment.text.strip()
             if text:
-                out.append(Utterance(float(segment.start), float(segment.end), text))
+                timed = tuple(TimedWord(float(w.start), float(w.end), w.word)
+                              for w in (segment.words or ()) if w.word.strip())
+                out.append(Utterance(float(segment.start), float(segment.end), text, timed))
         return out

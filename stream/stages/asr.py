@@ -20,6 +20,13 @@ when it is not. It exits 0 at the end of the file, before the video's end for a 
 file. A live line arrives after the utterance ends (silence, a VAD step, transcription:
 a few seconds), so only the windows that end after that carry it.
 
+Forced cuts. Speech without a pause is cut into overlapping pieces
+(:mod:`stream.media.speech`); a piece that continues a cut is never in one Whisper call with
+the piece before it, the pieces around a cut are transcribed with word times, and a
+:class:`~stream.media.stitch.Stitcher` keeps each word once. The words just before a cut
+wait for the next piece (kept in the run's private folder with the published time, so a
+restart loses none of them).
+
 Failure. A source whose audio cannot be opened or decoded is logged and reported
 (``problem`` in its status) and the process exits 0: the video goes on without text. A
 live input that drops is reopened with the source's backoff. A missing model exits with
@@ -43,6 +50,7 @@ from pydantic import BaseModel, ConfigDict
 from engines.adapters.transcriber import (
     PACKAGED_NAME,
     SAMPLE_RATE,
+    TimedWord,
     Transcriber,
     TranscriberUnavailable,
     WhisperTranscriber,
@@ -54,6 +62,7 @@ from stream.exitcodes import EX_CONFIG, FATAL_MARKER
 from stream.files import write_document
 from stream.media.audio import AudioCorrupt, AudioInput, AudioReader, audio_input
 from stream.media.speech import JoinedSpeech, Speech, SpeechSegmenter
+from stream.media.stitch import Stitcher, StitchState, Word
 from stream.stages.loop import StopFlag
 from stream.stages.sinks import JsonlSink, json_line
 from stream.strictjson import JsonDict
@@ -79,24 +88,31 @@ def load_transcriber(config: AsrConfig) -> WhisperTranscriber:
 
 
 class AsrMemory:
-    """The media time up to which a file's lines were published, in the run's private
-    folder: a restarted ASR skips what the dead one already sent."""
+    """The media time up to which a file's lines were published, and the words waiting
+    at a forced cut for the piece that continues it (:class:`~stream.media.stitch.Stitcher`),
+    in the run's private folder: a restarted ASR skips what the dead one already sent and
+    joins the next piece to the words it held."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.until = 0.0
+        self.stitch = StitchState()
         if path is not None and path.is_file():
             try:
-                self.until = float(json.loads(path.read_text())["published_until"])
+                saved = json.loads(path.read_text())
+                self.until = float(saved["published_until"])
+                self.stitch = StitchState.model_validate(saved.get("stitch", {}))
             except (OSError, ValueError, KeyError, TypeError) as error:
                 log.warning("asr state %s unreadable (%s); starting afresh", path, error)
 
-    def save(self, until: float) -> None:
+    def save(self, until: float, stitch: StitchState | None = None) -> None:
         self.until = until
+        self.stitch = stitch or StitchState()
         if self.path is None:
             return
+        body = {"published_until": until, "stitch": self.stitch.model_dump()}
         try:
-            write_document(self.path, json.dumps({"published_until": until}), durable=False)
+            write_document(self.path, json.dumps(body), durable=False)
         except OSError as error:  # a full disk: the old time stays whole
             log.warning("asr state %s not saved: %s", self.path, error)
 
@@ -193,6 +209,11 @@ class AsrStage:
         self.batch_s = 0.0 if input.live else batch_s  # live: every utterance at once
         self.backoff_s = backoff_s
         self._batch: list[Speech] = []
+        self.stitcher = Stitcher(half_s=segmenter.half / SAMPLE_RATE)
+        if not input.live:
+            self.stitcher.restore(memory.stitch)
+        self._line = max((word.line for word in self.stitcher.tail), default=0)
+        """The last Whisper segment's number: a line is the words of one segment."""
         self.figures = AsrFigures()
         self.failed = FailedItems(reporter.counters, "asr")
         self.problem: str | None = None
@@ -204,7 +225,7 @@ class AsrStage:
         return {"stream": self.stream, "audio": self.input.describe()[:256],
                 "model": self.transcriber.name, "problem": self.problem,
                 "transcript_unwritten": 0 if transcript is None else transcript.failed,
-                **self.figures.report()}
+                "forced_cuts": self.segmenter.forced_cuts, **self.figures.report()}
 
     def run(self) -> int:
         if self.input.live:
@@ -274,17 +295,25 @@ class AsrStage:
         for one in speech:
             if not self.input.live and one.end <= self.memory.until:
                 self.figures.skipped += 1  # published before a restart
-            else:
-                self._batch.append(one)
+                continue
+            if one.seam_before is not None and self._batch:
+                # never in one Whisper call with the piece it overlaps (the same audio twice)
+                batch, self._batch = self._batch, []
+                self._transcribe(batch)
+            self._batch.append(one)
         if self._batch and (final or now - self._batch[0].start >= self.batch_s):
             batch, self._batch = self._batch, []
             self._transcribe(batch)
+        if final:  # nothing continues the last forced cut: its waiting words count
+            self._publish(self.stitcher.finish())
 
     def _transcribe(self, batch: list[Speech]) -> None:
         joined = JoinedSpeech(batch)
+        seams = any(one.seam_before is not None or one.seam_after is not None
+                    for one in batch)
         started, began = time.process_time(), time.monotonic()
-        try:
-            utterances = self.transcriber.transcribe(joined.samples)
+        try:  # word times only where a forced cut's pieces are joined by them
+            utterances = self.transcriber.transcribe(joined.samples, words=seams)
         except (RuntimeError, ValueError) as error:
             self.failed.add(error)
             return
@@ -294,14 +323,40 @@ class AsrStage:
         self.figures.utterances += len(batch)
         self.figures.speech_s += sum(one.end - one.start for one in batch)
         self.reporter.counters.processed += len(batch)
+        pieces: list[list[Word]] = [[] for _ in batch]
         for utterance in utterances:
-            start = joined.media_time(utterance.start)
-            end = joined.media_time(utterance.end, end=True)
-            self.publisher.send(start, max(start, end), utterance.text)
+            self._line += 1
+            timed = utterance.words or (TimedWord(utterance.start, utterance.end,
+                                                  utterance.text),)
+            for number, word in enumerate(timed):
+                start = joined.media_time(word.start)
+                end = max(start, joined.media_time(word.end, end=True))
+                index = joined.piece_at((word.start + word.end) / 2)
+                pieces[index].append(Word(start, end, word.text, self._line, number == 0))
+        out: list[Word] = []
+        for piece, words in zip(batch, pieces, strict=True):
+            out += self.stitcher.take(words, seam_before=piece.seam_before,
+                                      seam_after=piece.seam_after)
+        self._publish(out)
+        if not self.input.live:
+            self.memory.save(batch[-1].end, self.stitcher.state())
+
+    def _publish(self, words: list[Word]) -> None:
+        """One line per run of words from one Whisper segment."""
+        runs: list[list[Word]] = []
+        for word in words:
+            if runs and runs[-1][-1].line == word.line:
+                runs[-1].append(word)
+            else:
+                runs.append([word])
+        for run in runs:
+            text = "".join(word.text for word in run).strip()
+            if not text:
+                continue
+            start = run[0].start
+            self.publisher.send(start, max(start, max(word.end for word in run)), text)
             self.figures.lines += 1
             self.reporter.counters.sent += 1
-        if not self.input.live:
-            self.memory.save(batch[-1].end)
 
 
 def run_asr(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
@@ -329,7 +384,7 @@ def run_asr(config: RunConfig, index: int, endpoints: Endpoints, stop: StopFlag,
         return EX_CONFIG
     segmenter = SpeechSegmenter(SileroVad(min_silence_s=asr.min_silence_s),
                                 step_s=asr.step_s, min_silence_s=asr.min_silence_s,
-                                max_utterance_s=asr.max_utterance_s)
+                                max_utterance_s=asr.max_utterance_s, overlap_s=asr.overlap())
     memory = AsrMemory(None if state_dir is None else state_dir / f"asr-{index}.json")
     transcript = None if out is None else JsonlSink(out / f"transcript-{stream}.jsonl",
                                                      name="transcript")

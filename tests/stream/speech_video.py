@@ -17,6 +17,9 @@ import numpy as np
 
 from stream.media.demo import write_demo_video
 
+SPEECH_RATE = 16_000
+"""What the ASR reads: 16 kHz mono."""
+
 SENTENCES = (
     "I am happy with how I played today.",
     "The match was hard but we won in the end.",
@@ -50,9 +53,12 @@ def missing_tools() -> str | None:
     return None
 
 
-def speak(text: str, path: Path) -> tuple[np.ndarray, int]:
+def speak(text: str, path: Path, *, words_per_minute: int | None = None
+          ) -> tuple[np.ndarray, int]:
     """espeak-ng's rendering of ``text``: int16 samples and their rate."""
-    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
+    speed = [] if words_per_minute is None else ["-s", str(words_per_minute)]
+    subprocess.run(["espeak-ng", *speed, "-w", str(path), text], check=True,
+                   capture_output=True)
     with wave.open(str(path)) as wav:
         rate = wav.getframerate()
         samples = np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
@@ -114,3 +120,47 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 def _words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c in " '" else " " for c in text).split()
+
+
+CONTINUOUS = (
+    "The old house on the hill is furnished with dark wooden chairs",
+    "children walk along the river to reach the school near the bridge",
+    "I want to thank the crowd for their support",
+    "we planted tomatoes and beans in the garden last spring",
+    "please close the window when you leave the room",
+    "she bought a new bicycle for her long ride to work",
+    "the library is open every day except sunday",
+    "my sister plays the piano while our father reads the newspaper",
+)
+"""Sentences Whisper tiny.en hears well from espeak-ng at 140 words a minute, one by one."""
+
+
+def continuous_speech(folder: Path, sentences: tuple[str, ...] = CONTINUOUS, *,
+                      margin_s: float = 0.5) -> tuple[Path, np.ndarray]:
+    """``sentences`` spoken without a pause between them (each one's own leading and
+    trailing silence cut off), ``margin_s`` of silence before and after: a 16 kHz mono WAV
+    and its float32 samples."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [np.zeros(round(margin_s * SPEECH_RATE), np.float32)]
+    for index, text in enumerate(sentences):
+        samples, rate = speak(text, folder / f"c{index}.wav", words_per_minute=140)
+        sound = samples.astype(np.float32) / 32768
+        loud = np.flatnonzero(np.abs(sound) > 0.01)
+        sound = sound[loud[0]:loud[-1] + 1]
+        count = round(len(sound) * SPEECH_RATE / rate)
+        parts.append(np.interp(np.arange(count) * rate / SPEECH_RATE, np.arange(len(sound)),
+                               sound).astype(np.float32))
+    parts.append(parts[0])
+    audio = np.concatenate(parts)
+    path = folder / "continuous.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SPEECH_RATE)
+        wav.writeframes((audio * 32767).astype(np.int16).tobytes())
+    return path, audio
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-cased words without punctuation: how transcripts are compared."""
+    return _words(text)

@@ -87,7 +87,7 @@ URL_SOURCES = st.lists(st.fixed_dictionaries({
 ASR = st.fixed_dictionaries({
     "lead_s": st.floats(0.0, 60.0), "max_utterance_s": st.floats(1.5, 30.0),
     "batch_s": st.floats(0.0, 40.0), "min_silence_s": st.floats(0.1, 3.0),
-    "step_s": st.floats(0.1, 5.0)})
+    "step_s": st.floats(0.1, 5.0), "overlap_s": st.floats(0.0, 8.0)})
 
 
 @st.composite
@@ -137,7 +137,7 @@ def test_any_suggested_fix_makes_the_configuration_acceptable(
      "--set placement=split; or --set placement=auto; or --set features.replicas=1", None),
     ({"sources": [{"spec": "rtsp://cam/live", "read_timeout_s": 40.5}]},
      "--set supervisor.hang_after_s=41", None),
-    ({"asr": {"lead_s": 5}}, "--set asr.lead_s=22.5", None),
+    ({"asr": {"lead_s": 5}}, "--set asr.lead_s=23.0", None),
 ], ids=["always-on-loopback", "wildcard", "always-and-wildcard", "missing-key-paths",
         "fused-replicas", "url-timeout", "asr-lead"])
 def test_each_refusal_names_the_fix_for_the_configuration_it_refuses(
