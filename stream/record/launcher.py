@@ -1,13 +1,12 @@
 """Starts the recorder's process beside the pipeline and keeps it up, apart from it.
 
-The recorder is not a stage: the supervisor neither waits for it nor fails the run because
-of it. :class:`RecorderProcess` starts ``python -m stream.record.process SPEC PART`` and a
-watcher thread restarts it with backoff when it dies, at most ``max_restarts`` times, then
-the run goes on without it, with a warning. A restarted recorder cannot append to a file
-its predecessor never closed: part ``N`` writes ``NAME.partN.mp4``. Its log goes to
-``recorder.log`` beside the stages' logs; each part leaves its figures in
-``record-stats-PART.json`` in the run's private folder, which :meth:`RecorderProcess.report`
-gathers for ``summary.json``.
+The recorder is not a stage (:class:`stream.side_process.SideProcess`):
+:class:`RecorderProcess` starts ``python -m stream.record.process SPEC PART`` and restarts
+it with backoff when it dies, at most ``max_restarts`` times. A restarted recorder cannot
+append to a file its predecessor never closed: part ``N`` writes ``NAME.partN.mp4``. Its
+log goes to ``recorder.log`` beside the stages' logs; each part leaves its figures in
+``record-stats-PART.json`` in the run's private folder, which
+:meth:`RecorderProcess.report` gathers for ``summary.json``.
 
 Example:
     >>> record_paths(Path("talk.mp4"), ["file0"])
@@ -19,25 +18,19 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import subprocess
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.config import EndpointConfig
+from stream.side_process import SideProcess
 from stream.strictjson import JsonDict
 from stream.transport.endpoints import Endpoints
 
-log = logging.getLogger(__name__)
-
-BACKOFF_S = 0.5
-BACKOFF_MAX_S = 8.0
 STOP_TIMEOUT_S = 20.0
 """How long a stopping recorder may take to draw and encode the frames it holds and close
 its files before it is killed (which leaves them unplayable)."""
@@ -101,88 +94,29 @@ def record_paths(path: Path, streams: Sequence[str], part: int = 0) -> dict[str,
     return out
 
 
-class RecorderProcess:
+class RecorderProcess(SideProcess):
     """The recorder process, restarted (as a new part) when it dies, stopped with the run."""
 
     def __init__(self, spec_path: Path, spec: RecorderSpec, log_path: Path,
                  max_restarts: int = 2) -> None:
+        super().__init__("the recorder", log_path, max_restarts=max_restarts,
+                         stop_timeout_s=STOP_TIMEOUT_S)
         self.spec_path = spec_path
         self.spec = spec
-        self.log_path = log_path
-        self.max_restarts = max_restarts
-        self.restarts = 0
         self.part = 0
-        self.exit_codes: list[int] = []
-        self.warnings: list[str] = []
-        self.process: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
 
-    def _spawn(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream.record.process", str(self.spec_path),
-                 str(self.part)],
-                stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)  # Ctrl-C is for hidemo run, which stops it in order
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "stream.record.process", str(self.spec_path),
+                str(self.part)]
 
-    def start(self) -> None:
-        with self._lock:
-            self._spawn()
-        self._watcher = threading.Thread(target=self._watch, name="record-watch", daemon=True)
-        self._watcher.start()
+    def restart_note(self) -> str:
+        return f" as part {self.part + 1}"
 
-    def _watch(self) -> None:
-        while True:
-            process = self.process
-            if process is None:
-                return
-            code = process.wait()
-            if self._stopping.is_set():
-                return
-            self.exit_codes.append(code)
-            if self.restarts >= self.max_restarts:
-                self._warn(f"the recorder exited ({code}) after {self.restarts} restart(s); "
-                           f"the run goes on without it (log: {self.log_path})")
-                return
-            backoff = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** self.restarts)
-            self._warn(f"the recorder exited ({code}); restarting in {backoff:.1f} s as part "
-                       f"{self.part + 1} (log: {self.log_path})")
-            if self._stopping.wait(backoff):
-                return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                self.restarts += 1
-                self.part += 1
-                self._spawn()
+    def before_restart(self) -> None:
+        self.part += 1
 
-    def _warn(self, message: str) -> None:
-        log.warning("%s", message)
-        self.warnings.append(message)
-
-    def stop(self) -> None:
-        """SIGTERM (the recorder writes what it holds and closes its files), wait up to
-        :data:`STOP_TIMEOUT_S`, then SIGKILL."""
-        self._stopping.set()
-        with self._lock:
-            process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                self._warn(f"the recorder did not stop within {STOP_TIMEOUT_S:g} s and was "
-                           f"killed: its last file is not playable (log: {self.log_path})")
-        if process is not None and process.returncode is not None:
-            self.exit_codes.append(process.returncode)
-        if self._watcher is not None:
-            self._watcher.join(STOP_TIMEOUT_S)
+    def killed_consequence(self) -> str:
+        return "its last file is not playable"
 
     def report(self) -> JsonDict:
         """The recorder's part of ``summary.json``: per stream the files written, frames
@@ -216,7 +150,7 @@ class RecorderProcess:
                 mine["seconds"] = round(mine["seconds"] + float(figures.get("seconds", 0.0)), 3)
                 codec = figures.get("codec") or codec
         if missing:
-            self._warn(f"the recorder left no figures for part(s) {missing}: its file(s) may "
+            self.warn(f"the recorder left no figures for part(s) {missing}: its file(s) may "
                        f"be unplayable (log: {self.log_path})")
         return {"path": str(self.spec.path), "codec": codec, "fps": self.spec.fps,
                 "streams": streams, **taken, "rejected": rejected, "restarts": self.restarts,

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import zmq
 
-from engines.adapters.perception import Percept
+from engines.adapters.perception import Percept, persons_on_picture
 from stream.record.wire import record_parts
 from stream.strictjson import JsonDict
 from stream.transport.wire import Header, Person
@@ -86,21 +86,10 @@ class RecordPublisher:
         if scale < 1.0:
             size = (max(16, round(width * scale)), max(16, round(height * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        persons, rows = [], []
-        for percept in percepts:
-            row = -1
-            if percept.keypoints is not None:
-                row = len(rows)
-                points = np.array(percept.keypoints, np.float32)
-                points[:, :2] *= scale
-                rows.append(points)
-            box = tuple(round(float(v) * scale, 1) for v in percept.xyxy)
-            persons.append(Person(track_id=int(percept.track_id),
-                                  score=min(1.0, max(0.0, float(percept.score))),
-                                  box=box, keypoints=row))  # type: ignore[arg-type]
-        sent = header.with_meta(persons=tuple(persons), frame_hw=(int(height), int(width)),
+        people, keypoints = persons_on_picture(percepts, scale)
+        persons = tuple(Person(**person._asdict()) for person in people)
+        sent = header.with_meta(persons=persons, frame_hw=(int(height), int(width)),
                                 detector=detector)
-        keypoints = np.stack(rows) if rows else None
         return record_parts(count, sent, image, keypoints)
 
     def status(self) -> JsonDict:

@@ -1,9 +1,9 @@
 """Starts the web view's process beside the pipeline and keeps it up, apart from it.
 
-The view is not a stage: the supervisor neither waits for it nor fails the run because of
-it. :class:`UiProcess` starts ``python -m stream.ui.server`` and a watcher thread restarts
-it with backoff when it dies (at most ``max_restarts`` times, then it stays down with a
-warning while the pipeline goes on). Its log goes to ``ui.log`` beside the stages' logs.
+The view is not a stage (:class:`stream.side_process.SideProcess`): :class:`UiProcess`
+starts ``python -m stream.ui.server`` and restarts it with backoff when it dies (at most
+``max_restarts`` times, then the pipeline goes on without it). Its log goes to ``ui.log``
+beside the stages' logs.
 
 Example:
     >>> ui = UiProcess(spec_path, log_path, token=None)  # doctest: +SKIP
@@ -12,24 +12,17 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import os
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.config import EndpointConfig
+from stream.side_process import SideProcess
 from stream.strictjson import JsonDict
 from stream.transport.endpoints import Endpoints
 from stream.ui.access import TOKEN_ENV
 
-log = logging.getLogger(__name__)
-
-BACKOFF_S = 0.5
-BACKOFF_MAX_S = 8.0
 STOP_TIMEOUT_S = 5.0
 
 
@@ -60,85 +53,30 @@ class UiSpec(BaseModel):
     page's "N earlier"."""
 
 
-class UiProcess:
+class UiProcess(SideProcess):
     """The web server process, restarted when it dies, stopped with the run."""
 
     def __init__(self, spec_path: Path, log_path: Path, token: str | None,
                  max_restarts: int = 5) -> None:
+        super().__init__("the web view", log_path, max_restarts=max_restarts,
+                         stop_timeout_s=STOP_TIMEOUT_S)
         self.spec_path = spec_path
-        self.log_path = log_path
         self.token = token
-        self.max_restarts = max_restarts
-        self.restarts = 0
-        self.exit_codes: list[int] = []
-        self.process: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
 
-    def _spawn(self) -> None:
-        env = dict(os.environ)
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "stream.ui.server", str(self.spec_path)]
+
+    def environment(self) -> dict[str, str]:
+        """The token travels in the environment, never on the command line or in the spec."""
+        env = super().environment()
         env.pop(TOKEN_ENV, None)
         if self.token is not None:
             env[TOKEN_ENV] = self.token
-        env["PYTHONUNBUFFERED"] = "1"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream.ui.server", str(self.spec_path)],
-                stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)  # Ctrl-C is for hidemo run, which stops it in order
-
-    def start(self) -> None:
-        with self._lock:
-            self._spawn()
-        self._watcher = threading.Thread(target=self._watch, name="ui-watch", daemon=True)
-        self._watcher.start()
-
-    def _watch(self) -> None:
-        while True:
-            process = self.process
-            if process is None:
-                return
-            code = process.wait()
-            if self._stopping.is_set():
-                return
-            self.exit_codes.append(code)
-            if self.restarts >= self.max_restarts:
-                log.warning("the web view exited (%s) after %d restarts; the pipeline goes "
-                            "on without it (log: %s)", code, self.restarts, self.log_path)
-                return
-            backoff = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** self.restarts)
-            log.warning("the web view exited (%s); restarting in %.1f s (log: %s)", code,
-                        backoff, self.log_path)
-            if self._stopping.wait(backoff):
-                return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                self.restarts += 1
-                self._spawn()
-
-    def stop(self) -> None:
-        """SIGTERM, wait up to :data:`STOP_TIMEOUT_S`, then SIGKILL."""
-        self._stopping.set()
-        with self._lock:
-            process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process is not None and process.returncode is not None:
-            self.exit_codes.append(process.returncode)
-        if self._watcher is not None:
-            self._watcher.join(STOP_TIMEOUT_S)
+        return env
 
     def report(self) -> JsonDict:
         return {"restarts": self.restarts, "exit_codes": list(self.exit_codes),
-                "log": str(self.log_path)}
+                "log": str(self.log_path), "warnings": list(self.warnings)}
 
 
 def check_port(host: str, port: int) -> str | None:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import zmq
 
-from engines.adapters.perception import Percept
+from engines.adapters.perception import Percept, persons_on_picture
 from stream.strictjson import JsonDict
 from stream.transport.wire import Header
 from stream.ui.records import PreviewHeader, PreviewPerson, encode_preview
@@ -100,27 +100,18 @@ class PreviewPublisher:
         ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise ValueError("JPEG encoding failed")
-        persons, rows = [], []
-        for percept in percepts:
-            row = -1
-            if percept.keypoints is not None:
-                row = len(rows)
-                points = np.array(percept.keypoints, np.float32)
-                points[:, :2] *= scale
-                rows.append(points)
-            box = tuple(round(float(v) * scale, 1) for v in percept.xyxy)
-            persons.append(PreviewPerson(track_id=int(percept.track_id),
-                                         score=min(1.0, max(0.0, float(percept.score))),
-                                         box=box, keypoints=row))  # type: ignore[arg-type]
+        people, keypoints = persons_on_picture(percepts, scale)
+        persons = tuple(PreviewPerson(**person._asdict()) for person in people)
         record = PreviewHeader(
             stream=header.stream, seq=header.seq, generation=header.generation,
             capture_time=header.capture_time, analysed_time=analysed_time,
             media_time=header.media_time, frame_hw=(int(height), int(width)),
             size_hw=(size[1], size[0]),
-            persons=tuple(persons), keypoint_rows=len(rows), detector=detector)
+            persons=persons, keypoint_rows=0 if keypoints is None else len(keypoints),
+            detector=detector)
         parts = [header.stream.encode(), encode_preview(record), jpeg.tobytes()]
-        if rows:
-            parts.append(np.ascontiguousarray(np.stack(rows), np.float32).tobytes())
+        if keypoints is not None:
+            parts.append(np.ascontiguousarray(keypoints, np.float32).tobytes())
         return parts
 
     def status(self) -> JsonDict:

@@ -28,6 +28,8 @@ from engines.adapters.perception.records import (
     Percept,
     PerceptionCore,
     PerceptionFrame,
+    PersonOnPicture,
+    persons_on_picture,
 )
 from engines.adapters.perception.tracked import TrackedCore
 
@@ -43,10 +45,12 @@ __all__ = [
     "PerceptionCore",
     "PerceptionFrame",
     "PersonKey",
+    "PersonOnPicture",
     "Resolved",
     "TrackedCore",
     "choose_keypoints",
     "crop_keypoints_for",
     "keypoint_engines_problem",
     "open_core",
+    "persons_on_picture",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -82,6 +82,36 @@ class Percept:
                                  f"{KEYPOINTS_SHAPE}")
             keypoints.setflags(write=False)
             object.__setattr__(self, "keypoints", keypoints)
+
+
+class PersonOnPicture(NamedTuple):
+    """A :class:`Percept` drawn on a scaled copy of its frame (a preview, a recording):
+    track id, score clamped to [0, 1], box in the copy's pixels, and the row of the
+    keypoint array that is this person's (-1: none)."""
+
+    track_id: int
+    score: float
+    box: tuple[float, float, float, float]
+    keypoints: int
+
+
+def persons_on_picture(percepts: Sequence[Percept], scale: float
+                       ) -> tuple[list[PersonOnPicture], np.ndarray | None]:
+    """Each percept scaled by ``scale`` (boxes rounded to 0.1 px) and the stacked
+    (N, 137, 3) float32 keypoints of those that have them (x and y scaled), or None."""
+    persons, rows = [], []
+    for percept in percepts:
+        row = -1
+        if percept.keypoints is not None:
+            row = len(rows)
+            points = np.array(percept.keypoints, np.float32)
+            points[:, :2] *= scale
+            rows.append(points)
+        box = tuple(round(float(v) * scale, 1) for v in percept.xyxy)
+        persons.append(PersonOnPicture(int(percept.track_id),
+                                       min(1.0, max(0.0, float(percept.score))),
+                                       box, row))  # type: ignore[arg-type]
+    return persons, (np.stack(rows) if rows else None)
 
 
 class PerceptionCore(Protocol):
