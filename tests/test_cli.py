@@ -87,7 +87,9 @@ def test_bench_engines_writes_a_report(tiny_engine_dir: Path, tmp_path: Path) ->
 
 
 def test_bench_without_engines_says_how_to_build(tmp_path: Path) -> None:
-    result = hidemo("bench", "engines", "--profile", "tiny", "--engine-dir", str(tmp_path))
+    deep = tmp_path / ("a-long-folder-name-" * 4)  # the line is longer than any terminal
+    deep.mkdir()
+    result = hidemo("bench", "engines", "--profile", "tiny", "--engine-dir", str(deep))
     assert result.returncode == 1
     assert "hidemo engines build --profile tiny" in result.stderr
 

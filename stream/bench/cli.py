@@ -192,7 +192,8 @@ def bench_command(args: argparse.Namespace) -> int:
     console.print(f"report: {path}; plots: {', '.join(report['plots'])}")
     failed = [r["label"] for r in report["pipeline"] if r.get("exit_code")]
     if failed:
-        console.print(f"[red]pipeline runs failed: {failed} (logs under {plan.out}/runs)")
+        console.print(f"[red]pipeline runs failed: {failed} (logs under {plan.out}/runs)",
+                      soft_wrap=True)
     return 1 if failed else 0
 
 

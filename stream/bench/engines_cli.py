@@ -56,7 +56,8 @@ def bench_engines_command(args: argparse.Namespace) -> int:
         rows += bench_holistic_engines(args.engine_dir, settings)
     if not rows:
         console.print(f"[red]no engine could be benchmarked in {args.engine_dir}; build them "
-                      f"with: hidemo engines build --profile {args.profile}")
+                      f"with: hidemo engines build --profile {args.profile}",
+                      soft_wrap=True)  # a command to copy is never broken over lines
         return 1
     wide_console().print(rows_table(rows, f"bench engines: profile {args.profile}"))
     if any(r.random_weights for r in rows):
