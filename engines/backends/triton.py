@@ -58,10 +58,20 @@ TOKEN_HEADER = {"grpc": "triton-grpc-protocol-triton-access-token",
 SHM_PREFIX = "hidemo-shm-"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 FIRST_BACKOFF_S = 0.25
+MISSING_MODEL_GRACE_S = 10.0
+"""How long a ready server that lacks the model is asked again (a server without strict
+readiness says ready while its models still load) before the engine is refused; a server
+that is not ready is waited for up to ``triton.start_wait_s``."""
 
 
 class ModelNotReady(EngineRefused):
-    """The server answers but does not serve this model (yet: it may be loading)."""
+    """The server answers but does not serve this model (yet: it may be loading).
+    ``server_ready``: the server itself says ready, so the model is most likely not in its
+    repository at all."""
+
+    def __init__(self, message: str, fix: str, *, server_ready: bool = False) -> None:
+        super().__init__(message, fix)
+        self.server_ready = server_ready
 
 
 class EngineUnavailable(RuntimeError):
@@ -277,6 +287,8 @@ class TritonEngine(Engine):
                 self._check_served()
                 return
             except (EngineUnavailable, ModelNotReady) as error:
+                if isinstance(error, ModelNotReady) and error.server_ready:
+                    deadline = min(deadline, time.monotonic() + MISSING_MODEL_GRACE_S)
                 if time.monotonic() + backoff > deadline:
                     if isinstance(error, ModelNotReady):
                         raise
@@ -294,12 +306,19 @@ class TritonEngine(Engine):
             if not self._client.is_model_ready(self.model, headers=self._headers):
                 raise ModelNotReady(
                     f"engine {self.name!r}: Triton at {self.settings.url} has no ready model "
-                    f"{self.model!r}", f"serve it: {serve_command(self.engine_dir)}")
+                    f"{self.model!r}", f"serve it: {serve_command(self.engine_dir)}",
+                    server_ready=self._server_ready())
             config = self._client.get_model_config(self.model, headers=self._headers,
                                                    **_json_kwargs(self.settings))
         except EngineRefused:
             raise
         except Exception as error:  # noqa: BLE001 - unreachable, refused, timed out
+            if _is_restricted(error):  # waiting will not bring the token
+                raise EngineRefused(
+                    f"engine {self.name!r}: Triton at {self.settings.url} answers only with "
+                    f"its access token ({_one_line(error)})",
+                    "set triton.token_file to the token file of that hidemo serve-engines "
+                    "(its --state-dir/token)") from None
             raise EngineUnavailable(_one_line(error)) from None
         config = config.get("config", config)
         problems = self._config_problems(config)
@@ -312,6 +331,12 @@ class TritonEngine(Engine):
                 f"--engine-dir {self.engine_dir} --repo REPO), or point triton.url at a "
                 "server that serves them")
         self._max_batch = int(config.get("max_batch_size", 0))
+
+    def _server_ready(self) -> bool:
+        try:
+            return bool(self._client.is_server_ready(headers=self._headers))
+        except Exception:  # noqa: BLE001 - not answering is not ready
+            return False
 
     def _config_problems(self, config: dict[str, Any]) -> list[str]:
         parameters = {key: value.get("string_value", "") if isinstance(value, dict) else ""
@@ -446,6 +471,11 @@ def _wants_shared_memory(settings: TritonSettings) -> bool:
         return True
     host = settings.url.rpartition(":")[0]
     return host in LOOPBACK_HOSTS
+
+
+def _is_restricted(error: BaseException) -> bool:
+    """Triton refused the call for want of the access token (its restricted APIs)."""
+    return "restricted" in str(error).lower() and "access-token" in str(error).lower()
 
 
 def _classify_failure(error: BaseException) -> tuple[str, bool]:

@@ -255,8 +255,9 @@ def test_off_loopback_inference_needs_the_token(tiny_engine_dir: Path,
         finally:
             client.close()
         settings = TritonSettings(url=served.url, engines=("classifier",))
-        with pytest.raises(EngineRefused):
-            open_engine(tiny_engine_dir, "classifier", settings)
+        with pytest.raises(EngineRefused, match="access token") as refused:
+            open_engine(tiny_engine_dir, "classifier", settings)  # at once: no wait helps
+        assert "triton.token_file" in refused.value.fix
         with open_engine(tiny_engine_dir, "classifier", settings.model_copy(
                 update={"token_file": served.token_file}))[0] as engine:
             assert isinstance(engine, TritonEngine)
