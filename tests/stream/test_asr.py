@@ -28,6 +28,7 @@ from speech_video import (
     word_errors,
     words_of,
 )
+from topic_pair import topic_pair
 
 from engines.adapters.transcriber import SAMPLE_RATE, Utterance
 from stream.config import AsrConfig, RunConfig, load_config
@@ -230,12 +231,7 @@ def test_the_words_waiting_at_a_cut_survive_a_restart(tmp_path: Path) -> None:
 
 def _topic(tmp_path: Path, clock) -> tuple[zmq.Context, zmq.Socket, TextTopic]:
     context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.bind(f"ipc://{tmp_path}/text")
-    pub = context.socket(zmq.PUB)
-    pub.connect(f"ipc://{tmp_path}/text")
-    sub.poll(300)
+    sub, pub = topic_pair(context, tmp_path, "text")
     topic = TextTopic(sub, lambda: lambda texts: np.ones((len(texts), 4), np.float32),
                       clock=clock)
     return context, pub, topic
@@ -286,13 +282,7 @@ class FakeTranscriber:
 def _stage(input: AudioInput, tmp_path: Path, memory: AsrMemory | None = None,
            batch_s: float = 10.0):
     context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.bind(f"ipc://{tmp_path}/asr-text")
-    pub = context.socket(zmq.PUB)
-    pub.connect(f"ipc://{tmp_path}/asr-text")
-    sub.poll(300)
-    time.sleep(0.3)
+    sub, pub = topic_pair(context, tmp_path, "asr-text")
     transcriber = FakeTranscriber()
     stage = AsrStage(input, "file0", transcriber,
                      SpeechSegmenter(energy_vad, step_s=1.0, min_silence_s=0.5),
@@ -555,13 +545,7 @@ def test_speech_without_a_pause_loses_and_doubles_no_word_at_its_cuts(tmp_path: 
                for w in u.words]
     context = zmq.Context()
     try:
-        sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.bind(f"ipc://{tmp_path}/asr-text")
-        pub = context.socket(zmq.PUB)
-        pub.connect(f"ipc://{tmp_path}/asr-text")
-        sub.poll(300)
-        time.sleep(0.3)
+        sub, pub = topic_pair(context, tmp_path, "asr-text")
         segmenter = RecordingSegmenter(SileroVad(), max_utterance_s=10.0, overlap_s=2.0)
         stage = AsrStage(AudioInput(str(path), live=False), "file0", transcriber, segmenter,
                          LinePublisher(pub, "file0", live=False),

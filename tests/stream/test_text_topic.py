@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import zmq
+from topic_pair import topic_pair
 
 from stream.text_client import publish
 from stream.transport.text_topic import TextTopic
@@ -14,11 +15,7 @@ from stream.transport.text_topic import TextTopic
 
 def test_published_lines_are_embedded_per_window(tmp_path: Path) -> None:
     context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.bind(f"ipc://{tmp_path}/text")  # the pipeline binds the topic; publishers connect
-    pub = context.socket(zmq.PUB)
-    pub.connect(f"ipc://{tmp_path}/text")
+    sub, pub = topic_pair(context, tmp_path, "text")
     calls: list[list[str]] = []
 
     def embed_factory():
@@ -57,11 +54,7 @@ def test_the_users_own_publisher_supersedes_the_asr_for_its_stream(tmp_path: Pat
     then on that stream has the user's words alone, and later ASR lines are dropped and
     counted. Another stream keeps its ASR lines."""
     context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.bind(f"ipc://{tmp_path}/text")
-    pub = context.socket(zmq.PUB)
-    pub.connect(f"ipc://{tmp_path}/text")
+    sub, pub = topic_pair(context, tmp_path, "text")
     topic = TextTopic(sub, lambda: lambda texts: np.ones((len(texts), 4), np.float32),
                       clock=lambda stream: 1000.0)
     bodies = [

@@ -17,6 +17,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from topic_pair import topic_pair
 
 from engines.adapters.perception import Percept
 from stream.config import EndpointConfig
@@ -415,11 +416,7 @@ def test_classify_echoes_each_line_on_the_clock_it_came_with(tmp_path: Path) -> 
     context = zmq.Context()
     got: list[tuple[str, TextLine]] = []
     try:
-        sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.bind(f"ipc://{tmp_path}/text")
-        pub = context.socket(zmq.PUB)
-        pub.connect(f"ipc://{tmp_path}/text")
+        sub, pub = topic_pair(context, tmp_path, "text")
         topic = TextTopic(sub, lambda: (lambda texts: np.zeros((len(texts), 4))),
                           streams=["talk"], on_line=lambda s, line: got.append((s, line)),
                           clock=lambda stream: None)  # no frame seen yet
