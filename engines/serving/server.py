@@ -60,6 +60,9 @@ OFF_LOOPBACK_APIS = ("inference", "model-config", *ADMIN_APIS)
 """Behind the token off loopback: everything but health and metadata (liveness, readiness
 and model names, which PyTriton's own loader and an orchestrator's probes read without it)."""
 HEALTH_PERIOD_S = 1.0
+HEALTH_TIMEOUT_S = 5.0
+"""How long one health check waits for an answer: a server busy computing on every core
+still answers within it; a hung one does not."""
 UNHEALTHY_AFTER = 3
 """Consecutive failed health checks (one a second) after which a live server is restarted."""
 START_TIMEOUT_S = 180.0
@@ -279,7 +282,8 @@ class Server:
         import tritonclient.http as http
 
         client = http.InferenceServerClient(f"{self._client_host()}:{self.options.http_port}",
-                                            connection_timeout=2.0, network_timeout=2.0)
+                                            connection_timeout=HEALTH_TIMEOUT_S,
+                                            network_timeout=HEALTH_TIMEOUT_S)
         headers = {"triton-access-token": self.token}
         try:
             return bool(client.is_server_ready(headers=headers)) and all(

@@ -7,10 +7,12 @@ their own (tests/stream/test_triton_runs.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -297,8 +299,6 @@ def test_a_dead_worker_is_cleaned_up_the_server_comes_back_and_stops_on_sigterm(
                 engine.run({"pixels": pixels})
                 break
             except EngineUnavailable:
-                import time
-
                 time.sleep(0.1)
         figures = served_status()["image_embedder"]
         assert figures["state"] == "up" and figures["outages"] == 1
@@ -310,6 +310,36 @@ def test_a_dead_worker_is_cleaned_up_the_server_comes_back_and_stops_on_sigterm(
         output = served.stop()
     assert served.process.returncode == 0 and "serve-engines: stopped" in output, output
     assert not [p.pid for p in psutil_group(group)], "SIGTERM leaves no server process"
+
+
+@pytest.mark.slow
+def test_a_hung_server_is_restarted_and_the_same_client_works_again(
+        tiny_engine_dir: Path, tmp_path: Path) -> None:
+    """SIGSTOP tritonserver: it is alive but answers nothing. The supervisor must see the
+    failed health checks, replace the whole group and serve again."""
+    with serving(tiny_engine_dir, tmp_path, engines=("classifier",)) as served:
+        hung = served.tritonserver()
+        engine, _ = open_engine(tiny_engine_dir, "classifier", _settings(served, timeout_s=2))
+        feeds = {spec.name: np.zeros([1 if isinstance(d, str) else d for d in spec.shape],
+                                     np.float32) for spec in engine.signature.inputs}
+        engine.run(feeds)
+        hung.send_signal(signal.SIGSTOP)
+        try:
+            served.wait_for_line("health checks; restarting", 120)
+            served.wait_for_line("serve-engines: ready again:", 300)
+            assert not hung.is_running() or hung.status() == "zombie", "the hung one is gone"
+        finally:
+            with contextlib.suppress(Exception):
+                hung.send_signal(signal.SIGCONT)
+        for _ in range(200):
+            try:
+                engine.run(feeds)
+                break
+            except EngineUnavailable:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the client never got an answer from the restarted server")
+        engine.close()
 
 
 def psutil_group(group: int) -> list:
