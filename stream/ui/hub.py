@@ -215,7 +215,8 @@ class Hub:
         self.latest.pop(key, None)  # the least recently predicted first
         self.latest[key] = data
         point = [round(data["emit_wall"], 3), record.person,
-                 round(record.probs.get("positive", 0.0), 4), record.label]
+                 round(record.probs.get("positive", 0.0), 4), record.label,
+                 round(record.window.end, 3)]  # a file's timeline is drawn on media time
         history = self.history[record.stream]
         history.append(point)
         cut = point[0] - self.history_s

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -186,6 +187,12 @@ def test_a_minute_of_people_and_speech_stays_readable_and_on_one_clock(
     spans = [s["axis"]["span"] for s in samples if s["axis"]]
     assert spans[0] <= 35 and spans[-1] > spans[0] and max(spans) <= 300, spans
     assert last["legend"] and all(isinstance(k, int) for k in last["legend"][:10])
+    # on the file's clock, as its transcript: ticks m:ss into the file, the axis inside it
+    axis = last["axis"]
+    assert axis["clock"] == "media", axis
+    assert axis["start"] >= 0 and axis["end"] <= SECONDS + 1, axis
+    assert last["frame"] and axis["end"] >= last["frame"]["media"] - 1e-6, (axis, last["frame"])
+    assert axis["labels"] and all(re.fullmatch(r"\d+:\d\d", label) for label in axis["labels"])
     # the stage table: every stage's counters, classify's out and the ASR's ms/item included
     stages = last["stages"]
     columns = ["stage", "pid", "state", "in", "out", "drops", "malformed", "ms", "restarts",

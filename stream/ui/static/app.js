@@ -18,7 +18,7 @@ const HAND = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [0
 // video: per stream the last frame drawn (its generation, media time, capture wall time):
 // the stream's clock, which transcript lines wait for and person chips age by
 const state = { historyS: 300, personTimeoutS: 3, streams: {}, history: {},
-  latest: {}, monitor: null, video: {}, seen: {}, held: {} };
+  latest: {}, monitor: null, video: {}, seen: {}, held: {}, clocks: {} };
 const token = new URLSearchParams(location.search).get("token");
 
 function colour(trackId) { return PALETTE[trackId % PALETTE.length]; }
@@ -143,7 +143,7 @@ function drawKeypoints(ctx, flat, c) {
 // -- the video's clock, persons seen ----------------------------------------------------
 
 // A frame was drawn: it is now the stream's clock. The persons in it are seen at its media
-// time; held transcript lines it has reached are shown.
+// time; held transcript lines it has reached are shown; a file's timeline moves with it.
 function onVideo(meta) {
   const stream = meta.stream, video = { generation: meta.generation,
     media: meta.media_time, wall: meta.capture_wall };
@@ -155,6 +155,7 @@ function onVideo(meta) {
   if (log.length > KEEP_SIGHTINGS) log.shift();
   releaseLines(stream);
   drawLabels(stream);
+  if (state.clocks[stream] === "media") drawTimeline(stream);  // its axis follows the video
 }
 
 function seenRecently(stream, person) {
@@ -169,7 +170,8 @@ function onPrediction(record) {
   hidemo.predictions += 1;
   state.latest[record.stream + "/" + record.person] = record;
   const history = state.history[record.stream] = state.history[record.stream] || [];
-  history.push([record.emit_wall, record.person, record.probs.positive || 0, record.label]);
+  history.push([record.emit_wall, record.person, record.probs.positive || 0, record.label,
+                record.window.end]);
   trimHistory(record.stream);
   if (record.random_weights) {
     text(document.getElementById("random"),
@@ -222,14 +224,24 @@ function drawLabels(stream) {
                            people: people.map((r) => r.person) };
 }
 
-// The axis spans the run so far (at least MIN_AXIS_S), up to history_s; ticks at a round
-// step, labelled as time before now; a legend names each person on it.
+// The axis spans the run so far (at least MIN_AXIS_S), up to history_s, on the stream's
+// clock: a file's predictions at their window's end in media time (ticks m:ss into the
+// file, like its transcript), a live source's at the time they came (ticks before now);
+// a legend names each person on it.
 function drawTimeline(stream) {
   const view = streamView(stream), canvas = view.timeline, ctx = canvas.getContext("2d");
-  const points = state.history[stream] || [];
-  const w = canvas.width, h = canvas.height, pad = 28, bottom = 14, end = nowS();
-  const span = Math.min(state.historyS, Math.max(MIN_AXIS_S, points.length ? end - points[0][0] : 0));
-  const start = end - span;
+  const media = state.clocks[stream] === "media", video = state.video[stream];
+  const w = canvas.width, h = canvas.height, pad = 28, bottom = 14;
+  const at = (point) => (media ? point[4] : point[0]);
+  let points = state.history[stream] || [];
+  let end = nowS();
+  if (media) {
+    end = Math.max(video ? video.media : 0, ...points.map(at));
+    points = points.filter((point) => at(point) >= end - state.historyS);  // a file reopened
+  }
+  const first = points.length ? Math.min(...points.map(at)) : end;
+  const span = Math.min(state.historyS, Math.max(MIN_AXIS_S, end - first));
+  const start = media ? Math.max(0, end - span) : end - span;
   const x = (t) => pad + (w - pad - 4) * (t - start) / span;
   const y = (p) => 4 + (h - bottom - 8) * (1 - p);
   ctx.clearRect(0, 0, w, h);
@@ -240,19 +252,23 @@ function drawTimeline(stream) {
   ctx.setLineDash([]);
   ctx.fillText("1", 2, y(1) + 8); ctx.fillText("0.5", 2, y(0.5) + 4); ctx.fillText("0", 2, y(0));
   const step = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600].find((s) => span / s <= 6);
-  for (let ago = 0; ago <= span; ago += step) {
-    const at = x(end - ago);
-    ctx.strokeStyle = "#222933"; ctx.beginPath(); ctx.moveTo(at, 4); ctx.lineTo(at, h - bottom); ctx.stroke();
-    const label = ago ? "-" + clockText(ago) : "now";
-    ctx.fillText(label, Math.max(pad, Math.min(at - ctx.measureText(label).width / 2,
+  const ticks = [];
+  if (media) for (let t = Math.ceil(start / step) * step; t <= start + span; t += step) ticks.push([t, clockText(t)]);
+  else for (let ago = 0; ago <= span; ago += step) ticks.push([end - ago, ago ? "-" + clockText(ago) : "now"]);
+  for (const [t, label] of ticks) {
+    const tx = x(t);
+    ctx.strokeStyle = "#222933"; ctx.beginPath(); ctx.moveTo(tx, 4); ctx.lineTo(tx, h - bottom); ctx.stroke();
+    ctx.fillText(label, Math.max(pad, Math.min(tx - ctx.measureText(label).width / 2,
                                                 w - ctx.measureText(label).width)), h - 2);
   }
-  hidemo.timelineAxis[stream] = { span, step };
+  hidemo.timelineAxis[stream] = { span, step, clock: media ? "media" : "wall", start,
+                                  end: start + span, labels: ticks.map(([, label]) => label) };
   const byPerson = {};
   for (const point of points) (byPerson[point[1]] = byPerson[point[1]] || []).push(point);
   for (const [person, line] of Object.entries(byPerson)) {
     ctx.strokeStyle = colour(Number(person)); ctx.lineWidth = 2; ctx.beginPath();
-    line.forEach(([t, , p], i) => (i ? ctx.lineTo(x(t), y(p)) : ctx.moveTo(x(t), y(p))));
+    line.forEach((point, i) => (i ? ctx.lineTo(x(at(point)), y(point[2]))
+                                      : ctx.moveTo(x(at(point)), y(point[2]))));
     ctx.stroke();
   }
   drawLegend(view, byPerson);
@@ -355,6 +371,7 @@ function onMonitor(monitor) {
 function onHello(hello) {
   state.historyS = hello.history_s;
   state.personTimeoutS = hello.person_timeout_s;
+  state.clocks = hello.clocks || {};
   hello.streams.forEach((s) => { streamView(s).transcript.replaceChildren(); state.held[s] = []; });
   for (const [stream, points] of Object.entries(hello.history)) state.history[stream] = points;
   for (const record of hello.predictions) state.latest[record.stream + "/" + record.person] = record;
