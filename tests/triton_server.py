@@ -21,11 +21,11 @@ from pathlib import Path
 
 import psutil
 
+from engines.serving.server import READY
+
 SERVE_ENV = Path(__file__).resolve().parents[1] / "artifacts" / "serve-env"
 READY_TIMEOUT_S = 600.0
 """Generous: the first start also creates the serving environment."""
-READY_LINE = "serve-engines: ready:"
-"""The announcement exactly: other lines say 'did not become ready'."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -144,7 +144,7 @@ def start_serving(engine_dir: Path, state_dir: Path, *extra: str,
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        served.wait_for_line(READY_LINE, READY_TIMEOUT_S)
+        served.wait_for_line(READY, READY_TIMEOUT_S)
     except BaseException:
         served.stop()
         raise

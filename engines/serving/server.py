@@ -68,6 +68,10 @@ UNHEALTHY_AFTER = 3
 START_TIMEOUT_S = 180.0
 STOP_GRACE_S = 10.0
 RESTART_BACKOFF_MAX_S = 30.0
+READY = "serve-engines: ready:"
+READY_AGAIN = "serve-engines: ready again:"
+"""How each announcement begins, for whoever waits on this command's output (other lines
+also contain the word: "did not become ready")."""
 
 
 class ServeError(RuntimeError):
@@ -416,7 +420,7 @@ class Server:
         names = ", ".join(m["name"] for m in self.models)
         metrics = f", metrics {self.options.metrics_bind}" if self.metrics else ""
         token = self.options.token_file or self.options.state_dir / "token"
-        self.say(f"serve-engines: {'ready again' if again else 'ready'}: {len(self.models)} "
+        self.say(f"{READY_AGAIN if again else READY} {len(self.models)} "
                  f"models ({names}) on {self.options.bind} (grpc), "
                  f"{self.host}:{self.options.http_port} (http){metrics}; pid {os.getpid()}")
         if not again:

@@ -306,10 +306,12 @@ class StartedServer:
                 log.info("serve-engines: %s", line.rstrip())
 
         threading.Thread(target=pump, daemon=True).start()
+        from engines.serving.server import READY
+
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                if "serve-engines: ready:" in lines.get(timeout=1.0):
+                if READY in lines.get(timeout=1.0):
                     return server
             except queue.Empty:
                 if process.poll() is not None:

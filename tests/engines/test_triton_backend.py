@@ -32,7 +32,7 @@ from engines.manifest import EngineRefused, read_manifest
 from engines.runtime import load_engine, local_backend, open_engine
 from engines.serving.health import served_status
 from engines.serving.identity import identity_mismatches, identity_parameters
-from engines.serving.server import ServeError, ensure_token, split_host_port
+from engines.serving.server import READY_AGAIN, ServeError, ensure_token, split_host_port
 from engines.serving.settings import BatchingPolicy, TritonSettings
 
 # -- without a server ---------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_a_dead_worker_is_cleaned_up_the_server_comes_back_and_stops_on_sigterm(
         with pytest.raises(EngineUnavailable):
             for _ in range(50):  # until the server notices: then every call fails fast
                 engine.run({"pixels": pixels})
-        served.wait_for_line("serve-engines: ready again:", 300)
+        served.wait_for_line(READY_AGAIN, 300)
         assert not [p.pid for p in psutil_group(group)], "no process of the dead group"
         assert not [p for p in segments if p.exists()], "its shm segments are removed"
         assert not [p for p in scratch if p.exists()], "its scratch folder is removed"
@@ -326,7 +326,7 @@ def test_a_hung_server_is_restarted_and_the_same_client_works_again(
         hung.send_signal(signal.SIGSTOP)
         try:
             served.wait_for_line("health checks; restarting", 120)
-            served.wait_for_line("serve-engines: ready again:", 300)
+            served.wait_for_line(READY_AGAIN, 300)
             assert not hung.is_running() or hung.status() == "zombie", "the hung one is gone"
         finally:
             with contextlib.suppress(Exception):

@@ -16,6 +16,8 @@ import pytest
 from pipeline_runs import finish, read_jsonl, start_run, wait_for, write_config
 from triton_server import engines_with_another_onnx, serving
 
+from engines.serving.server import READY_AGAIN
+
 pytestmark = pytest.mark.slow
 
 SOURCE = {"spec": "demo", "width": 320, "height": 240}
@@ -84,7 +86,7 @@ def test_a_server_killed_mid_run_is_an_outage_the_run_reports_and_survives(
         server = served.tritonserver()
         server.send_signal(signal.SIGKILL)  # the worker notices, the supervisor restarts it
         killed_at = len(read_jsonl(predictions))
-        served.wait_for_line("serve-engines: ready again:", 180)
+        served.wait_for_line(READY_AGAIN, 180)
         wait_for(lambda: any("image" in p["modalities"]
                              for p in read_jsonl(predictions)[killed_at + 2:]),
                  120, "predictions with images after the server came back", run)

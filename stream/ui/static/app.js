@@ -237,7 +237,8 @@ function drawTimeline(stream) {
   let end = nowS();
   if (media) {
     end = Math.max(video ? video.media : 0, ...points.map(at));
-    points = points.filter((point) => at(point) >= end - state.historyS);  // a file reopened
+    // a file analysed faster than real time keeps more than history_s of it: off the axis
+    points = points.filter((point) => at(point) >= end - state.historyS);
   }
   const first = points.length ? Math.min(...points.map(at)) : end;
   const span = Math.min(state.historyS, Math.max(MIN_AXIS_S, end - first));
